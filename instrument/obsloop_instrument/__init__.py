@@ -1,0 +1,1 @@
+"""In-function OpenTelemetry instrumentation for serverless AI handlers."""

@@ -1,0 +1,3 @@
+from obsloop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The ``obsloop`` command line: one sub-command per module in :mod:`obsloop.commands`.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func``; modules import their heavy dependencies inside ``func`` so that ``obsloop --help``
+and the light commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from obsloop.config import ConfigError
+
+COMMAND_MODULES = (
+    "obsloop.commands.serve",
+    "obsloop.commands.demo",
+    "obsloop.commands.query",
+    "obsloop.commands.schema",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="obsloop",
+        description="Observability and feedback loop for AI models on serverless platforms.",
+    )
+    parser.add_argument(
+        "-c", "--config", help="YAML configuration file (default: $OBSLOOP_CONFIG or ./obsloop.yaml)"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"obsloop: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

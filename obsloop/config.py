@@ -1,0 +1,173 @@
+"""The one typed configuration: a YAML file plus ``OBSLOOP_*`` environment overrides.
+
+Environment variables name a path through the sections with double underscores, so
+``OBSLOOP_STORAGE__DSN=http://ch:8123`` overrides ``storage.dsn``. Unknown keys are errors
+that name the key and the file, because a silently ignored typo is a page at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "OBSLOOP_"
+DEFAULT_CONFIG_FILE = "obsloop.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ReceiverConfig(_Section):
+    """OTLP receivers: the standard ports 4318 (HTTP) and 4317 (gRPC)."""
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(4318, ge=0, le=65535)
+    grpc_port: int = Field(4317, ge=0, le=65535)
+    grpc_enabled: bool = True
+    max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    """Largest accepted request body, compressed or not (413 past it)."""
+    bearer_token: str | None = None
+    """When set, every OTLP request must carry ``Authorization: Bearer <token>``."""
+    retry_after_seconds: int = Field(1, ge=1)
+
+
+class WalConfig(_Section):
+    """Write-ahead segments: the acknowledged bytes, and the unit ClickHouse inserts."""
+
+    directory: Path | None = None
+    """Defaults to ``<data_dir>/wal``."""
+    segment_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    segment_max_age_seconds: float = Field(2.0, gt=0)
+    max_pending_bytes: int = Field(1024 * 1024 * 1024, gt=0)
+    """Closed-but-not-inserted bytes past which receivers answer 503 (backpressure)."""
+    fsync: Literal["never", "segment", "always"] = "segment"
+    """``segment`` syncs a segment when it closes; ``always`` before every acknowledgement."""
+
+
+class StorageConfig(_Section):
+    """Where ClickHouse lives: ``chdb:///path`` (embedded, default) or ``http(s)://host:8123``."""
+
+    dsn: str | None = None
+    """Defaults to ``chdb://<data_dir>/clickhouse``."""
+    database: str = "default"
+    cluster: str | None = None
+    """With a cluster name, DDL runs ``ON CLUSTER`` with Replicated and Distributed tables."""
+    ttl_days: int = Field(0, ge=0)
+    """Rows older than this many days are dropped (0 keeps them forever)."""
+    username: str | None = None
+    password: str | None = None
+
+    @field_validator("dsn")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return value
+
+
+class AdminConfig(_Section):
+    """The admin HTTP server: /metrics, /healthz, /readyz and the query endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8888, ge=0, le=65535)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "text"
+
+
+class Config(_Section):
+    data_dir: Path = Path(".obsloop")
+    receiver: ReceiverConfig = ReceiverConfig()
+    wal: WalConfig = WalConfig()
+    storage: StorageConfig = StorageConfig()
+    admin: AdminConfig = AdminConfig()
+    logging: LoggingConfig = LoggingConfig()
+    source: str = Field("<defaults>", exclude=True)
+    """Where this configuration came from, for error messages."""
+
+    @property
+    def wal_directory(self) -> Path:
+        return self.wal.directory or self.data_dir / "wal"
+
+    @property
+    def storage_dsn(self) -> str:
+        return self.storage.dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and its source."""
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "OBSLOOP_CONFIG":
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(value) if value else value
+    return overrides
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}'")
+        else:
+            lines.append(f"{source}: '{key}': {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Config:
+    """Load the YAML file (``path``, ``$OBSLOOP_CONFIG`` or ``./obsloop.yaml`` if present)
+    and apply environment overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get("OBSLOOP_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).exists():
+        path = DEFAULT_CONFIG_FILE
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{source}: file not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping")
+        data = loaded or {}
+    overrides = _env_overrides(environ)
+    if overrides:
+        source = f"{source} + {ENV_PREFIX}* environment"
+        data = _merge(data, overrides)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    config.source = source
+    return config
