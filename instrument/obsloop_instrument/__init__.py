@@ -1,1 +1,53 @@
-"""In-function OpenTelemetry instrumentation for serverless AI handlers."""
+"""In-function OpenTelemetry instrumentation for serverless AI handlers.
+
+One decorator per platform (``instrument_lambda``, ``instrument_cloud_function``,
+``instrument_azure_function``) plus ``log_prediction``. Names resolve lazily so that
+importing the package costs nothing until a platform wrapper is actually used: a Lambda
+handler never loads the Azure or GCP code.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .aws import instrument_lambda
+    from .azure import instrument_azure_function
+    from .gcp import instrument_cloud_function
+    from .predictions import log_prediction
+
+__all__ = [
+    "flush",
+    "instrument_azure_function",
+    "instrument_cloud_function",
+    "instrument_lambda",
+    "log_prediction",
+]
+
+_LAZY = {
+    "instrument_lambda": ".aws",
+    "instrument_cloud_function": ".gcp",
+    "instrument_azure_function": ".azure",
+    "log_prediction": ".predictions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def flush() -> float:
+    """Export everything recorded so far (bounded, never raises); seconds taken.
+
+    The decorators already flush after every invocation; this is for work done outside one,
+    such as a prediction logged during start-up.
+    """
+    from ._runtime import pipeline
+
+    return pipeline().flush()
