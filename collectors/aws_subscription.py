@@ -1,0 +1,212 @@
+"""CloudWatch Logs subscription payloads pushed over HTTP, raw or in Firehose envelopes.
+
+A subscription filter delivers gzip-compressed JSON (``messageType`` ``DATA_MESSAGE`` with
+``logGroup``, ``logStream``, ``owner`` and ``logEvents``), base64-encoded when it passes
+through a Lambda (``{"awslogs": {"data": …}}``) or a Kinesis Data Firehose HTTP endpoint
+(``{"requestId", "timestamp", "records": [{"data": …}]}``). ``CONTROL_MESSAGE`` payloads
+are the service checking that the destination is reachable: acknowledged, never stored.
+
+The handlers answer only after the ingest path accepted the records, and answer 503
+otherwise: both Firehose and a forwarding Lambda retry, so nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hmac
+import json
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from obsloop.collectors import selfmetrics
+from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
+from obsloop.collectors.encode import LogsBuilder
+from obsloop.collectors.normalize import Invocation
+
+Submit = Callable[[str, bytes], None]
+log = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class PayloadError(ValueError):
+    """A body that is not a subscription payload at all (answered with 400)."""
+
+
+def _json_documents(text: bytes) -> list[dict]:
+    """One or more concatenated JSON documents (Firehose may join records)."""
+    decoder = json.JSONDecoder()
+    source = text.decode()
+    documents, index = [], 0
+    while True:
+        while index < len(source) and source[index] in " \t\r\n":
+            index += 1
+        if index >= len(source):
+            return documents
+        document, index = decoder.raw_decode(source, index)
+        documents.append(document)
+
+
+def decode_data(data: bytes) -> list[dict]:
+    """Subscription messages from gzip bytes, base64 of gzip, or (Firehose with
+    decompression enabled) plain JSON."""
+    try:
+        if data[:2] != _GZIP_MAGIC and data[:1] not in (b"{", b"["):
+            data = base64.b64decode(data, validate=False)
+        if data[:2] == _GZIP_MAGIC:
+            data = gzip.decompress(data)
+        return [doc for doc in _json_documents(data) if isinstance(doc, dict)]
+    except (binascii.Error, OSError, EOFError, zlib.error, ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"not a CloudWatch Logs subscription payload: {exc}") from None
+
+
+def decode_body(body: bytes) -> list[dict]:
+    """The messages of a raw push body: gzip, base64, a ``{"awslogs": {"data"}}`` wrapper
+    (the event a subscribed Lambda receives) or the JSON message itself."""
+    messages = decode_data(body.strip())
+    unwrapped: list[dict] = []
+    for message in messages:
+        awslogs = message.get("awslogs")
+        if isinstance(awslogs, dict) and isinstance(awslogs.get("data"), str):
+            unwrapped.extend(decode_data(awslogs["data"].encode()))
+        else:
+            unwrapped.append(message)
+    return unwrapped
+
+
+@dataclass(slots=True)
+class Encoded:
+    payload: bytes | None
+    events: int
+    control: int
+
+
+class SubscriptionEncoder:
+    """DATA_MESSAGEs into one serialized ExportLogsServiceRequest."""
+
+    def __init__(self, enrich: Callable[[Invocation], Invocation], collector: str) -> None:
+        self.decoder = LambdaLogDecoder(enrich, collector)
+        self.collector = collector
+
+    def encode(self, messages: list[dict], region: str | None) -> Encoded:
+        builder = LogsBuilder()
+        control = 0
+        for message in messages:
+            kind = message.get("messageType")
+            if kind == "CONTROL_MESSAGE":
+                control += 1
+                continue
+            if kind != "DATA_MESSAGE" or not isinstance(message.get("logEvents"), list):
+                raise PayloadError(f"unexpected messageType {kind!r}")
+            source = LambdaSource.from_log_stream(
+                str(message.get("logGroup", "")),
+                str(message.get("logStream", "")),
+                message.get("owner"),
+                region,
+            )
+            try:
+                events = [(e["timestamp"], e["message"]) for e in message["logEvents"]]
+            except (KeyError, TypeError) as exc:
+                raise PayloadError(f"logEvents entry without {exc}") from None
+            self.decoder.add_cloudwatch_events(builder, source, events)
+        payload = builder.build().SerializeToString() if builder.count else None
+        return Encoded(payload, builder.count, control)
+
+
+def _region_from_arn(arn: str | None) -> str | None:
+    parts = (arn or "").split(":")
+    return parts[3] if len(parts) > 4 and parts[3] else None
+
+
+def subscription_handler(
+    submit: Submit,
+    enrich: Callable[[Invocation], Invocation],
+    region: str | None = None,
+    collector: str = "aws.subscription",
+):
+    """``POST`` a raw subscription payload; ``?region=`` names the region (the payload
+    does not), defaulting to ``region``."""
+    encoder = SubscriptionEncoder(enrich, collector)
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            encoded = encoder.encode(decode_body(body), request.query.get("region", region))
+        except PayloadError as exc:
+            selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
+            return web.json_response({"error": str(exc)}, status=400)
+        if encoded.payload is not None:
+            try:
+                submit("logs", encoded.payload)
+            except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
+                log.warning("ingest path refused a subscription payload", exc_info=True)
+                selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
+                return web.json_response({"error": "ingest path busy"}, status=503)
+        _count(collector, encoded, encoder)
+        return web.json_response({"accepted": encoded.events})
+
+    return handler
+
+
+def firehose_handler(
+    submit: Submit,
+    enrich: Callable[[Invocation], Invocation],
+    access_key: str | None = None,
+    region: str | None = None,
+    collector: str = "aws.firehose",
+):
+    """The Kinesis Data Firehose HTTP endpoint destination protocol: answer with the
+    request's ``requestId`` and a ``timestamp``; any other status makes Firehose retry."""
+    encoder = SubscriptionEncoder(enrich, collector)
+
+    def answer(request_id: str, status: int, error: str | None = None) -> web.Response:
+        body: dict = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
+        if error is not None:
+            body["errorMessage"] = error
+        return web.json_response(body, status=status)
+
+    async def handler(request: web.Request) -> web.Response:
+        request_id = request.headers.get("X-Amz-Firehose-Request-Id", "")
+        if access_key is not None and not hmac.compare_digest(
+            request.headers.get("X-Amz-Firehose-Access-Key", ""), access_key
+        ):
+            selfmetrics.ERRORS.labels(collector, "unauthorized").inc()
+            return answer(request_id, 401, "invalid access key")
+        try:
+            envelope = json.loads(await request.read())
+            request_id = envelope.get("requestId", request_id)
+            messages: list[dict] = []
+            for record in envelope["records"]:
+                messages.extend(decode_data(record["data"].encode()))
+            stream_region = _region_from_arn(request.headers.get("X-Amz-Firehose-Source-Arn"))
+            encoded = encoder.encode(messages, stream_region or region)
+        except (PayloadError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
+            return answer(request_id, 400, f"malformed Firehose request: {exc}")
+        if encoded.payload is not None:
+            try:
+                submit("logs", encoded.payload)
+            except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
+                log.warning("ingest path refused a Firehose delivery", exc_info=True)
+                selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
+                return answer(request_id, 503, "ingest path busy, retry")
+        _count(collector, encoded, encoder)
+        return answer(request_id, 200)
+
+    return handler
+
+
+def _count(collector: str, encoded: Encoded, encoder: SubscriptionEncoder) -> None:
+    selfmetrics.PAGES.labels(collector).inc()
+    selfmetrics.EVENTS.labels(collector).inc(encoded.events)
+    malformed = encoder.decoder.malformed
+    if malformed:
+        selfmetrics.MALFORMED.labels(collector).inc(malformed)
+        encoder.decoder.malformed = 0

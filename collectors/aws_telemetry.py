@@ -1,0 +1,118 @@
+"""Lambda Telemetry API events forwarded by an extension, over HTTP.
+
+The Telemetry API delivers a JSON array of ``{"time", "type", "record"}`` events to a
+listener inside the execution environment; an extension forwards that array here. The
+events do not say which function they belong to (the extension knows it from its
+environment), so the extension adds ``?function=&region=&account=&version=`` — read from
+``AWS_LAMBDA_FUNCTION_NAME``, ``AWS_REGION``, the account and
+``AWS_LAMBDA_FUNCTION_VERSION``. ``platform.initStart`` also names the function and is
+used when the query does not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from obsloop.collectors import selfmetrics
+from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource, iso_ns
+from obsloop.collectors.aws_subscription import Submit
+from obsloop.collectors.encode import LogsBuilder
+from obsloop.collectors.normalize import Invocation
+
+log = logging.getLogger(__name__)
+
+
+def _source(events: list, query) -> LambdaSource | None:
+    function = query.get("function")
+    version = query.get("version")
+    for event in events:
+        if isinstance(event, dict) and event.get("type") == "platform.initStart":
+            record = event.get("record") or {}
+            function = function or record.get("functionName")
+            version = version or record.get("functionVersion")
+    if not function:
+        return None
+    return LambdaSource(
+        function=function,
+        account_id=query.get("account"),
+        region=query.get("region"),
+        version=version,
+    )
+
+
+def _event_ns(event: object) -> int:
+    try:
+        return iso_ns(event["time"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def encode_events(events: list, source: LambdaSource, decoder: LambdaLogDecoder) -> LogsBuilder:
+    """Each event as a record; ``platform.start`` / ``platform.report`` as invocations,
+    ``function`` / ``extension`` lines as log records parsed like CloudWatch lines."""
+    builder = LogsBuilder()
+    resource = source.resource()
+    for event in events:
+        raw = json.dumps(event, separators=(",", ":"))
+        time_ns = _event_ns(event)
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            builder.add_raw(resource, time_ns, raw, "telemetry event without a type")
+            decoder.malformed += 1
+            continue
+        kind = event["type"]
+        if kind.startswith("platform."):
+            decoder.add_platform_event(builder, source, resource, time_ns, event, raw)
+            if kind == "platform.logsDropped":
+                selfmetrics.ERRORS.labels(decoder.collector, "logs_dropped").inc()
+            continue
+        record = event.get("record")
+        line = record if isinstance(record, str) else json.dumps(record, separators=(",", ":"))
+        decoder.add_cloudwatch_events(builder, source, [(time_ns // 1_000_000, line)])
+    return builder
+
+
+def telemetry_handler(
+    submit: Submit,
+    enrich: Callable[[Invocation], Invocation],
+    collector: str = "aws.telemetry",
+):
+    decoder = LambdaLogDecoder(enrich, collector)
+
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            events = json.loads(await request.read())
+        except ValueError:
+            selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        if isinstance(events, dict):
+            events = [events]
+        if not isinstance(events, list):
+            selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
+            return web.json_response({"error": "expected a JSON array of events"}, status=400)
+        source = _source(events, request.query)
+        if source is None:
+            selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
+            return web.json_response(
+                {"error": "no function name: pass ?function= or a platform.initStart event"},
+                status=400,
+            )
+        builder = encode_events(events, source, decoder)
+        if builder.count:
+            try:
+                submit("logs", builder.build().SerializeToString())
+            except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
+                log.warning("ingest path refused telemetry events", exc_info=True)
+                selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
+                return web.json_response({"error": "ingest path busy"}, status=503)
+        selfmetrics.PAGES.labels(collector).inc()
+        selfmetrics.EVENTS.labels(collector).inc(builder.count)
+        if decoder.malformed:
+            selfmetrics.MALFORMED.labels(collector).inc(decoder.malformed)
+            decoder.malformed = 0
+        return web.json_response({"accepted": builder.count})
+
+    return handler

@@ -1,0 +1,173 @@
+"""Lambda text and JSON log lines, subscription payloads, Firehose and the Telemetry API."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+from obsloop import semconv
+from obsloop.collectors.aws_subscription import firehose_handler, subscription_handler
+from obsloop.collectors.aws_telemetry import telemetry_handler
+
+RID = "8f5e1c9a-7d1b-4c7e-9a51-0123456789ab"
+REPORT = (
+    f"REPORT RequestId: {RID}\tDuration: 102.25 ms\tBilled Duration: 103 ms\t"
+    "Memory Size: 1024 MB\tMax Memory Used: 71 MB\tInit Duration: 210.52 ms\t\n"
+    "XRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793\tSegmentId: 6c4b0a8f1e2d3c4b\t"
+    "Sampled: true\t\n"
+)
+JSON_REPORT = json.dumps({
+    "time": "2024-05-01T10:00:00.250Z", "type": "platform.report",
+    "record": {"requestId": "json-req-1", "status": "error", "errorType": "Runtime.ExitError",
+               "metrics": {"durationMs": 40.5, "billedDurationMs": 41, "memorySizeMB": 512,
+                           "maxMemoryUsedMB": 90},
+               "tracing": {"type": "X-Amzn-Trace-Id",
+                           "value": "Root=1-5759e988-bd862e3fe1be46a994272793;"
+                                    "Parent=53995c3f42cd8ad8;Sampled=1"}},
+})
+
+
+def data_message(events: list[str], group="/aws/lambda/fraud-fn") -> dict:
+    return {
+        "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": group,
+        "logStream": "2024/05/01/[7]0123456789abcdef", "subscriptionFilters": ["f"],
+        "logEvents": [{"id": str(i), "timestamp": 1714557600000 + i, "message": m}
+                      for i, m in enumerate(events)],
+    }
+
+
+def gz64(message: dict) -> bytes:
+    return base64.b64encode(gzip.compress(json.dumps(message).encode()))
+
+
+def test_text_lines_become_records_and_report_an_invocation(sink, enrich, post):
+    lines = [f"START RequestId: {RID} Version: 7",
+             f"2024-05-01T10:00:00.001Z\t{RID}\tINFO\tscore=0.9",
+             f"END RequestId: {RID}", REPORT,
+             "REPORT RequestId: broken\tDuration: lots ms\t"]
+    status, _ = post(subscription_handler(sink, enrich), gz64(data_message(lines)),
+                     path="/?region=eu-west-1")
+    assert status == 200
+    rows = sink.logs()
+    assert len(rows) == 5
+    assert [r["attributes"].get(semconv.FAAS_INVOCATION_ID) for r in rows[:3]] == [RID] * 3
+    report = next(r for r in rows if r["event_name"] == semconv.INVOCATION_REPORT_EVENT)
+    attrs = report["attributes"]
+    assert attrs[semconv.FAAS_DURATION_MS] == 102.25
+    assert attrs[semconv.FAAS_BILLED_DURATION_MS] == 103.0
+    assert attrs[semconv.FAAS_MAX_MEMORY] == 1024 * 1024 * 1024
+    assert attrs[semconv.FAAS_MEMORY_USED_MB] == 71.0
+    assert attrs[semconv.FAAS_INIT_DURATION_MS] == 210.52
+    assert attrs[semconv.FAAS_COLDSTART] is True
+    assert attrs[semconv.FAAS_STATUS] == "success"
+    assert attrs[semconv.COST_USD] > 0
+    assert report["trace_id"] == "5759e988bd862e3fe1be46a994272793"
+    assert report["span_id"] == "6c4b0a8f1e2d3c4b"
+    resource = report["resource"]
+    assert (resource[semconv.FAAS_NAME], resource[semconv.FAAS_VERSION],
+            resource[semconv.CLOUD_REGION], resource[semconv.CLOUD_ACCOUNT_ID]) == (
+        "fraud-fn", "7", "eu-west-1", "123456789012")
+    raw = [r for r in rows if r["event_name"] == semconv.RAW_RECORD_EVENT]
+    assert len(raw) == 1 and raw[0]["body"].startswith("REPORT RequestId: broken")
+
+
+def test_json_log_format(sink, enrich, post):
+    lines = [JSON_REPORT,
+             json.dumps({"timestamp": "2024-05-01T10:00:00Z", "level": "ERROR",
+                         "message": "model failed", "requestId": "json-req-1"}),
+             '{"type": "platform.report", "record": {}}',
+             "{not json at all"]
+    post(subscription_handler(sink, enrich), gz64(data_message(lines)))
+    rows = sink.logs()
+    report, function_line, broken, plain = rows
+    assert report["event_name"] == semconv.INVOCATION_REPORT_EVENT
+    assert report["attributes"][semconv.FAAS_STATUS] == "error"
+    assert report["attributes"][semconv.FAAS_ERROR_TYPE] == "Runtime.ExitError"
+    assert report["attributes"][semconv.FAAS_COLDSTART] is False
+    assert report["span_id"] == "53995c3f42cd8ad8"
+    assert (function_line["body"], function_line["severity"]) == ("model failed", "ERROR")
+    assert broken["event_name"] == semconv.RAW_RECORD_EVENT
+    assert plain["body"] == "{not json at all" and plain["event_name"] == ""
+
+
+def test_control_message_is_acknowledged_and_not_stored(sink, enrich, post):
+    control = {"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs",
+               "logGroup": "", "logStream": "", "subscriptionFilters": [],
+               "logEvents": [{"id": "", "timestamp": 1, "message": "CWL CONTROL MESSAGE"}]}
+    status, body = post(subscription_handler(sink, enrich), gzip.compress(
+        json.dumps(control).encode()))
+    assert (status, body, sink.payloads) == (200, {"accepted": 0}, [])
+
+
+def test_lambda_wrapper_and_garbage(sink, enrich, post):
+    wrapped = json.dumps({"awslogs": {"data": gz64(data_message([REPORT])).decode()}})
+    assert post(subscription_handler(sink, enrich), wrapped.encode())[0] == 200
+    assert len(sink.logs()) == 1
+    assert post(subscription_handler(sink, enrich), b"\x00\x01garbage")[0] == 400
+
+
+def test_firehose_envelope_response_and_retry(sink, enrich, post):
+    envelope = {"requestId": "ed4acda5-034f-9f42-bba1-f29aea6d7d8f", "timestamp": 1578090901599,
+                "records": [{"data": gz64(data_message([REPORT])).decode()},
+                            {"data": gz64(data_message(["hello"], "/aws/lambda/b")).decode()}]}
+    headers = {"X-Amz-Firehose-Request-Id": envelope["requestId"],
+               "X-Amz-Firehose-Access-Key": "secret",
+               "X-Amz-Firehose-Source-Arn":
+                   "arn:aws:firehose:ap-south-1:123456789012:deliverystream/logs"}
+    handler = firehose_handler(sink, enrich, access_key="secret")
+    sink.fail = 1
+    status, body = post(handler, json.dumps(envelope).encode(), headers)
+    assert status == 503 and body["requestId"] == envelope["requestId"] and "errorMessage" in body
+    status, body = post(handler, json.dumps(envelope).encode(), headers)
+    assert status == 200 and body["requestId"] == envelope["requestId"]
+    assert isinstance(body["timestamp"], int) and "errorMessage" not in body
+    rows = sink.logs()
+    assert {r["resource"][semconv.FAAS_NAME] for r in rows} == {"fraud-fn", "b"}
+    assert {r["resource"][semconv.CLOUD_REGION] for r in rows} == {"ap-south-1"}
+    bad_key = dict(headers, **{"X-Amz-Firehose-Access-Key": "wrong"})
+    assert post(handler, json.dumps(envelope).encode(), bad_key)[0] == 401
+
+
+def test_telemetry_api_events(sink, enrich, post):
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    events = [
+        {"time": "2024-05-01T10:00:00.000Z", "type": "platform.initStart",
+         "record": {"initializationType": "on-demand", "phase": "init",
+                    "functionName": "fraud-fn", "functionVersion": "$LATEST"}},
+        {"time": "2024-05-01T10:00:00.200Z", "type": "platform.start",
+         "record": {"requestId": RID, "version": "$LATEST",
+                    "tracing": {"type": "X-Amzn-Trace-Id", "value": trace}}},
+        {"time": "2024-05-01T10:00:00.210Z", "type": "function",
+         "record": f"2024-05-01T10:00:00.210Z\t{RID}\tINFO\tpredicting"},
+        {"time": "2024-05-01T10:00:00.211Z", "type": "extension", "record": "ext ready"},
+        {"time": "2024-05-01T10:00:00.300Z", "type": "platform.runtimeDone",
+         "record": {"requestId": RID, "status": "success",
+                    "metrics": {"durationMs": 99.0, "producedBytes": 10}}},
+        {"time": "2024-05-01T10:00:00.310Z", "type": "platform.report",
+         "record": {"requestId": RID, "status": "success",
+                    "metrics": {"durationMs": 99.0, "billedDurationMs": 100, "memorySizeMB": 128,
+                                "maxMemoryUsedMB": 60, "initDurationMs": 180.0},
+                    "tracing": {"type": "X-Amzn-Trace-Id", "value": trace}}},
+        {"time": "2024-05-01T10:00:01.000Z", "type": "platform.logsDropped",
+         "record": {"reason": "Consumer seems to have fallen behind",
+                    "droppedRecords": 3, "droppedBytes": 500}},
+        "not an event",
+    ]
+    status, body = post(telemetry_handler(sink, enrich), json.dumps(events).encode(),
+                        path="/?region=us-east-1&account=123456789012")
+    assert status == 200 and body == {"accepted": 8}
+    rows = sink.logs()
+    invocations = [r for r in rows if r["event_name"] == semconv.INVOCATION_REPORT_EVENT]
+    assert len(invocations) == 2  # start (version, trace) + report (metrics): merged by key
+    assert {r["attributes"][semconv.FAAS_INVOCATION_ID] for r in invocations} == {RID}
+    assert {r["trace_id"] for r in invocations} == {"5759e988bd862e3fe1be46a994272793"}
+    report = invocations[1]["attributes"]
+    assert report[semconv.FAAS_COLDSTART] is True and report[semconv.FAAS_INIT_DURATION_MS] == 180
+    names = [r["event_name"] for r in rows]
+    assert "aws.lambda.platform.runtimeDone" in names and "aws.lambda.platform.logsDropped" in names
+    function = next(r for r in rows if r["body"].endswith("predicting"))
+    assert function["attributes"][semconv.FAAS_INVOCATION_ID] == RID
+    assert function["time_ns"] == 1714557600210000000
+    assert names.count(semconv.RAW_RECORD_EVENT) == 1
+    assert post(telemetry_handler(sink, enrich), b"[]")[0] == 400  # no function name
