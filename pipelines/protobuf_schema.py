@@ -1,13 +1,16 @@
-"""Render the OTLP ``.proto`` files that ClickHouse's ``Protobuf`` input format needs.
+"""The OTLP protobuf schema as one ``.proto`` text, for ClickHouse's ``Protobuf`` format.
 
-The ``opentelemetry-proto`` wheel ships compiled descriptors but no ``.proto`` sources, and
-ClickHouse reads a schema only from a ``.proto`` file. The files are therefore rendered
-from the descriptors the service itself validates with, so the two can never disagree.
+The ``opentelemetry-proto`` wheel ships compiled descriptors but no ``.proto`` sources, so
+the schema is rendered from the very descriptors the receivers validate with: the two can
+never disagree. Every OTLP file is merged into one package (OTLP's message names do not
+collide) and passed inline with ``format_schema_source = 'string'``. That works the same on
+the embedded engine and on a remote server, with no schema files to distribute and no
+import paths resolved against anybody's working directory.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import cache
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
@@ -34,95 +37,97 @@ _SCALAR_NAMES = {
     _FDP.TYPE_SINT64: "sint64",
 }
 
-#: The request message of each signal, as ``file.proto:package.Message`` for ``format_schema``.
-ROOT_MESSAGES = {
+#: The export request message of each signal.
+REQUEST_MESSAGES = {
     "traces": trace_service_pb2.ExportTraceServiceRequest,
     "logs": logs_service_pb2.ExportLogsServiceRequest,
     "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
 }
+PACKAGE = "otlp"
 
 
-def _field_type(field: descriptor_pb2.FieldDescriptorProto) -> str:
-    if field.type in (_FDP.TYPE_MESSAGE, _FDP.TYPE_ENUM):
-        return field.type_name  # fully qualified, starts with "."
-    return _SCALAR_NAMES[field.type]
+class _Renderer:
+    def __init__(self, packages: list[str]) -> None:
+        # Longest first, so that "a.b.c" wins over "a.b" when stripping prefixes.
+        self._prefixes = sorted((f".{p}." for p in packages), key=len, reverse=True)
+
+    def local_name(self, type_name: str) -> str:
+        for prefix in self._prefixes:
+            if type_name.startswith(prefix):
+                return type_name[len(prefix) :]
+        raise ValueError(f"type {type_name} is outside the OTLP packages")
+
+    def field_type(self, field: descriptor_pb2.FieldDescriptorProto) -> str:
+        if field.type in (_FDP.TYPE_MESSAGE, _FDP.TYPE_ENUM):
+            return self.local_name(field.type_name)
+        return _SCALAR_NAMES[field.type]
+
+    def enum(self, enum: descriptor_pb2.EnumDescriptorProto, indent: str) -> list[str]:
+        lines = [f"{indent}enum {enum.name} {{"]
+        lines += [f"{indent}  {value.name} = {value.number};" for value in enum.value]
+        return [*lines, f"{indent}}}"]
+
+    def message(self, message: descriptor_pb2.DescriptorProto, indent: str) -> list[str]:
+        lines = [f"{indent}message {message.name} {{"]
+        inner = indent + "  "
+        for enum in message.enum_type:
+            lines += self.enum(enum, inner)
+        for nested in message.nested_type:
+            lines += self.message(nested, inner)
+        oneofs: dict[int, list[str]] = {}
+        for field in message.field:
+            label = "repeated " if field.label == _FDP.LABEL_REPEATED else ""
+            declaration = f"{label}{self.field_type(field)} {field.name} = {field.number};"
+            if field.HasField("oneof_index") and not field.proto3_optional:
+                oneofs.setdefault(field.oneof_index, []).append(declaration)
+            elif field.proto3_optional:
+                lines.append(f"{inner}optional {declaration}")
+            else:
+                lines.append(inner + declaration)
+        for index, declarations in oneofs.items():
+            lines.append(f"{inner}oneof {message.oneof_decl[index].name} {{")
+            lines += [f"{inner}  {d}" for d in declarations]
+            lines.append(f"{inner}}}")
+        return [*lines, f"{indent}}}"]
 
 
-def _render_enum(enum: descriptor_pb2.EnumDescriptorProto, indent: str) -> list[str]:
-    lines = [f"{indent}enum {enum.name} {{"]
-    lines += [f"{indent}  {value.name} = {value.number};" for value in enum.value]
-    lines.append(f"{indent}}}")
-    return lines
+def _files_in_dependency_order() -> list[FileDescriptor]:
+    ordered: dict[str, FileDescriptor] = {}
+
+    def visit(file: FileDescriptor) -> None:
+        if file.name not in ordered:
+            for dependency in file.dependencies:
+                visit(dependency)
+            ordered[file.name] = file
+
+    for message_class in REQUEST_MESSAGES.values():
+        visit(message_class.DESCRIPTOR.file)
+    return list(ordered.values())
 
 
-def _render_message(message: descriptor_pb2.DescriptorProto, indent: str) -> list[str]:
-    lines = [f"{indent}message {message.name} {{"]
-    inner = indent + "  "
-    for enum in message.enum_type:
-        lines += _render_enum(enum, inner)
-    for nested in message.nested_type:
-        lines += _render_message(nested, inner)
-    real_oneofs: dict[int, list[str]] = {}
-    for field in message.field:
-        label = "repeated " if field.label == _FDP.LABEL_REPEATED else ""
-        declaration = f"{label}{_field_type(field)} {field.name} = {field.number};"
-        if field.HasField("oneof_index") and not field.proto3_optional:
-            real_oneofs.setdefault(field.oneof_index, []).append(declaration)
-        else:
-            if field.proto3_optional:
-                declaration = "optional " + declaration
-            lines.append(inner + declaration)
-    for index, declarations in real_oneofs.items():
-        lines.append(f"{inner}oneof {message.oneof_decl[index].name} {{")
-        lines += [f"{inner}  {d}" for d in declarations]
-        lines.append(f"{inner}}}")
-    lines.append(f"{indent}}}")
-    return lines
-
-
-def render_proto(file: FileDescriptor) -> str:
-    """Return the ``.proto`` source of one compiled file descriptor."""
-    proto = descriptor_pb2.FileDescriptorProto()
-    file.CopyToProto(proto)
-    lines = ['syntax = "proto3";', f"package {proto.package};"]
-    lines += [f'import "{Path(dependency).name}";' for dependency in proto.dependency]
-    for enum in proto.enum_type:
-        lines += _render_enum(enum, "")
-    for message in proto.message_type:
-        lines += _render_message(message, "")
+@cache
+def otlp_schema() -> str:
+    """Return every OTLP message (traces, logs, metrics) as one proto3 source text."""
+    protos = []
+    for file in _files_in_dependency_order():
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        protos.append(proto)
+    renderer = _Renderer([proto.package for proto in protos])
+    lines = ['syntax = "proto3";', f"package {PACKAGE};"]
+    for proto in protos:
+        for enum in proto.enum_type:
+            lines += renderer.enum(enum, "")
+        for message in proto.message_type:
+            lines += renderer.message(message, "")
     return "\n".join(lines) + "\n"
 
 
-def _with_dependencies(file: FileDescriptor) -> list[FileDescriptor]:
-    seen: dict[str, FileDescriptor] = {}
-
-    def visit(f: FileDescriptor) -> None:
-        if f.name in seen:
-            return
-        for dependency in f.dependencies:
-            visit(dependency)
-        seen[f.name] = f
-
-    visit(file)
-    return list(seen.values())
-
-
-def write_schemas(directory: Path) -> dict[str, str]:
-    """Write every OTLP ``.proto`` file into the one folder ``directory``.
-
-    The files are flattened (imports name a sibling file) because ClickHouse resolves
-    imports against the schema file's own folder, whatever the process's working folder.
-
-    Returns, per signal, the ``format_schema`` value naming its request message.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    schemas: dict[str, str] = {}
-    for signal, message_class in ROOT_MESSAGES.items():
-        root = message_class.DESCRIPTOR.file
-        for file in _with_dependencies(root):
-            target = directory / Path(file.name).name
-            source = render_proto(file)
-            if not target.exists() or target.read_text() != source:
-                target.write_text(source)
-        schemas[signal] = f"{directory / Path(root.name).name}:{message_class.DESCRIPTOR.full_name}"
-    return schemas
+def format_settings(signal: str) -> dict[str, str]:
+    """ClickHouse settings that make the ``Protobuf`` format read ``signal``'s requests."""
+    return {
+        "format_schema_source": "string",
+        "format_schema": otlp_schema(),
+        "format_schema_message_name": REQUEST_MESSAGES[signal].DESCRIPTOR.name,
+        "input_format_protobuf_oneof_presence": "1",
+    }

@@ -1,0 +1,92 @@
+"""``obsloop query "SQL"``: run SQL and print a table (or CSV / JSON).
+
+With the embedded engine, a running ``obsloop serve`` holds the data directory; the
+query then goes through that server's admin endpoint instead of failing on the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("query", help="run SQL against obsloop's ClickHouse")
+    parser.add_argument("sql", help="the SQL statement ('-' reads it from standard input)")
+    parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    parser.add_argument("--write", action="store_true", help="allow statements that modify data")
+    parser.set_defaults(func=run)
+
+
+def _running_server(state_file) -> str | None:
+    try:
+        state = json.loads(state_file.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return state["admin"]
+
+
+def _via_server(admin_url: str, sql: str, write: bool) -> tuple[list[str], list[list]]:
+    url = f"{admin_url}/query?format=json" + ("&write=1" if write else "")
+    request = urllib.request.Request(url, data=sql.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            document = json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"obsloop query: {json.load(exc).get('error', exc)}") from None
+    return [column["name"] for column in document.get("meta", [])], document.get("data", [])
+
+
+def _direct(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
+    from obsloop import clickhouse
+    from obsloop.server import storage_client
+
+    try:
+        result = storage_client(config).query(sql, settings={} if write else {"readonly": 2})
+        return list(result.column_names), [list(row) for row in result.result_rows]
+    except Exception as exc:  # noqa: BLE001 - show ClickHouse's message, not a traceback
+        raise SystemExit(f"obsloop query: {exc}") from None
+    finally:
+        clickhouse.close_all()
+
+
+def _print(columns: list[str], rows: list[list], fmt: str) -> None:
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(str(value) for value in row))
+        Console().print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    from obsloop import clickhouse
+    from obsloop.commands._common import config_from
+    from obsloop.server import SERVE_STATE_FILE
+
+    config = config_from(args)
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    admin = None
+    if clickhouse.is_embedded(config.storage_dsn):
+        admin = _running_server(config.data_dir / SERVE_STATE_FILE)
+    columns, rows = _via_server(admin, sql, args.write) if admin else _direct(config, sql, args.write)
+    _print(columns, rows, args.format)
+    return 0

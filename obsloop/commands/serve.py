@@ -1,0 +1,26 @@
+"""``obsloop serve``: run the OTLP receivers and the ingest pipeline until stopped."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="receive OTLP on 4317/4318 and store it in ClickHouse")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from obsloop import clickhouse
+    from obsloop.commands._common import config_from
+    from obsloop.server import ObsloopServer, serve_forever
+
+    config = config_from(args)
+    try:
+        asyncio.run(serve_forever(ObsloopServer(config), duration=args.duration))
+    finally:
+        clickhouse.close_all()  # the embedded engine must shut down before exit
+    return 0

@@ -1,0 +1,210 @@
+"""``obsloop serve``: the receivers, the ingest pipeline and the admin endpoints, wired.
+
+One asyncio loop serves OTLP/HTTP, OTLP/gRPC and the admin app (``/metrics``,
+``/healthz``, ``/readyz``, ``/query``); one thread inserts segments. The embedded engine
+lets one process open its data directory, so the server writes ``serve.json`` there: the
+``obsloop query`` command finds the running server through it and asks over HTTP instead
+of failing on the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from obsloop import clickhouse
+from obsloop.collectors.otlp_decode import SIGNALS
+from obsloop.collectors.otlp_grpc import OtlpGrpcReceiver
+from obsloop.collectors.otlp_http import OtlpHttpReceiver
+from obsloop.config import Config
+from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.ingest import IngestPipeline
+from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.wal import WriteAheadLog
+from obsloop.selfmetrics import SelfMetrics
+
+log = logging.getLogger(__name__)
+
+SERVE_STATE_FILE = "serve.json"
+QUERY_FORMATS = {"json": "JSONCompact", "csv": "CSVWithNames", "tsv": "TSVWithNames"}
+
+
+def schema_options(config: Config) -> SchemaOptions:
+    return SchemaOptions(
+        database=config.storage.database, cluster=config.storage.cluster, ttl_days=config.storage.ttl_days
+    )
+
+
+def storage_client(config: Config):
+    return clickhouse.connect(
+        config.storage_dsn,
+        database=config.storage.database,
+        username=config.storage.username,
+        password=config.storage.password,
+    )
+
+
+def apply_schema(config: Config) -> int:
+    client = storage_client(config)
+    statements = ddl(schema_options(config))
+    for statement in statements:
+        client.command(statement)
+    return len(statements)
+
+
+@dataclass
+class Endpoints:
+    http: str
+    grpc: str | None
+    admin: str
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp keeps the asyncio server here; no public accessor
+    assert server is not None and server.sockets
+    return server.sockets[0].getsockname()[1]
+
+
+class ObsloopServer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = SelfMetrics()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.client = storage_client(config)
+        self.wal = WriteAheadLog(
+            config.wal_directory,
+            SIGNALS,
+            max_bytes=config.wal.segment_max_bytes,
+            max_age=config.wal.segment_max_age_seconds,
+            fsync=config.wal.fsync,
+        )
+        self.sink = ClickHouseSink(
+            self.client, database=config.storage.database,
+            embedded=clickhouse.is_embedded(config.storage_dsn),
+        )
+        self.pipeline = IngestPipeline(
+            self.wal, self.sink, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
+        )
+        self._runners: list[web.AppRunner] = []
+        self._grpc = None
+        self.endpoints: Endpoints | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def state_file(self) -> Path:
+        return self.config.data_dir / SERVE_STATE_FILE
+
+    async def start(self) -> Endpoints:
+        apply_schema(self.config)
+        self.pipeline.start()
+        receiver = self.config.receiver
+        http = OtlpHttpReceiver(
+            self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
+            bearer_token=receiver.bearer_token, retry_after_seconds=receiver.retry_after_seconds,
+        )
+        http_port = await self._serve(http.app(), receiver.host, receiver.http_port)
+        grpc_address = None
+        if receiver.grpc_enabled:
+            grpc_receiver = OtlpGrpcReceiver(
+                self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
+                bearer_token=receiver.bearer_token,
+            )
+            self._grpc, grpc_port = grpc_receiver.server(f"{receiver.host}:{receiver.grpc_port}")
+            await self._grpc.start()
+            grpc_address = f"{receiver.host}:{grpc_port}"
+        admin = self.config.admin
+        admin_port = await self._serve(self._admin_app(), admin.host, admin.port)
+        self.endpoints = Endpoints(
+            http=f"http://{receiver.host}:{http_port}",
+            grpc=grpc_address,
+            admin=f"http://{admin.host}:{admin_port}",
+        )
+        self.state_file.write_text(json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
+        log.info("obsloop serving", extra={"otlp_http": self.endpoints.http,
+                                           "otlp_grpc": grpc_address, "admin": self.endpoints.admin,
+                                           "storage": _redact(self.config.storage_dsn)})
+        return self.endpoints
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        return _bound_port(site)
+
+    async def stop(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(grace=2)
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        await asyncio.to_thread(self.pipeline.stop)
+        self.state_file.unlink(missing_ok=True)
+        self._stopped.set()
+
+    # -- admin endpoints -------------------------------------------------------------------
+    def _admin_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_post("/query", self._query)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.pipeline.refresh_gauges()
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        full = self.wal.pending_bytes() >= self.pipeline.max_pending_bytes
+        ready = self.pipeline.storage_healthy and not full
+        body = {"storage": "ok" if self.pipeline.storage_healthy else "unreachable",
+                "pipeline": "full" if full else "ok"}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def _query(self, request: web.Request) -> web.Response:
+        sql = await request.text()
+        fmt = QUERY_FORMATS.get(request.query.get("format", "json"))
+        if not sql.strip() or fmt is None:
+            return web.json_response({"error": "POST the SQL as the body; format=json|csv|tsv"}, status=400)
+        settings = {} if request.query.get("write") == "1" else {"readonly": 2}
+        try:
+            result = await asyncio.to_thread(self.client.raw_query, sql, settings=settings, fmt=fmt)
+        except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")
+
+
+def _redact(dsn: str) -> str:
+    if "@" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return dsn
+
+
+async def serve_forever(server: ObsloopServer, *, duration: float | None = None) -> None:
+    """Run until SIGINT / SIGTERM (or ``duration`` seconds), then stop cleanly."""
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=duration)
+    except TimeoutError:
+        pass
+    finally:
+        log.info("obsloop stopping: draining the write-ahead log")
+        await server.stop()

@@ -1,0 +1,66 @@
+"""Insert write-ahead segments into ClickHouse, which parses the OTLP bytes itself.
+
+Python never flattens a span: the segment file (embedded engine) or its bytes as the
+request body (a server) go to ``INSERT … SELECT`` over the ``Protobuf`` format with the
+projections of :mod:`obsloop.pipelines.otlp_rows`. Each insert carries a deduplication
+token derived from the segment, so a retry after a crash stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+
+from obsloop.pipelines.otlp_rows import MAPPINGS, RowMapping
+from obsloop.pipelines.protobuf_schema import format_settings
+from obsloop.pipelines.wal import _VarintBytes
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class ClickHouseSink:
+    def __init__(self, client: Client, *, database: str, embedded: bool) -> None:
+        self._client = client
+        self._database = database
+        self._embedded = embedded
+
+    def _insert(self, mapping: RowMapping, signal: str, path: Path, token: str) -> None:
+        settings = {
+            **format_settings(signal),
+            "insert_deduplication_token": f"{token}-{mapping.table}",
+        }
+        if self._embedded:
+            source = f"file({_sql_string(str(path))}, 'Protobuf', {_sql_string(mapping.structure)})"
+            self._client.command(mapping.insert(self._database, source), settings=settings)
+        else:
+            source = f"input({_sql_string(mapping.structure)})"
+            sql = mapping.insert(self._database, source) + "\nFORMAT Protobuf"
+            self._client.command(sql, data=path.read_bytes(), settings=settings)
+
+    def insert_file(self, signal: str, path: Path, token: str) -> None:
+        """Insert one length-delimited segment into every table of its signal."""
+        for mapping in MAPPINGS[signal]:
+            self._insert(mapping, signal, path, token)
+
+    def insert_payloads(self, signal: str, payloads: list[bytes], token: str) -> None:
+        """Insert validated requests that are not in a segment yet (e.g. a consumed batch)."""
+        fd, name = tempfile.mkstemp(prefix=f"obsloop-{signal}-", suffix=".seg")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                for payload in payloads:
+                    file.write(_VarintBytes(len(payload)))
+                    file.write(payload)
+            self.insert_file(signal, Path(name), token)
+        finally:
+            os.unlink(name)
+
+    def ping(self) -> bool:
+        try:
+            return self._client.command("SELECT 1") == 1
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            return False

@@ -1,0 +1,145 @@
+"""The ingest pipeline: acknowledged requests → write-ahead segments → ClickHouse.
+
+Receivers call :meth:`IngestPipeline.submit` (cheap: an append to the open segment); one
+background thread closes segments by age and inserts closed ones, oldest first. When
+ClickHouse falls behind, the segments waiting pile up until ``max_pending_bytes``, then
+``submit`` raises :class:`PipelineFull`, which receivers turn into 503 + Retry-After:
+the client keeps its data and retries, and nothing acknowledged is ever dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.wal import Segment, WriteAheadLog, iter_messages
+from obsloop.selfmetrics import SelfMetrics
+
+log = logging.getLogger(__name__)
+
+#: Consecutive failures after which a segment ClickHouse keeps refusing (while answering
+#: other queries) is moved aside instead of blocking every segment behind it.
+QUARANTINE_AFTER_FAILURES = 5
+
+
+class PipelineFull(RuntimeError):
+    """Too much acknowledged data is waiting for storage; retry later."""
+
+
+def count_items(signal: str, path: Path) -> int:
+    """Items in a segment recovered after a crash (its in-memory count was lost)."""
+    from obsloop.collectors.otlp_decode import validate
+
+    return sum(validate(signal, message).items for message in iter_messages(path.read_bytes()))
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        wal: WriteAheadLog,
+        sink: ClickHouseSink,
+        metrics: SelfMetrics,
+        *,
+        max_pending_bytes: int,
+        rotate_interval: float = 0.2,
+    ) -> None:
+        self.wal = wal
+        self.sink = sink
+        self.metrics = metrics
+        self.max_pending_bytes = max_pending_bytes
+        self._rotate_interval = rotate_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures: dict[Path, int] = {}
+        self.storage_healthy = True
+        self.refresh_gauges()
+
+    # -- receiving side ------------------------------------------------------------------
+    def submit(self, signal: str, payload: bytes, items: int) -> None:
+        """Append a validated request; raises :class:`PipelineFull` under backpressure."""
+        if self.wal.pending_bytes() + len(payload) > self.max_pending_bytes:
+            raise PipelineFull(f"{self.wal.pending_bytes()} bytes waiting for storage")
+        self.wal.append(signal, payload, items)
+        self.metrics.items_received.labels(signal).inc(items)
+        self.metrics.request_bytes.labels(signal).inc(len(payload))
+
+    # -- storing side --------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="obsloop-inserter", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, drain_timeout: float = 30.0) -> None:
+        """Close open segments and insert what is pending (up to ``drain_timeout``)."""
+        self.wal.rotate(force=True)
+        deadline = time.monotonic() + drain_timeout
+        while self.wal.pending_segments() and time.monotonic() < deadline and self.storage_healthy:
+            time.sleep(0.05)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(1.0, deadline - time.monotonic()))
+        self.wal.rotate(force=True)  # anything appended while draining stays for the replay
+
+    def _run(self) -> None:
+        last_rotation = 0.0
+        backoff = 0.5
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - last_rotation >= self._rotate_interval:
+                self.wal.rotate()
+                last_rotation = now
+            segment = self.wal.next_segment(timeout=self._rotate_interval)
+            if segment is None:
+                continue
+            if self._store(segment):
+                backoff = 0.5
+            else:
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            self.refresh_gauges()
+
+    def _store(self, segment: Segment) -> bool:
+        started = time.perf_counter()
+        try:
+            self.sink.insert_file(segment.signal, segment.path, segment.token)
+        except Exception as exc:  # noqa: BLE001 - every failure is retried or quarantined
+            self.metrics.insert_errors.labels(segment.signal).inc()
+            failures = self._failures.get(segment.path, 0) + 1
+            self._failures[segment.path] = failures
+            reachable = self.sink.ping()
+            self.storage_healthy = reachable
+            log.warning(
+                "segment insert failed",
+                extra={"segment": segment.path.name, "signal": segment.signal, "attempt": failures,
+                       "error": str(exc).splitlines()[0][:500]},
+            )
+            if reachable and failures >= QUARANTINE_AFTER_FAILURES:
+                self._quarantine(segment)
+            return False
+        self.storage_healthy = True
+        self._failures.pop(segment.path, None)
+        elapsed = time.perf_counter() - started
+        items = segment.items if segment.items is not None else count_items(segment.signal, segment.path)
+        self.metrics.insert_duration.labels(segment.signal).observe(elapsed)
+        self.metrics.items_stored.labels(segment.signal).inc(items)
+        self.metrics.segments_stored.labels(segment.signal).inc()
+        self.wal.done(segment)
+        log.debug("segment stored", extra={"segment": segment.path.name, "items": items,
+                                           "seconds": round(elapsed, 4)})
+        return True
+
+    def _quarantine(self, segment: Segment) -> None:
+        target = segment.path.parent.parent / "quarantine" / segment.signal / segment.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        segment.path.replace(target)
+        self.wal.done(segment)
+        self._failures.pop(segment.path, None)
+        self.metrics.segments_quarantined.labels(segment.signal).inc()
+        log.error("segment quarantined after repeated insert failures",
+                  extra={"segment": str(target), "signal": segment.signal})
+
+    def refresh_gauges(self) -> None:
+        self.metrics.wal_bytes.set(self.wal.pending_bytes())
+        self.metrics.wal_segments.set(self.wal.pending_segments())

@@ -1,0 +1,230 @@
+"""Write-ahead segments: acknowledged OTLP requests, length-delimited, one file per batch.
+
+A request is acknowledged only after its bytes are in a segment (``write(2)`` returned, and
+``fsync`` too with ``fsync: always``), so ``kill -9`` loses nothing acknowledged. A closed
+segment is exactly what ClickHouse reads with its ``Protobuf`` format (each message
+preceded by its varint length), and the unit of replay: its unique name is the insert
+deduplication token, so a segment inserted just before a crash is not stored twice when
+it is inserted again after the restart.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf.internal.decoder import _DecodeVarint
+from google.protobuf.internal.encoder import _VarintBytes
+
+OPEN_SUFFIX = ".open"
+CLOSED_SUFFIX = ".seg"
+
+
+@dataclass
+class Segment:
+    """A closed segment, waiting to be inserted."""
+
+    signal: str
+    path: Path
+    size: int
+    items: int | None = None
+    """Items (spans, log records, data points) in it; ``None`` when recovered after a crash."""
+
+    @property
+    def token(self) -> str:
+        return f"{self.signal}-{self.path.stem}"
+
+    @property
+    def sequence(self) -> int:
+        return int(self.path.stem.split("-", 1)[0])
+
+
+def iter_messages(data: bytes) -> Iterator[bytes]:
+    """Yield the messages of a length-delimited buffer; stops at a torn tail."""
+    position, end = 0, len(data)
+    while position < end:
+        try:
+            length, start = _DecodeVarint(data, position)
+        except IndexError:
+            return
+        if start + length > end:
+            return
+        yield data[start : start + length]
+        position = start + length
+
+
+def _valid_prefix_length(data: bytes) -> int:
+    position, end = 0, len(data)
+    while position < end:
+        try:
+            length, start = _DecodeVarint(data, position)
+        except IndexError:
+            break
+        if start + length > end:
+            break
+        position = start + length
+    return position
+
+
+@dataclass
+class _OpenSegment:
+    path: Path
+    fd: int
+    opened_at: float
+    size: int = 0
+    items: int = 0
+
+
+@dataclass
+class SignalLog:
+    """The segments of one signal: one open for appends, the closed ones queued in order."""
+
+    signal: str
+    directory: Path
+    max_bytes: int
+    max_age: float
+    fsync: str
+    _next_sequence: int = 0
+    _open: _OpenSegment | None = None
+    _closed: list[Segment] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._recover()
+
+    def _recover(self) -> None:
+        """Close what a previous process left open and queue every closed segment."""
+        for path in sorted(self.directory.glob(f"*{OPEN_SUFFIX}")):
+            data = path.read_bytes()
+            valid = _valid_prefix_length(data)
+            if valid < len(data):  # a torn final write: never acknowledged
+                os.truncate(path, valid)
+            if valid == 0:
+                path.unlink()
+                continue
+            path.rename(path.with_suffix(CLOSED_SUFFIX))
+        segments = [
+            Segment(self.signal, path, path.stat().st_size)
+            for path in self.directory.glob(f"*{CLOSED_SUFFIX}")
+        ]
+        self._closed = sorted(segments, key=lambda s: s.sequence)
+        if self._closed:
+            self._next_sequence = self._closed[-1].sequence + 1
+
+    def append(self, payload: bytes, items: int) -> None:
+        segment = self._open or self._open_new()
+        record = _VarintBytes(len(payload)) + payload
+        written = os.write(segment.fd, record)
+        if written != len(record):  # disk full: undo, so the segment stays well-formed
+            os.ftruncate(segment.fd, segment.size)
+            raise OSError(f"short write to {segment.path}")
+        if self.fsync == "always":
+            os.fsync(segment.fd)
+        segment.size += written
+        segment.items += items
+        if segment.size >= self.max_bytes:
+            self.close_open()
+
+    def _open_new(self) -> _OpenSegment:
+        name = f"{self._next_sequence:012d}-{uuid.uuid4().hex}{OPEN_SUFFIX}"
+        self._next_sequence += 1
+        path = self.directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        self._open = _OpenSegment(path, fd, time.monotonic())
+        return self._open
+
+    def close_open(self) -> Segment | None:
+        segment, self._open = self._open, None
+        if segment is None:
+            return None
+        if self.fsync != "never":
+            os.fsync(segment.fd)
+        os.close(segment.fd)
+        closed_path = segment.path.with_suffix(CLOSED_SUFFIX)
+        segment.path.rename(closed_path)
+        closed = Segment(self.signal, closed_path, segment.size, segment.items)
+        self._closed.append(closed)
+        return closed
+
+    def close_if_old(self, now: float) -> None:
+        if self._open is not None and now - self._open.opened_at >= self.max_age:
+            self.close_open()
+
+    @property
+    def open_bytes(self) -> int:
+        return self._open.size if self._open else 0
+
+    @property
+    def closed(self) -> list[Segment]:
+        return self._closed
+
+
+class WriteAheadLog:
+    """Segments of every signal, thread-safe: receivers append, the inserter drains."""
+
+    def __init__(
+        self,
+        directory: Path,
+        signals: tuple[str, ...],
+        *,
+        max_bytes: int,
+        max_age: float,
+        fsync: str = "segment",
+    ) -> None:
+        self._lock = threading.Lock()
+        self._logs = {
+            signal: SignalLog(signal, directory / signal, max_bytes, max_age, fsync)
+            for signal in signals
+        }
+        self._segment_ready = threading.Condition(self._lock)
+
+    def append(self, signal: str, payload: bytes, items: int) -> None:
+        with self._lock:
+            log = self._logs[signal]
+            before = len(log.closed)
+            log.append(payload, items)
+            if len(log.closed) != before:
+                self._segment_ready.notify_all()
+
+    def rotate(self, *, force: bool = False) -> None:
+        """Close open segments past their age (all of them with ``force``)."""
+        now = time.monotonic()
+        with self._lock:
+            for log in self._logs.values():
+                if force:
+                    log.close_open()
+                else:
+                    log.close_if_old(now)
+            if any(log.closed for log in self._logs.values()):
+                self._segment_ready.notify_all()
+
+    def next_segment(self, timeout: float) -> Segment | None:
+        """The oldest closed segment of any signal (left queued until :meth:`done`)."""
+        with self._lock:
+            if not any(log.closed for log in self._logs.values()):
+                self._segment_ready.wait(timeout)
+            candidates = [log.closed[0] for log in self._logs.values() if log.closed]
+            if not candidates:
+                return None
+            return min(candidates, key=lambda s: (s.sequence, s.signal))
+
+    def done(self, segment: Segment) -> None:
+        """Forget a segment once it is stored."""
+        with self._lock:
+            self._logs[segment.signal].closed.remove(segment)
+        segment.path.unlink(missing_ok=True)
+
+    def pending_bytes(self) -> int:
+        with self._lock:
+            return sum(
+                log.open_bytes + sum(s.size for s in log.closed) for log in self._logs.values()
+            )
+
+    def pending_segments(self) -> int:
+        with self._lock:
+            return sum(len(log.closed) for log in self._logs.values())
