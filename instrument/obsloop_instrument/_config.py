@@ -9,8 +9,8 @@ name for: model identity, the flush bound and the prediction-logging policy.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 
 def _csv(value: str | None) -> frozenset[str] | None:

@@ -42,12 +42,16 @@ def from_xray(header: str | None) -> Context | None:
     """Context from an X-Ray header: ``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``."""
     if not header:
         return None
-    fields = dict(
-        part.strip().split("=", 1) for part in header.split(";") if "=" in part
-    )
+    fields = dict(part.strip().split("=", 1) for part in header.split(";") if "=" in part)
     root = fields.get("Root", "").split("-")
     parent = fields.get("Parent", "")
-    if len(root) != 3 or root[0] != "1" or len(root[1]) != 8 or len(root[2]) != 24 or len(parent) != 16:
+    if (
+        len(root) != 3
+        or root[0] != "1"
+        or len(root[1]) != 8
+        or len(root[2]) != 24
+        or len(parent) != 16
+    ):
         return None
     try:
         return _remote(int(root[1] + root[2], 16), int(parent, 16))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -80,8 +80,18 @@ class Invocation:
     """
 
     __slots__ = (
-        "_pipeline", "_name", "_parent", "_attributes", "_metric_attributes", "_model",
-        "_flush", "span", "_token", "_model_token", "_start", "_cold",
+        "_pipeline",
+        "_name",
+        "_parent",
+        "_attributes",
+        "_metric_attributes",
+        "_model",
+        "_flush",
+        "span",
+        "_token",
+        "_model_token",
+        "_start",
+        "_cold",
     )
 
     def __init__(
@@ -135,7 +145,9 @@ class Invocation:
         if status >= 500:
             self.span.set_status(Status(StatusCode.ERROR))
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         duration = time.perf_counter() - self._start
         pipe = self._pipeline
         attrs = self._metric_attributes

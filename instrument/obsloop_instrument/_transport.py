@@ -50,7 +50,9 @@ class StdlibHTTPTransport(BaseHTTPTransport):
         self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
         self._lock = threading.Lock()
 
-    def _connection(self, scheme: str, host: str, port: int, timeout: float | None) -> http.client.HTTPConnection:
+    def _connection(
+        self, scheme: str, host: str, port: int, timeout: float | None
+    ) -> http.client.HTTPConnection:
         key = (scheme, host, port)
         conn = self._connections.get(key)
         if conn is None:

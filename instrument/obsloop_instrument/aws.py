@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from opentelemetry.context import Context
 
@@ -48,7 +48,9 @@ def trigger_of(event: object) -> str:
     if not isinstance(event, Mapping):
         return sc.TRIGGER_OTHER
     request_context = event.get("requestContext")
-    if isinstance(request_context, Mapping) and ("http" in request_context or "httpMethod" in event):
+    if isinstance(request_context, Mapping) and (
+        "http" in request_context or "httpMethod" in event
+    ):
         return sc.TRIGGER_HTTP
     if "httpMethod" in event:
         return sc.TRIGGER_HTTP
@@ -57,7 +59,9 @@ def trigger_of(event: object) -> str:
         source = records[0].get("eventSource") or records[0].get("EventSource")
         return _RECORD_TRIGGERS.get(str(source), sc.TRIGGER_OTHER)
     if "detail-type" in event and "source" in event:
-        return sc.TRIGGER_TIMER if event.get("detail-type") == "Scheduled Event" else sc.TRIGGER_PUBSUB
+        return (
+            sc.TRIGGER_TIMER if event.get("detail-type") == "Scheduled Event" else sc.TRIGGER_PUBSUB
+        )
     return sc.TRIGGER_OTHER
 
 
@@ -79,7 +83,10 @@ def parent_of(event: object) -> Context | None:
     if isinstance(event, Mapping):
         raw = event.get("headers")
         headers = propagation.lower_keys(
-            raw if isinstance(raw, Mapping) else None, "traceparent", "tracestate", "x-amzn-trace-id"
+            raw if isinstance(raw, Mapping) else None,
+            "traceparent",
+            "tracestate",
+            "x-amzn-trace-id",
         )
         traceparent = headers.get("traceparent") or _sqs_traceparent(event)
         ctx = propagation.from_traceparent(traceparent, headers.get("tracestate"))
@@ -97,12 +104,20 @@ def _status_code(result: object) -> int | None:
     return None
 
 
-def _wrap(handler: Callable[..., Any], model_name: str | None, model_version: str | None) -> Callable[..., Any]:
+def _wrap(
+    handler: Callable[..., Any], model_name: str | None, model_version: str | None
+) -> Callable[..., Any]:
     pipe = pipeline(_resource_attributes())
     resource = pipe.resource.attributes
     static: dict[str, Any] = {
         k: resource[k]
-        for k in (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_NAME, sc.FAAS_VERSION, sc.FAAS_MAX_MEMORY)
+        for k in (
+            sc.CLOUD_PROVIDER,
+            sc.CLOUD_REGION,
+            sc.FAAS_NAME,
+            sc.FAAS_VERSION,
+            sc.FAAS_MAX_MEMORY,
+        )
         if k in resource
     }
     model = (model_name or pipe.settings.model_name, model_version or pipe.settings.model_version)

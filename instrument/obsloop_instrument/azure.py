@@ -12,7 +12,8 @@ import asyncio
 import functools
 import inspect
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.context import Context
 
@@ -80,15 +81,21 @@ def _parent(context: Any, arguments: dict[str, Any]) -> Context | None:
     for value in arguments.values():
         if type(value).__name__ == "HttpRequest":
             headers = propagation.lower_keys(value.headers, "traceparent", "tracestate")
-            return propagation.from_traceparent(headers.get("traceparent"), headers.get("tracestate"))
+            return propagation.from_traceparent(
+                headers.get("traceparent"), headers.get("tracestate")
+            )
     return None
 
 
-def _wrap(handler: Callable[..., Any], model_name: str | None, model_version: str | None) -> Callable[..., Any]:
+def _wrap(
+    handler: Callable[..., Any], model_name: str | None, model_version: str | None
+) -> Callable[..., Any]:
     pipe = pipeline(_resource_attributes())
     resource = pipe.resource.attributes
     static: dict[str, Any] = {
-        k: resource[k] for k in (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_MAX_MEMORY) if k in resource
+        k: resource[k]
+        for k in (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_MAX_MEMORY)
+        if k in resource
     }
     model = (model_name or pipe.settings.model_name, model_version or pipe.settings.model_version)
     static.update(model_attributes(*model))
@@ -98,7 +105,11 @@ def _wrap(handler: Callable[..., Any], model_name: str | None, model_version: st
     takes_any_keyword = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
 
     def begin(kwargs: dict[str, Any]) -> tuple[Invocation, dict[str, Any]]:
-        context = kwargs.get("context") if wants_context or takes_any_keyword else kwargs.pop("context", None)
+        context = (
+            kwargs.get("context")
+            if wants_context or takes_any_keyword
+            else kwargs.pop("context", None)
+        )
         function = getattr(context, "function_name", None) or handler.__name__
         attributes = {**static, sc.FAAS_TRIGGER: _trigger(kwargs)}
         attributes[sc.FAAS_NAME] = f"{app}/{function}" if app else function
@@ -107,7 +118,9 @@ def _wrap(handler: Callable[..., Any], model_name: str | None, model_version: st
                 f"/subscriptions/{subscription}/resourceGroups/{group}"
                 f"/providers/Microsoft.Web/sites/{app}/functions/{function}"
             )
-        invocation = Invocation(pipe, function, _parent(context, kwargs), attributes, model, flush=False)
+        invocation = Invocation(
+            pipe, function, _parent(context, kwargs), attributes, model, flush=False
+        )
         return invocation, {"invocation_id": getattr(context, "invocation_id", None)}
 
     def status_of(result: Any) -> int | None:

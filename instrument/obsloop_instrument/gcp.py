@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.context import Context
 
@@ -81,12 +82,21 @@ def _status_code(result: object) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def _wrap(handler: Callable[..., Any], model_name: str | None, model_version: str | None) -> Callable[..., Any]:
+def _wrap(
+    handler: Callable[..., Any], model_name: str | None, model_version: str | None
+) -> Callable[..., Any]:
     pipe = pipeline(_resource_attributes())
     resource = pipe.resource.attributes
     static: dict[str, Any] = {
         k: resource[k]
-        for k in (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.CLOUD_RESOURCE_ID, sc.FAAS_NAME, sc.FAAS_VERSION, sc.FAAS_MAX_MEMORY)
+        for k in (
+            sc.CLOUD_PROVIDER,
+            sc.CLOUD_REGION,
+            sc.CLOUD_RESOURCE_ID,
+            sc.FAAS_NAME,
+            sc.FAAS_VERSION,
+            sc.FAAS_MAX_MEMORY,
+        )
         if k in resource
     }
     model = (model_name or pipe.settings.model_name, model_version or pipe.settings.model_version)
@@ -96,7 +106,9 @@ def _wrap(handler: Callable[..., Any], model_name: str | None, model_version: st
     @functools.wraps(handler)
     def wrapper(argument: Any, *args: Any, **kwargs: Any) -> Any:
         trigger, parent, invocation_id = _describe(argument)
-        with Invocation(pipe, span_name, parent, {**static, sc.FAAS_TRIGGER: trigger}, model) as invocation:
+        with Invocation(
+            pipe, span_name, parent, {**static, sc.FAAS_TRIGGER: trigger}, model
+        ) as invocation:
             invocation.set_invocation_id(invocation_id)
             result = handler(argument, *args, **kwargs)
             invocation.set_http_status(_status_code(result))

@@ -47,7 +47,9 @@ def _attribute_value(value: Any) -> AttributeValue:
             return value
     if isinstance(value, (list, tuple)):
         items = [_attribute_value(item) for item in value]
-        if items and all(type(item) is type(items[0]) and not isinstance(item, tuple) for item in items):
+        if items and all(
+            type(item) is type(items[0]) and not isinstance(item, tuple) for item in items
+        ):
             return tuple(items)
         return str(value)
     return str(value)
