@@ -1,0 +1,147 @@
+"""The series detector on synthetic series with known anomalies, and its checkpoints."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+import random
+
+import pytest
+
+from obsloop.detectors import series, series_pool
+from obsloop.detectors.series import SeriesAnomalyDetector
+from obsloop.detectors.series_pool import SeriesDetectorPool
+
+STEP = 300.0  # 5-minute windows, as in NAB
+
+
+def run(xs: list[float], **kwargs: object) -> list[float]:
+    det = SeriesAnomalyDetector(**kwargs)  # type: ignore[arg-type]
+    return [det.score_learn_one(x, STEP * i) for i, x in enumerate(xs)]
+
+
+def noise(n: int, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [10.0 + rng.gauss(0.0, 1.0) for _ in range(n)]
+
+
+def test_doctests() -> None:
+    for module in (series, series_pool):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
+
+
+def test_scores_are_in_unit_interval() -> None:
+    xs = noise(800) + [1e6, -1e6, 0.0]
+    assert all(0.0 <= s <= 1.0 for s in run(xs))
+
+
+def test_spike() -> None:
+    xs = noise(1500)
+    xs[1000] += 12.0
+    s = run(xs)
+    assert s[1000] > 0.9
+    assert max(s[400:1000]) < 0.5
+    assert max(s[1001:]) < 0.5  # one alarm, not a storm
+
+
+def test_level_shift() -> None:
+    xs = noise(1500)
+    xs[1000:] = [x + 6.0 for x in xs[1000:]]
+    s = run(xs)
+    assert max(s[1000:1010]) > 0.9
+    assert max(s[400:1000]) < 0.5
+
+
+def test_slow_drift_leaving_the_range_is_flagged() -> None:
+    xs = [x + (0.05 * (i - 1000) if i > 1000 else 0.0) for i, x in enumerate(noise(1500))]
+    s = run(xs)
+    assert max(s[400:1000]) < 0.5
+    assert max(s[1000:]) > 0.9
+
+
+def _seasonal(n_days: int, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [50 + 20 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 1) for i in range(288 * n_days)]
+
+
+def test_daily_seasonality_is_not_an_anomaly() -> None:
+    s = run(_seasonal(10))
+    assert max(s[288 * 3 :]) < 0.5
+
+
+def test_off_season_value_is_an_anomaly_only_with_the_seasonal_model() -> None:
+    xs = _seasonal(12)
+    k = 288 * 10 + 216  # the daily trough (~30); 70 is normal only at the daily peak
+    xs[k : k + 6] = [70.0] * 6
+    with_season = run(xs)
+    without = run(xs, seasonality=False)
+    assert max(with_season[k : k + 6]) > 0.9
+    assert max(with_season[288 * 3 : k]) < 0.5
+    assert max(without[k : k + 6]) < 0.5  # the value is inside the overall range
+
+
+def test_score_one_does_not_learn() -> None:
+    det = SeriesAnomalyDetector()
+    for i, x in enumerate(noise(500)):
+        det.learn_one(x, STEP * i)
+    before = json.dumps(det.to_state())
+    first = det.score_one(40.0, STEP * 500)
+    assert det.score_one(40.0, STEP * 500) == first
+    assert json.dumps(det.to_state()) == before
+
+
+def test_checkpoint_round_trip_continues_identically() -> None:
+    xs = _seasonal(4)
+    xs[1000] += 50
+    det = SeriesAnomalyDetector()
+    for i, x in enumerate(xs[:700]):
+        det.learn_one(x, STEP * i)
+    restored = SeriesAnomalyDetector.from_state(json.loads(json.dumps(det.to_state())))
+    a = [det.score_learn_one(x, STEP * (700 + i)) for i, x in enumerate(xs[700:])]
+    b = [restored.score_learn_one(x, STEP * (700 + i)) for i, x in enumerate(xs[700:])]
+    assert a == b
+    assert max(a) > 0.5  # the restored model still knows what normal is
+    fresh = SeriesAnomalyDetector()
+    c = [fresh.score_learn_one(x, STEP * (700 + i)) for i, x in enumerate(xs[700:])]
+    assert c != a  # a restart without the checkpoint would start from zero
+
+
+def test_unknown_state_version_is_rejected() -> None:
+    state = SeriesAnomalyDetector().to_state()
+    state["version"] = 99
+    with pytest.raises(ValueError, match="version"):
+        SeriesAnomalyDetector.from_state(state)
+
+
+def test_non_finite_value_is_rejected() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        SeriesAnomalyDetector().learn_one(math.nan, 0.0)
+
+
+def test_pool_bounds_memory_and_expires_idle_series() -> None:
+    pool = SeriesDetectorPool(max_series=3, idle_seconds=3600)
+    for sid, t in (("a", 0.0), ("b", 100.0), ("c", 200.0)):
+        pool.score_learn_one(sid, 1.0, t)
+    pool.score_learn_one("a", 1.0, 5000.0)  # a is now most recent
+    pool.score_learn_one("d", 1.0, 5000.0)  # evicts b, the least recently updated
+    assert sorted(pool) == ["a", "c", "d"] and pool.evicted == 1
+    assert pool.expire(now=5000.0) == ["c"]  # c last seen at 200 s, > 1 h ago
+    assert sorted(pool) == ["a", "d"]
+
+
+def test_pool_checkpoint_round_trip(tmp_path) -> None:
+    pool = SeriesDetectorPool()
+    xs = noise(600)
+    for i, x in enumerate(xs):
+        pool.learn_one("lat", x, STEP * i)
+        pool.learn_one("err", x / 100, STEP * i)
+    path = tmp_path / "pool.json"
+    pool.save(path)
+    restored = SeriesDetectorPool.load(path)
+    assert sorted(restored) == ["err", "lat"]
+    for sid, x in (("lat", 30.0), ("err", 0.1), ("lat", 10.0)):
+        assert restored.score_one(sid, x, STEP * 600) == pool.score_one(sid, x, STEP * 600)
+    assert restored.score_one("lat", 30.0, STEP * 600) > 0.9
+    assert restored.score_one("unknown", 30.0, 0.0) == 0.0
