@@ -88,3 +88,39 @@ def post() -> Callable:
         return asyncio.run(run())
 
     return call
+
+
+@pytest.fixture(scope="session")
+def chdb_client(tmp_path_factory):
+    """One embedded ClickHouse for the session (the engine allows one per data directory)."""
+    from obsloop import clickhouse
+
+    client = clickhouse.connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+    yield client
+
+
+@pytest.fixture
+def store(chdb_client, request):
+    """A fresh database with the full schema plus faas_invocations, and a function that
+    stores collector payloads through the real ClickHouse sink (Protobuf parsed in SQL)."""
+    from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+    from obsloop.pipelines.faas_invocations import faas_invocations_ddl
+    from obsloop.pipelines.schema import SchemaOptions, ddl
+
+    database = "t_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:40]
+    chdb_client.command(f"DROP DATABASE IF EXISTS {database}")
+    for statement in ddl(SchemaOptions(database=database)) + faas_invocations_ddl(database):
+        chdb_client.command(statement)
+    sink = ClickHouseSink(chdb_client, database=database, embedded=True)
+    counter = iter(range(1_000_000))
+
+    def put(payloads: list[tuple[str, bytes]]) -> None:
+        by_signal: dict[str, list[bytes]] = {}
+        for signal, payload in payloads:
+            by_signal.setdefault(signal, []).append(payload)
+        for signal, items in by_signal.items():
+            sink.insert_payloads(signal, items, f"{database}-{next(counter)}")
+
+    put.database = database  # type: ignore[attr-defined]
+    put.query = lambda sql: chdb_client.query(sql.format(db=database)).result_rows  # type: ignore[attr-defined]
+    return put
