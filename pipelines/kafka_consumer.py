@@ -1,0 +1,237 @@
+"""Consumer groups over the OTLP topics: ingest workers and detector workers.
+
+An ingest worker hands each consumed batch of one partition to
+``insert(signal, payloads, dedup_token)`` and commits the partition's offset only after the
+callable returned, so a crash or a failed insert replays the batch: at-least-once delivery
+into ClickHouse, made exactly-once there by ``insert_deduplication_token``.
+
+That only works if the replayed batch is the *same* batch. The token is derived from
+(topic, partition, first offset, last offset), but batch boundaries come from what a poll
+happened to return, and after a crash more records have usually arrived, so a naive
+replay would start at the same offset and end later: a different token, and the first
+batch's rows inserted twice. Before calling ``insert`` the worker therefore records its
+*intent*, the end of the batch, as the committed offset of a companion group
+``<group_id>.intent`` (a plain offset commit, no membership). Whoever owns the partition
+next compares that with the group's own committed offset and, if the intent is ahead,
+cuts its first batch exactly there. Commit metadata would be the natural place for the
+intent, but tansu 0.6.0 drops offset-commit metadata (it returns ``None``), and a second
+group's offsets work on every broker.
+
+Detector workers own series by partition; :class:`GroupConsumer` reports ownership changes
+through ``on_assign`` / ``on_revoke`` callbacks, called from inside ``poll`` between batches
+(never while a batch is being inserted), with the partitions as (signal, partition) pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from obsloop.pipelines.kafka_config import SIGNALS, KafkaConfig, Signal, client_kwargs
+
+log = logging.getLogger(__name__)
+
+InsertBatch = Callable[[str, list[bytes], str], None]
+"""``insert(signal, payloads, dedup_token)``: store the batch or raise."""
+
+
+class OwnedPartition(NamedTuple):
+    signal: Signal
+    partition: int
+
+
+OwnershipHook = Callable[[list[OwnedPartition]], None]
+
+
+def dedup_token(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
+    """The insert deduplication token of the batch ``[first_offset, last_offset]``.
+
+    >>> dedup_token("otlp_traces", 3, 100, 149)
+    'otlp_traces:3:100-149'
+    """
+    return f"{topic}:{partition}:{first_offset}-{last_offset}"
+
+
+@dataclass
+class PollOutcome:
+    """What one :meth:`IngestConsumer.poll_once` did."""
+
+    inserted_batches: int = 0
+    inserted_records: int = 0
+    failed_batches: int = 0
+
+
+class GroupConsumer:
+    """A consumer-group member over the OTLP topics of ``signals`` with manual commits."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        group_id: str,
+        *,
+        signals: Iterable[Signal] = SIGNALS,
+        on_assign: OwnershipHook | None = None,
+        on_revoke: OwnershipHook | None = None,
+    ) -> None:
+        self._config = config
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self.consumer = KafkaConsumer(
+            **client_kwargs(config),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=config.auto_offset_reset,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            max_poll_interval_ms=config.max_poll_interval_ms,
+            max_poll_records=config.max_poll_records,
+        )
+        self.consumer.subscribe(
+            [config.topic(signal) for signal in signals], listener=_Listener(self)
+        )
+
+    def owned(self) -> list[OwnedPartition]:
+        return self._owned(self.consumer.assignment())
+
+    def close(self) -> None:
+        """Leave the group at once (its partitions move without waiting for a timeout)."""
+        self.consumer.close(autocommit=False)
+
+    def _owned(self, partitions: Iterable[TopicPartition]) -> list[OwnedPartition]:
+        return sorted(
+            OwnedPartition(self._config.signal_of(tp.topic), tp.partition) for tp in partitions
+        )
+
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        if self._on_assign is not None:
+            self._on_assign(self._owned(partitions))
+
+    def _revoked(self, partitions: set[TopicPartition]) -> None:
+        if self._on_revoke is not None:
+            self._on_revoke(self._owned(partitions))
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: GroupConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._owner._revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner._assigned(set(assigned))
+
+
+class IngestConsumer(GroupConsumer):
+    """An ingest worker: batches per partition to ``insert``, commit after it returned."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        group_id: str,
+        insert: InsertBatch,
+        *,
+        signals: Iterable[Signal] = SIGNALS,
+        on_assign: OwnershipHook | None = None,
+        on_revoke: OwnershipHook | None = None,
+    ) -> None:
+        self._insert = insert
+        # Partitions whose intent has not been read since they were assigned, and the last
+        # offset of a batch that must be replayed exactly, with the records gathered so far.
+        self._unchecked: set[TopicPartition] = set()
+        self._replay_last: dict[TopicPartition, int] = {}
+        self._replay_records: dict[TopicPartition, list[ConsumerRecord]] = {}
+        self._intent = KafkaConsumer(
+            **client_kwargs(config), group_id=f"{group_id}.intent", enable_auto_commit=False
+        )
+        super().__init__(
+            config, group_id, signals=signals, on_assign=on_assign, on_revoke=on_revoke
+        )
+
+    def poll_once(self, timeout_ms: int = 1000) -> PollOutcome:
+        """Poll once, insert each partition's batch, commit what was inserted.
+
+        A failed batch (the intent not recorded, the callable raised, or the commit
+        failed) rewinds its partition, so the next poll delivers the same batch with the same
+        token; the failure is logged and counted, and the caller backs off.
+        """
+        outcome = PollOutcome()
+        polled = self.consumer.poll(timeout_ms=timeout_ms)
+        for tp, records in polled.items():
+            batch = self._exact_batch(tp, records)
+            if batch is None:
+                continue
+            first, last = batch[0].offset, batch[-1].offset
+            token = dedup_token(tp.topic, tp.partition, first, last)
+            try:
+                self._intent.commit({tp: OffsetAndMetadata(last + 1, "", -1)})
+                self._insert(
+                    self._config.signal_of(tp.topic), [record.value for record in batch], token
+                )
+                self.consumer.commit({tp: OffsetAndMetadata(last + 1, "", -1)})
+            except Exception:
+                # Also after a failed commit: inserting the same batch again is harmless
+                # (same token), skipping it is not.
+                log.exception("batch %s not committed; it will be retried", token)
+                self.consumer.seek(tp, first)
+                self._replay_last[tp] = last
+                outcome.failed_batches += 1
+                continue
+            outcome.inserted_batches += 1
+            outcome.inserted_records += len(batch)
+        return outcome
+
+    def run(self, stop: threading.Event, *, retry_backoff_s: float = 1.0) -> None:
+        """Poll until ``stop`` is set, backing off after a failed insert or broker error."""
+        while not stop.is_set():
+            try:
+                outcome = self.poll_once()
+            except KafkaError:
+                log.exception("Kafka error while consuming; retrying")
+                stop.wait(retry_backoff_s)
+                continue
+            if outcome.failed_batches:
+                stop.wait(retry_backoff_s)
+
+    def close(self) -> None:
+        super().close()
+        self._intent.close(autocommit=False)
+
+    def _exact_batch(
+        self, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> list[ConsumerRecord] | None:
+        """The batch to insert from ``records``, or None while a replay is incomplete."""
+        if tp in self._unchecked:
+            self._unchecked.discard(tp)
+            intended_end = self._intent.committed(tp)
+            if intended_end is not None and intended_end > records[0].offset:
+                self._replay_last[tp] = intended_end - 1
+        last = self._replay_last.get(tp)
+        if last is None:
+            return records
+        gathered = self._replay_records.pop(tp, []) + [r for r in records if r.offset <= last]
+        if not gathered or gathered[-1].offset < last:
+            self._replay_records[tp] = gathered
+            return None
+        if records[-1].offset > last:
+            self.consumer.seek(tp, last + 1)
+        del self._replay_last[tp]
+        return gathered
+
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        self._unchecked |= partitions
+        super()._assigned(partitions)
+
+    def _revoked(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._unchecked.discard(tp)
+            self._replay_last.pop(tp, None)
+            self._replay_records.pop(tp, None)
+        super()._revoked(partitions)
