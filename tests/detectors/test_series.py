@@ -8,7 +8,6 @@ import math
 import random
 
 import pytest
-
 from obsloop.detectors import series, series_pool
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.series_pool import SeriesDetectorPool
@@ -63,7 +62,8 @@ def test_slow_drift_leaving_the_range_is_flagged() -> None:
 
 def _seasonal(n_days: int, seed: int = 1) -> list[float]:
     rng = random.Random(seed)
-    return [50 + 20 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 1) for i in range(288 * n_days)]
+    n = 288 * n_days
+    return [50 + 20 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 1) for i in range(n)]
 
 
 def test_daily_seasonality_is_not_an_anomaly() -> None:
