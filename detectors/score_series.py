@@ -54,7 +54,9 @@ def iter_series(path: Path) -> Iterator[tuple[str, datetime, float]]:
         try:
             header = next(reader)
         except StopIteration:
-            raise SeriesInputError(f"{path}: empty file, expected header 'timestamp,value'") from None
+            raise SeriesInputError(
+                f"{path}: empty file, expected header 'timestamp,value'"
+            ) from None
         names = [h.strip().lower() for h in header]
         missing = [c for c in ("timestamp", "value") if c not in names]
         if missing:
@@ -69,7 +71,9 @@ def iter_series(path: Path) -> Iterator[tuple[str, datetime, float]]:
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) <= max(ti, vi):
-                raise SeriesInputError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
+                raise SeriesInputError(
+                    f"{path}:{line}: expected {len(header)} columns, got {len(row)}"
+                )
             try:
                 ts = _parse_timestamp(row[ti])
             except ValueError as exc:

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     scored = nab.score_results(results, {k: windows.get(k, []) for k in results})
     n_windows = sum(len(windows.get(k, [])) for k in results)
     print(f"NAB {CORPUS}: {stats.files} files, {stats.rows} points, {n_windows} windows")
-    print(f"{'profile':<20} {'score':>7} {'threshold':>10} {'raw':>8} {'TP':>4} {'FN':>4} {'FP':>5}")
+    head = ("profile", "score", "threshold", "raw", "TP", "FN", "FP")
+    print("{:<20} {:>7} {:>10} {:>8} {:>4} {:>4} {:>5}".format(*head))
     for name, res in scored.items():
         tp = sum(f.tp for f in res.files.values())
         fn = sum(f.fn for f in res.files.values())
