@@ -39,7 +39,11 @@ def _remote(trace_id: int, span_id: int) -> Context | None:
 
 
 def from_xray(header: str | None) -> Context | None:
-    """Context from an X-Ray header: ``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``."""
+    """Context from an X-Ray trace header.
+
+    Format: ``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``;
+    the trace id is the root's epoch and random parts concatenated.
+    """
     if not header:
         return None
     fields = dict(part.strip().split("=", 1) for part in header.split(";") if "=" in part)

@@ -143,4 +143,4 @@ def _wrap(
 
 
 instrument_lambda = decorator_factory(_wrap)
-"""Decorate a Lambda handler: ``@instrument_lambda`` or ``@instrument_lambda(model_name=..., model_version=...)``."""
+"""Decorate a Lambda handler: bare or with ``model_name=``/``model_version=``."""

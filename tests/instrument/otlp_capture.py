@@ -41,7 +41,7 @@ def attributes(kvs: Any) -> dict[str, Any]:
 class OtlpCaptureReceiver:
     """An OTLP/HTTP (protobuf) receiver that keeps every parsed export request."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: dict[str, list[Any]] = {path: [] for path in _REQUEST_TYPES}
         self._lock = threading.Lock()
         receiver = self
@@ -74,7 +74,7 @@ class OtlpCaptureReceiver:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 """Silence per-request logging."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
