@@ -113,7 +113,10 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, sink {endpoint}")
     print(f"cold start: median of {args.runs} fresh processes (interpreter start-up excluded)")
     print(f"warm: {args.invocations} invocations after 200 warm-up, per-invocation time\n")
-    header = f"{'variant':26} {'import+setup':>13} {'1st call':>9} {'warm, export':>13} {'warm, no export':>16}"
+    header = (
+        f"{'variant':26} {'import+setup':>13} {'1st call':>9}"
+        f" {'warm, export':>13} {'warm, no export':>16}"
+    )
     print(header)
     print("-" * len(header))
     results: dict[str, dict[str, float]] = {}
