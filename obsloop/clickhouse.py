@@ -53,3 +53,25 @@ def close_all() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+_READ_ONLY_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
+
+
+def is_read_only(sql: str) -> bool:
+    """Whether ``sql`` is a single statement that only reads.
+
+    Checked on the text rather than with ClickHouse's ``readonly`` setting, because the
+    embedded engine keeps a setting for the rest of the session once a query used it.
+    """
+    text = sql.strip()
+    while text.startswith(("--", "/*")):
+        if text.startswith("--"):
+            text = text.partition("\n")[2].lstrip()
+        else:
+            text = text.partition("*/")[2].lstrip()
+    body = text.rstrip().rstrip(";")
+    if ";" in body.replace("';'", ""):
+        return False  # several statements: refuse rather than guess
+    first = body.split(None, 1)[0].upper() if body else ""
+    return first.lstrip("(") in _READ_ONLY_STATEMENTS

@@ -89,6 +89,7 @@ class ObsloopServer:
         self.sink = ClickHouseSink(
             self.client, database=config.storage.database,
             embedded=clickhouse.is_embedded(config.storage_dsn),
+            ensure_schema=lambda: apply_schema(config),
         )
         self.pipeline = IngestPipeline(
             self.wal, self.sink, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
@@ -103,7 +104,12 @@ class ObsloopServer:
         return self.config.data_dir / SERVE_STATE_FILE
 
     async def start(self) -> Endpoints:
-        apply_schema(self.config)
+        try:
+            apply_schema(self.config)
+        except Exception as exc:  # noqa: BLE001 - receive anyway; the inserter retries the schema
+            self.pipeline.storage_healthy = False
+            log.warning("ClickHouse unreachable at start; data is kept in the write-ahead log",
+                        extra={"error": str(exc).splitlines()[0][:300]})
         self.pipeline.start()
         receiver = self.config.receiver
         http = OtlpHttpReceiver(
@@ -179,9 +185,12 @@ class ObsloopServer:
         fmt = QUERY_FORMATS.get(request.query.get("format", "json"))
         if not sql.strip() or fmt is None:
             return web.json_response({"error": "POST the SQL as the body; format=json|csv|tsv"}, status=400)
-        settings = {} if request.query.get("write") == "1" else {"readonly": 2}
+        if request.query.get("write") != "1" and not clickhouse.is_read_only(sql):
+            return web.json_response(
+                {"error": "only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS run without write=1"},
+                status=403)
         try:
-            result = await asyncio.to_thread(self.client.raw_query, sql, settings=settings, fmt=fmt)
+            result = await asyncio.to_thread(self.client.raw_query, sql, fmt=fmt)
         except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
             return web.json_response({"error": str(exc)}, status=400)
         return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")

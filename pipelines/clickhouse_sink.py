@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -24,10 +25,19 @@ def _sql_string(value: str) -> str:
 
 
 class ClickHouseSink:
-    def __init__(self, client: Client, *, database: str, embedded: bool) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        database: str,
+        embedded: bool,
+        ensure_schema: Callable[[], object] | None = None,
+    ) -> None:
         self._client = client
         self._database = database
         self._embedded = embedded
+        self._ensure_schema = ensure_schema
+        """Run before the first insert; the server starts even while ClickHouse is down."""
 
     def _insert(self, mapping: RowMapping, signal: str, path: Path, token: str) -> None:
         settings = {
@@ -44,6 +54,9 @@ class ClickHouseSink:
 
     def insert_file(self, signal: str, path: Path, token: str) -> None:
         """Insert one length-delimited segment into every table of its signal."""
+        if self._ensure_schema is not None:
+            self._ensure_schema()
+            self._ensure_schema = None
         for mapping in MAPPINGS[signal]:
             self._insert(mapping, signal, path, token)
 

@@ -48,8 +48,10 @@ def _direct(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
     from obsloop import clickhouse
     from obsloop.server import storage_client
 
+    if not write and not clickhouse.is_read_only(sql):
+        raise SystemExit("obsloop query: this statement modifies data; pass --write to run it")
     try:
-        result = storage_client(config).query(sql, settings={} if write else {"readonly": 2})
+        result = storage_client(config).query(sql)
         return list(result.column_names), [list(row) for row in result.result_rows]
     except Exception as exc:  # noqa: BLE001 - show ClickHouse's message, not a traceback
         raise SystemExit(f"obsloop query: {exc}") from None
