@@ -13,8 +13,14 @@ than hang: every future fails with :class:`BrokerUnavailable` within ``publish_t
 :class:`BacklogFull` is raised at once. Both are :class:`BusUnavailable`, which receivers
 map to 503 with Retry-After; the OTLP exporters retry.
 
-Idempotence stays on (kafka-python's default with ``acks=all``): the producer's own retries
-after a lost acknowledgement do not duplicate records in the log.
+Idempotence is off, deliberately. With it on (kafka-python's default), a delivery timeout
+makes kafka-python bump the producer epoch (KIP-360); a broker that lost the producer's
+state, as a restarted tansu with memory storage does, answers that InitProducerId with an
+error, and the producer enters a fatal state in which every later batch is aborted until
+the process restarts (measured here: "Aborting producer batches due to fatal error").
+A receiver must recover by itself once the broker is back. What idempotence would buy is
+small: it removes duplicates from the producer's own retries, but OTLP exporters retry
+after any 503 or timeout anyway, so duplicates in the log are possible regardless.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class OtlpPublisher:
             self._producer = KafkaProducer(
                 **client_kwargs(config),
                 acks="all",
+                enable_idempotence=False,
                 delivery_timeout_ms=config.publish_timeout_ms,
                 max_block_ms=config.max_block_ms,
                 max_request_size=config.max_request_bytes,
