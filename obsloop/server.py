@@ -78,7 +78,6 @@ class ObsloopServer:
         self.config = config
         self.metrics = SelfMetrics()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.client = storage_client(config)
         self.wal = WriteAheadLog(
             config.wal_directory,
             SIGNALS,
@@ -87,7 +86,7 @@ class ObsloopServer:
             fsync=config.wal.fsync,
         )
         self.sink = ClickHouseSink(
-            self.client, database=config.storage.database,
+            lambda: storage_client(config), database=config.storage.database,
             embedded=clickhouse.is_embedded(config.storage_dsn),
             ensure_schema=lambda: apply_schema(config),
         )
@@ -98,6 +97,11 @@ class ObsloopServer:
         self._grpc = None
         self.endpoints: Endpoints | None = None
         self._stopped = asyncio.Event()
+
+    @property
+    def client(self):
+        """The storage client (connects on first use: the server starts while ClickHouse is down)."""
+        return storage_client(self.config)
 
     @property
     def state_file(self) -> Path:
@@ -116,7 +120,8 @@ class ObsloopServer:
             self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
             bearer_token=receiver.bearer_token, retry_after_seconds=receiver.retry_after_seconds,
         )
-        http_port = await self._serve(http.app(), receiver.host, receiver.http_port)
+        # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
+        http_port = await self._serve(http.app(), receiver.host, receiver.http_port, auto_decompress=False)
         grpc_address = None
         if receiver.grpc_enabled:
             grpc_receiver = OtlpGrpcReceiver(
@@ -139,8 +144,8 @@ class ObsloopServer:
                                            "storage": _redact(self.config.storage_dsn)})
         return self.endpoints
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> int:
-        runner = web.AppRunner(app, access_log=None)
+    async def _serve(self, app: web.Application, host: str, port: int, **handler_options: bool) -> int:
+        runner = web.AppRunner(app, access_log=None, **handler_options)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
@@ -190,7 +195,7 @@ class ObsloopServer:
                 {"error": "only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS run without write=1"},
                 status=403)
         try:
-            result = await asyncio.to_thread(self.client.raw_query, sql, fmt=fmt)
+            result = await asyncio.to_thread(lambda: self.client.raw_query(sql, fmt=fmt))
         except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
             return web.json_response({"error": str(exc)}, status=400)
         return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")

@@ -27,13 +27,14 @@ def _sql_string(value: str) -> str:
 class ClickHouseSink:
     def __init__(
         self,
-        client: Client,
+        client: Callable[[], Client],
         *,
         database: str,
         embedded: bool,
         ensure_schema: Callable[[], object] | None = None,
     ) -> None:
-        self._client = client
+        self._connect = client
+        """Called for every use: connecting may fail while ClickHouse is down, and is retried."""
         self._database = database
         self._embedded = embedded
         self._ensure_schema = ensure_schema
@@ -46,11 +47,11 @@ class ClickHouseSink:
         }
         if self._embedded:
             source = f"file({_sql_string(str(path))}, 'Protobuf', {_sql_string(mapping.structure)})"
-            self._client.command(mapping.insert(self._database, source), settings=settings)
+            self._connect().command(mapping.insert(self._database, source), settings=settings)
         else:
             source = f"input({_sql_string(mapping.structure)})"
             sql = mapping.insert(self._database, source) + "\nFORMAT Protobuf"
-            self._client.command(sql, data=path.read_bytes(), settings=settings)
+            self._connect().command(sql, data=path.read_bytes(), settings=settings)
 
     def insert_file(self, signal: str, path: Path, token: str) -> None:
         """Insert one length-delimited segment into every table of its signal."""
@@ -74,6 +75,6 @@ class ClickHouseSink:
 
     def ping(self) -> bool:
         try:
-            return self._client.command("SELECT 1") == 1
+            return self._connect().command("SELECT 1") == 1
         except Exception:  # noqa: BLE001 - any failure means "not reachable"
             return False

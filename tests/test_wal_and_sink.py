@@ -1,0 +1,96 @@
+"""The write-ahead log's recovery rules and the sink's deduplication, against embedded chDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from obsloop import clickhouse
+from obsloop.loadgen import ServerlessTraffic
+from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.wal import WriteAheadLog, iter_messages
+
+
+def _wal(directory: Path, **options) -> WriteAheadLog:
+    return WriteAheadLog(directory, ("traces", "logs"), max_bytes=options.get("max_bytes", 1 << 20),
+                         max_age=60, fsync="never")
+
+
+def test_segments_rotate_by_size_and_keep_order(tmp_path: Path) -> None:
+    wal = _wal(tmp_path, max_bytes=100)
+    for n in range(5):
+        wal.append("logs", bytes([n]) * 60, items=1)
+    first = wal.next_segment(timeout=0)
+    assert first is not None and first.signal == "logs" and first.items == 2
+    assert [m[0] for m in iter_messages(first.path.read_bytes())] == [0, 1]
+    wal.done(first)
+    assert not first.path.exists()
+    assert wal.pending_segments() == 1  # [2, 3]; [4] is still open
+    assert wal.pending_bytes() == 61 * 3  # 1 length byte + 60 payload bytes each
+
+
+def test_recovery_closes_open_segments_and_drops_a_torn_tail(tmp_path: Path) -> None:
+    wal = _wal(tmp_path)
+    wal.append("traces", b"a" * 10, items=1)
+    wal.append("traces", b"b" * 10, items=1)
+    open_file = next((tmp_path / "traces").glob("*.open"))
+    with open(open_file, "ab") as file:  # a write cut short by kill -9: never acknowledged
+        file.write(bytes([50]) + b"c" * 7)
+    recovered = _wal(tmp_path)
+    segment = recovered.next_segment(timeout=0)
+    assert segment is not None and segment.items is None
+    assert list(iter_messages(segment.path.read_bytes())) == [b"a" * 10, b"b" * 10]
+    recovered.append("traces", b"d", items=1)
+    recovered.rotate(force=True)
+    recovered.done(segment)
+    later = recovered.next_segment(timeout=0)
+    assert later is not None and later.sequence > segment.sequence
+
+
+def test_an_open_segment_with_nothing_whole_is_discarded(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir(parents=True)
+    (tmp_path / "logs" / "000000000007-x.open").write_bytes(bytes([200, 1]))
+    wal = _wal(tmp_path)
+    assert wal.pending_segments() == 0
+    assert not list((tmp_path / "logs").iterdir())
+
+
+@pytest.fixture(scope="module")
+def chdb_client(tmp_path_factory):
+    path = tmp_path_factory.mktemp("chdb")
+    client = clickhouse.connect(f"chdb://{path}")
+    for statement in ddl(SchemaOptions()):
+        client.command(statement)
+    yield client
+    clickhouse.close_all()
+
+
+def test_reinserting_a_segment_with_its_token_stores_it_once(tmp_path: Path, chdb_client) -> None:
+    wal = _wal(tmp_path)
+    request = ServerlessTraffic(seed=5).traces(32)
+    spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    wal.append("traces", request.SerializeToString(), items=spans)
+    wal.rotate(force=True)
+    segment = wal.next_segment(timeout=0)
+    assert segment is not None
+    sink = ClickHouseSink(lambda: chdb_client, database="default", embedded=True)
+    before = chdb_client.command("SELECT count() FROM otel_traces")
+    sink.insert_file("traces", segment.path, segment.token)
+    sink.insert_file("traces", segment.path, segment.token)  # the replay after a crash
+    assert chdb_client.command("SELECT count() FROM otel_traces") == before + spans
+    sink.insert_file("traces", segment.path, segment.token + "-other")
+    assert chdb_client.command("SELECT count() FROM otel_traces") == before + 2 * spans
+
+
+def test_insert_payloads_writes_a_batch(chdb_client) -> None:
+    traffic = ServerlessTraffic(seed=6)
+    payloads = [traffic.logs(16).SerializeToString() for _ in range(3)]
+    sink = ClickHouseSink(lambda: chdb_client, database="default", embedded=True)
+    before = chdb_client.command("SELECT count() FROM otel_logs")
+    sink.insert_payloads("logs", payloads, "batch-1")
+    sink.insert_payloads("logs", payloads, "batch-1")
+    assert chdb_client.command("SELECT count() FROM otel_logs") == before + 48
+    event = chdb_client.command("SELECT any(EventName) FROM otel_logs")
+    assert event == "obsloop.model.prediction"
