@@ -63,6 +63,8 @@ async def _demo(config, duration: float | None, rate: float) -> None:
     server = ObsloopServer(config)
     endpoints = await server.start()
     console = Console()
+    if not console.is_terminal:
+        console.width = 150  # piped output (logs, CI): do not squeeze the table to 80 columns
     console.print(f"[bold]obsloop[/] receiving OTLP on {endpoints.http} and {endpoints.grpc}; "
                   f"data in {config.storage_dsn}. Ctrl-C stops.")
     stop = asyncio.Event()

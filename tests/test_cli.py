@@ -1,0 +1,68 @@
+"""The command line as a user runs it: schema, query (alone and through a running server), demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def obsloop(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "obsloop", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_schema_and_query_without_a_server(tmp_path: Path) -> None:
+    applied = obsloop("schema", "apply", cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert "schema applied" in applied.stdout
+    listed = obsloop("query", "SELECT name FROM system.tables WHERE name LIKE 'otel_metrics%' ORDER BY name",
+                     "--format", "csv", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0] == "name"
+    assert "otel_metrics_summary" in listed.stdout
+    refused = obsloop("query", "DROP TABLE otel_logs", cwd=tmp_path)
+    assert refused.returncode != 0 and "pass --write" in refused.stderr
+    bad = obsloop("query", "SELECT nope FROM otel_logs", cwd=tmp_path)
+    assert bad.returncode != 0 and "UNKNOWN_IDENTIFIER" in bad.stderr
+
+
+def test_query_goes_through_the_running_server(obsloop, tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: F401
+    import urllib.request
+
+    from obsloop.loadgen import ServerlessTraffic
+
+    body = ServerlessTraffic(seed=9).logs(8).SerializeToString()
+    urllib.request.urlopen(urllib.request.Request(f"{obsloop.http}/v1/logs", data=body,
+                                                  headers={"Content-Type": "application/x-protobuf"}))
+    obsloop.wait_for("SELECT count() FROM otel_logs", 8)
+    result = obsloop_cli = obsloop_query(obsloop, "SELECT count() AS n FROM otel_logs")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(obsloop_cli.stdout.splitlines()[0]) == {"n": 8}
+    table = obsloop_query(obsloop, "SELECT ServiceName, count() FROM otel_logs GROUP BY ServiceName", "table")
+    assert "fraud-scorer" in table.stdout
+
+
+def obsloop_query(server, sql: str, fmt: str = "json") -> subprocess.CompletedProcess[str]:
+    return obsloop("--config", str(server.config_path), "query", sql, "--format", fmt, cwd=server.workdir)
+
+
+def test_demo_shows_the_fleet_arriving(tmp_path: Path) -> None:
+    (tmp_path / "obsloop.yaml").write_text(yaml.safe_dump(
+        {"receiver": {"http_port": 0, "grpc_port": 0}, "admin": {"port": 0}}))
+    demo = obsloop("demo", "--duration", "4", cwd=tmp_path, timeout=180)
+    assert demo.returncode == 0, demo.stderr
+    for expected in ("aws_lambda", "gcp_cloud_run", "azure_functions", "knative", "openfaas", "p95_ms"):
+        assert expected in demo.stdout
+    assert "requests accepted" in demo.stdout and "refused 0" in demo.stdout
+
+
+def test_bad_configuration_exits_with_a_message(tmp_path: Path) -> None:
+    (tmp_path / "obsloop.yaml").write_text("receiver:\n  port: 1\n")
+    result = obsloop("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown key 'receiver.port'" in result.stderr

@@ -1,0 +1,50 @@
+"""The tables match the OpenTelemetry Collector clickhouseexporter layout."""
+
+from __future__ import annotations
+
+from obsloop import clickhouse
+from obsloop.pipelines.schema import SchemaOptions, ddl
+
+EXPORTER_TRACE_COLUMNS = [
+    ("Timestamp", "DateTime64(9)"), ("TraceId", "String"), ("SpanId", "String"), ("ParentSpanId", "String"),
+    ("TraceState", "String"), ("SpanName", "LowCardinality(String)"), ("SpanKind", "LowCardinality(String)"),
+    ("ServiceName", "LowCardinality(String)"), ("ResourceAttributes", "Map(LowCardinality(String), String)"),
+    ("ScopeName", "String"), ("ScopeVersion", "String"), ("SpanAttributes", "Map(LowCardinality(String), String)"),
+    ("Duration", "UInt64"), ("StatusCode", "LowCardinality(String)"), ("StatusMessage", "String"),
+    ("Events.Timestamp", "Array(DateTime64(9))"), ("Events.Name", "Array(LowCardinality(String))"),
+    ("Events.Attributes", "Array(Map(LowCardinality(String), String))"),
+    ("Links.TraceId", "Array(String)"), ("Links.SpanId", "Array(String)"), ("Links.TraceState", "Array(String)"),
+    ("Links.Attributes", "Array(Map(LowCardinality(String), String))"),
+]
+
+
+def test_schema_applies_idempotently_with_exporter_columns(tmp_path) -> None:
+    client = clickhouse.connect(f"chdb://{tmp_path}")
+    try:
+        for _ in range(2):
+            for statement in ddl(SchemaOptions(ttl_days=3)):
+                client.command(statement)
+        columns = client.query(
+            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = 'otel_traces' "
+            "ORDER BY position").result_rows
+        assert [tuple(c) for c in columns] == EXPORTER_TRACE_COLUMNS
+        sorting = client.command("SELECT sorting_key FROM system.tables WHERE name = 'otel_traces'")
+        assert sorting == "ServiceName, SpanName, toDateTime(Timestamp), Timestamp"
+        tables = {row[0] for row in client.query("SELECT name FROM system.tables WHERE database = 'default'").result_rows}
+        assert {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv", "otel_logs",
+                "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
+                "otel_metrics_exponential_histogram", "otel_metrics_summary"} <= tables
+        ttl = client.command("SELECT create_table_query FROM system.tables WHERE name = 'otel_logs'")
+        assert "TTL TimestampTime + toIntervalDay(3)" in ttl
+        assert "non_replicated_deduplication_window = 10000" in ttl
+    finally:
+        clickhouse.close_all()
+
+
+def test_cluster_ddl_uses_on_cluster_and_replicated_engines() -> None:
+    statements = ddl(SchemaOptions(database="otel", cluster="prod"))
+    assert statements[0] == "CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `prod`"
+    tables = [s for s in statements if s.startswith("CREATE TABLE")]
+    assert all("ON CLUSTER `prod`" in s for s in statements)
+    assert all("ENGINE = Replicated" in s for s in tables)
+    assert all("non_replicated_deduplication_window" not in s for s in tables)
