@@ -69,7 +69,12 @@ class PollOutcome:
 
 
 class GroupConsumer:
-    """A consumer-group member over the OTLP topics of ``signals`` with manual commits."""
+    """A consumer-group member over the OTLP topics of ``signals`` with manual commits.
+
+    Detector workers poll ``consumer`` (the kafka-python consumer) themselves and use the
+    hooks to load a partition's model state when it is assigned and checkpoint it when it
+    is revoked; :class:`IngestConsumer` adds the batch / insert / commit loop.
+    """
 
     def __init__(
         self,
@@ -96,9 +101,6 @@ class GroupConsumer:
         self.consumer.subscribe(
             [config.topic(signal) for signal in signals], listener=_Listener(self)
         )
-
-    def owned(self) -> list[OwnedPartition]:
-        return self._owned(self.consumer.assignment())
 
     def close(self) -> None:
         """Leave the group at once (its partitions move without waiting for a timeout)."""

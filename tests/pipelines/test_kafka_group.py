@@ -31,11 +31,11 @@ class Worker:
         self._thread.start()
 
     def _assigned(self, partitions: list[OwnedPartition]) -> None:
-        self.owned |= set(partitions)
+        self.owned = self.owned | set(partitions)  # rebind: the test thread reads it
 
     def _revoked(self, partitions: list[OwnedPartition]) -> None:
         self.revocations += 1
-        self.owned -= set(partitions)
+        self.owned = self.owned - set(partitions)
 
     def stop(self) -> None:
         self._stop.set()
