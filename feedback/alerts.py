@@ -1,0 +1,167 @@
+"""Turning detections into alerts: grouping, deduplication and resolution.
+
+Each anomalous series and kind is one alert (its fingerprint). Alerts are grouped by
+``group_by`` labels, as Alertmanager groups them, so one notification carries every firing
+alert of, say, one function. A detection whose alert is already firing is not re-sent until
+``repeat_interval`` has passed; a cleared detection resolves its alert, and the group
+resolves when its last alert does. Each notifier decides what it sends of a group change:
+Alertmanager-style receivers get the whole group, PagerDuty only the alerts that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+from .delivery import DeliveryFailed, Request, Sender
+from .detection import NAMESPACE, Detection
+
+log = logging.getLogger(__name__)
+
+Status = Literal["firing", "resolved"]
+DEFAULT_GROUP_BY = (NAMESPACE, "faas.name", "kind")
+
+
+@dataclass(frozen=True)
+class Alert:
+    fingerprint: str
+    status: Status
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    severity: str
+    summary: str
+    links: tuple[str, ...] = ()
+    detection: Detection | None = None
+
+
+@dataclass(frozen=True)
+class GroupChange:
+    """One notification's worth: the group's alerts now, and which of them changed."""
+
+    group_key: str
+    group_labels: dict[str, str]
+    status: Status
+    alerts: tuple[Alert, ...]
+    changed: tuple[Alert, ...]
+
+    @property
+    def common_labels(self) -> dict[str, str]:
+        first, *rest = [a.labels for a in self.alerts]
+        return {k: v for k, v in first.items() if all(o.get(k) == v for o in rest)}
+
+    @property
+    def common_annotations(self) -> dict[str, str]:
+        first, *rest = [a.annotations for a in self.alerts]
+        return {k: v for k, v in first.items() if all(o.get(k) == v for o in rest)}
+
+
+class Notifier(Protocol):
+    name: str
+
+    def requests(self, change: GroupChange) -> list[Request]: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    target: str
+    delivered: bool
+    reason: str = ""
+
+
+def alert_from(detection: Detection, starts_at: datetime) -> Alert:
+    labels = {"alertname": f"obsloop_{detection.kind}", "kind": detection.kind,
+              "severity": detection.severity, **detection.series}
+    annotations = {"summary": detection.describe(), "score": f"{detection.score:.3f}"}
+    for name, value in detection.observed.items():
+        annotations[f"observed_{name}"] = f"{value:g}"
+        if name in detection.expected:
+            low, high = detection.expected[name]
+            annotations[f"expected_{name}"] = f"{low:g}..{high:g}"
+    return Alert(
+        fingerprint=detection.fingerprint,
+        status="resolved" if detection.cleared else "firing",
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at,
+        ends_at=detection.time if detection.cleared else None,
+        severity=detection.severity,
+        summary=detection.describe(),
+        links=detection.evidence,
+        detection=detection,
+    )
+
+
+@dataclass
+class _State:
+    alert: Alert
+    sent_at: datetime
+    group: str
+
+
+class Alerter:
+    def __init__(
+        self,
+        notifiers: Sequence[Notifier],
+        sender: Sender,
+        group_by: Sequence[str] = DEFAULT_GROUP_BY,
+        repeat_interval: timedelta = timedelta(hours=4),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.notifiers = list(notifiers)
+        self.sender = sender
+        self.group_by = tuple(group_by)
+        self.repeat_interval = repeat_interval
+        self.clock = clock
+        self._firing: dict[str, _State] = {}
+
+    def _group(self, labels: dict[str, str]) -> tuple[str, dict[str, str]]:
+        group_labels = {k: labels[k] for k in self.group_by if k in labels}
+        key = hashlib.sha256(json.dumps(sorted(group_labels.items())).encode()).hexdigest()[:16]
+        return key, group_labels
+
+    async def process(self, detection: Detection) -> list[Delivery]:
+        """Notify about ``detection`` if it changes anything; returns one entry per target
+        that was sent to (empty when deduplicated or when there is nothing to resolve)."""
+        now = self.clock()
+        known = self._firing.get(detection.fingerprint)
+        if detection.cleared:
+            if known is None:
+                return []
+            del self._firing[detection.fingerprint]
+            changed = replace(alert_from(detection, known.alert.starts_at), ends_at=now)
+        else:
+            if known is not None and now - known.sent_at < self.repeat_interval:
+                return []
+            changed = alert_from(detection, known.alert.starts_at if known else detection.time)
+        group, group_labels = self._group(changed.labels)
+        if not detection.cleared:
+            self._firing[detection.fingerprint] = _State(changed, now, group)
+        firing = tuple(s.alert for s in self._firing.values() if s.group == group)
+        others = tuple(a for a in firing if a.fingerprint != changed.fingerprint)
+        change = GroupChange(
+            group_key="{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items()))
+            + "}",
+            group_labels=group_labels,
+            status="firing" if firing else "resolved",
+            alerts=(*others, changed),
+            changed=(changed,),
+        )
+        requests = [r for n in self.notifiers for r in n.requests(change)]
+        results = await asyncio.gather(*(self._deliver(r) for r in requests))
+        return list(results)
+
+    async def _deliver(self, request: Request) -> Delivery:
+        try:
+            await self.sender.send(request)
+        except DeliveryFailed as exc:
+            log.error("alert not delivered: %s", exc)
+            return Delivery(request.target, False, exc.reason)
+        return Delivery(request.target, True)
