@@ -1,6 +1,6 @@
 """A recording HTTP server on 127.0.0.1 that answers like the real APIs the loop calls.
 
-``script`` maps a path to a list of (status, body, headers) answers used in order (the last
+``script`` maps a raw path (percent-encoding kept, as GitLab project ids need) to a list of (status, body, headers) answers used in order (the last
 one repeats); unscripted paths answer 200 ``{}``. Usable from sync tests too: it runs its own
 event loop in a thread, so code under test may use ``asyncio.run`` or blocking clients.
 """
@@ -47,9 +47,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append(
-            Recorded(request.method, request.path, dict(request.headers), await request.read())
+            Recorded(request.method, request.raw_path, dict(request.headers), await request.read())
         )
-        answers = self.script.get(request.path) or [(200, {}, {})]
+        answers = self.script.get(request.raw_path) or [(200, {}, {})]
         status, body, headers = answers.pop(0) if len(answers) > 1 else answers[0]
         text = body if isinstance(body, str) else json.dumps(body)
         return web.Response(status=status, text=text, headers=headers)
