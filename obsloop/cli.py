@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "obsloop.commands.demo",
     "obsloop.commands.query",
     "obsloop.commands.schema",
+    "obsloop.commands.collect",
     "obsloop.commands.score_series",
 )
 
