@@ -77,8 +77,12 @@ class Delivery:
 
 
 def alert_from(detection: Detection, starts_at: datetime) -> Alert:
-    labels = {"alertname": f"obsloop_{detection.kind}", "kind": detection.kind,
-              "severity": detection.severity, **detection.series}
+    labels = {
+        "alertname": f"obsloop_{detection.kind}",
+        "kind": detection.kind,
+        "severity": detection.severity,
+        **detection.series,
+    }
     annotations = {"summary": detection.describe(), "score": f"{detection.score:.3f}"}
     for name, value in detection.observed.items():
         annotations[f"observed_{name}"] = f"{value:g}"
@@ -147,7 +151,8 @@ class Alerter:
         firing = tuple(s.alert for s in self._firing.values() if s.group == group)
         others = tuple(a for a in firing if a.fingerprint != changed.fingerprint)
         change = GroupChange(
-            group_key="{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items()))
+            group_key="{}:{"
+            + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items()))
             + "}",
             group_labels=group_labels,
             status="firing" if firing else "resolved",

@@ -10,10 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from obsloop.pipelines.kafka_config import KafkaConfig
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
-from obsloop.pipelines.kafka_config import KafkaConfig
 
 from .alerts import DEFAULT_GROUP_BY, Alerter, Notifier
 from .audit import AuditLog
@@ -118,13 +117,22 @@ def _trigger(config: RetrainConfig, sender: Sender) -> RetrainTrigger:
         return WebhookTrigger(config.name, sender, config.url or "", config.token)
     if config.type == "github_actions":
         return GitHubActionsTrigger(
-            config.name, sender, config.repository or "", config.workflow or "",
-            config.token or SecretStr(""), config.ref, config.url or "https://api.github.com",
+            config.name,
+            sender,
+            config.repository or "",
+            config.workflow or "",
+            config.token or SecretStr(""),
+            config.ref,
+            config.url or "https://api.github.com",
         )
     if config.type == "argo":
         return ArgoWorkflowsTrigger(
-            config.name, sender, config.url or "", config.namespace or "",
-            config.template or "", config.token,
+            config.name,
+            sender,
+            config.url or "",
+            config.namespace or "",
+            config.template or "",
+            config.token,
         )
     return KafkaTrigger(config.name, config.kafka or KafkaConfig(), config.topic, sender)
 
@@ -158,11 +166,16 @@ def build_loop(
         if git.forge_project is None or git.token is None:
             raise ValueError("feedback.git: forge needs forge_project and token")
         if git.forge == "github":
-            forge = GitHub(sender, git.forge_project, git.token,
-                           git.forge_api_url or "https://api.github.com")
+            forge = GitHub(
+                sender, git.forge_project, git.token, git.forge_api_url or "https://api.github.com"
+            )
         else:
-            forge = GitLab(sender, git.forge_project, git.token,
-                           git.forge_api_url or "https://gitlab.com/api/v4")
+            forge = GitLab(
+                sender,
+                git.forge_project,
+                git.token,
+                git.forge_api_url or "https://gitlab.com/api/v4",
+            )
     repo = GitOpsRepo(
         git.remote,
         data_dir / "gitops",

@@ -111,7 +111,10 @@ class Sender:
                     reason = f"HTTP {status}"
                     if status < 500 and status != 429:
                         break
-                    delay = _retry_after(reply.headers.get("Retry-After"), self.retry.max_delay) or delay
+                    delay = (
+                        _retry_after(reply.headers.get("Retry-After"), self.retry.max_delay)
+                        or delay
+                    )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason, status = f"network error ({type(exc).__name__})", None
             log.warning("delivery to %s failed (%s), attempt %d", request.target, reason, attempt)

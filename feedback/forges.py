@@ -24,7 +24,10 @@ class Forge(Protocol):
 
 class GitHub:
     def __init__(
-        self, sender: Sender, repository: str, token: SecretStr,
+        self,
+        sender: Sender,
+        repository: str,
+        token: SecretStr,
         api_url: str = "https://api.github.com",
     ) -> None:
         self.sender, self.repository, self._token = sender, repository, token
@@ -54,15 +57,23 @@ class GitHub:
 
 class GitLab:
     def __init__(
-        self, sender: Sender, project: str, token: SecretStr,
+        self,
+        sender: Sender,
+        project: str,
+        token: SecretStr,
         api_url: str = "https://gitlab.com/api/v4",
     ) -> None:
         self.sender, self.project, self._token = sender, project, token
         self.api_url = api_url.rstrip("/")
 
     async def open(self, branch: str, base: str, title: str, body: str) -> str:
-        payload = {"source_branch": branch, "target_branch": base, "title": title,
-                   "description": body, "remove_source_branch": True}
+        payload = {
+            "source_branch": branch,
+            "target_branch": base,
+            "title": title,
+            "description": body,
+            "remove_source_branch": True,
+        }
         request = Request(
             "gitlab",
             f"{self.api_url}/projects/{quote(self.project, safe='')}/merge_requests",
@@ -73,7 +84,9 @@ class GitLab:
         try:
             reply = await self.sender.send(request, dead_letter=False)
         except DeliveryFailed as exc:
-            if exc.status == 409:  # "Another open merge request already exists for this source branch"
+            if (
+                exc.status == 409
+            ):  # "Another open merge request already exists for this source branch"
                 return f"{self.project}:{branch}"
             raise
         return json.loads(reply.text)["web_url"]

@@ -101,9 +101,12 @@ class GitOpsRepo:
     ) -> subprocess.CompletedProcess[str]:
         command = [
             "git",
-            "-c", f"user.name={self.author.name}",
-            "-c", f"user.email={self.author.email}",
-            "-c", "commit.gpgsign=false",
+            "-c",
+            f"user.name={self.author.name}",
+            "-c",
+            f"user.email={self.author.email}",
+            "-c",
+            "commit.gpgsign=false",
             *args,
         ]
         done = subprocess.run(
@@ -176,7 +179,9 @@ class GitOpsRepo:
             self._git("commit", "-q", "-F", "-", input_text=self._message(change))
             if self._push(target):
                 return Result("committed", target, self.head(), attempt)
-            log.info("push of %s to %s rejected; fetching and rebasing", change.detection_id, target)
+            log.info(
+                "push of %s to %s rejected; fetching and rebasing", change.detection_id, target
+            )
             self._git("fetch", "-q", "origin")
             if self._find(f"origin/{target}", change.detection_id):
                 continue  # somebody pushed this very detection: the next round reports it

@@ -109,10 +109,16 @@ class FeedbackLoop:
             if str(error) not in self._reported:
                 self._reported.add(str(error))
                 log.warning("invalid GitOps file: %s", error)
-                self.audit.record(AuditEntry(
-                    self.clock(), "", "manifest", "invalid", error.reason,
-                    manifest=f"{error.path}:{error.line}",
-                ))
+                self.audit.record(
+                    AuditEntry(
+                        self.clock(),
+                        "",
+                        "manifest",
+                        "invalid",
+                        error.reason,
+                        manifest=f"{error.path}:{error.line}",
+                    )
+                )
         return _Repository(ManifestIndex(valid), policy, policy_error)
 
     async def handle(
@@ -139,9 +145,15 @@ class FeedbackLoop:
                 manifest, proposal, history, now, forecast_monthly_usd
             )
         entry = AuditEntry(
-            now, manifest.key, proposal.action, decision.outcome, decision.reason,
-            manifest=manifest.path, detection_id=detection.id,
-            before=decision.before, after=decision.after,
+            now,
+            manifest.key,
+            proposal.action,
+            decision.outcome,
+            decision.reason,
+            manifest=manifest.path,
+            detection_id=detection.id,
+            before=decision.before,
+            after=decision.after,
         )
         previous = self.audit.done(detection.id, proposal.action)
         if previous is not None:
@@ -149,8 +161,15 @@ class FeedbackLoop:
         elif decision.allowed and self.dry_run:
             entry = _with(entry, "dry_run", f"dry run: {decision.reason}")
         elif decision.allowed:
-            entry = await self._execute(detection, manifest, proposal, decision, entry,
-                                        repository.policy, forecast_monthly_usd)
+            entry = await self._execute(
+                detection,
+                manifest,
+                proposal,
+                decision,
+                entry,
+                repository.policy,
+                forecast_monthly_usd,
+            )
         self.audit.record(entry)
         return entry
 
@@ -165,10 +184,17 @@ class FeedbackLoop:
         reason = f"{status} sent to {', '.join(sent) or 'nobody'}"
         if failed:
             reason += f"; dead-lettered: {'; '.join(failed)}"
-        self.audit.record(AuditEntry(
-            self.clock(), "", "alert", "failed" if failed and not sent else "applied", reason,
-            detection_id=detection.id, reference=detection.fingerprint,
-        ))
+        self.audit.record(
+            AuditEntry(
+                self.clock(),
+                "",
+                "alert",
+                "failed" if failed and not sent else "applied",
+                reason,
+                detection_id=detection.id,
+                reference=detection.fingerprint,
+            )
+        )
 
     async def _execute(
         self,
@@ -184,8 +210,9 @@ class FeedbackLoop:
             if proposal.action == "retrain":
                 return await self._retrain(detection, manifest, entry)
             edit = self._edit(manifest, proposal, decision, policy, forecast)
-            change = Change(detection.id, manifest.key,
-                            commit_message(detection, manifest, decision), edit)
+            change = Change(
+                detection.id, manifest.key, commit_message(detection, manifest, decision), edit
+            )
             result = await asyncio.to_thread(self.repo.commit, change)
             reference = result.sha
             if result.status == "noop":
@@ -243,10 +270,16 @@ class FeedbackLoop:
         return _with(entry, "applied", entry.reason, ", ".join(references))
 
 
-def _with(
-    entry: AuditEntry, outcome: AuditOutcome, reason: str, reference: str = ""
-) -> AuditEntry:
+def _with(entry: AuditEntry, outcome: AuditOutcome, reason: str, reference: str = "") -> AuditEntry:
     return AuditEntry(
-        entry.time, entry.deployment, entry.action, outcome, reason, entry.manifest,
-        entry.detection_id, entry.before, entry.after, reference or entry.reference,
+        entry.time,
+        entry.deployment,
+        entry.action,
+        outcome,
+        reason,
+        entry.manifest,
+        entry.detection_id,
+        entry.before,
+        entry.after,
+        reference or entry.reference,
     )

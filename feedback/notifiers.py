@@ -88,8 +88,10 @@ class PagerDuty:
     def requests(self, change: GroupChange) -> list[Request]:
         result = []
         for a in change.changed:
-            event: dict[str, Any] = {"event_action": "trigger" if a.status == "firing" else "resolve",
-                                     "dedup_key": a.fingerprint}
+            event: dict[str, Any] = {
+                "event_action": "trigger" if a.status == "firing" else "resolve",
+                "dedup_key": a.fingerprint,
+            }
             if a.status == "firing":
                 event["payload"] = {
                     "summary": a.summary[:1024],
@@ -124,7 +126,10 @@ class Slack:
         }
         return [
             Request(
-                self.name, self._url.get_secret_value(), _json(payload), record=payload,
+                self.name,
+                self._url.get_secret_value(),
+                _json(payload),
+                record=payload,
                 key=change.group_key,
             )
         ]

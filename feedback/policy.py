@@ -268,9 +268,7 @@ class Policy:
         permission = _PERMISSION[action]
         if permission not in rules.allowed_actions:
             return refuse(f"'{permission}' is not allowed for namespace {manifest.namespace}")
-        own = sorted(
-            (t for t in history if t.deployment == manifest.key), key=lambda t: t.time
-        )
+        own = sorted((t for t in history if t.deployment == manifest.key), key=lambda t: t.time)
         today = [t for t in own if now - t.time < timedelta(days=1)]
         if len(today) >= rules.max_actions_per_day:
             return refuse(
@@ -296,8 +294,9 @@ class Policy:
         if manifest.green_percent == 0:
             return Decision("noop", "green already receives 0% of traffic", "rollback", before)
         after = {BLUE: 100.0, GREEN: 0.0}
-        return Decision("allowed", "canary regressed: all traffic back to blue", "rollback",
-                        before, after)
+        return Decision(
+            "allowed", "canary regressed: all traffic back to blue", "rollback", before, after
+        )
 
     def _scale(
         self,
@@ -322,11 +321,7 @@ class Policy:
                 notes.append(f"{path} is not set in the manifest")
                 continue
             low, high, step = limits[path]
-            if up:
-                target = min(wanted, old + step, high)
-            else:
-                target = max(wanted, old - step, low)
-            target = int(target)
+            target = int(min(wanted, old + step, high) if up else max(wanted, old - step, low))
             if (up and target <= old) or (not up and target >= old):
                 notes.append(f"{path} {old} is at its {'upper' if up else 'lower'} bound")
                 continue
@@ -392,7 +387,9 @@ def parse_policy(path: str, text: str) -> tuple[Policy | None, ManifestError | N
         data = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        return None, ManifestError(path, mark.line + 1 if mark else 1, f"not valid YAML: {exc.problem}")
+        return None, ManifestError(
+            path, mark.line + 1 if mark else 1, f"not valid YAML: {exc.problem}"
+        )
     try:
         return Policy(_PolicyDocument.model_validate(data or {}), path), None
     except ValidationError as exc:

@@ -13,9 +13,8 @@ import asyncio
 import json
 from typing import Any, Protocol
 
-from pydantic import SecretStr
-
 from obsloop.pipelines.kafka_config import KafkaConfig, client_kwargs
+from pydantic import SecretStr
 
 from .delivery import DeliveryFailed, Request, Sender
 from .detection import Detection
@@ -45,10 +44,19 @@ class WebhookTrigger:
 
     async def trigger(self, detection: Detection, manifest: Manifest) -> str:
         event = retrain_event(detection, manifest)
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"} if self._token else {}
+        headers = (
+            {"Authorization": f"Bearer {self._token.get_secret_value()}"} if self._token else {}
+        )
         await self.sender.send(
-            Request(self.name, self._url, json.dumps(event).encode(), headers, event,
-                    "retrain", detection.id)
+            Request(
+                self.name,
+                self._url,
+                json.dumps(event).encode(),
+                headers,
+                event,
+                "retrain",
+                detection.id,
+            )
         )
         return f"webhook:{detection.id}"
 
@@ -58,8 +66,14 @@ class GitHubActionsTrigger:
     the inputs below under ``on.workflow_dispatch.inputs`` (inputs are strings)."""
 
     def __init__(
-        self, name: str, sender: Sender, repository: str, workflow: str, token: SecretStr,
-        ref: str = "main", api_url: str = "https://api.github.com",
+        self,
+        name: str,
+        sender: Sender,
+        repository: str,
+        workflow: str,
+        token: SecretStr,
+        ref: str = "main",
+        api_url: str = "https://api.github.com",
     ) -> None:
         self.name, self.sender, self.repository, self.workflow = name, sender, repository, workflow
         self._token, self.ref, self.api_url = token, ref, api_url.rstrip("/")
@@ -77,14 +91,22 @@ class GitHubActionsTrigger:
                 "evidence": json.dumps(event["detection"], sort_keys=True),
             },
         }
-        url = (f"{self.api_url}/repos/{self.repository}/actions/workflows/"
-               f"{self.workflow}/dispatches")
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}",
-                   "Accept": "application/vnd.github+json",
-                   "X-GitHub-Api-Version": "2022-11-28"}
+        url = f"{self.api_url}/repos/{self.repository}/actions/workflows/{self.workflow}/dispatches"
+        headers = {
+            "Authorization": f"Bearer {self._token.get_secret_value()}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        }
         await self.sender.send(
-            Request(self.name, url, json.dumps(payload).encode(), headers, payload,
-                    "retrain", detection.id)
+            Request(
+                self.name,
+                url,
+                json.dumps(payload).encode(),
+                headers,
+                payload,
+                "retrain",
+                detection.id,
+            )
         )
         return f"{self.repository}:{self.workflow}@{self.ref}"
 
@@ -94,7 +116,12 @@ class ArgoWorkflowsTrigger:
     detection as workflow parameters and a label to find the run from the audit row."""
 
     def __init__(
-        self, name: str, sender: Sender, server_url: str, namespace: str, template: str,
+        self,
+        name: str,
+        sender: Sender,
+        server_url: str,
+        namespace: str,
+        template: str,
         token: SecretStr | None = None,
     ) -> None:
         self.name, self.sender, self.server_url = name, sender, server_url.rstrip("/")
@@ -118,11 +145,20 @@ class ArgoWorkflowsTrigger:
                 ],
             },
         }
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"} if self._token else {}
+        headers = (
+            {"Authorization": f"Bearer {self._token.get_secret_value()}"} if self._token else {}
+        )
         url = f"{self.server_url}/api/v1/workflows/{self.namespace}/submit"
         reply = await self.sender.send(
-            Request(self.name, url, json.dumps(payload).encode(), headers, payload,
-                    "retrain", detection.id)
+            Request(
+                self.name,
+                url,
+                json.dumps(payload).encode(),
+                headers,
+                payload,
+                "retrain",
+                detection.id,
+            )
         )
         return json.loads(reply.text)["metadata"]["name"]
 
@@ -149,11 +185,11 @@ class KafkaTrigger:
     async def trigger(self, detection: Detection, manifest: Manifest) -> str:
         event = retrain_event(detection, manifest)
         try:
-            return await asyncio.to_thread(
-                self._publish, manifest.key, json.dumps(event).encode()
-            )
+            return await asyncio.to_thread(self._publish, manifest.key, json.dumps(event).encode())
         except Exception as exc:
             reason = f"kafka error ({type(exc).__name__})"
             if self.sender.dead_letters is not None:
-                self.sender.dead_letters.record(self.name, "retrain", detection.id, 1, reason, event)
+                self.sender.dead_letters.record(
+                    self.name, "retrain", detection.id, 1, reason, event
+                )
             raise DeliveryFailed(self.name, 1, reason) from None

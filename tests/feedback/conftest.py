@@ -1,12 +1,12 @@
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import re
-
 import pytest
 from clickhouse_connect.driver.exceptions import ProgrammingError
-from obsloop import clickhouse as ch
 from prometheus_client import CollectorRegistry
+
+from obsloop import clickhouse as ch
 
 from .receiver import Receiver
 

@@ -33,4 +33,3 @@ spec:
     - "data-privacy-compliance"
     - "model-explainability-required"
 """
-

@@ -5,10 +5,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client import generate_latest
-from pydantic import SecretStr
-
-from obsloop import semconv
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.deadletter import DeadLetters
 from obsloop.feedback.delivery import DeliveryFailed, Request, RetryPolicy, Sender
@@ -20,6 +16,10 @@ from obsloop.feedback.notifiers import (
     SignedWebhook,
     Slack,
 )
+from prometheus_client import generate_latest
+from pydantic import SecretStr
+
+from obsloop import semconv
 
 T0 = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
@@ -32,8 +32,12 @@ def detection(kind="latency", cleared=False, function="fraud-v2", at=T0, **extra
     return Detection(
         id=f"{function}:{kind}:1",
         time=at,
-        series={semconv.FAAS_NAME: function, NAMESPACE: "ai-production",
-                semconv.MODEL_NAME: "fraud", semconv.MODEL_VERSION: "2.1.0"},
+        series={
+            semconv.FAAS_NAME: function,
+            NAMESPACE: "ai-production",
+            semconv.MODEL_NAME: "fraud",
+            semconv.MODEL_VERSION: "2.1.0",
+        },
         kind=kind,
         score=0.9,
         severity="critical",
@@ -61,8 +65,9 @@ def alerter(receiver, registry, clock, dead_letters=None, group_by=(NAMESPACE, "
         SignedWebhook("hook", receiver.url("/hook"), SecretStr(HMAC_KEY)),
     ]
     sender = Sender(FAST, dead_letters, timeout_seconds=2, registry=registry)
-    return Alerter(notifiers, sender, group_by=group_by, repeat_interval=timedelta(hours=1),
-                   clock=clock)
+    return Alerter(
+        notifiers, sender, group_by=group_by, repeat_interval=timedelta(hours=1), clock=clock
+    )
 
 
 def test_fire_group_dedup_and_resolve(receiver, registry):
@@ -92,8 +97,15 @@ def test_fire_group_dedup_and_resolve(receiver, registry):
     assert first["commonLabels"]["alertname"] == "obsloop_latency"
     assert first["externalURL"] == "http://obsloop.local"
     alert = first["alerts"][0]
-    assert set(alert) == {"status", "labels", "annotations", "startsAt", "endsAt",
-                          "generatorURL", "fingerprint"}
+    assert set(alert) == {
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+        "fingerprint",
+    }
     assert alert["startsAt"] == "2026-11-15T12:00:00Z"
     assert alert["endsAt"] == "0001-01-01T00:00:00Z"
     assert alert["annotations"]["expected_p95_ms"] == "200..800"
@@ -105,8 +117,11 @@ def test_fire_group_dedup_and_resolve(receiver, registry):
 
     pd = [r.json() for r in receiver.at("/v2/enqueue")]
     assert [(p["event_action"], p["routing_key"]) for p in pd] == [
-        ("trigger", ROUTING_KEY), ("trigger", ROUTING_KEY), ("resolve", ROUTING_KEY),
-        ("resolve", ROUTING_KEY)]
+        ("trigger", ROUTING_KEY),
+        ("trigger", ROUTING_KEY),
+        ("resolve", ROUTING_KEY),
+        ("resolve", ROUTING_KEY),
+    ]
     assert pd[0]["dedup_key"] == pd[2]["dedup_key"] == alert["fingerprint"]
     assert pd[0]["payload"]["severity"] == "critical"
     assert pd[0]["payload"]["source"] == "fraud-v2"
@@ -139,9 +154,7 @@ def test_repeat_interval_resends_a_still_firing_alert(receiver, registry):
     assert len(sent) == 2 and sent[0]["startsAt"] == sent[1]["startsAt"]
 
 
-def test_retries_on_5xx_429_and_network_then_dead_letters(
-    receiver, registry, clickhouse, database
-):
+def test_retries_on_5xx_429_and_network_then_dead_letters(receiver, registry, clickhouse, database):
     receiver.answer("/flaky", (503, {}), (429, {}, {"Retry-After": "0"}), (202, {"ok": 1}))
     receiver.answer("/down", (500, {}))
     receiver.answer("/bad", (400, {"error": "invalid"}), (200, {}))
@@ -149,15 +162,24 @@ def test_retries_on_5xx_429_and_network_then_dead_letters(
     sender = Sender(FAST, dead, timeout_seconds=2, registry=registry)
 
     def request(path, url=None):
-        return Request("t" + path.strip("/"), url or receiver.url(path), b"{}",
-                       {"Authorization": "Bearer tok"}, record={"k": path}, key=path)
+        return Request(
+            "t" + path.strip("/"),
+            url or receiver.url(path),
+            b"{}",
+            {"Authorization": "Bearer tok"},
+            record={"k": path},
+            key=path,
+        )
 
     async def scenario():
         reply = await sender.send(request("/flaky"))
         assert (reply.status, json.loads(reply.text)) == (202, {"ok": 1})
         failures = []
-        for req in (request("/down"), request("/bad"),
-                    request("/net", "http://127.0.0.1:9/nothing-listens")):
+        for req in (
+            request("/down"),
+            request("/bad"),
+            request("/net", "http://127.0.0.1:9/nothing-listens"),
+        ):
             with pytest.raises(DeliveryFailed) as info:
                 await sender.send(req)
             failures.append(info.value)
@@ -172,8 +194,10 @@ def test_retries_on_5xx_429_and_network_then_dead_letters(
     assert str(bad) == "tbad: HTTP 400 after 1 attempt(s)"
     rows = dead.rows()
     assert [(r["target"], r["attempts"], r["error"]) for r in rows] == [
-        ("tdown", 3, "HTTP 500"), ("tbad", 1, "HTTP 400"),
-        ("tnet", 3, "network error (ClientConnectorError)")]
+        ("tdown", 3, "HTTP 500"),
+        ("tbad", 1, "HTTP 400"),
+        ("tnet", 3, "network error (ClientConnectorError)"),
+    ]
     assert rows[0]["payload"] == {"k": "/down"} and rows[0]["key"] == "/down"
     metrics = generate_latest(registry).decode()
     assert 'obsloop_feedback_dead_letters{target="tdown"} 1.0' in metrics
@@ -204,7 +228,11 @@ def test_secrets_stay_out_of_dead_letters_logs_and_errors(
     with caplog.at_level("DEBUG"):
         results = asyncio.run(scenario())
     assert {d.target: d.delivered for d in results} == {
-        "am": True, "pd": False, "slack": False, "hook": False}
+        "am": True,
+        "pd": False,
+        "slack": False,
+        "hook": False,
+    }
     stored = json.dumps(dead.rows())
     assert {r["target"] for r in dead.rows()} == {"pd", "slack", "hook"}
     # Everything logged on the client side (the test receiver's access log is not ours).

@@ -4,15 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client import CollectorRegistry
-
 from obsloop.feedback.config import FeedbackConfig, build_loop
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.retrain import KafkaTrigger
 from obsloop.pipelines.kafka_config import client_kwargs
+from prometheus_client import CollectorRegistry
 
 from .gitrepos import make_remote
 from .manifests_data import SEED
@@ -30,23 +28,38 @@ _spec.loader.exec_module(_broker)
 def kafka_config(tmp_path):
     broker = _broker.TansuBroker(tmp_path / "tansu.log")
     broker.start()
-    yield _broker.KafkaConfig(bootstrap_servers=[broker.bootstrap], publish_timeout_ms=5_000,
-                              request_timeout_ms=3_000, bootstrap_timeout_ms=3_000)
+    yield _broker.KafkaConfig(
+        bootstrap_servers=[broker.bootstrap],
+        publish_timeout_ms=5_000,
+        request_timeout_ms=3_000,
+        bootstrap_timeout_ms=3_000,
+    )
     broker.stop()
 
 
 def test_config_builds_a_loop_and_masks_secrets(tmp_path, receiver, clickhouse, database):
     remote = make_remote(tmp_path, {"apps/fraud.yaml": SEED})
-    config = FeedbackConfig.model_validate({
-        "enabled": True,
-        "git": {"remote": str(remote), "mode": "pull_request", "forge": "gitlab",
-                "forge_project": "acme/gitops", "token": "glpat-secret"},
-        "notifiers": [
-            {"name": "pd", "type": "pagerduty", "routing_key": "rk-secret"},
-            {"name": "slack", "type": "slack", "url": "https://hooks.slack.local/T/B/slack-secret"},
-        ],
-        "retrain": [{"name": "train", "type": "webhook", "url": receiver.url("/train")}],
-    })
+    config = FeedbackConfig.model_validate(
+        {
+            "enabled": True,
+            "git": {
+                "remote": str(remote),
+                "mode": "pull_request",
+                "forge": "gitlab",
+                "forge_project": "acme/gitops",
+                "token": "glpat-secret",
+            },
+            "notifiers": [
+                {"name": "pd", "type": "pagerduty", "routing_key": "rk-secret"},
+                {
+                    "name": "slack",
+                    "type": "slack",
+                    "url": "https://hooks.slack.local/T/B/slack-secret",
+                },
+            ],
+            "retrain": [{"name": "train", "type": "webhook", "url": receiver.url("/train")}],
+        }
+    )
     dumped = repr(config) + config.model_dump_json()
     for secret in ("glpat-secret", "rk-secret", "slack-secret"):
         assert secret not in dumped

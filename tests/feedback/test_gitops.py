@@ -1,11 +1,10 @@
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
-
 from obsloop.feedback.gitops import SKIP_CI, Author, Change, GitError, GitOpsRepo
 from obsloop.feedback.manifest_edit import apply_edits
 from obsloop.feedback.manifests import parse_manifests
+from pydantic import SecretStr
 
 from .gitrepos import git, human_commit, log, make_remote, show
 from .manifests_data import SEED
@@ -26,9 +25,12 @@ def set_min_replicas(value: int):
 
 
 def change(detection_id="det-1", value=3, edit=None):
-    return Change(detection_id, "ai-production/fraud-detection-model-v2",
-                  f"obsloop: scale minReplicas 1 -> {value}\n\nDetection: cold starts",
-                  edit or set_min_replicas(value))
+    return Change(
+        detection_id,
+        "ai-production/fraud-detection-model-v2",
+        f"obsloop: scale minReplicas 1 -> {value}\n\nDetection: cold starts",
+        edit or set_min_replicas(value),
+    )
 
 
 @pytest.fixture
@@ -37,8 +39,12 @@ def remote(tmp_path: Path) -> Path:
 
 
 def repo(remote: Path, tmp_path: Path, **kwargs) -> GitOpsRepo:
-    return GitOpsRepo(str(remote), tmp_path / "obsloop-clone",
-                      author=Author("obsloop-bot", "bot@obsloop.dev"), **kwargs)
+    return GitOpsRepo(
+        str(remote),
+        tmp_path / "obsloop-clone",
+        author=Author("obsloop-bot", "bot@obsloop.dev"),
+        **kwargs,
+    )
 
 
 def test_direct_push_with_structured_message_and_author(remote, tmp_path):
@@ -50,7 +56,8 @@ def test_direct_push_with_structured_message_and_author(remote, tmp_path):
     assert "Detection: cold starts" in message
     assert message.rstrip().endswith("Obsloop-Detection: det-1")
     assert git(remote, "log", "-1", "--format=%an <%ae>|%cn", "main") == (
-        "obsloop-bot <bot@obsloop.dev>|obsloop-bot\n")
+        "obsloop-bot <bot@obsloop.dev>|obsloop-bot\n"
+    )
     assert git(remote, "rev-parse", "main").strip() == result.sha
 
 
@@ -86,8 +93,13 @@ def test_conflicting_concurrent_edit_reapplies_on_the_new_tip(remote, tmp_path):
     def edit(root: Path) -> list[str]:
         seen.append((root / PATH).read_text().count("minReplicas: 1"))
         if len(seen) == 1:
-            human_commit(remote, tmp_path / "human", PATH,
-                         SEED.replace("minReplicas: 1", "minReplicas: 2"), "ops: minReplicas 2")
+            human_commit(
+                remote,
+                tmp_path / "human",
+                PATH,
+                SEED.replace("minReplicas: 1", "minReplicas: 2"),
+                "ops: minReplicas 2",
+            )
         return set_min_replicas(4)(root)
 
     result = gitops.commit(change(value=4, edit=edit))
@@ -108,8 +120,9 @@ def test_pull_request_mode_pushes_a_branch_only(remote, tmp_path):
 
 
 def test_errors_do_not_leak_credentials(tmp_path):
-    gitops = GitOpsRepo("http://user:hunter2@127.0.0.1:9/repo.git", tmp_path / "c",
-                        token=SecretStr("tok-secret"))
+    gitops = GitOpsRepo(
+        "http://user:hunter2@127.0.0.1:9/repo.git", tmp_path / "c", token=SecretStr("tok-secret")
+    )
     with pytest.raises(GitError) as info:
         gitops.sync()
     assert "hunter2" not in str(info.value) and "tok-secret" not in str(info.value)

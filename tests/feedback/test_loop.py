@@ -3,10 +3,6 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
-
-from obsloop import semconv
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.audit import AuditLog
 from obsloop.feedback.delivery import RetryPolicy, Sender
@@ -16,6 +12,10 @@ from obsloop.feedback.gitops import GitOpsRepo
 from obsloop.feedback.loop import FeedbackLoop
 from obsloop.feedback.notifiers import AlertmanagerWebhook
 from obsloop.feedback.retrain import ArgoWorkflowsTrigger, GitHubActionsTrigger, WebhookTrigger
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from obsloop import semconv
 
 from .gitrepos import git, log, make_remote, show
 from .manifests_data import SEED
@@ -36,19 +36,33 @@ class Clock:
 
 def detection(kind, id_, at=T0, variant="blue", **extra):
     return Detection(
-        id=id_, time=at, kind=kind, score=1.0, severity="critical",
-        series={semconv.FAAS_NAME: "fraud-detection-model-v2", NAMESPACE: "ai-production",
-                VARIANT: variant},
-        observed={"value": 9.0}, expected={"value": (0.0, 1.0)},
-        evidence=("http://grafana.local/d/x",), **extra,
+        id=id_,
+        time=at,
+        kind=kind,
+        score=1.0,
+        severity="critical",
+        series={
+            semconv.FAAS_NAME: "fraud-detection-model-v2",
+            NAMESPACE: "ai-production",
+            VARIANT: variant,
+        },
+        observed={"value": 9.0},
+        expected={"value": (0.0, 1.0)},
+        evidence=("http://grafana.local/d/x",),
+        **extra,
     )
 
 
 def build(tmp_path, receiver, clickhouse, database, dry_run=False, mode="push", files=None):
-    remote = make_remote(tmp_path, files or {
-        PATH: CANARY, "obsloop-policy.yaml": POLICY,
-        "apps/broken.yaml": SEED.replace("  modelRef:", "  model:"),
-    })
+    remote = make_remote(
+        tmp_path,
+        files
+        or {
+            PATH: CANARY,
+            "obsloop-policy.yaml": POLICY,
+            "apps/broken.yaml": SEED.replace("  modelRef:", "  model:"),
+        },
+    )
     sender = Sender(RetryPolicy(2, 0.01, 0.02), registry=CollectorRegistry())
     clock = Clock()
     alerter = Alerter([AlertmanagerWebhook("am", receiver.url("/am"))], sender, clock=clock)
@@ -89,8 +103,7 @@ def test_detections_become_commits_rollbacks_retraining_and_audit_rows(
     assert log(remote)[:2] == [
         "obsloop: rollback ai-production/fraud-detection-model-v2: trafficSplit.blue 80 -> 100, "
         "trafficSplit.green 20 -> 0",
-        "obsloop: scale up ai-production/fraud-detection-model-v2: "
-        "autoscaling.minReplicas 1 -> 3",
+        "obsloop: scale up ai-production/fraud-detection-model-v2: autoscaling.minReplicas 1 -> 3",
     ]
     body = git(remote, "log", "-1", "--format=%B", "main~1")
     assert "Observed: value=9 (expected 0..1)" in body
@@ -105,18 +118,26 @@ def test_detections_become_commits_rollbacks_retraining_and_audit_rows(
     assert len(invalid) == 1 and invalid[0].manifest == "apps/broken.yaml:6"
     assert invalid[0].reason == "spec.modelRef is missing"
     assert show(remote, "main", "apps/broken.yaml") == SEED.replace("  modelRef:", "  model:")
-    decisions = [(r.detection_id, r.action, r.outcome) for r in rows if r.action != "alert"
-                 and r.outcome != "invalid"]
-    assert decisions == [("d1", "scale_up", "applied"), ("d1", "scale_up", "noop"),
-                         ("d2", "scale_up", "refused"), ("d3", "rollback", "applied"),
-                         ("d4", "retrain", "applied")]
+    decisions = [
+        (r.detection_id, r.action, r.outcome)
+        for r in rows
+        if r.action != "alert" and r.outcome != "invalid"
+    ]
+    assert decisions == [
+        ("d1", "scale_up", "applied"),
+        ("d1", "scale_up", "noop"),
+        ("d2", "scale_up", "refused"),
+        ("d3", "rollback", "applied"),
+        ("d4", "retrain", "applied"),
+    ]
     alerts = [r for r in rows if r.action == "alert"]
     assert len(alerts) == 4 and len(receiver.at("/am")) == 4  # d1 twice is deduplicated
 
 
 def test_dry_run_decides_and_audits_but_changes_nothing(tmp_path, receiver, clickhouse, database):
-    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database,
-                                               dry_run=True)
+    remote, loop, audit, clock, sender = build(
+        tmp_path, receiver, clickhouse, database, dry_run=True
+    )
 
     async def scenario():
         first = await loop.handle(detection("cold_start", "d1"), forecast_monthly_usd=0.0)
@@ -133,11 +154,14 @@ def test_dry_run_decides_and_audits_but_changes_nothing(tmp_path, receiver, clic
 
 
 def test_pull_request_mode_opens_one_github_pull_request(tmp_path, receiver, clickhouse, database):
-    receiver.answer("/repos/acme/gitops/pulls",
-                    (201, {"html_url": "https://github.com/acme/gitops/pull/7"}),
-                    (422, {"message": "A pull request already exists"}))
-    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database,
-                                               mode="pull_request")
+    receiver.answer(
+        "/repos/acme/gitops/pulls",
+        (201, {"html_url": "https://github.com/acme/gitops/pull/7"}),
+        (422, {"message": "A pull request already exists"}),
+    )
+    remote, loop, audit, clock, sender = build(
+        tmp_path, receiver, clickhouse, database, mode="pull_request"
+    )
 
     async def scenario():
         entry = await loop.handle(detection("cold_start", "d1"), forecast_monthly_usd=0.0)
@@ -157,9 +181,11 @@ def test_pull_request_mode_opens_one_github_pull_request(tmp_path, receiver, cli
 
 
 def test_gitlab_merge_request_and_existing_one(receiver):
-    receiver.answer("/api/v4/projects/acme%2Fgitops/merge_requests",
-                    (201, {"web_url": "https://gitlab.local/acme/gitops/-/merge_requests/3"}),
-                    (409, {"message": ["Another open merge request already exists"]}))
+    receiver.answer(
+        "/api/v4/projects/acme%2Fgitops/merge_requests",
+        (201, {"web_url": "https://gitlab.local/acme/gitops/-/merge_requests/3"}),
+        (409, {"message": ["Another open merge request already exists"]}),
+    )
     sender = Sender(RetryPolicy(2, 0.01, 0.02), registry=CollectorRegistry())
     gitlab = GitLab(sender, "acme/gitops", SecretStr("gl-token"), api_url=receiver.url("/api/v4"))
 
@@ -170,7 +196,9 @@ def test_gitlab_merge_request_and_existing_one(receiver):
         return first, second
 
     assert asyncio.run(scenario()) == (
-        "https://gitlab.local/acme/gitops/-/merge_requests/3", "acme/gitops:obsloop/x")
+        "https://gitlab.local/acme/gitops/-/merge_requests/3",
+        "acme/gitops:obsloop/x",
+    )
     call = receiver.requests[0]
     assert call.path == "/api/v4/projects/acme%2Fgitops/merge_requests"
     assert call.headers["PRIVATE-TOKEN"] == "gl-token"
@@ -184,8 +212,9 @@ def test_github_actions_and_argo_triggers(receiver, tmp_path):
     from obsloop.feedback.manifests import parse_manifests
 
     [manifest], _ = parse_manifests(PATH, SEED)
-    gha = GitHubActionsTrigger("gha", sender, "acme/ml", "retrain.yml", SecretStr("t1"),
-                               api_url=receiver.url())
+    gha = GitHubActionsTrigger(
+        "gha", sender, "acme/ml", "retrain.yml", SecretStr("t1"), api_url=receiver.url()
+    )
     argo = ArgoWorkflowsTrigger("argo", sender, receiver.url(), "ml", "retrain", SecretStr("t2"))
 
     async def scenario():

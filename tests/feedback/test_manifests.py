@@ -1,8 +1,6 @@
 from pathlib import Path
 
 import pytest
-
-from obsloop import semconv
 from obsloop.feedback.detection import NAMESPACE
 from obsloop.feedback.manifest_edit import ManifestEditError, apply_edits
 from obsloop.feedback.manifests import (
@@ -11,6 +9,8 @@ from obsloop.feedback.manifests import (
     parse_manifests,
     parse_memory_mb,
 )
+
+from obsloop import semconv
 
 from .manifests_data import SEED
 
@@ -108,9 +108,11 @@ def test_edit_changes_only_the_value_tokens():
 
 
 def test_edit_keeps_quote_style_units_and_comments():
-    text = SEED.replace('memory: "4096MB"', "memory: 4Gi  # sized for p95").replace(
-        'green: "0%" # For canary deployments', "green: '25%' # For canary deployments"
-    ).replace('blue: "100%"', "blue: 75%")
+    text = (
+        SEED.replace('memory: "4096MB"', "memory: 4Gi  # sized for p95")
+        .replace('green: "0%" # For canary deployments', "green: '25%' # For canary deployments")
+        .replace('blue: "100%"', "blue: 75%")
+    )
     [manifest], errors = parse_manifests("a.yaml", text)
     assert errors == []
     edited = apply_edits(
@@ -135,7 +137,10 @@ def test_edit_in_flow_mapping_and_second_document():
 
 def test_edit_refuses_values_that_break_validation():
     [manifest], _ = parse_manifests("a.yaml", SEED)
-    with pytest.raises(ManifestEditError, match="would make it invalid: autoscaling.minReplicas 11 > maxReplicas 10"):
+    with pytest.raises(
+        ManifestEditError,
+        match="would make it invalid: autoscaling.minReplicas 11 > maxReplicas 10",
+    ):
         apply_edits(SEED, manifest, {"autoscaling.minReplicas": 11})
     with pytest.raises(ManifestEditError, match="not set in the file"):
         apply_edits(SEED, manifest, {"autoscaling.minMemory": 128})

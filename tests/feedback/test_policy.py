@@ -1,7 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.policy import (
     BLUE,
@@ -77,7 +76,11 @@ def test_bounds_from_manifest_and_policy():
 
 def test_cooldown_is_the_strictest_of_attached_policies():
     p = policy()
-    history = [TakenAction("ai-production/fraud-detection-model-v2", "scale_up", NOW - timedelta(minutes=45))]
+    history = [
+        TakenAction(
+            "ai-production/fraud-detection-model-v2", "scale_up", NOW - timedelta(minutes=45)
+        )
+    ]
     other = [TakenAction("ai-production/other", "scale_up", NOW - timedelta(minutes=1))]
     refused = p.evaluate(manifest(), Proposal("scale_up", {REPLICAS: 2}), history, NOW, 0.0)
     assert refused.outcome == "refused" and refused.reason.startswith("cooldown")
@@ -88,7 +91,9 @@ def test_cooldown_is_the_strictest_of_attached_policies():
 
 
 def test_rollback_skips_cooldown_but_not_the_daily_limit():
-    canary = manifest(SEED.replace('blue: "100%"', 'blue: "90%"').replace('green: "0%"', 'green: "10%"'))
+    canary = manifest(
+        SEED.replace('blue: "100%"', 'blue: "90%"').replace('green: "0%"', 'green: "10%"')
+    )
     key = canary.key
     recent = [TakenAction(key, "scale_up", NOW - timedelta(minutes=5))]
     decision = policy().evaluate(canary, Proposal("rollback"), recent, NOW)
@@ -123,7 +128,11 @@ def test_budget_rule_refuses_unaffordable_scale_up():
 
 
 def test_every_policy_name_must_be_defined():
-    p = policy(POLICY.replace("  data-privacy-compliance:\n    description: PII never leaves the region\n", ""))
+    p = policy(
+        POLICY.replace(
+            "  data-privacy-compliance:\n    description: PII never leaves the region\n", ""
+        )
+    )
     error = p.check_references(manifest())
     assert (error.path, error.line) == ("apps/fraud.yaml", 1)
     assert "'data-privacy-compliance', not defined in obsloop-policy.yaml" in error.reason
@@ -135,7 +144,11 @@ def test_every_policy_name_must_be_defined():
     [
         (POLICY.replace("cooldown: 30m", "cooldown: soon"), 6, "defaults.cooldown"),
         (POLICY.replace("maxActionsPerDay: 3", "maxActionPerDay: 3"), 7, "maxActionPerDay"),
-        (POLICY.replace("[alert, scale,", "[alert, scael,"), 13, "namespaces.ai-production.allowedActions.1"),
+        (
+            POLICY.replace("[alert, scale,", "[alert, scael,"),
+            13,
+            "namespaces.ai-production.allowedActions.1",
+        ),
         (POLICY.replace("kind: FeedbackPolicy", "kind: Policy"), 1, "kind"),
         (POLICY + "  bad: [\n", 20, "not valid YAML"),
     ],
