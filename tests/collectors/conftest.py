@@ -111,7 +111,7 @@ def store(chdb_client, request):
     chdb_client.command(f"DROP DATABASE IF EXISTS {database}")
     for statement in ddl(SchemaOptions(database=database)) + faas_invocations_ddl(database):
         chdb_client.command(statement)
-    sink = ClickHouseSink(chdb_client, database=database, embedded=True)
+    sink = ClickHouseSink(lambda: chdb_client, database=database, embedded=True)
     counter = iter(range(1_000_000))
 
     def put(payloads: list[tuple[str, bytes]]) -> None:
