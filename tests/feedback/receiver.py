@@ -1,8 +1,9 @@
 """A recording HTTP server on 127.0.0.1 that answers like the real APIs the loop calls.
 
-``script`` maps a raw path (percent-encoding kept, as GitLab project ids need) to a
-list of (status, body, headers) answers used in order (the last one repeats); unscripted
-paths answer 200 ``{}``. Usable from sync tests too: it runs its own event loop in a thread, so code under test may use ``asyncio.run`` or blocking clients.
+``script`` maps a raw path (percent-encoding kept, as GitLab project ids need) to a list of
+(status, body, headers) answers used in order (the last one repeats); unscripted paths
+answer 200 ``{}``. It runs its own event loop in a thread, so code under test may use
+``asyncio.run`` or blocking clients.
 """
 
 from __future__ import annotations
