@@ -89,6 +89,7 @@ class ObsloopServer:
             lambda: storage_client(config), database=config.storage.database,
             embedded=clickhouse.is_embedded(config.storage_dsn),
             ensure_schema=lambda: apply_schema(config),
+            schema_directory=config.data_dir / "format_schemas",
         )
         self.pipeline = IngestPipeline(
             self.wal, self.sink, self.metrics, max_pending_bytes=config.wal.max_pending_bytes

@@ -16,7 +16,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from obsloop.pipelines.otlp_rows import MAPPINGS, RowMapping
-from obsloop.pipelines.protobuf_schema import format_settings
+from obsloop.pipelines.protobuf_schema import format_settings, write_schema_file
 from obsloop.pipelines.wal import _VarintBytes
 
 
@@ -32,6 +32,7 @@ class ClickHouseSink:
         database: str,
         embedded: bool,
         ensure_schema: Callable[[], object] | None = None,
+        schema_directory: Path | None = None,
     ) -> None:
         self._connect = client
         """Called for every use: connecting may fail while ClickHouse is down, and is retried."""
@@ -39,10 +40,13 @@ class ClickHouseSink:
         self._embedded = embedded
         self._ensure_schema = ensure_schema
         """Run before the first insert; the server starts even while ClickHouse is down."""
+        self._schema_file = None
+        if embedded:
+            self._schema_file = write_schema_file(schema_directory or Path(tempfile.gettempdir()) / "obsloop")
 
     def _insert(self, mapping: RowMapping, signal: str, path: Path, token: str) -> None:
         settings = {
-            **format_settings(signal),
+            **format_settings(signal, self._schema_file),
             "insert_deduplication_token": f"{token}-{mapping.table}",
         }
         if self._embedded:

@@ -3,14 +3,16 @@
 The ``opentelemetry-proto`` wheel ships compiled descriptors but no ``.proto`` sources, so
 the schema is rendered from the very descriptors the receivers validate with: the two can
 never disagree. Every OTLP file is merged into one package (OTLP's message names do not
-collide) and passed inline with ``format_schema_source = 'string'``. That works the same on
-the embedded engine and on a remote server, with no schema files to distribute and no
-import paths resolved against anybody's working directory.
+collide). A remote server gets it inline (``format_schema_source = 'string'``): no schema
+files to distribute. The embedded engine gets it as a file in the data directory, by
+absolute path, because with an inline schema it writes a schema cache into the process's
+working directory.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
@@ -123,11 +125,22 @@ def otlp_schema() -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_settings(signal: str) -> dict[str, str]:
-    """ClickHouse settings that make the ``Protobuf`` format read ``signal``'s requests."""
-    return {
-        "format_schema_source": "string",
-        "format_schema": otlp_schema(),
-        "format_schema_message_name": REQUEST_MESSAGES[signal].DESCRIPTOR.name,
-        "input_format_protobuf_oneof_presence": "1",
-    }
+def write_schema_file(directory: Path) -> Path:
+    """Write the schema as ``otlp.proto`` under ``directory`` (unchanged files are kept)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = (directory / "otlp.proto").resolve()
+    if not path.exists() or path.read_text() != otlp_schema():
+        path.write_text(otlp_schema())
+    return path
+
+
+def format_settings(signal: str, schema_file: Path | None = None) -> dict[str, str]:
+    """ClickHouse settings that make the ``Protobuf`` format read ``signal``'s requests,
+    from ``schema_file`` when given, else from the schema passed inline."""
+    message = REQUEST_MESSAGES[signal].DESCRIPTOR.name
+    if schema_file is not None:
+        schema = {"format_schema": f"{schema_file}:{message}"}
+    else:
+        schema = {"format_schema_source": "string", "format_schema": otlp_schema(),
+                  "format_schema_message_name": message}
+    return {**schema, "input_format_protobuf_oneof_presence": "1"}

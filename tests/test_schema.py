@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from obsloop import clickhouse
 from obsloop.pipelines.schema import SchemaOptions, ddl
 
 EXPORTER_TRACE_COLUMNS = [
@@ -18,27 +17,24 @@ EXPORTER_TRACE_COLUMNS = [
 ]
 
 
-def test_schema_applies_idempotently_with_exporter_columns(tmp_path) -> None:
-    client = clickhouse.connect(f"chdb://{tmp_path}")
-    try:
-        for _ in range(2):
-            for statement in ddl(SchemaOptions(ttl_days=3)):
-                client.command(statement)
-        columns = client.query(
-            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = 'otel_traces' "
-            "ORDER BY position").result_rows
-        assert [tuple(c) for c in columns] == EXPORTER_TRACE_COLUMNS
-        sorting = client.command("SELECT sorting_key FROM system.tables WHERE name = 'otel_traces'")
-        assert sorting == "ServiceName, SpanName, toDateTime(Timestamp), Timestamp"
-        tables = {row[0] for row in client.query("SELECT name FROM system.tables WHERE database = 'default'").result_rows}
-        assert {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv", "otel_logs",
-                "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
-                "otel_metrics_exponential_histogram", "otel_metrics_summary"} <= tables
-        ttl = client.command("SELECT create_table_query FROM system.tables WHERE name = 'otel_logs'")
-        assert "TTL TimestampTime + toIntervalDay(3)" in ttl
-        assert "non_replicated_deduplication_window = 10000" in ttl
-    finally:
-        clickhouse.close_all()
+def test_schema_applies_idempotently_with_exporter_columns(chdb_client, chdb_database: str) -> None:
+    client, db = chdb_client, chdb_database
+    for _ in range(2):
+        for statement in ddl(SchemaOptions(database=db, ttl_days=3)):
+            client.command(statement)
+    columns = client.query(
+        f"SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'otel_traces' "
+        "ORDER BY position").result_rows
+    assert [tuple(c) for c in columns] == EXPORTER_TRACE_COLUMNS
+    sorting = client.command(f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'otel_traces'")
+    assert sorting == "ServiceName, SpanName, toDateTime(Timestamp), Timestamp"
+    tables = {row[0] for row in client.query(f"SELECT name FROM system.tables WHERE database = '{db}'").result_rows}
+    assert {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv", "otel_logs",
+            "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
+            "otel_metrics_exponential_histogram", "otel_metrics_summary"} <= tables
+    ttl = client.command(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' AND name = 'otel_logs'")
+    assert "TTL TimestampTime + toIntervalDay(3)" in ttl
+    assert "non_replicated_deduplication_window = 10000" in ttl
 
 
 def test_cluster_ddl_uses_on_cluster_and_replicated_engines() -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from obsloop import clickhouse
 from obsloop.loadgen import ServerlessTraffic
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.schema import SchemaOptions, ddl
@@ -57,17 +56,14 @@ def test_an_open_segment_with_nothing_whole_is_discarded(tmp_path: Path) -> None
     assert not list((tmp_path / "logs").iterdir())
 
 
-@pytest.fixture(scope="module")
-def chdb_client(tmp_path_factory):
-    path = tmp_path_factory.mktemp("chdb")
-    client = clickhouse.connect(f"chdb://{path}")
-    for statement in ddl(SchemaOptions()):
-        client.command(statement)
-    yield client
-    clickhouse.close_all()
+@pytest.fixture
+def database(chdb_client, chdb_database: str) -> str:
+    for statement in ddl(SchemaOptions(database=chdb_database)):
+        chdb_client.command(statement)
+    return chdb_database
 
 
-def test_reinserting_a_segment_with_its_token_stores_it_once(tmp_path: Path, chdb_client) -> None:
+def test_reinserting_a_segment_with_its_token_stores_it_once(tmp_path: Path, chdb_client, database: str) -> None:
     wal = _wal(tmp_path)
     request = ServerlessTraffic(seed=5).traces(32)
     spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
@@ -75,22 +71,22 @@ def test_reinserting_a_segment_with_its_token_stores_it_once(tmp_path: Path, chd
     wal.rotate(force=True)
     segment = wal.next_segment(timeout=0)
     assert segment is not None
-    sink = ClickHouseSink(lambda: chdb_client, database="default", embedded=True)
-    before = chdb_client.command("SELECT count() FROM otel_traces")
+    sink = ClickHouseSink(lambda: chdb_client, database=database, embedded=True, schema_directory=tmp_path)
+    before = chdb_client.command(f"SELECT count() FROM {database}.otel_traces")
     sink.insert_file("traces", segment.path, segment.token)
     sink.insert_file("traces", segment.path, segment.token)  # the replay after a crash
-    assert chdb_client.command("SELECT count() FROM otel_traces") == before + spans
+    assert chdb_client.command(f"SELECT count() FROM {database}.otel_traces") == before + spans
     sink.insert_file("traces", segment.path, segment.token + "-other")
-    assert chdb_client.command("SELECT count() FROM otel_traces") == before + 2 * spans
+    assert chdb_client.command(f"SELECT count() FROM {database}.otel_traces") == before + 2 * spans
 
 
-def test_insert_payloads_writes_a_batch(chdb_client) -> None:
+def test_insert_payloads_writes_a_batch(tmp_path: Path, chdb_client, database: str) -> None:
     traffic = ServerlessTraffic(seed=6)
     payloads = [traffic.logs(16).SerializeToString() for _ in range(3)]
-    sink = ClickHouseSink(lambda: chdb_client, database="default", embedded=True)
-    before = chdb_client.command("SELECT count() FROM otel_logs")
+    sink = ClickHouseSink(lambda: chdb_client, database=database, embedded=True, schema_directory=tmp_path)
+    before = chdb_client.command(f"SELECT count() FROM {database}.otel_logs")
     sink.insert_payloads("logs", payloads, "batch-1")
     sink.insert_payloads("logs", payloads, "batch-1")
-    assert chdb_client.command("SELECT count() FROM otel_logs") == before + 48
-    event = chdb_client.command("SELECT any(EventName) FROM otel_logs")
+    assert chdb_client.command(f"SELECT count() FROM {database}.otel_logs") == before + 48
+    event = chdb_client.command(f"SELECT any(EventName) FROM {database}.otel_logs")
     assert event == "obsloop.model.prediction"

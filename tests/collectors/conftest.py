@@ -90,15 +90,6 @@ def post() -> Callable:
     return call
 
 
-@pytest.fixture(scope="session")
-def chdb_client(tmp_path_factory):
-    """One embedded ClickHouse for the session (the engine allows one per data directory)."""
-    from obsloop import clickhouse
-
-    client = clickhouse.connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
-    yield client
-
-
 @pytest.fixture
 def store(chdb_client, request):
     """A fresh database with the full schema plus faas_invocations, and a function that

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import sys
+from pathlib import Path
+
 import pytest
-from otlp_capture import OtlpCaptureReceiver
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode adds no test folder
+
+from otlp_capture import OtlpCaptureReceiver  # noqa: E402
 
 
 @pytest.fixture(scope="session")
