@@ -14,6 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from obsloop.collectors.config import CollectorsConfig
+from obsloop.feedback.config import FeedbackConfig
+from obsloop.pipelines.kafka_config import KafkaConfig
+
 ENV_PREFIX = "OBSLOOP_"
 DEFAULT_CONFIG_FILE = "obsloop.yaml"
 
@@ -89,6 +93,11 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     admin: AdminConfig = AdminConfig()
     logging: LoggingConfig = LoggingConfig()
+    collectors: CollectorsConfig = CollectorsConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    kafka: KafkaConfig | None = None
+    """With a Kafka section, receivers publish to Kafka and ``obsloop ingest-worker``
+    processes store; without one, the local write-ahead log feeds ClickHouse directly."""
     source: str = Field("<defaults>", exclude=True)
     """Where this configuration came from, for error messages."""
 

@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from obsloop import clickhouse
 from obsloop.collectors.otlp_decode import SIGNALS
@@ -96,6 +97,8 @@ class ObsloopServer:
         )
         self._runners: list[web.AppRunner] = []
         self._grpc = None
+        self._collectors_stop = threading.Event()
+        self._collector_threads: list[threading.Thread] = []
         self.endpoints: Endpoints | None = None
         self._stopped = asyncio.Event()
 
@@ -122,7 +125,9 @@ class ObsloopServer:
             bearer_token=receiver.bearer_token, retry_after_seconds=receiver.retry_after_seconds,
         )
         # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
-        http_port = await self._serve(http.app(), receiver.host, receiver.http_port, auto_decompress=False)
+        otlp_app = http.app()
+        self._mount_push_collectors(otlp_app)
+        http_port = await self._serve(otlp_app, receiver.host, receiver.http_port, auto_decompress=False)
         grpc_address = None
         if receiver.grpc_enabled:
             grpc_receiver = OtlpGrpcReceiver(
@@ -139,6 +144,7 @@ class ObsloopServer:
             grpc=grpc_address,
             admin=f"http://{admin.host}:{admin_port}",
         )
+        self._start_pull_collectors()
         self.state_file.write_text(json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
         log.info("obsloop serving", extra={"otlp_http": self.endpoints.http,
                                            "otlp_grpc": grpc_address, "admin": self.endpoints.admin,
@@ -153,7 +159,44 @@ class ObsloopServer:
         self._runners.append(runner)
         return _bound_port(site)
 
+    # -- platform collectors ---------------------------------------------------------------
+    def _mount_push_collectors(self, app: web.Application) -> None:
+        """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
+        arrive on the OTLP/HTTP port and enter the same pipeline as OTLP."""
+        from obsloop.collectors import aws_subscription, aws_telemetry, runner
+        from obsloop.collectors.forward import pipeline_submit
+
+        collectors = self.config.collectors
+        submit = pipeline_submit(self.pipeline)
+        enrich = runner.build_enricher(collectors).enrich
+        region = collectors.aws.push_region or collectors.aws.region
+        app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(submit, enrich, region))
+        app.router.add_post("/aws/firehose", aws_subscription.firehose_handler(
+            submit, enrich, collectors.aws.firehose_access_key, region))
+        app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich))
+
+    def _start_pull_collectors(self) -> None:
+        from obsloop.collectors import runner
+        from obsloop.collectors.forward import pipeline_submit
+
+        collectors = self.config.collectors
+        checkpoints = collectors.checkpoint_dir or self.config.data_dir / "checkpoints"
+        submit = pipeline_submit(self.pipeline)
+        for kind in runner.KINDS:
+            if not getattr(collectors, kind).enabled:
+                continue
+            scheduled = runner.build(kind, collectors, submit, checkpoints)
+            thread = threading.Thread(
+                target=runner.run, args=(scheduled,), kwargs={"once": False, "stop": self._collectors_stop},
+                name=f"obsloop-collector-{kind}", daemon=True,
+            )
+            thread.start()
+            self._collector_threads.append(thread)
+
     async def stop(self) -> None:
+        self._collectors_stop.set()
+        for thread in self._collector_threads:
+            await asyncio.to_thread(thread.join, 10)
         if self._grpc is not None:
             await self._grpc.stop(grace=2)
         for runner in reversed(self._runners):
@@ -173,8 +216,10 @@ class ObsloopServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.pipeline.refresh_gauges()
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # The server's own registry, plus the process-wide one where collectors, feedback
+        # and the Python runtime register theirs.
+        body = generate_latest(self.metrics.registry) + generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -14,7 +14,12 @@ Requires ``otel_logs`` (the clickhouseexporter schema) to exist first.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from obsloop import semconv
+
+if TYPE_CHECKING:
+    from obsloop.pipelines.schema import SchemaOptions
 
 
 def _attr(key: str) -> str:
@@ -64,17 +69,18 @@ _KEY = [
 ]
 
 
-def faas_invocations_ddl(database: str) -> list[str]:
+def faas_invocations_ddl(options: SchemaOptions) -> list[str]:
     """``CREATE`` statements (idempotent) for the table, its feeding view and a merged view."""
+    database, on_cluster = f"`{options.database}`", options.on_cluster
     columns = [f"    {name} {kind}" for name, kind, _ in _KEY]
     columns += [
         f"    {name} SimpleAggregateFunction({merge}, {kind})"
         for name, kind, merge, _ in _COLUMNS
     ]
     table = (
-        f"CREATE TABLE IF NOT EXISTS {database}.faas_invocations (\n"
+        f"CREATE TABLE IF NOT EXISTS {database}.faas_invocations {on_cluster} (\n"
         + ",\n".join(columns)
-        + "\n) ENGINE = AggregatingMergeTree\n"
+        + f"\n) ENGINE = {options.engine('AggregatingMergeTree')}\n"
         "ORDER BY (platform, function, invocation_id)"
     )
     select = ",\n".join(
@@ -82,7 +88,7 @@ def faas_invocations_ddl(database: str) -> list[str]:
         + [f"    {expr} AS {name}" for name, _, _, expr in _COLUMNS]
     )
     view = (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.faas_invocations_mv "
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.faas_invocations_mv {on_cluster} "
         f"TO {database}.faas_invocations AS\nSELECT\n{select}\n"
         f"FROM {database}.otel_logs\n"
         f"WHERE EventName = '{semconv.INVOCATION_REPORT_EVENT}'"
@@ -91,7 +97,7 @@ def faas_invocations_ddl(database: str) -> list[str]:
         [name for name, _, _ in _KEY] + [name for name, _, _, _ in _COLUMNS]
     )
     merged = (
-        f"CREATE VIEW IF NOT EXISTS {database}.faas_invocations_merged AS\n"
+        f"CREATE VIEW IF NOT EXISTS {database}.faas_invocations_merged {on_cluster} AS\n"
         f"SELECT {merged_columns} FROM {database}.faas_invocations FINAL"
     )
     return [table, view, merged]

@@ -229,8 +229,14 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1{o.dedup_setting}"""
     ]
 
 
+def _faas_invocations(o: SchemaOptions) -> list[str]:
+    from obsloop.pipelines.faas_invocations import faas_invocations_ddl
+
+    return faas_invocations_ddl(o)
+
+
 #: Every part that owns tables adds its DDL builder here, in dependency order.
-DDL_BUILDERS: list[Callable[[SchemaOptions], Iterable[str]]] = [_traces, _logs, _metrics]
+DDL_BUILDERS: list[Callable[[SchemaOptions], Iterable[str]]] = [_traces, _logs, _metrics, _faas_invocations]
 
 
 def ddl(options: SchemaOptions) -> list[str]:

@@ -43,4 +43,5 @@ def test_cluster_ddl_uses_on_cluster_and_replicated_engines() -> None:
     tables = [s for s in statements if s.startswith("CREATE TABLE")]
     assert all("ON CLUSTER `prod`" in s for s in statements)
     assert all("ENGINE = Replicated" in s for s in tables)
+    assert any("faas_invocations" in s for s in tables)
     assert all("non_replicated_deduplication_window" not in s for s in tables)

@@ -23,12 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from obsloop.collectors import runner
-    from obsloop.collectors.config import CollectorsConfig
     from obsloop.collectors.forward import http_submit
     from obsloop.commands._common import config_from
 
     config = config_from(args)
-    collectors = getattr(config, "collectors", None) or CollectorsConfig()
+    collectors = config.collectors
     receiver = config.receiver
     endpoint = args.endpoint or f"http://{receiver.host}:{receiver.http_port}"
     checkpoint_dir = collectors.checkpoint_dir or config.data_dir / "checkpoints"

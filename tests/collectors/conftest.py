@@ -95,12 +95,11 @@ def store(chdb_client, request):
     """A fresh database with the full schema plus faas_invocations, and a function that
     stores collector payloads through the real ClickHouse sink (Protobuf parsed in SQL)."""
     from obsloop.pipelines.clickhouse_sink import ClickHouseSink
-    from obsloop.pipelines.faas_invocations import faas_invocations_ddl
     from obsloop.pipelines.schema import SchemaOptions, ddl
 
     database = "t_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:40]
     chdb_client.command(f"DROP DATABASE IF EXISTS {database}")
-    for statement in ddl(SchemaOptions(database=database)) + faas_invocations_ddl(database):
+    for statement in ddl(SchemaOptions(database=database)):
         chdb_client.command(statement)
     sink = ClickHouseSink(lambda: chdb_client, database=database, embedded=True)
     counter = iter(range(1_000_000))
