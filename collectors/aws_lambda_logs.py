@@ -12,15 +12,17 @@ as a raw record (and counted) rather than dropped or allowed to stop the batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from obsloop import semconv
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.normalize import Invocation, xray_parent_id, xray_trace_id
+
+from obsloop import semconv
 
 LOG_GROUP_PREFIX = "/aws/lambda/"
 AWS_LOG_GROUP = "aws.log.group.names"
@@ -278,10 +280,8 @@ class LambdaLogDecoder:
         attributes = {}
         if isinstance(record, dict) and record.get("requestId"):
             attributes[semconv.FAAS_INVOCATION_ID] = str(record["requestId"])
-        try:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
             time_ns = iso_ns(event["time"])
-        except (KeyError, TypeError, ValueError):
-            pass
         builder.add(resource, time_ns=time_ns, body=raw, attributes=attributes,
                     event_name=EVENT_PREFIX + str(event["type"]))
 

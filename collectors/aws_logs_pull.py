@@ -160,7 +160,7 @@ class CloudWatchLogsPuller:
             fresh = [e for e in page.get("events", []) if e["eventId"] not in state.seen]
             if fresh:
                 payload, count = self._encode(group, fresh)
-                with_backoff(lambda: self.submit("logs", payload), submit_error,
+                with_backoff(lambda: self.submit("logs", payload), submit_error,  # noqa: B023 - called in this iteration
                              collector=COLLECTOR, sleep=self.sleep)
                 handed += count
                 selfmetrics.EVENTS.labels(COLLECTOR).inc(count)

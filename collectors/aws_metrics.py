@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_logs_pull import classify_aws_error
 from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode_metrics import DELTA, MetricsBuilder
 from obsloop.collectors.retry import submit_error, with_backoff
+
+from obsloop import semconv
 
 COLLECTOR = "aws.metrics"
 NAMESPACE = "AWS/Lambda"
@@ -89,7 +90,7 @@ class LambdaMetricsPuller:
                       "ScanBy": "TimestampAscending"}
             if token:
                 kwargs["NextToken"] = token
-            page = with_backoff(lambda: self.client.get_metric_data(**kwargs),
+            page = with_backoff(lambda: self.client.get_metric_data(**kwargs),  # noqa: B023 - called in this iteration
                                 classify_aws_error, collector=COLLECTOR, sleep=self.sleep)
             selfmetrics.PAGES.labels(COLLECTOR).inc()
             for result in page.get("MetricDataResults", []):

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
@@ -24,6 +23,8 @@ from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
 from obsloop.collectors.normalize import Invocation, azure_span_id, azure_trace_id
 from obsloop.collectors.retry import submit_error, with_backoff
+
+from obsloop import semconv
 
 COLLECTOR = "azure.appinsights"
 
@@ -199,7 +200,7 @@ class AppInsightsPuller:
         while True:
             since, seen = self._state()
             kql = build_query(self.schema, since, until, seen, self.batch)
-            rows = with_backoff(lambda: self._query(kql, since, until), classify_azure_error,
+            rows = with_backoff(lambda: self._query(kql, since, until), classify_azure_error,  # noqa: B023 - called in this iteration
                                 collector=COLLECTOR, sleep=self.sleep)
             if not rows:
                 return handed

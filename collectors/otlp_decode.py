@@ -151,10 +151,7 @@ _ITEM_NAMES = {"traces": "spans", "logs": "log records", "metrics": "data points
 
 def validate(signal: str, body: bytes, encoding: str = "protobuf") -> ValidRequest:
     """Parse ``body`` (``protobuf`` or ``json``) and return what may be acknowledged."""
-    if encoding == "json":
-        request = parse_json(signal, body)
-    else:
-        request = parse_protobuf(signal, body)
+    request = parse_json(signal, body) if encoding == "json" else parse_protobuf(signal, body)
     items, rejected = _CHECKS[signal](request)
     if rejected or encoding == "json":
         body = request.SerializeToString()

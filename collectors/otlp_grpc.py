@@ -11,9 +11,9 @@ from __future__ import annotations
 import hmac
 
 import grpc
-
 from obsloop.collectors.otlp_decode import InvalidRequest, validate
 from obsloop.pipelines.ingest import IngestPipeline, PipelineFull
+
 from obsloop.selfmetrics import SelfMetrics
 
 SERVICES = {

@@ -17,9 +17,9 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
-
 from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
 from obsloop.pipelines.ingest import IngestPipeline, PipelineFull
+
 from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)

@@ -66,10 +66,7 @@ def is_read_only(sql: str) -> bool:
     """
     text = sql.strip()
     while text.startswith(("--", "/*")):
-        if text.startswith("--"):
-            text = text.partition("\n")[2].lstrip()
-        else:
-            text = text.partition("*/")[2].lstrip()
+        text = text.partition("\n")[2].lstrip() if text.startswith("--") else text.partition("*/")[2].lstrip()
     body = text.rstrip().rstrip(";")
     if ";" in body.replace("';'", ""):
         return False  # several statements: refuse rather than guess

@@ -10,6 +10,7 @@ the model's prediction events; metrics carry the duration histogram and invocati
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -223,8 +224,6 @@ async def send_forever(
                     sent["accepted" if response.status == 200 else "refused"] += 1
             except aiohttp.ClientError:
                 sent["failed"] += 1
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
     return sent

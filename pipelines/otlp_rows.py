@@ -163,7 +163,7 @@ TRACES = RowMapping(
         "ScopeName": "ss.scope.name",
         "ScopeVersion": "ss.scope.version",
         "SpanAttributes": attributes_map("s.attributes"),
-        "Duration": "if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0)",
+        "Duration": "greatest(s.end_time_unix_nano, s.start_time_unix_nano) - s.start_time_unix_nano",
         "StatusCode": "['Unset', 'Ok', 'Error'][s.status.code + 1]",
         "StatusMessage": "s.status.message",
         "Events.Timestamp": f"arrayMap(e -> {nanos('e.time_unix_nano')}, s.events)",

@@ -31,8 +31,9 @@ def test_schema_and_query_without_a_server(tmp_path: Path) -> None:
 
 
 def test_query_goes_through_the_running_server(obsloop, tmp_path: Path) -> None:
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: F401
     import urllib.request
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: F401
 
     from obsloop.loadgen import ServerlessTraffic
 

@@ -5,6 +5,7 @@ simulated serverless fleet sending it OTLP, and a live summary read back from Cl
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,10 +84,8 @@ async def _demo(config, duration: float | None, rate: float) -> None:
                 if duration is not None and elapsed >= duration:
                     break
                 live.update(await asyncio.to_thread(_summary_table, server, elapsed))
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=2.0)
-                except TimeoutError:
-                    pass
         stop.set()
         sent = await sender
         await server.stop()

@@ -3,6 +3,7 @@ GetMetricData."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from datetime import UTC, datetime
@@ -12,8 +13,6 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
-
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_logs_pull import CloudWatchLogsPuller, lambda_tag_lookup
 from obsloop.collectors.aws_metrics import LambdaMetricsPuller
@@ -21,6 +20,8 @@ from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.pricing import Pricing
 from obsloop.collectors.retry import GaveUp
+
+from obsloop import semconv
 
 GROUP = "/aws/lambda/fraud"
 STREAM = "2024/05/01/[$LATEST]0a1b2c3d"
@@ -51,10 +52,8 @@ def put_lines(logs, start_ms: int, count: int, tag: str) -> None:
 @pytest.fixture
 def logs(moto_endpoint):
     logs = client(moto_endpoint, "logs")
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
         logs.delete_log_group(logGroupName=GROUP)
-    except logs.exceptions.ResourceNotFoundException:
-        pass
     logs.create_log_group(logGroupName=GROUP)
     logs.create_log_stream(logGroupName=GROUP, logStreamName=STREAM)
     return logs
@@ -105,7 +104,7 @@ def test_pages_and_checkpoint_survive_a_crash_and_restart(logs, tmp_path, sink, 
 
 
 def _error_response(status: int, code: str):
-    body = ('{"__type":"%s","message":"slow down"}' % code).encode()
+    body = (f'{{"__type":"{code}","message":"slow down"}}').encode()
     return AWSResponse("https://logs", status, {"x-amzn-RequestId": "r",
                                                 "Content-Type": "application/x-amz-json-1.1"},
                        type("Raw", (), {"stream": lambda self, **k: iter([body])})())

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 from azure.core.credentials import AccessToken
-
-from obsloop import semconv
 from obsloop.collectors.azure import CLASSIC, WORKSPACE, AppInsightsPuller, make_client
 from obsloop.collectors.checkpoint import CheckpointStore
+
+from obsloop import semconv
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 OP = "5759e988bd862e3fe1be46a994272793"
@@ -34,7 +34,7 @@ def columns(schema) -> list[dict]:
 def row(i: int, ok: bool = True, duration: float = 42.0) -> list:
     return [f"2024-05-01T10:00:0{i}.000Z", f"53995c3f42cd8a{i:02d}", "Predict", ok,
             "200" if ok else "500", duration, OP, "fraud-app", "inst-1",
-            '{"InvocationId": "inv-%d", "Category": "Function.Predict"}' % i]
+            f'{{"InvocationId": "inv-{i}", "Category": "Function.Predict"}}']
 
 
 @pytest.mark.parametrize("schema", [WORKSPACE, CLASSIC])

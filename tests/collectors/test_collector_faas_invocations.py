@@ -3,15 +3,10 @@ through the real sink (OTLP bytes parsed by ClickHouse's Protobuf format)."""
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
-
 import pytest
-
+from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
 from obsloop.collectors.aws_subscription import SubscriptionEncoder
 from obsloop.collectors.aws_telemetry import encode_events
-from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
 
 RID = "11111111-2222-3333-4444-555555555555"
 TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from obsloop import semconv
 from obsloop.collectors.normalize import (
     Invocation,
     azure_span_id,
@@ -16,13 +14,15 @@ from obsloop.collectors.normalize import (
     xray_trace_id,
 )
 
+from obsloop import semconv
+
 W3C = "5759e988bd862e3fe1be46a994272793"
 
 
 def test_each_platform_form_converts_to_the_same_trace_id():
     expected = bytes.fromhex(W3C)
     assert xray_trace_id("1-5759e988-bd862e3fe1be46a994272793") == expected
-    assert xray_trace_id(f"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;"
+    assert xray_trace_id("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;"
                          "Sampled=1") == expected
     assert gcp_trace_id(f"projects/my-project/traces/{W3C}") == expected
     assert azure_trace_id(W3C.upper()) == expected

@@ -4,9 +4,8 @@ instance does; each test plays a new instance)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
