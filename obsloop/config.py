@@ -81,6 +81,20 @@ class AdminConfig(_Section):
     port: int = Field(8888, ge=0, le=65535)
 
 
+class ClickHouseHttpConfig(_Section):
+    """ClickHouse's HTTP interface over the embedded engine (``obsloop.clickhouse_http``),
+    for Grafana's ClickHouse datasource; served only when storage is embedded."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8123, ge=0, le=65535)
+    username: str = "default"
+    password: str | None = None
+    """``None``: no password, like a fresh ClickHouse server's ``default`` user."""
+    read_only: bool = True
+    """Refuse statements that write (ClickHouse's code 164, READONLY)."""
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -92,6 +106,7 @@ class Config(_Section):
     wal: WalConfig = WalConfig()
     storage: StorageConfig = StorageConfig()
     admin: AdminConfig = AdminConfig()
+    clickhouse_http: ClickHouseHttpConfig = ClickHouseHttpConfig()
     logging: LoggingConfig = LoggingConfig()
     collectors: CollectorsConfig = CollectorsConfig()
     feedback: FeedbackConfig = FeedbackConfig()

@@ -15,10 +15,12 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from obsloop import clickhouse
@@ -28,6 +30,7 @@ from obsloop.collectors.otlp_http import OtlpHttpReceiver
 from obsloop.config import Config
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
+from obsloop.pipelines.intake import Intake
 from obsloop.pipelines.schema import SchemaOptions, ddl
 from obsloop.pipelines.wal import WriteAheadLog
 from obsloop.selfmetrics import SelfMetrics
@@ -66,6 +69,7 @@ class Endpoints:
     http: str
     grpc: str | None
     admin: str
+    clickhouse_http: str | None = None
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -92,9 +96,17 @@ class ObsloopServer:
             ensure_schema=lambda: apply_schema(config),
             schema_directory=config.data_dir / "format_schemas",
         )
-        self.pipeline = IngestPipeline(
-            self.wal, self.sink, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
-        )
+        self.pipeline: Intake
+        if config.kafka is None:
+            self.pipeline = IngestPipeline(
+                self.wal, self.sink, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
+            )
+        else:  # scale-out: receivers publish, `obsloop ingest-worker` processes store
+            from obsloop.pipelines.kafka_intake import KafkaIntake  # kafka-python is an extra
+
+            self.pipeline = KafkaIntake(
+                config.kafka, self.wal, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
+            )
         self._runners: list[web.AppRunner] = []
         self._grpc = None
         self._collectors_stop = threading.Event()
@@ -113,7 +125,8 @@ class ObsloopServer:
 
     async def start(self) -> Endpoints:
         try:
-            apply_schema(self.config)
+            if self.config.kafka is None:  # with Kafka, the ingest workers apply the schema
+                apply_schema(self.config)
         except Exception as exc:  # noqa: BLE001 - receive anyway; the inserter retries the schema
             self.pipeline.storage_healthy = False
             log.warning("ClickHouse unreachable at start; data is kept in the write-ahead log",
@@ -139,10 +152,14 @@ class ObsloopServer:
             grpc_address = f"{receiver.host}:{grpc_port}"
         admin = self.config.admin
         admin_port = await self._serve(self._admin_app(), admin.host, admin.port)
+        from obsloop.clickhouse_http import serve as serve_clickhouse_http
+
+        clickhouse_http_url = await serve_clickhouse_http(self)
         self.endpoints = Endpoints(
             http=f"http://{receiver.host}:{http_port}",
             grpc=grpc_address,
             admin=f"http://{admin.host}:{admin_port}",
+            clickhouse_http=clickhouse_http_url,
         )
         self._start_pull_collectors()
         self.state_file.write_text(json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
@@ -232,19 +249,26 @@ class ObsloopServer:
         return web.json_response(body, status=200 if ready else 503)
 
     async def _query(self, request: web.Request) -> web.Response:
-        sql = await request.text()
-        fmt = QUERY_FORMATS.get(request.query.get("format", "json"))
-        if not sql.strip() or fmt is None:
-            return web.json_response({"error": "POST the SQL as the body; format=json|csv|tsv"}, status=400)
-        if request.query.get("write") != "1" and not clickhouse.is_read_only(sql):
-            return web.json_response(
-                {"error": "only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS run without write=1"},
-                status=403)
-        try:
-            result = await asyncio.to_thread(lambda: self.client.raw_query(sql, fmt=fmt))
-        except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")
+        return await query_response(request, lambda: self.client)
+
+
+async def query_response(request: web.Request, client: Callable[[], Client]) -> web.Response:
+    """``POST /query``: the SQL in the body, answered in ``?format=``; read-only unless
+    ``write=1``. Shared by ``serve`` and ``ingest-worker``: with the embedded engine, the
+    process holding the data directory is the one that can answer."""
+    sql = await request.text()
+    fmt = QUERY_FORMATS.get(request.query.get("format", "json"))
+    if not sql.strip() or fmt is None:
+        return web.json_response({"error": "POST the SQL as the body; format=json|csv|tsv"}, status=400)
+    if request.query.get("write") != "1" and not clickhouse.is_read_only(sql):
+        return web.json_response(
+            {"error": "only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS run without write=1"},
+            status=403)
+    try:
+        result = await asyncio.to_thread(lambda: client().raw_query(sql, fmt=fmt))
+    except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")
 
 
 def _redact(dsn: str) -> str:
