@@ -9,20 +9,33 @@ The pipeline, per point, and why:
    series with a daily rhythm is compared with "this hour yesterday" and the rhythm itself
    never raises an alarm, while a flat series is not penalised by an empty seasonal model.
 2. **Surprise** -- the residual divided by its exponentially weighted standard deviation,
-   capped and scaled to ``[0, 1]``. A value that leaves the whole range seen so far by more
-   than ``spatial_tolerance`` of that range is maximally surprising (as in Numenta's
-   detector): a new extreme is what an operator wants to hear about first.
-3. **Anomaly likelihood** -- the surprise is compared with the series' own history of
-   surprises (a Gaussian tail on their long-term mean and variance, as in Numenta's anomaly
-   likelihood) and log-scaled, ``log(1 - L) / log(1e-10)``. This is what makes one threshold
-   work across series: a noisy series has large surprises all the time and only its unusual
-   ones score high.
-4. **Refractory period** -- after a score reaches ``alarm_level`` the following
+   ``z``, on a log scale, ``e = log(1 + z)``.
+3. **Time-of-day envelope** -- for each ``env_slots``-th of the day (15 minutes by default)
+   the largest surprise seen in that slot on previous days (decayed by ``env_decay`` per
+   visit, so it fades over a few weeks). Only the excess of ``e`` over the envelope of its
+   slot and its neighbours (``env_width`` slots either side, for jitter) counts, scaled so
+   that ``z = cap`` over a quiet slot gives 1. A nightly backup or cron job spikes at the
+   same minute every day; an hourly seasonal mean smears such a 5-minute spike away, so
+   without this every one of them is a page (on NAB's AWS series they were the largest
+   source of false positives: one per day per affected series). A spike larger than what
+   this time of day usually does still scores. A value that leaves the whole range seen so
+   far by more than ``spatial_tolerance`` of that range is maximally surprising (as in
+   Numenta's detector): a new extreme is what an operator wants to hear about first.
+4. **Anomaly likelihood** -- the surprise (optionally an EW average over a few points,
+   ``short_alpha < 1``, as Numenta's likelihood averages its raw scores; off by default
+   because it halves the score of a lone spike) is compared with the series' own history
+   of such surprises (a Gaussian tail on their long-term mean and variance, as in Numenta's
+   anomaly likelihood) and log-scaled, ``log(1 - L) / log(1e-10)``. This is what makes one
+   threshold work across series: a noisy series has large surprises all the time and only
+   its unusual ones score high.
+5. **Refractory period** -- after a score reaches ``alarm_level`` the following
    ``refractory`` points are damped, so a single incident yields one alarm and not a page
    per point. (On NAB this alone is worth about +10 points of the standard score.)
 
-Everything is ``O(1)`` in time and memory per point (no windows of raw values), so 50,000
-live series fit in memory, and the whole state is a small JSON-serialisable dict.
+Everything is ``O(1)`` in time and memory per point (no windows of raw values): the state
+is 288 float32 slots (24 daily, 168 weekly, 96 envelope) plus about 20 scalars, about 3 KB
+of Python objects per series (see ``bench/nab/memory.py``), so 50,000 live series take
+about 150 MB, and the whole state is a small JSON-serialisable dict.
 
 The arithmetic is the recurrences of ``river.stats.EWMean`` / ``EWVar`` written out on plain
 floats: river's implementations are Rust objects whose state can only be pickled, and a
@@ -43,7 +56,8 @@ _WEEK = 7 * _DAY
 _DAY_SLOTS = 24
 _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
-STATE_VERSION = 1
+STATE_VERSION = 2
+_OLD_VERSIONS = (1,)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -93,6 +107,10 @@ class SeriesAnomalyDetector:
         refractory: int = 50,
         damping: float = 0.5,
         seasonality: bool = True,
+        env_slots: int = 96,
+        env_decay: float = 0.99,
+        env_width: int = 1,
+        short_alpha: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -105,6 +123,11 @@ class SeriesAnomalyDetector:
         self.refractory = refractory
         self.damping = damping
         self.seasonality = seasonality
+        self.env_slots = env_slots
+        self.env_decay = env_decay
+        self.env_width = env_width
+        self.short_alpha = short_alpha
+        self._log_cap = math.log1p(cap)
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -119,6 +142,9 @@ class SeriesAnomalyDetector:
         # Seasonal offsets (NaN = slot never seen); float32 keeps 50k series small.
         self.daily = array("f", [math.nan]) * _DAY_SLOTS if self.seasonality else array("f")
         self.weekly = array("f", [math.nan]) * _WEEK_SLOTS if self.seasonality else array("f")
+        # Time-of-day envelope of the log surprise (0 = nothing seen yet).
+        self.env = array("f", [0.0]) * self.env_slots if self.seasonality else array("f")
+        self.short = 0.0  # short EW mean of the raw surprise, fed to the likelihood
         self.lik_mean = 0.0
         self.lik_var = 0.0
         self.since_alarm = 1 << 30
@@ -142,6 +168,8 @@ class SeriesAnomalyDetector:
             "err": list(self.err),
             "daily": [_finite_or_none(v) for v in self.daily],
             "weekly": [_finite_or_none(v) for v in self.weekly],
+            "env": list(self.env),
+            "short": self.short,
             "lik_mean": self.lik_mean,
             "lik_var": self.lik_var,
             "since_alarm": self.since_alarm,
@@ -151,8 +179,9 @@ class SeriesAnomalyDetector:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SeriesAnomalyDetector:
         """Rebuild a detector from :meth:`to_state` output (raises ``ValueError`` if unknown)."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported detector state version {state.get('version')!r}")
+        version = state.get("version")
+        if version != STATE_VERSION and version not in _OLD_VERSIONS:
+            raise ValueError(f"unsupported detector state version {version!r}")
         det = cls(**state["params"])
         det.n = int(state["n"])
         det.level = float(state["level"])
@@ -162,6 +191,9 @@ class SeriesAnomalyDetector:
         det.err = [float(v) for v in state["err"]]
         det.daily = array("f", [_none_to(v, math.nan) for v in state["daily"]])
         det.weekly = array("f", [_none_to(v, math.nan) for v in state["weekly"]])
+        if "env" in state:
+            det.env = array("f", [float(v) for v in state["env"]])
+            det.short = float(state["short"])
         det.lik_mean = float(state["lik_mean"])
         det.lik_var = float(state["lik_var"])
         det.since_alarm = int(state["since_alarm"])
@@ -181,6 +213,10 @@ class SeriesAnomalyDetector:
             "refractory": self.refractory,
             "damping": self.damping,
             "seasonality": self.seasonality,
+            "env_slots": self.env_slots,
+            "env_decay": self.env_decay,
+            "env_width": self.env_width,
+            "short_alpha": self.short_alpha,
         }
 
     def __repr__(self) -> str:
@@ -188,7 +224,9 @@ class SeriesAnomalyDetector:
         return f"SeriesAnomalyDetector({args})"
 
     # ------------------------------------------------------------- scoring
-    def _evaluate(self, x: float, ts: float) -> tuple[float, float, float, int, int, int]:
+    def _evaluate(
+        self, x: float, ts: float
+    ) -> tuple[float, float, float, int, int, int, float, int]:
         """Score ``x`` without changing state; also return what ``_learn`` needs."""
         d_slot = int((ts % _DAY) // 3600.0)
         w_slot = int(((ts + 3 * _DAY) % _WEEK) // 3600.0)  # epoch day 0 was a Thursday
@@ -203,31 +241,51 @@ class SeriesAnomalyDetector:
             if ow == ow and self.err[2] < best:
                 choice, offset = 2, ow
         if self.n == 0:
-            return 0.0, 0.0, 0.0, choice, d_slot, w_slot
+            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         if sd > 0.0:
-            z = abs(resid) / sd
-            raw = 1.0 if z >= self.cap else z / self.cap
+            e = math.log1p(abs(resid) / sd)
         else:
-            raw = 0.0 if resid == 0.0 else 1.0
+            e = 0.0 if resid == 0.0 else math.inf
+        e_slot = 0
+        if self.seasonality:
+            slots = self.env_slots
+            env = self.env
+            e_slot = int((ts % _DAY) * slots / _DAY) % slots
+            width = self.env_width
+            ev = env[e_slot]
+            for k in range(1, width + 1):
+                a, b = env[(e_slot + k) % slots], env[e_slot - k]  # negative index wraps
+                if a > ev:
+                    ev = a
+                if b > ev:
+                    ev = b
+            excess = e - ev if e > ev else 0.0
+        else:
+            excess = e
+        raw = excess / self._log_cap
+        if raw > 1.0:
+            raw = 1.0
         span = self.hi - self.lo
         tol = self.spatial_tolerance * span
         if span > 0.0 and (x > self.hi + tol or x < self.lo - tol):
             raw = 1.0
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
-        likelihood = 1.0 - _tail((raw - self.lik_mean) / lik_sd)
+        short = self.short + self.short_alpha * (raw - self.short)
+        likelihood = 1.0 - _tail((short - self.lik_mean) / lik_sd)
         score = math.log(1.0000000001 - likelihood) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         if self.since_alarm < self.refractory:
             score *= self.damping
-        return score, raw, resid, choice, d_slot, w_slot
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot
 
-    def _learn(self, x: float, ts: float, evaluated: tuple[float, float, float, int, int, int]
-               ) -> None:
-        score, raw, resid, choice, d_slot, w_slot = evaluated
+    def _learn(
+        self, x: float, ts: float, evaluated: tuple[float, float, float, int, int, int, float, int]
+    ) -> None:
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot = evaluated
         if self.n == 0:
             self.level = x
         else:
@@ -260,8 +318,12 @@ class SeriesAnomalyDetector:
                     err[2] += a * (abs(dev) - err[2])
                     self.weekly[w_slot] = dev
             self.level += a * (deseason - self.level)
+            if self.seasonality:
+                old = self.env[e_slot] * self.env_decay
+                self.env[e_slot] = e if e > old else old
             la = max(self.likelihood_alpha, 1.0 / (self.n + 1))
-            delta = raw - self.lik_mean
+            self.short += self.short_alpha * (raw - self.short)
+            delta = self.short - self.lik_mean
             self.lik_mean += la * delta
             self.lik_var = (1.0 - la) * (self.lik_var + la * delta * delta)
         if x < self.lo:

@@ -145,3 +145,45 @@ def test_pool_checkpoint_round_trip(tmp_path) -> None:
         assert restored.score_one(sid, x, STEP * 600) == pool.score_one(sid, x, STEP * 600)
     assert restored.score_one("lat", 30.0, STEP * 600) > 0.9
     assert restored.score_one("unknown", 30.0, 0.0) == 0.0
+
+
+def _daily_spike(n_days: int, seed: int = 2) -> list[float]:
+    """Noise with a 5-minute spike at 02:00 every day (a nightly backup or cron job)."""
+    xs = noise(288 * n_days, seed)
+    for d in range(n_days):
+        xs[288 * d + 24] += 15.0
+    return xs
+
+
+def test_daily_recurring_spike_is_not_an_anomaly_but_a_bigger_one_is() -> None:
+    xs = _daily_spike(12)
+    s = run(xs)
+    assert max(s[288 * 4 :]) < 0.5  # after a few days the nightly spike is expected
+    k = 288 * 11 + 24
+    xs[k] += 40.0  # this night's spike is much larger than usual
+    assert run(xs)[k] > 0.9
+    xs = _daily_spike(12)
+    xs[288 * 11 + 150] += 15.0  # the usual size, at an unusual time of day
+    assert run(xs)[288 * 11 + 150] > 0.9
+
+
+def test_version_1_checkpoint_is_still_readable() -> None:
+    det = SeriesAnomalyDetector()
+    for i, x in enumerate(noise(500)):
+        det.learn_one(x, STEP * i)
+    state = json.loads(json.dumps(det.to_state()))
+    state["version"] = 1
+    for key in ("env", "short"):
+        del state[key]
+    for key in ("env_slots", "env_decay", "env_width", "short_alpha"):
+        del state["params"][key]
+    old = SeriesAnomalyDetector.from_state(state)
+    assert old.score_one(40.0, STEP * 500) > 0.9
+    assert old.score_one(10.0, STEP * 500) < 0.5
+
+
+def test_state_is_small() -> None:
+    det = SeriesAnomalyDetector()
+    for i, x in enumerate(_seasonal(8)):
+        det.learn_one(x, STEP * i)
+    assert len(json.dumps(det.to_state())) < 8_000

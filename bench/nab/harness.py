@@ -1,0 +1,85 @@
+"""In-memory NAB harness for detector development: all files, and a fixed dev/hold-out split.
+
+    .venv/bin/python bench/nab/harness.py [module:factory] [key=value ...]
+
+The split is fixed (alternate files in name order), not chosen by score: dev = even indices,
+hold-out = odd indices. Thresholds are re-optimised on each subset (NAB's one-threshold rule
+applied to that subset).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from obsloop.detectors import nab
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / ".." / "shared" / "data" / "nab"
+CORPUS = "realAWSCloudwatch"
+
+
+def load() -> dict[str, tuple[list[datetime], list[float]]]:
+    out = {}
+    for p in sorted((DATA / CORPUS).glob("*.csv")):
+        ts, xs = [], []
+        with p.open() as fh:
+            for row in csv.DictReader(fh):
+                ts.append(datetime.fromisoformat(row["timestamp"]))
+                xs.append(float(row["value"]))
+        out[f"{CORPUS}/{p.name}"] = (ts, xs)
+    return out
+
+
+def run(factory, series):
+    res = {}
+    n = 0
+    t0 = time.process_time()
+    for name, (ts, xs) in series.items():
+        det = factory()
+        step = det.score_learn_one
+        res[name] = (ts, [step(x, t) for x, t in zip(xs, ts)])
+        n += len(xs)
+    return res, n / (time.process_time() - t0)
+
+
+def evaluate(res, windows, names=None):
+    names = names or sorted(res)
+    rows = []
+    for name in names:
+        ts, sc = res[name]
+        rows.extend(nab.sweep_file(name, ts, sc, windows.get(name, ())))
+    return {p: nab.score_corpus(rows, p) for p in nab.PROFILES}
+
+
+def report(res, windows, label=""):
+    names = sorted(res)
+    dev, hold = names[0::2], names[1::2]
+    line = []
+    for tag, sub in (("all", names), ("dev", dev), ("hold", hold)):
+        r = evaluate(res, windows, sub)
+        line.append(f"{tag} {r['standard'].normalized:5.1f}/{r['reward_low_FP_rate'].normalized:5.1f}"
+                    f"/{r['reward_low_FN_rate'].normalized:5.1f}")
+    return f"{label:<40} " + "  ".join(line)
+
+
+def main(argv):
+    spec = argv[0] if argv else "obsloop.detectors.series:SeriesAnomalyDetector"
+    mod, _, attr = spec.partition(":")
+    cls = getattr(importlib.import_module(mod), attr)
+    kwargs = {}
+    for a in argv[1:]:
+        k, _, v = a.partition("=")
+        kwargs[k] = eval(v)
+    series = load()
+    windows = nab.load_windows(DATA / "windows.json")
+    res, pps = run(lambda: cls(**kwargs), series)
+    print(report(res, windows, " ".join(argv[1:]) or "default"), f"{pps:,.0f} pts/s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
