@@ -56,6 +56,8 @@ _WEEK = 7 * _DAY
 _DAY_SLOTS = 24
 _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
+_E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
+_ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
 STATE_VERSION = 2
 _OLD_VERSIONS = (1,)  # readable: the new parts start empty
 
@@ -128,6 +130,7 @@ class SeriesAnomalyDetector:
         self.env_width = env_width
         self.short_alpha = short_alpha
         self._log_cap = math.log1p(cap)
+        self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -244,10 +247,7 @@ class SeriesAnomalyDetector:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
-        if sd > 0.0:
-            e = math.log1p(abs(resid) / sd)
-        else:
-            e = 0.0 if resid == 0.0 else math.inf
+        e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
         e_slot = 0
         if self.seasonality:
             slots = self.env_slots
@@ -319,8 +319,11 @@ class SeriesAnomalyDetector:
                     self.weekly[w_slot] = dev
             self.level += a * (deseason - self.level)
             if self.seasonality:
+                # The envelope learns at most env_cap: one huge incident at 02:00 must not
+                # blind 02:00 for weeks (env_decay per visit is ~3 % a day).
                 old = self.env[e_slot] * self.env_decay
-                self.env[e_slot] = e if e > old else old
+                e_env = e if e < self._env_cap else self._env_cap
+                self.env[e_slot] = e_env if e_env > old else old
             la = max(self.likelihood_alpha, 1.0 / (self.n + 1))
             self.short += self.short_alpha * (raw - self.short)
             delta = self.short - self.lik_mean

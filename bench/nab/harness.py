@@ -42,7 +42,7 @@ def run(factory, series):
     for name, (ts, xs) in series.items():
         det = factory()
         step = det.score_learn_one
-        res[name] = (ts, [step(x, t) for x, t in zip(xs, ts)])
+        res[name] = (ts, [step(x, t) for x, t in zip(xs, ts, strict=True)])
         n += len(xs)
     return res, n / (time.process_time() - t0)
 

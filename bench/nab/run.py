@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{tp:4d} {fn:4d} {fp:5d}")
     print(f"throughput: {stats.rows / wall:,.0f} points/s wall, {stats.rows / cpu:,.0f} points/s "
           f"per core (CPU time; includes CSV read and write), {os.cpu_count()} cores present")
+    names = sorted(results)
+    for tag, subset in (("dev (even files)", names[0::2]), ("hold-out (odd files)", names[1::2])):
+        sub = nab.score_results({k: results[k] for k in subset},
+                                {k: windows.get(k, []) for k in subset})
+        print(f"{tag:<21}" + " / ".join(f"{r.normalized:.1f}" for r in sub.values())
+              + "  (standard / low FP / low FN, threshold re-chosen on the subset)")
     if args.per_file:
         print("\nper file (standard profile):")
         for name, fr in sorted(scored["standard"].files.items()):

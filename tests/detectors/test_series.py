@@ -187,3 +187,11 @@ def test_state_is_small() -> None:
     for i, x in enumerate(_seasonal(8)):
         det.learn_one(x, STEP * i)
     assert len(json.dumps(det.to_state())) < 8_000
+
+
+def test_change_after_a_constant_stretch_keeps_the_checkpoint_finite() -> None:
+    det = SeriesAnomalyDetector()
+    for i in range(400):
+        det.learn_one(5.0, STEP * i)
+    assert det.score_learn_one(6.0, STEP * 400) > 0.9
+    json.dumps(det.to_state(), allow_nan=False)  # no Infinity in the envelope
