@@ -107,6 +107,20 @@ def _query(admin: str, sql: str):
         return json.load(response)["data"][0][0]
 
 
+def _insert_seconds(admin: str) -> float:
+    """Total time the server spent inside segment inserts, from its own /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{admin}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "obsloop_storage_insert_duration_seconds_sum"
+    )
+
+
 def run(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="obsloop-bench-"))
     config = {
@@ -148,6 +162,7 @@ def run(args: argparse.Namespace) -> dict:
                 break
             time.sleep(0.2)
         drained = time.monotonic() - load_end
+        insert_seconds = _insert_seconds(endpoints["admin"])
         return {
             "signal": args.signal,
             "items_per_request": bodies[0][1],
@@ -157,6 +172,8 @@ def run(args: argparse.Namespace) -> dict:
             "landed": landed,
             "stored_per_s": round(landed / (result["elapsed"] + drained)),
             "drain_after_load_s": round(drained, 1),
+            "insert_seconds": round(insert_seconds, 1),
+            "stored_per_insert_second": round(landed / insert_seconds) if insert_seconds else None,
             "p99_request_ms": round(result["p99_ms"], 1) if result["p99_ms"] else None,
             "refused_requests": result["refused_requests"],
             "server_peak_rss_mb": round(_rss_peak_mb(server.pid)),
