@@ -26,6 +26,7 @@ class ObsloopProcess:
             "data_dir": str(self.data_dir),
             "receiver": {"http_port": 0, "grpc_port": 0},
             "admin": {"port": 0},
+            "clickhouse_http": {"port": 0},
             "wal": {"segment_max_age_seconds": 0.3},
             "logging": {"format": "json"},
         }

@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> dict:
         "data_dir": str(workdir / "data"),
         "receiver": {"http_port": 0, "grpc_enabled": False, "max_request_bytes": 64 << 20},
         "admin": {"port": 0},
+        "clickhouse_http": {"enabled": False},
         "wal": {"segment_max_bytes": args.segment_mb << 20, "segment_max_age_seconds": args.segment_age,
                 "max_pending_bytes": 2 << 30, "fsync": "never"},
         "logging": {"level": "WARNING"},
