@@ -1,0 +1,83 @@
+"""Expand a panel's SQL the way Grafana and its ClickHouse plugin do before it runs.
+
+Grafana replaces template variables (``$name``, ``${name}``, ``${name:singlequote}``) and
+its own ``$__interval`` family; the plugin then rewrites its macros (``$__timeFilter``,
+``$__timeInterval``, ``$__fromTime`` ...) into ClickHouse SQL. Doing the same here lets a
+dashboard's SQL be run outside Grafana, against any ClickHouse: the tests run every panel
+this way, and ``obsloop dashboards check`` does it against a live deployment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
+_MACRO = re.compile(r"\$__(\w+)\(([^()]*)\)")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The dashboard's range in Unix seconds and the panel's interval (Grafana's ``$__interval``)."""
+
+    start: int
+    end: int
+    interval_seconds: int = 60
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _render(values: Sequence[str], option: str | None) -> str:
+    if option in ("singlequote", "sqlstring"):
+        return ",".join(_quote(value) for value in values)
+    if option == "doublequote":
+        return ",".join('"' + value.replace('"', '\\"') + '"' for value in values)
+    if option in (None, "raw", "text", "csv"):
+        return ",".join(values) if len(values) != 1 else values[0]
+    raise ValueError(f"unsupported variable format :{option}")
+
+
+def _macros(time_range: TimeRange) -> dict[str, Callable[[list[str]], str]]:
+    start, end, step = time_range.start, time_range.end, time_range.interval_seconds
+    return {
+        "timeFilter": lambda a: f"{a[0]} >= toDateTime({start}) AND {a[0]} <= toDateTime({end})",
+        "timeFilter_ms": lambda a: f"{a[0]} >= fromUnixTimestamp64Milli({start * 1000}) "
+                                   f"AND {a[0]} <= fromUnixTimestamp64Milli({end * 1000})",
+        "dateFilter": lambda a: f"{a[0]} >= toDate({start}) AND {a[0]} <= toDate({end})",
+        "timeInterval": lambda a: f"toStartOfInterval(toDateTime({a[0]}), INTERVAL {step} second)",
+        "timeInterval_ms": lambda a: f"toStartOfInterval(toDateTime64({a[0]}, 3), INTERVAL {step * 1000} millisecond)",
+    }
+
+
+def expand(sql: str, variables: Mapping[str, Sequence[str]], time_range: TimeRange) -> str:
+    """``sql`` as the ClickHouse datasource would send it, with every variable holding ``values``."""
+    builtins = {
+        "__interval_s": [str(time_range.interval_seconds)],
+        "__interval": [f"{time_range.interval_seconds}s"],
+        "__interval_ms": [str(time_range.interval_seconds * 1000)],
+        "__fromTime": [f"toDateTime({time_range.start})"],
+        "__toTime": [f"toDateTime({time_range.end})"],
+        "__fromTime_ms": [f"fromUnixTimestamp64Milli({time_range.start * 1000})"],
+        "__toTime_ms": [f"fromUnixTimestamp64Milli({time_range.end * 1000})"],
+    }
+    macros = _macros(time_range)
+
+    def macro(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in macros:
+            raise ValueError(f"unknown macro $__{name}")
+        return macros[name]([argument.strip() for argument in match.group(2).split(",")])
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        if name.startswith("__") and name not in builtins:
+            return match.group(0)  # a plugin macro, expanded below
+        values = builtins.get(name, variables.get(name))
+        if values is None:
+            raise KeyError(f"undefined variable ${name}")
+        return _render(list(values), match.group(2))
+
+    return _MACRO.sub(macro, _VARIABLE.sub(variable, sql))
