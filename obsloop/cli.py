@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "obsloop.commands.schema",
     "obsloop.commands.collect",
     "obsloop.commands.score_series",
+    "obsloop.commands.dashboards",
 )
 
 
