@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from obsloop.collectors.config import CollectorsConfig
+from obsloop.detectors.config import DetectorsConfig
 from obsloop.feedback.config import FeedbackConfig
 from obsloop.pipelines.kafka_config import KafkaConfig
 
@@ -110,6 +111,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     collectors: CollectorsConfig = CollectorsConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
     kafka: KafkaConfig | None = None
     """With a Kafka section, receivers publish to Kafka and ``obsloop ingest-worker``
     processes store; without one, the local write-ahead log feeds ClickHouse directly."""

@@ -112,6 +112,9 @@ class ObsloopServer:
         self._collectors_stop = threading.Event()
         self._collector_threads: list[threading.Thread] = []
         self.endpoints: Endpoints | None = None
+        self.detectors = None
+        """The detector loop (``obsloop.detectors.loop.DetectorLoop``) once started; the
+        feedback loop subscribes to its detections with ``self.detectors.subscribe``."""
         self._stopped = asyncio.Event()
 
     @property
@@ -162,6 +165,7 @@ class ObsloopServer:
             clickhouse_http=clickhouse_http_url,
         )
         self._start_pull_collectors()
+        self._start_detectors()
         self.state_file.write_text(json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
         log.info("obsloop serving", extra={"otlp_http": self.endpoints.http,
                                            "otlp_grpc": grpc_address, "admin": self.endpoints.admin,
@@ -175,6 +179,22 @@ class ObsloopServer:
         await site.start()
         self._runners.append(runner)
         return _bound_port(site)
+
+    # -- detectors -------------------------------------------------------------------------
+    def _start_detectors(self) -> None:
+        """Window models, drift and budget forecasts in a thread (``detectors.enabled``)."""
+        from obsloop.detectors.cost import load_budgets
+        from obsloop.detectors.loop import DetectorLoop
+
+        settings = self.config.detectors
+        if not settings.enabled:
+            return
+        manifests = self.config.collectors.manifests_dir
+        self.detectors = DetectorLoop(
+            settings, lambda: self.client, self.config.data_dir, database=self.config.storage.database,
+            budgets=load_budgets(manifests) if manifests else None,
+        )
+        self.detectors.start()
 
     # -- platform collectors ---------------------------------------------------------------
     def _mount_push_collectors(self, app: web.Application) -> None:
@@ -212,6 +232,8 @@ class ObsloopServer:
 
     async def stop(self) -> None:
         self._collectors_stop.set()
+        if self.detectors is not None:
+            await asyncio.to_thread(self.detectors.stop)
         for thread in self._collector_threads:
             await asyncio.to_thread(thread.join, 10)
         if self._grpc is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from obsloop.detectors.schema import detectors_ddl
+
 #: Inserts remembered per table for deduplication (each segment is one insert per table).
 DEDUPLICATION_WINDOW = 10_000
 
@@ -237,6 +239,7 @@ def _faas_invocations(o: SchemaOptions) -> list[str]:
 
 #: Every part that owns tables adds its DDL builder here, in dependency order.
 DDL_BUILDERS: list[Callable[[SchemaOptions], Iterable[str]]] = [_traces, _logs, _metrics, _faas_invocations]
+DDL_BUILDERS.append(detectors_ddl)
 
 
 def ddl(options: SchemaOptions) -> list[str]:

@@ -1,0 +1,84 @@
+"""The ``detectors:`` configuration section of ``obsloop serve``.
+
+Defaults suit a live fleet: one-minute windows, half a minute for stragglers, checkpoints
+under the data directory so a restart resumes learning rather than starting from zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from obsloop.detectors.windows import BASE_SECONDS
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DriftConfig(_Section):
+    """Model drift on ``obsloop.model.prediction`` events, one set of detectors per model version."""
+
+    enabled: bool = True
+    detector: Literal["adwin", "kswin", "page_hinkley"] = "adwin"
+    """river detector run on each monitored stream (prediction, error, selected features)."""
+    features: list[str] | None = None
+    """Feature names to watch (without ``feature.``); ``None`` watches every numeric one seen."""
+    max_features: int = Field(20, ge=0)
+    """Cap on features watched per model version when ``features`` is ``None``."""
+    reference_size: int = Field(500, ge=10)
+    """Events kept as the reference sample (the first ones, then the current one after a drift)."""
+    post_change: int = Field(200, ge=10)
+    """Events collected after a detector fires, compared with the reference in the report;
+    the detection is emitted once they are in (see ``ModelDriftMonitor``)."""
+    cooldown: int = Field(1000, ge=0)
+    """Events after a drift during which the same model version cannot drift again."""
+    max_models: int = Field(1000, ge=1)
+    """Model versions monitored at once (least recently seen dropped first)."""
+
+
+class DetectorsConfig(_Section):
+    enabled: bool = True
+    window_seconds: int = Field(60, gt=0)
+    """Length of a detection window; a multiple of the stored granularity (10 s)."""
+    allowed_lateness_seconds: float = Field(30.0, ge=0)
+    """How long after a window's end its data may still arrive before it is read."""
+    idle_flush_seconds: float = Field(120.0, gt=0)
+    """When no new data arrived for this long (wall clock), windows up to now minus the
+    lateness close anyway, so the last windows of a quiet fleet are still read."""
+    poll_seconds: float = Field(5.0, gt=0)
+    checkpoint_path: Path | None = None
+    """Defaults to ``<data_dir>/detectors/checkpoint.json``."""
+    checkpoint_seconds: float = Field(60.0, gt=0)
+    report_dir: Path | None = None
+    """Drift reports (HTML and JSON); defaults to ``<data_dir>/reports``."""
+    max_series: int = Field(50_000, ge=1)
+    """Live series models (one per function x metric), least recently updated dropped first."""
+    idle_expiry_seconds: float = Field(7 * 86_400.0, gt=0)
+    """A series with no window for this long (event time) is forgotten."""
+    score_threshold: float = Field(0.5, gt=0, le=1)
+    """A window whose anomaly score reaches this is a detection."""
+    clear_after_windows: int = Field(5, ge=1)
+    """Normal windows in a row that end an anomaly episode (and send its clearing)."""
+    warmup_windows: int | None = Field(None, ge=0)
+    """Windows a series learns before it may alarm; ``None`` keeps the detector's default."""
+    max_catchup_windows: int = Field(1440, ge=1)
+    """Windows read per poll at most, so a long backlog is processed in bounded steps."""
+    forecast_check_seconds: float = Field(3600.0, gt=0)
+    """Spend is bucketed per this many seconds for the month-end forecast (one point each)."""
+    drift: DriftConfig = DriftConfig()
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _multiple_of_base(cls, value: int) -> int:
+        if value % BASE_SECONDS:
+            raise ValueError(f"must be a multiple of {BASE_SECONDS} seconds")
+        return value
+
+    def checkpoint_file(self, data_dir: Path) -> Path:
+        return self.checkpoint_path or data_dir / "detectors" / "checkpoint.json"
+
+    def reports_directory(self, data_dir: Path) -> Path:
+        return self.report_dir or data_dir / "reports"

@@ -1,0 +1,229 @@
+"""Model drift: river drift detectors per model version on predictions, errors and features.
+
+Each model version gets one detector (ADWIN, KSWIN or Page-Hinkley) per monitored stream:
+the prediction, the error ``|prediction - label|`` when the label is known (concept drift:
+the inputs may look the same while the model got worse), and the numeric features. When any
+stream drifts, the model version reports a :class:`DriftEvent` with a reference sample and
+the most recent events, for a report that shows *what* changed.
+
+Why the bookkeeping around river's detectors: a change is usually seen by several streams
+and several times, so after a drift the model version is quiet for ``cooldown`` events
+(one incident, one detection), and the reference sample is rebuilt from the events that
+follow, so the new regime becomes the normal one. Memory per model version is one bounded
+sample (two while a drift is being reported) plus the detectors; model versions beyond ``max_models`` are dropped least
+recently seen first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import drift
+
+from obsloop.detectors.config import DriftConfig
+
+PREDICTION, ERROR = "prediction", "error"
+
+
+def make_detector(name: str) -> Any:
+    """A fresh river drift detector by configuration name."""
+    if name == "adwin":
+        return drift.ADWIN()
+    if name == "kswin":
+        return drift.KSWIN(seed=42)
+    if name == "page_hinkley":
+        return drift.PageHinkley()
+    raise ValueError(f"unknown drift detector {name!r}")
+
+
+@dataclass
+class DriftEvent:
+    """Drift of one model version, with the samples a report compares."""
+
+    model: tuple[str, str]
+    streams: list[str]
+    position: int
+    """Events this model version had seen when a detector fired."""
+    reference: list[dict[str, float]]
+    """Events from before the change."""
+    current: list[dict[str, float]]
+    """Events after the detector fired (``post_change`` of them)."""
+    monitored: int
+
+    def summary_stats(self) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+        """Per drifted stream: the current mean, and where it would lie without a change
+        (the reference mean plus or minus three standard errors of a current-sized mean)."""
+        observed: dict[str, float] = {}
+        expected: dict[str, tuple[float, float]] = {}
+        for stream in self.streams:
+            ref = [e[stream] for e in self.reference if stream in e]
+            cur = [e[stream] for e in self.current if stream in e]
+            if not ref or not cur:
+                continue
+            mean = sum(ref) / len(ref)
+            sd = math.sqrt(sum((x - mean) ** 2 for x in ref) / len(ref))
+            half = 3.0 * sd / math.sqrt(len(cur))
+            observed[f"{stream}.mean"] = sum(cur) / len(cur)
+            expected[f"{stream}.mean"] = (mean - half, mean + half)
+        return observed, expected
+
+
+@dataclass
+class ModelDriftMonitor:
+    """Drift detectors and samples of one model version.
+
+    When a detector fires, the event is held until ``post_change`` further events have
+    arrived: a detector fires a few events after a change, so the recent events at that
+    moment are still mostly the old regime, and a report comparing them with the reference
+    would show nothing. The events after the firing are the new regime's sample, and they
+    start the next reference.
+
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> monitor = ModelDriftMonitor(("fraud", "2"), DriftConfig(reference_size=200, post_change=100))
+    >>> events = [{"prediction": rng.random(), "amount": rng.gauss(10, 1)} for _ in range(2000)]
+    >>> events += [{"prediction": rng.random(), "amount": rng.gauss(14, 1)} for _ in range(500)]
+    >>> found = [(i, d) for i, e in enumerate(events) if (d := monitor.update(e))]
+    >>> [(i >= 2100, d.streams, d.position > 2000, len(d.current)) for i, d in found]
+    [(True, ['amount'], True, 100)]
+    """
+
+    model: tuple[str, str]
+    config: DriftConfig
+    detectors: dict[str, Any] = field(default_factory=dict)
+    reference: list[dict[str, float]] = field(default_factory=list)
+    seen: int = 0
+    quiet_until: int = 0
+    pending: DriftEvent | None = None
+
+    def _watched(self, name: str) -> bool:
+        if name in self.detectors or name in (PREDICTION, ERROR):
+            return True
+        features = self.config.features
+        if features is not None:
+            return name in features
+        watched_features = len(self.detectors) - sum(
+            1 for n in (PREDICTION, ERROR) if n in self.detectors)
+        return watched_features < self.config.max_features
+
+    def learn(self, event: dict[str, float]) -> list[str]:
+        """Update the detectors; return the streams whose detector fired."""
+        drifted = []
+        for name, value in event.items():
+            if not self._watched(name):
+                continue
+            detector = self.detectors.get(name)
+            if detector is None:
+                detector = self.detectors[name] = make_detector(self.config.detector)
+            detector.update(value)
+            if detector.drift_detected:
+                drifted.append(name)
+        return drifted
+
+    def update(self, event: dict[str, float]) -> DriftEvent | None:
+        """Learn one prediction event; return a drift once its post-change sample is complete."""
+        self.seen += 1
+        drifted = self.learn(event)
+        if self.pending is not None:
+            self.pending.current.append(event)
+            if len(self.pending.current) >= self.config.post_change:
+                found, self.pending = self.pending, None
+                self.reference = list(found.current)
+                return found
+            return None
+        if len(self.reference) < self.config.reference_size:
+            self.reference.append(event)
+        if drifted and self.seen >= self.quiet_until:
+            self.quiet_until = self.seen + self.config.cooldown
+            self.pending = DriftEvent(self.model, sorted(drifted), self.seen, self.reference, [],
+                                      len(self.detectors))
+            self.reference = []
+        return None
+
+
+class DriftTracker:
+    """One :class:`ModelDriftMonitor` per model version, bounded in number."""
+
+    def __init__(self, config: DriftConfig) -> None:
+        self.config = config
+        self.monitors: OrderedDict[tuple[str, str], ModelDriftMonitor] = OrderedDict()
+
+    def update(self, model: tuple[str, str], event: dict[str, float]) -> DriftEvent | None:
+        monitor = self.monitors.get(model)
+        if monitor is None:
+            while len(self.monitors) >= self.config.max_models:
+                self.monitors.popitem(last=False)
+            monitor = self.monitors[model] = ModelDriftMonitor(model, self.config)
+        else:
+            self.monitors.move_to_end(model)
+        return monitor.update(event)
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        """Samples and counters; detectors are rebuilt by replaying the reference sample
+        (river's detectors have no stable serialized form, and pickle is not safe to load).
+        A drift waiting for its post-change sample is kept whole."""
+        return {
+            "models": [
+                {"model": list(key), "reference": m.reference, "seen": m.seen,
+                 "quiet_until": m.quiet_until,
+                 "pending": None if m.pending is None else {
+                     "streams": m.pending.streams, "position": m.pending.position,
+                     "reference": m.pending.reference, "current": m.pending.current,
+                     "monitored": m.pending.monitored}}
+                for key, m in self.monitors.items()
+            ]
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.monitors.clear()
+        for item in state["models"]:
+            model = (item["model"][0], item["model"][1])
+            monitor = ModelDriftMonitor(model, self.config)
+            for event in item["reference"]:
+                monitor.learn(event)
+            monitor.reference = item["reference"]
+            monitor.seen, monitor.quiet_until = int(item["seen"]), int(item["quiet_until"])
+            pending = item["pending"]
+            if pending is not None:
+                monitor.pending = DriftEvent(model, pending["streams"], pending["position"],
+                                             pending["reference"], pending["current"],
+                                             pending["monitored"])
+            self.monitors[model] = monitor
+
+
+def prediction_event(attributes: dict[str, str], feature_prefix: str = "feature.") -> dict[str, float]:
+    """The numeric streams of one prediction record's attributes (non-numeric ones are skipped).
+
+    >>> prediction_event({"prediction": "0.7", "label": "1", "feature.amount": "12.5",
+    ...                   "feature.country": "DE"})
+    {'prediction': 0.7, 'error': 0.30000000000000004, 'amount': 12.5}
+    """
+    event: dict[str, float] = {}
+    prediction = _number(attributes.get(PREDICTION))
+    if prediction is not None:
+        event[PREDICTION] = prediction
+        label = _number(attributes.get("label"))
+        if label is not None:
+            event[ERROR] = abs(prediction - label)
+    for key, value in attributes.items():
+        if key.startswith(feature_prefix):
+            number = _number(value)
+            if number is not None:
+                event[key[len(feature_prefix):]] = number
+    return event
+
+
+def _number(value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    if value in ("true", "false"):
+        return float(value == "true")
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None

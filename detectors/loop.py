@@ -1,0 +1,283 @@
+"""The detector loop of ``obsloop serve``: closed windows -> models -> detections.
+
+Every ``poll_seconds`` it works out the watermark and reads the windows that closed since
+the last poll, oldest first, each exactly once:
+
+* **Watermark** is event time, not wall time: the end of the latest stored 10-second slot
+  minus ``allowed_lateness``. Replayed or delayed data (a collector catching up, a bench
+  sending yesterday's traffic) is then windowed as it happened. A window closes when its
+  end passes the watermark; data arriving after that merges into the stored window (the
+  table is an ``AggregatingMergeTree``) but the window is not scored again.
+* When no new data arrived for ``idle_flush_seconds``, the watermark moves to the end of
+  the stored data, so the last windows before a quiet period are read too. A fleet-wide
+  silence does not advance event time: that is the pipeline's health (``/readyz``), not
+  an anomaly of one function.
+* The prediction events of the same time range feed the drift detectors; the spend of
+  budgeted functions feeds their month-end forecast.
+
+All model state (series models, expected ranges, open episodes, drift samples, forecasts
+and the position in time) goes to one JSON checkpoint, written atomically every
+``checkpoint_seconds`` and at stop, and read back at start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from obsloop import semconv
+from obsloop.detectors.config import DetectorsConfig
+from obsloop.detectors.cost import BudgetWatch, Budget
+from obsloop.detectors.detections import DetectionBus, DetectionStore, Subscriber
+from obsloop.detectors.drift import DriftEvent, DriftTracker, prediction_event
+from obsloop.detectors.scoring import WindowScorer
+from obsloop.detectors.series import SeriesAnomalyDetector
+from obsloop.detectors.windows import Window, WindowReader
+from obsloop.feedback.detection import Detection
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+
+def _floor(t: datetime, seconds: int) -> datetime:
+    epoch = int(t.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+class DetectorLoop:
+    """Reads closed windows and prediction events, scores them, stores and publishes detections."""
+
+    def __init__(
+        self,
+        config: DetectorsConfig,
+        client: Callable[[], Any],
+        data_dir: Path,
+        database: str = "default",
+        budgets: dict[str, Budget] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._client = client
+        self.database = database
+        self.bus = DetectionBus()
+        self.checkpoint_path = config.checkpoint_file(data_dir)
+        self.report_dir = config.reports_directory(data_dir)
+        self.wall_clock, self.monotonic = wall_clock, monotonic
+        warmup = config.warmup_windows
+        factory = SeriesAnomalyDetector if warmup is None else (
+            lambda: SeriesAnomalyDetector(warmup=warmup))
+        self.scorer = WindowScorer(factory=factory, max_series=config.max_series,
+                                   idle_seconds=config.idle_expiry_seconds,
+                                   threshold=config.score_threshold,
+                                   clear_after=config.clear_after_windows)
+        self.drift = DriftTracker(config.drift)
+        self.budgets = BudgetWatch(budgets or {}, config.forecast_check_seconds)
+        self.closed_until: datetime | None = None
+        """Start of the first window not read yet."""
+        self._high: datetime | None = None
+        self._high_changed_at = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_checkpoint = monotonic()
+        self.restore()
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Receive every detection (and clearing) from now on; returns the unsubscriber."""
+        return self.bus.subscribe(callback)
+
+    @property
+    def client(self) -> Any:
+        return self._client()
+
+    # ------------------------------------------------------------------ one step
+    def watermark(self) -> datetime | None:
+        """Event time up to which windows are complete (``None`` before any data)."""
+        high = WindowReader(self.client, self.database, self.config.window_seconds).event_time_high()
+        if high is None:
+            return None
+        high = min(high, datetime.fromtimestamp(self.wall_clock(), UTC))  # a clock in the future
+        now = self.monotonic()
+        if high != self._high:
+            self._high, self._high_changed_at = high, now
+        lateness = timedelta(seconds=self.config.allowed_lateness_seconds)
+        if now - self._high_changed_at >= self.config.idle_flush_seconds:
+            return high
+        return high - lateness
+
+    def run_once(self) -> list[Detection]:
+        """Read and score every window closed since the last call (bounded per call)."""
+        watermark = self.watermark()
+        if watermark is None:
+            return []
+        seconds = self.config.window_seconds
+        reader = WindowReader(self.client, self.database, seconds)
+        if self.closed_until is None:
+            self.closed_until = self._first_window()
+        end = _floor(watermark, seconds)
+        end = min(end, self.closed_until + timedelta(seconds=seconds * self.config.max_catchup_windows))
+        if end <= self.closed_until:
+            return []
+        by_start: dict[datetime, list[Window]] = defaultdict(list)
+        for window in reader.read(self.closed_until, end):
+            by_start[window.start].append(window)
+        predictions = self._predictions(self.closed_until, end) if self.config.drift.enabled else []
+        detections: list[Detection] = []
+        start, p = self.closed_until, 0
+        while start < end:
+            windows = by_start.get(start, [])
+            detections += self.scorer.process(start, windows)
+            detections += self.budgets.observe(
+                start.timestamp(), [(w.key.function, w.cost_usd) for w in windows if w.cost_usd])
+            next_start = start + timedelta(seconds=seconds)
+            while p < len(predictions) and predictions[p][0] < next_start:
+                found = self.drift.update(predictions[p][1], predictions[p][2])
+                if found is not None:
+                    detections.append(self._drift_detection(found, predictions[p][0]))
+                p += 1
+            start = next_start
+        self.closed_until = end
+        self._emit(detections)
+        return detections
+
+    def _first_window(self) -> datetime:
+        value = self.client.command(
+            f"SELECT toUnixTimestamp(min(window_start)) FROM `{self.database}`.faas_windows")
+        return _floor(datetime.fromtimestamp(int(value), UTC), self.config.window_seconds)
+
+    def _predictions(self, start: datetime, end: datetime) -> list[tuple[datetime, tuple[str, str], dict[str, float]]]:
+        prefix = semconv.FEATURE_PREFIX
+        rows = self.client.query(f"""
+SELECT Timestamp,
+       coalesce(nullIf(LogAttributes['{semconv.MODEL_NAME}'], ''), ResourceAttributes['{semconv.MODEL_NAME}']),
+       coalesce(nullIf(LogAttributes['{semconv.MODEL_VERSION}'], ''), ResourceAttributes['{semconv.MODEL_VERSION}']),
+       mapFilter((k, v) -> startsWith(k, '{prefix}') OR k IN ('{semconv.PREDICTION_VALUE}', '{semconv.PREDICTION_LABEL}'),
+                 LogAttributes)
+FROM `{self.database}`.otel_logs
+WHERE EventName = '{semconv.PREDICTION_EVENT}'
+  AND TimestampTime >= toDateTime({int(start.timestamp())}, 'UTC')
+  AND TimestampTime < toDateTime({int(end.timestamp())}, 'UTC')
+ORDER BY Timestamp""").result_rows
+        out = []
+        for ts, name, version, attributes in rows:
+            event = prediction_event(attributes, prefix)
+            if event:
+                t = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+                out.append((t, (name, version), event))
+        return out
+
+    def _drift_detection(self, found: DriftEvent, when: datetime) -> Detection:
+        from obsloop.detectors.reports import write_drift_report
+
+        name, version = found.model
+        detection_id = f"drift-{name}-{version}-{found.position}".replace("/", "_")
+        evidence: tuple[str, ...] = ()
+        try:
+            html, summary = write_drift_report(
+                found.reference, found.current, self.report_dir, detection_id,
+                context={"detection_id": detection_id, "model.name": name,
+                         "model.version": version, "drifted_streams": found.streams})
+            evidence = (html.resolve().as_uri(), summary.resolve().as_uri())
+        except Exception:  # noqa: BLE001 - a report failure must not lose the detection
+            log.exception("drift report failed", extra={"detection": detection_id})
+        observed, expected = found.summary_stats()
+        observed["drifted_streams"] = float(len(found.streams))
+        score = max(0.5, len(found.streams) / max(1, found.monitored))
+        return Detection(
+            id=detection_id, time=when, kind="drift",
+            series={semconv.MODEL_NAME: name, semconv.MODEL_VERSION: version},
+            score=min(1.0, score), severity="error" if "error" in found.streams else "warning",
+            observed=observed, expected=expected, evidence=evidence,
+            summary=f"drift of {name} {version} in {', '.join(found.streams)} "
+                    f"after {found.position} predictions",
+        )
+
+    def _emit(self, detections: list[Detection]) -> None:
+        if not detections:
+            return
+        DetectionStore(self.client, self.database).insert(detections)
+        for detection in detections:
+            log.info("detection", extra={"detection": detection.id, "kind": detection.kind,
+                                          "cleared": detection.cleared, "summary": detection.describe()})
+            self.bus.publish(detection)
+
+    # ------------------------------------------------------------------ checkpoints
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "window_seconds": self.config.window_seconds,
+            "closed_until": self.closed_until.timestamp() if self.closed_until else None,
+            "scorer": self.scorer.to_state(),
+            "drift": self.drift.to_state(),
+            "budgets": self.budgets.to_state(),
+        }
+
+    def checkpoint(self) -> None:
+        """Write the state atomically (temporary file, then rename)."""
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_state(), separators=(",", ":")))
+        tmp.replace(self.checkpoint_path)
+        self._last_checkpoint = self.monotonic()
+
+    def restore(self) -> bool:
+        """Load the checkpoint if there is one; a checkpoint of another window length or
+        format is ignored (with a warning) rather than misread."""
+        if not self.checkpoint_path.exists():
+            return False
+        try:
+            state = json.loads(self.checkpoint_path.read_text())
+            if state.get("version") != CHECKPOINT_VERSION or \
+                    state.get("window_seconds") != self.config.window_seconds:
+                raise ValueError("checkpoint of another version or window length")
+            self.scorer.restore(state["scorer"])
+            self.drift.restore(state["drift"])
+            self.budgets.restore(state["budgets"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("detector checkpoint ignored; learning from scratch",
+                        extra={"path": str(self.checkpoint_path), "error": str(exc)})
+            return False
+        closed = state["closed_until"]
+        self.closed_until = None if closed is None else datetime.fromtimestamp(closed, UTC)
+        return True
+
+    # ------------------------------------------------------------------ thread
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="obsloop-detectors", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                while self.run_once() or self._behind():
+                    if self._stop.is_set():
+                        break
+                if self.monotonic() - self._last_checkpoint >= self.config.checkpoint_seconds:
+                    self.checkpoint()
+            except Exception:  # noqa: BLE001 - ClickHouse down: keep polling, state is kept
+                log.exception("detector loop step failed")
+            self._stop.wait(self.config.poll_seconds)
+
+    def _behind(self) -> bool:
+        """Whether a backlog remains after a bounded step (catch up without waiting a poll)."""
+        watermark = self._high
+        return bool(watermark and self.closed_until and
+                    self.closed_until + timedelta(seconds=self.config.window_seconds)
+                    <= watermark - timedelta(seconds=self.config.allowed_lateness_seconds))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        try:
+            self.checkpoint()
+        except OSError:
+            log.exception("detector checkpoint failed at stop")

@@ -1,0 +1,16 @@
+"""The detectors' tables: window aggregates (with their feeding views) and detections."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from obsloop.detectors.detections import detections_ddl
+from obsloop.detectors.windows import windows_ddl
+
+if TYPE_CHECKING:
+    from obsloop.pipelines.schema import SchemaOptions
+
+
+def detectors_ddl(options: SchemaOptions) -> list[str]:
+    """Needs ``otel_traces`` and ``otel_logs`` first (the views read them)."""
+    return [*windows_ddl(options), *detections_ddl(options)]

@@ -1,0 +1,188 @@
+"""The detector loop against chDB: windows read once, late and out-of-order data, detections
+stored and published, checkpoints that resume where the loop stopped, drift reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from obsloop.detectors.config import DetectorsConfig, DriftConfig
+from obsloop.detectors.loop import DetectorLoop
+from obsloop.detectors.windows import WindowReader
+from obsloop.pipelines.schema import SchemaOptions, ddl
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def db(chdb_client, chdb_database):
+    for statement in ddl(SchemaOptions(database=chdb_database)):
+        chdb_client.command(statement)
+    return chdb_database
+
+
+def insert_spans(client, db: str, window: int, count: int, *, second: int = 5,
+                 ms: float = 50.0, function: str = "fraud-scorer", salt: int = 0) -> None:
+    """``count`` SERVER spans of one function in minute ``window`` (from T0), at ``second``."""
+    start = T0 + timedelta(minutes=window, seconds=second)
+    client.command(f"""
+INSERT INTO {db}.otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName,
+    ResourceAttributes, SpanAttributes, Duration, StatusCode)
+SELECT toDateTime64('{start:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + number / 1000, 
+    hex(cityHash64({window}, {salt}, number)), toString(number), 'invoke', 'Server', '{function}',
+    map('faas.name', '{function}', 'cloud.platform', 'aws_lambda'),
+    map('model.name', 'fraud', 'model.version', '2.1.0', 'faas.trigger', 'http'),
+    toUInt64(({ms} + (cityHash64({window}, number) % 11)) * 1e6), 'Unset'
+FROM numbers({count})""")
+
+
+def make_loop(client, db: str, data_dir: Path, **overrides) -> tuple[DetectorLoop, Clock]:
+    settings = dict(window_seconds=60, allowed_lateness_seconds=30, idle_flush_seconds=60,
+                    warmup_windows=20, drift=DriftConfig(enabled=False))
+    settings.update(overrides)
+    clock = Clock()
+    loop = DetectorLoop(DetectorsConfig(**settings), lambda: client, data_dir, database=db,
+                        wall_clock=lambda: (T0 + timedelta(days=30)).timestamp(), monotonic=clock)
+    return loop, clock
+
+
+def record_windows(loop: DetectorLoop) -> list[tuple[int, int]]:
+    """(minute from T0, invocations) of every window the scorer is given."""
+    seen: list[tuple[int, int]] = []
+    process = loop.scorer.process
+
+    def spy(start, windows):
+        windows = list(windows)
+        minute = int((start - T0).total_seconds() // 60)
+        seen.extend((minute, w.invocations) for w in windows)
+        return process(start, windows)
+
+    loop.scorer.process = spy  # type: ignore[method-assign]
+    return seen
+
+
+def test_windows_close_once_with_late_and_out_of_order_data(chdb_client, db, tmp_path) -> None:
+    for window in (4, 2, 0, 3, 1):  # out of order
+        insert_spans(chdb_client, db, window, 10)
+    insert_spans(chdb_client, db, 5, 3, second=40)  # event time reaches 5:50 -> watermark 5:20
+    loop, clock = make_loop(chdb_client, db, tmp_path)
+    seen = record_windows(loop)
+    loop.run_once()
+    assert seen == [(0, 10), (1, 10), (2, 10), (3, 10), (4, 10)]
+
+    insert_spans(chdb_client, db, 2, 7, salt=1)     # too late for window 2: stored, not re-scored
+    insert_spans(chdb_client, db, 5, 4, second=10, salt=1)  # late, within the lateness of window 5
+    insert_spans(chdb_client, db, 6, 2, second=55)  # event time 7:00 -> watermark 6:30
+    loop.run_once()
+    assert seen[5:] == [(5, 7)]
+    loop.run_once()
+    assert len(seen) == 6  # nothing new closed: window 6 waits for its lateness
+
+    window2 = [w for w in WindowReader(chdb_client, db, 60).read(T0, T0 + timedelta(minutes=3))
+               if w.start == T0 + timedelta(minutes=2)]
+    assert [w.invocations for w in window2] == [17]  # the late rows did update the window
+
+    clock.t += 61  # no new data for longer than idle_flush_seconds: the last window closes
+    loop.run_once()
+    assert seen[6:] == [(6, 2)]
+
+
+def test_latency_regression_is_stored_and_published_once(chdb_client, db, tmp_path) -> None:
+    for window in range(60):
+        insert_spans(chdb_client, db, window, 20, ms=50.0 if window < 45 else 400.0)
+    insert_spans(chdb_client, db, 61, 1)
+    loop, _ = make_loop(chdb_client, db, tmp_path)
+    published = []
+    loop.subscribe(published.append)
+    returned = loop.run_once()
+    latency = [d for d in returned if d.kind == "latency"]
+    assert len(latency) == 1, [d.describe() for d in returned]
+    [d] = latency
+    assert d.time == T0 + timedelta(minutes=46)  # the end of the first slow window
+    assert d.series["faas.name"] == "fraud-scorer" and d.series["model.version"] == "2.1.0"
+    assert d.observed["p95_ms"] > d.expected["p95_ms"][1]
+    assert published == returned
+    rows = chdb_client.query(
+        f"SELECT id, kind, series['faas.name'], cleared FROM {db}.detections WHERE kind = 'latency'"
+    ).result_rows
+    assert rows == [(d.id, "latency", "fraud-scorer", False)]
+
+
+def test_throughput_drop_is_detected_on_empty_windows(chdb_client, db, tmp_path) -> None:
+    for window in range(50):
+        insert_spans(chdb_client, db, window, 20)
+        insert_spans(chdb_client, db, window, 20, function="other")
+    for window in range(50, 56):  # fraud-scorer stops; "other" keeps event time moving
+        insert_spans(chdb_client, db, window, 20, function="other")
+    loop, _ = make_loop(chdb_client, db, tmp_path)
+    found = loop.run_once()
+    drops = [d for d in found if d.kind == "throughput"]
+    assert [d.series["faas.name"] for d in drops] == ["fraud-scorer"]
+    assert drops[0].observed["invocations"] == 0.0
+
+
+def test_checkpoint_resumes_where_it_stopped(chdb_client, db, tmp_path) -> None:
+    for window in range(60):
+        insert_spans(chdb_client, db, window, 20, ms=50.0 if window < 50 else 500.0)
+    insert_spans(chdb_client, db, 61, 1)
+    whole, _ = make_loop(chdb_client, db, tmp_path / "whole")
+    expected = whole.run_once()
+
+    first, _ = make_loop(chdb_client, db, tmp_path / "split", max_catchup_windows=40)
+    part = first.run_once()
+    first.stop()  # writes the checkpoint
+    state = json.loads((tmp_path / "split" / "detectors" / "checkpoint.json").read_text())
+    assert state["closed_until"] == (T0 + timedelta(minutes=40)).timestamp()
+
+    resumed, _ = make_loop(chdb_client, db, tmp_path / "split")
+    assert resumed.closed_until == T0 + timedelta(minutes=40)
+    assert resumed.scorer.to_state() == first.scorer.to_state()
+    rest = resumed.run_once()
+    assert [d.id for d in part + rest] == [d.id for d in expected]
+    assert any(d.kind == "latency" for d in rest)
+
+
+def insert_predictions(client, db: str, start_minute: int, count: int, mean: float) -> None:
+    start = T0 + timedelta(minutes=start_minute)
+    client.command(f"""
+INSERT INTO {db}.otel_logs (Timestamp, ServiceName, ResourceAttributes, LogAttributes, EventName)
+SELECT toDateTime64('{start:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + number / 100, 'fraud-scorer',
+    map('faas.name', 'fraud-scorer'),
+    map('model.name', 'fraud', 'model.version', '2.1.0',
+        'feature.amount', toString({mean} + (cityHash64({start_minute}, number) % 1000) / 500.0),
+        'feature.country', 'DE', 'prediction', toString((cityHash64(number, 7) % 100) / 100.0)),
+    'obsloop.model.prediction'
+FROM numbers({count})""")
+
+
+def test_drift_detection_links_an_evidently_report(chdb_client, db, tmp_path) -> None:
+    insert_predictions(chdb_client, db, 0, 3000, mean=10.0)  # 30 s of predictions
+    insert_predictions(chdb_client, db, 1, 1500, mean=13.0)  # covariate shift in minute 1
+    # Windows (and so event time) come from invocations: the fleet's spans frame the drift.
+    insert_spans(chdb_client, db, 0, 1)
+    insert_spans(chdb_client, db, 3, 1)
+    loop, _ = make_loop(chdb_client, db, tmp_path,
+                        drift=DriftConfig(reference_size=300, post_change=200))
+    found = [d for d in loop.run_once() if d.kind == "drift"]
+    assert len(found) == 1
+    [d] = found
+    assert d.time >= T0 + timedelta(minutes=1)
+    assert d.series == {"model.name": "fraud", "model.version": "2.1.0"}
+    assert d.observed["amount.mean"] > d.expected["amount.mean"][1]
+    html, summary = (Path(link.removeprefix("file://")) for link in d.evidence)
+    assert html.name == f"{d.id}.html" and html.parent == tmp_path / "reports"
+    assert "<html" in html.read_text()[:2000].lower()
+    report = json.loads(summary.read_text())
+    assert report["detection_id"] == d.id and "amount" in report["columns"]
+    drifted = {m["metric"]: m["value"] for m in report["metrics"]}
+    assert drifted["ValueDrift(column=amount,method=K-S p_value,threshold=0.05)"] < 0.05
