@@ -91,6 +91,7 @@ _CONTENT_TYPES = (
 _EXCEPTION = re.compile(r"Code: (\d+)\. DB::Exception: .*?\((\w+)\)(?: \(version [^)]*\))?\s*$", re.S)
 _TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*(?:SETTINGS\b[^;]*)?;?\s*$", re.I)
 _FORMAT_QUERY_SCOPE = re.compile(r": In scope SELECT formatQuery\(.*\)\. \((\w+)\)$", re.S)
+_BODY_INSERT = re.compile(rb"^\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+(\w+)[ \t]*\r?\n?", re.I | re.S)
 _INSERT_WITH_FORMAT = re.compile(r"^(\s*INSERT\s+INTO\s+.+?)\s+FORMAT\s+(\w+)\s*$", re.I | re.S)
 
 
@@ -332,10 +333,16 @@ class ClickHouseHttp:
             else:
                 body = _decompress(await request.read(), request.headers.get("Content-Encoding", ""))
         data: bytes | None = None
+        inline = _BODY_INSERT.match(body) if body and not text else None
         if text and body and _INSERT_WITH_FORMAT.match(text):
             data = body
+        elif inline is not None:
+            # ``INSERT ... FORMAT x`` then the rows, all in the body (clickhouse-connect's inserts).
+            text = f"{inline.group(1).decode()} FORMAT {inline.group(2).decode()}"
+            data = body[inline.end():]
         elif body:
-            text = f"{text}\n{body.decode()}" if text else body.decode()
+            decoded = body.decode(errors="replace")
+            text = f"{text}\n{decoded}" if text else decoded
         if not text.strip():
             raise ClickHouseError(62, "SYNTAX_ERROR", "Empty query")
         read_only = self.settings.read_only or request.method == "GET" or query.get("readonly", "0") != "0"
