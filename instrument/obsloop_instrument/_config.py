@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 def _csv(value: str | None) -> frozenset[str] | None:
@@ -25,9 +25,12 @@ def _exporter_enabled(env: Mapping[str, str], signal: str) -> bool:
     return value != "none"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the library reads from the environment, parsed once."""
+class Settings(NamedTuple):
+    """Everything the library reads from the environment, parsed once.
+
+    A ``NamedTuple`` rather than a dataclass: ``dataclasses`` (with ``inspect``) is a few
+    milliseconds of import on the cold path, and this is read at set-up.
+    """
 
     model_name: str | None
     model_version: str | None

@@ -1,26 +1,40 @@
-"""The SDK pipeline: providers, per-invocation buffers and the bounded flush.
+"""The pipeline: the SDK tracer provider, the FaaS metrics, prediction records, and the
+bounded end-of-invocation flush.
 
 Why buffers instead of the SDK's batch processors: a function is frozen (Lambda) or
 throttled (Cloud Run, Azure) as soon as it returns, so a background export thread cannot be
-relied on. Ended spans and emitted log records are kept in memory and exported in the
+relied on. Ended spans and prediction records are kept in memory and exported in the
 calling thread at the end of every invocation, which also spares a thread wake-up per
-invocation. The flush is bounded: each signal's exporter gets an equal share of
-``OBSLOOP_FLUSH_TIMEOUT_MS`` and export failures are logged, never raised.
+invocation. The flush is bounded: each signal gets an equal share of
+``OBSLOOP_FLUSH_TIMEOUT_MS`` (and the whole flush never more than all of it); export
+failures are logged, never raised.
+
+Cold start: spans are the SDK's (``TracerProvider``, so a handler's own spans join the
+invocation's trace); encoding (``_encode``), sending (``_otlp``), the FaaS metrics
+(``_metrics``) and prediction records are this library's own, so neither protobuf, the OTLP
+exporter modules, the metrics SDK nor the logs SDK is imported. A handler's own metrics
+load the metrics SDK and the OTLP metric exporter when it first asks for a meter
+(``LazyMeterProvider``). This module is imported by the background set-up (``_runtime``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.resources import Resource
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
+from . import _encode as enc
 from ._config import Settings
+from ._metrics import FaasMetrics, temporality_from_env
+from ._otlp import OtlpHttpExporter
 from ._semconv import (
     METRIC_COLDSTARTS,
     METRIC_ERRORS,
@@ -30,10 +44,8 @@ from ._semconv import (
 )
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord, ReadWriteLogRecord
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
-    from opentelemetry.sdk.trace.export import SpanExporter
 
 _logger = logging.getLogger(__name__)
 
@@ -41,13 +53,14 @@ _SCOPE = "obsloop_instrument"
 _SIGNALS = 3  # traces, metrics, logs share the flush bound
 MAX_BUFFERED = 4096
 """Records kept between flushes at most; beyond it the oldest are dropped (memory bound)."""
+_DEFAULT_ATTRIBUTE_COUNT_LIMIT = 128
 
 
 class _Buffer:
     """A thread-safe list drained by the flush, with a size cap."""
 
     def __init__(self) -> None:
-        self._items: list[object] = []
+        self._items: list[Any] = []
         self._lock = threading.Lock()
         self.dropped = 0
 
@@ -58,7 +71,7 @@ class _Buffer:
                 self.dropped += 1
             self._items.append(item)
 
-    def drain(self) -> list[object]:
+    def drain(self) -> list[Any]:
         with self._lock:
             items, self._items = self._items, []
         return items
@@ -75,113 +88,222 @@ class InvocationSpanProcessor(SpanProcessor):
             self.buffer.append(span)
 
 
-def _otlp_exporter_kwargs(timeout_s: float) -> dict[str, object]:
+class LazyMeterProvider(metrics_api.MeterProvider):
+    """The global meter provider: the metrics SDK is loaded at the first ``get_meter``.
+
+    The library's own metrics do not need it (``_metrics``); a handler that records its
+    own OpenTelemetry metrics gets SDK meters, exported by the end-of-invocation flush
+    through the OTLP metric exporter, as before. Meters taken from the API before this
+    provider was registered are upgraded by the API's proxies.
+    """
+
+    def __init__(self, resource: Resource, enabled: bool, timeout_s: float) -> None:
+        self._resource = resource
+        self._enabled = enabled
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._provider: MeterProvider | None = None
+        self._reader: MetricReader | None = None
+
+    def sdk_provider(self) -> MeterProvider:
+        with self._lock:
+            if self._provider is None:
+                self._provider, self._reader = _sdk_meter_provider(
+                    self._resource, self._enabled, self._timeout_s
+                )
+            return self._provider
+
+    def get_meter(
+        self,
+        name: str,
+        version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> metrics_api.Meter:
+        return self.sdk_provider().get_meter(name, version, schema_url, attributes)
+
+    def collect(self, timeout_s: float) -> None:
+        """Export the handler's own metrics, if it has any."""
+        if self._reader is not None:
+            self._reader.collect(timeout_millis=timeout_s * 1000)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._provider.force_flush(timeout_millis) if self._provider else True
+
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        if self._provider is not None:
+            self._provider.shutdown(timeout_millis)
+
+
+def _sdk_meter_provider(
+    resource: Resource, enabled: bool, timeout_s: float
+) -> tuple[MeterProvider, MetricReader | None]:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    if not enabled:
+        return MeterProvider(resource=resource), None
+    import math
+
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
     from ._transport import StdlibHTTPTransport
 
-    return {"timeout": timeout_s, "_transport": StdlibHTTPTransport()}
+    exporter = OTLPMetricExporter(timeout=timeout_s, _transport=StdlibHTTPTransport())
+    # math.inf: no background thread; collection happens in the end-of-invocation flush.
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
+    return MeterProvider(resource=resource, metric_readers=[reader]), reader
+
+
+def _env_int(env: Mapping[str, str], *names: str) -> int | None:
+    for name in names:
+        value = env.get(name)
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                _logger.warning("%s must be an integer, got %r", name, value)
+    return None
 
 
 class Pipeline:
     """One per process: the providers plus the instruments every invocation records."""
 
-    def __init__(self, settings: Settings, resource_attributes: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        resource_attributes: Mapping[str, object],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
         self.settings = settings
         self.resource = _resource(resource_attributes)
+        self._resource_bytes = enc.resource(self.resource.attributes)
+        self._scope_bytes = enc.scope(_SCOPE)
         self._export_timeout_s = settings.flush_timeout_s / _SIGNALS
         self._flush_lock = threading.Lock()
 
         self.tracer_provider = TracerProvider(resource=self.resource)
         self._spans = InvocationSpanProcessor()
-        self._span_exporter: SpanExporter | None = None
+        self._span_exporter: OtlpHttpExporter | None = None
         if settings.traces_enabled:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            self._span_exporter = OTLPSpanExporter(**_otlp_exporter_kwargs(self._export_timeout_s))
+            self._span_exporter = OtlpHttpExporter("traces", env)
             self.tracer_provider.add_span_processor(self._spans)
         self.tracer = self.tracer_provider.get_tracer(_SCOPE)
 
-        self.meter_provider, self._metric_reader = _meter_provider(
+        self._metric_exporter: OtlpHttpExporter | None = None
+        if settings.metrics_enabled:
+            self._metric_exporter = OtlpHttpExporter("metrics", env)
+        exemplar_filter = env.get("OTEL_METRICS_EXEMPLAR_FILTER", "trace_based").strip().lower()
+        self.metrics = FaasMetrics(temporality_from_env(env), exemplar_filter != "always_off")
+        self.invocations = self.metrics.counter(
+            METRIC_INVOCATIONS, "{invocation}", "Invocations handled."
+        )
+        self.duration = self.metrics.histogram(
+            METRIC_INVOKE_DURATION, "s", "Invocation duration, handler only."
+        )
+        self.coldstarts = self.metrics.counter(
+            METRIC_COLDSTARTS, "{coldstart}", "Invocations that were cold starts."
+        )
+        self.errors = self.metrics.counter(METRIC_ERRORS, "{error}", "Invocations that raised.")
+        self.meter_provider = LazyMeterProvider(
             self.resource, settings.metrics_enabled, self._export_timeout_s
         )
-        meter = self.meter_provider.get_meter(_SCOPE)
-        self.duration = meter.create_histogram(
-            METRIC_INVOKE_DURATION, unit="s", description="Invocation duration, handler only."
+
+        self._logs = _Buffer()
+        self._log_exporter: OtlpHttpExporter | None = None
+        if settings.logs_enabled:
+            self._log_exporter = OtlpHttpExporter("logs", env)
+        self._log_attribute_limit = _env_int(
+            env, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"
         )
-        self.invocations = meter.create_counter(
-            METRIC_INVOCATIONS, unit="{invocation}", description="Invocations handled."
-        )
-        self.coldstarts = meter.create_counter(
-            METRIC_COLDSTARTS, unit="{coldstart}", description="Invocations that were cold starts."
-        )
-        self.errors = meter.create_counter(
-            METRIC_ERRORS, unit="{error}", description="Invocations that raised."
+        if self._log_attribute_limit is None:
+            self._log_attribute_limit = _DEFAULT_ATTRIBUTE_COUNT_LIMIT
+        self._log_value_limit = _env_int(
+            env,
+            "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         )
 
-        # The Logs SDK and its exporter are loaded on the first prediction only: many
-        # functions never log one, and it is ~10 ms of import on the cold path.
-        self._logger_provider: LoggerProvider | None = None
-        self._logs: _Buffer | None = None
-        self._log_exporter: object | None = None
-        self._logs_lock = threading.Lock()
+    def connect(self) -> None:
+        """Open the exporters' connections ahead of the first flush (set-up, best effort)."""
+        timeout = self._export_timeout_s
+        for exporter in (self._span_exporter, self._metric_exporter):
+            if exporter is not None:
+                exporter.connect(timeout)
 
-    def logger_provider(self) -> LoggerProvider:
-        """The Logs SDK provider, created on first use."""
-        with self._logs_lock:
-            if self._logger_provider is None:
-                self._logger_provider = self._make_logger_provider()
-            return self._logger_provider
+    def emit_prediction(self, event_name: str, attributes: dict[str, Any]) -> None:
+        """Record one event with the current span's ids, exported at the next flush.
 
-    def _make_logger_provider(self) -> LoggerProvider:
-        from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
-
-        buffer = _Buffer()
-
-        class InvocationLogProcessor(LogRecordProcessor):
-            """Keeps emitted records until the end-of-invocation flush exports them."""
-
-            def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-                buffer.append(log_record)
-
-            def shutdown(self) -> None:
-                """Nothing to release: the pipeline's flush owns the buffer."""
-
-            def force_flush(self, timeout_millis: int = 30000) -> bool:
-                """The pipeline's flush exports the buffer; nothing is pending here."""
-                return True
-
-        provider = LoggerProvider(resource=self.resource)
-        if self.settings.logs_enabled:
-            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-            self._log_exporter = OTLPLogExporter(**_otlp_exporter_kwargs(self._export_timeout_s))
-            self._logs = buffer
-            provider.add_log_record_processor(InvocationLogProcessor())
-        return provider
+        Attribute limits as the OpenTelemetry spec has them (``OTEL_LOGRECORD_ATTRIBUTE_*``,
+        else ``OTEL_ATTRIBUTE_*``; 128 attributes by default): attributes beyond the count
+        are discarded and counted, string values are truncated.
+        """
+        if self._log_exporter is None:
+            return
+        dropped = 0
+        if len(attributes) > self._log_attribute_limit:
+            dropped = len(attributes) - self._log_attribute_limit
+            attributes = dict(list(attributes.items())[: self._log_attribute_limit])
+            _logger.warning("Log record attributes were dropped due to limits")
+        if self._log_value_limit is not None:
+            attributes = {k: _truncate(v, self._log_value_limit) for k, v in attributes.items()}
+        span_context = trace.get_current_span().get_span_context()
+        self._logs.append(
+            enc.log_record(
+                time.time_ns(),
+                attributes,
+                span_context.trace_id,
+                span_context.span_id,
+                int(span_context.trace_flags),
+                event_name,
+                dropped,
+            )
+        )
 
     def flush(self) -> float:
         """Export everything recorded so far; returns the seconds it took.
 
-        Bounded by ``settings.flush_timeout_s`` (each exporter has a third of it as its
-        deadline, retries included). Never raises.
+        Bounded by ``settings.flush_timeout_s``: each signal's export has a third of it as
+        its deadline, retries included, and none starts past the whole bound. Never raises.
         """
         start = time.perf_counter()
         with self._flush_lock:
             try:
-                self._flush_locked()
+                self._flush_locked(time.monotonic() + self.settings.flush_timeout_s)
             except Exception:  # noqa: BLE001 - telemetry must never fail the handler
                 _logger.exception("obsloop-instrument: flush failed")
         return time.perf_counter() - start
 
-    def _flush_locked(self) -> None:
+    def _timeout(self, deadline: float) -> float:
+        return min(self._export_timeout_s, deadline - time.monotonic())
+
+    def _flush_locked(self, deadline: float) -> None:
         spans = self._spans.buffer.drain()
-        if spans and self._span_exporter is not None:
-            self._span_exporter.export(spans)  # type: ignore[arg-type]
-        if self._metric_reader is not None:
-            self._metric_reader.collect(timeout_millis=self._export_timeout_s * 1000)
-        if self._logs is not None and self._log_exporter is not None:
-            records: list[ReadableLogRecord] = self._logs.drain()  # type: ignore[assignment]
-            if records:
-                self._log_exporter.export(records)  # type: ignore[attr-defined]
+        if spans and self._span_exporter is not None and (t := self._timeout(deadline)) > 0:
+            self._span_exporter.export(enc.export_trace_request(spans), t)
+        if self._metric_exporter is not None:
+            collected = self.metrics.collect()
+            if collected and (t := self._timeout(deadline)) > 0:
+                self._metric_exporter.export(
+                    enc.export_metrics_request(self._resource_bytes, self._scope_bytes, collected),
+                    t,
+                )
+            if (t := self._timeout(deadline)) > 0:
+                self.meter_provider.collect(t)
+        records = self._logs.drain()
+        if records and self._log_exporter is not None and (t := self._timeout(deadline)) > 0:
+            self._log_exporter.export(
+                enc.export_logs_request(self._resource_bytes, self._scope_bytes, records), t
+            )
+
+
+def _truncate(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, tuple):
+        return tuple(v[:limit] if isinstance(v, str) else v for v in value)
+    return value
 
 
 def _resource(attributes: Mapping[str, object]) -> Resource:
@@ -190,7 +312,6 @@ def _resource(attributes: Mapping[str, object]) -> Resource:
     ``Resource.create`` would also scan installed distributions for resource-detector
     entry points (about 2 ms here); the environment detector alone is what a function needs.
     """
-    from opentelemetry.sdk.resources import OTELResourceDetector
     from opentelemetry.version import __version__
 
     base = {
@@ -202,19 +323,3 @@ def _resource(attributes: Mapping[str, object]) -> Resource:
     }
     base.update(attributes)  # type: ignore[arg-type]
     return Resource(base).merge(OTELResourceDetector().detect())  # type: ignore[arg-type]
-
-
-def _meter_provider(
-    resource: Resource, enabled: bool, timeout_s: float
-) -> tuple[MeterProvider, MetricReader | None]:
-    from opentelemetry.sdk.metrics import MeterProvider
-
-    if not enabled:
-        return MeterProvider(resource=resource), None
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-    exporter = OTLPMetricExporter(**_otlp_exporter_kwargs(timeout_s))
-    # math.inf: no background thread; collection happens in the end-of-invocation flush.
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
-    return MeterProvider(resource=resource, metric_readers=[reader]), reader

@@ -1,32 +1,37 @@
-"""Process-wide state and the per-invocation span/metrics lifecycle shared by all platforms."""
+"""Process-wide state: the pipeline, built in the background from set-up on.
+
+Set-up (decorating a handler) reads the settings and starts one daemon thread that imports
+the OpenTelemetry API/SDK and builds the pipeline (``_pipeline``): the platform's own init
+work (loading the model, importing the application) overlaps with it instead of waiting
+for it. The first invocation, or anything else that needs the pipeline
+(``log_prediction``, ``flush``), waits for that thread; if it failed, the pipeline is built
+in the caller instead, so a set-up error surfaces there. ``OBSLOOP_BACKGROUND_SETUP=false``
+builds it in the decorating thread instead (everything done during init; useful before a
+Lambda SnapStart snapshot or with a pre-forking server).
+
+Only the standard library is imported here: this module is on the import path of the
+handler module.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, TypeVar
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import Settings
-from ._pipeline import Pipeline
-from ._semconv import (
-    FAAS_COLDSTART,
-    FAAS_INVOCATION_ID,
-    FAAS_NAME,
-    FAAS_TRIGGER,
-    MODEL_NAME,
-    MODEL_VERSION,
-)
+from ._semconv import MODEL_NAME, MODEL_VERSION
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
+_builder: _Builder | None = None
 _cold = True
 
 ModelIdentity = tuple[str | None, str | None]
@@ -34,26 +39,101 @@ current_model: ContextVar[ModelIdentity | None] = ContextVar("obsloop_model", de
 """The model of the invocation in progress, read by ``log_prediction``."""
 
 
-def pipeline(resource_attributes: Mapping[str, object] | None = None) -> Pipeline:
-    """The process's pipeline, built (and registered globally) on first call.
+def _build(settings: Settings, resource_attributes: Mapping[str, object]) -> Pipeline:
+    """Build the pipeline and register its providers globally."""
+    from ._pipeline import Pipeline
 
-    The first caller's platform attributes become the resource; set-up happens when a
-    handler is decorated, i.e. during the platform's init phase, not in an invocation.
+    built = Pipeline(settings, resource_attributes)
+    # Registering globally lets the handler's own spans and metrics join the invocation's
+    # trace and the end-of-invocation flush. An SDK provider the application registered
+    # first stays global (the API refuses an override).
+    from opentelemetry import metrics, trace
+
+    trace.set_tracer_provider(built.tracer_provider)
+    metrics.set_meter_provider(built.meter_provider)
+    return built
+
+
+class _Builder:
+    """Builds the pipeline in a daemon thread; ``result`` once ``done`` is set."""
+
+    def __init__(self, settings: Settings, resource_attributes: Mapping[str, object]) -> None:
+        self.settings = settings
+        self.resource_attributes = dict(resource_attributes)
+        self.result: Pipeline | None = None
+        self.done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="obsloop-instrument-setup", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            built = _build(self.settings, self.resource_attributes)
+            # What the first invocation touches, loaded now rather than in it.
+            from . import _invocation, _propagation  # noqa: F401
+
+            built.connect()
+            self.result = built
+        except BaseException:  # noqa: BLE001 - the waiting caller rebuilds and raises
+            import logging
+
+            logging.getLogger(__name__).debug("background set-up failed", exc_info=True)
+        finally:
+            self.done.set()
+
+    def wait(self) -> Pipeline | None:
+        # A thread lost to a fork never sets ``done``: only a live one is waited for.
+        while not self.done.wait(0.05):
+            if not self._thread.is_alive():
+                break
+        return self.result
+
+
+def _background() -> bool:
+    value = os.environ.get("OBSLOOP_BACKGROUND_SETUP", "true").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def prepare(resource_attributes: Mapping[str, object]) -> Settings:
+    """Start building the process's pipeline (the first caller's attributes win).
+
+    Returns the settings it is built with. Reads the environment now, so invalid
+    ``OBSLOOP_*`` values fail the set-up as before.
     """
-    global _pipeline
-    if _pipeline is None:
-        with _lock:
-            if _pipeline is None:
-                built = Pipeline(Settings.from_env(), resource_attributes or {})
-                # Registering globally lets the handler's own spans and metrics join the
-                # invocation's trace and the end-of-invocation flush. An SDK provider the
-                # application registered first stays global (the API refuses an override).
-                from opentelemetry import metrics
+    global _builder
+    with _lock:
+        if _pipeline is not None:
+            return _pipeline.settings
+        if _builder is not None:
+            return _builder.settings
+        settings = Settings.from_env()
+        if not _background():
+            _set_pipeline(_build(settings, resource_attributes))
+            return settings
+        _builder = _Builder(settings, resource_attributes)
+        return settings
 
-                trace.set_tracer_provider(built.tracer_provider)
-                metrics.set_meter_provider(built.meter_provider)
-                _pipeline = built
-    return _pipeline
+
+def _set_pipeline(built: Pipeline) -> None:
+    global _pipeline
+    _pipeline = built
+
+
+def pipeline(resource_attributes: Mapping[str, object] | None = None) -> Pipeline:
+    """The process's pipeline; waits for the background set-up, or builds it now."""
+    if _pipeline is not None:
+        return _pipeline
+    builder = _builder
+    built = builder.wait() if builder is not None else None
+    with _lock:
+        if _pipeline is None:
+            if built is None:
+                settings = builder.settings if builder is not None else Settings.from_env()
+                attrs = builder.resource_attributes if builder is not None else None
+                built = _build(settings, attrs or resource_attributes or {})
+            _set_pipeline(built)
+        return _pipeline  # type: ignore[return-value]
 
 
 def _take_coldstart() -> bool:
@@ -72,98 +152,10 @@ def model_attributes(model_name: str | None, model_version: str | None) -> dict[
     return attrs
 
 
-class Invocation:
-    """One handler call: a SERVER span, the FaaS metrics and the flush before returning.
-
-    Used as a context manager around the user's handler; the exception (if any) is
-    recorded and re-raised unchanged.
-    """
-
-    __slots__ = (
-        "_pipeline",
-        "_name",
-        "_parent",
-        "_attributes",
-        "_metric_attributes",
-        "_model",
-        "_flush",
-        "span",
-        "_token",
-        "_model_token",
-        "_start",
-        "_cold",
-    )
-
-    def __init__(
-        self,
-        pipe: Pipeline,
-        name: str,
-        parent: otel_context.Context | None,
-        attributes: dict[str, Any],
-        model: ModelIdentity,
-        *,
-        flush: bool = True,
-    ) -> None:
-        """``flush=False`` leaves the flush to the caller (async handlers flush off-loop)."""
-        self._pipeline = pipe
-        self._flush = flush
-        self._name = name
-        self._parent = parent
-        self._attributes = attributes
-        self._model = model
-        self._metric_attributes = {
-            key: attributes[key]
-            for key in (FAAS_TRIGGER, FAAS_NAME, MODEL_NAME, MODEL_VERSION)
-            if key in attributes
-        }
-
-    def __enter__(self) -> Invocation:
-        self._cold = _take_coldstart()
-        self._attributes[FAAS_COLDSTART] = self._cold
-        self.span = self._pipeline.tracer.start_span(
-            self._name,
-            context=self._parent,
-            kind=SpanKind.SERVER,
-            attributes=self._attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
-        self._token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
-        self._model_token = current_model.set(self._model)
-        self._start = time.perf_counter()
-        return self
-
-    def set_invocation_id(self, invocation_id: str | None) -> None:
-        if invocation_id:
-            self.span.set_attribute(FAAS_INVOCATION_ID, invocation_id)
-
-    def set_http_status(self, status: int | None) -> None:
-        """A 5xx response is an error of this server span even when nothing raised."""
-        if status is None:
-            return
-        self.span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            self.span.set_status(Status(StatusCode.ERROR))
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        duration = time.perf_counter() - self._start
-        pipe = self._pipeline
-        attrs = self._metric_attributes
-        if exc is not None:
-            self.span.record_exception(exc)
-            self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-            pipe.errors.add(1, {**attrs, "error.type": type(exc).__qualname__})
-        self.span.end()
-        current_model.reset(self._model_token)
-        otel_context.detach(self._token)
-        pipe.invocations.add(1, attrs)
-        pipe.duration.record(duration, attrs)
-        if self._cold:
-            pipe.coldstarts.add(1, attrs)
-        if self._flush:
-            pipe.flush()
+def static_attributes(pipe: Pipeline, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The resource attributes a wrapper repeats on every invocation span."""
+    resource = pipe.resource.attributes
+    return {k: resource[k] for k in keys if k in resource}
 
 
 def decorator_factory(

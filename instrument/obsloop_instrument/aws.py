@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
-
-from . import _propagation as propagation
 from . import _semconv as sc
-from ._runtime import Invocation, decorator_factory, model_attributes, pipeline
+from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 
 def _resource_attributes() -> dict[str, object]:
@@ -79,6 +79,8 @@ def _sqs_traceparent(event: Mapping[str, Any]) -> str | None:
 
 def parent_of(event: object) -> Context | None:
     """W3C traceparent (HTTP headers, SQS attribute), then X-Ray (env, then header)."""
+    from . import _propagation as propagation  # loaded by the set-up; imports the OTel API
+
     headers: dict[str, str] = {}
     if isinstance(event, Mapping):
         raw = event.get("headers")
@@ -107,25 +109,27 @@ def _status_code(result: object) -> int | None:
 def _wrap(
     handler: Callable[..., Any], model_name: str | None, model_version: str | None
 ) -> Callable[..., Any]:
-    pipe = pipeline(_resource_attributes())
-    resource = pipe.resource.attributes
-    static: dict[str, Any] = {
-        k: resource[k]
-        for k in (
-            sc.CLOUD_PROVIDER,
-            sc.CLOUD_REGION,
-            sc.FAAS_NAME,
-            sc.FAAS_VERSION,
-            sc.FAAS_MAX_MEMORY,
+    settings = prepare(_resource_attributes())
+    model = (model_name or settings.model_name, model_version or settings.model_version)
+    ready: tuple[Any, ...] | None = None
+
+    def setup() -> tuple[Any, ...]:
+        """On the first call: the pipeline (waiting for the set-up) and the static attributes."""
+        nonlocal ready
+        from ._invocation import Invocation
+
+        pipe = pipeline()
+        static = static_attributes(
+            pipe,
+            (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_NAME, sc.FAAS_VERSION, sc.FAAS_MAX_MEMORY),
         )
-        if k in resource
-    }
-    model = (model_name or pipe.settings.model_name, model_version or pipe.settings.model_version)
-    static.update(model_attributes(*model))
-    span_name = str(static.get(sc.FAAS_NAME) or handler.__name__)
+        static.update(model_attributes(*model))
+        ready = (pipe, static, str(static.get(sc.FAAS_NAME) or handler.__name__), Invocation)
+        return ready
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
+        pipe, static, span_name, invocation_type = ready or setup()
         attributes = {**static, sc.FAAS_TRIGGER: trigger_of(event)}
         arn = getattr(context, "invoked_function_arn", None)
         if arn:
@@ -133,7 +137,7 @@ def _wrap(
             parts = arn.split(":")
             if len(parts) > 4 and parts[4]:
                 attributes[sc.CLOUD_ACCOUNT_ID] = parts[4]
-        with Invocation(pipe, span_name, parent_of(event), attributes, model) as invocation:
+        with invocation_type(pipe, span_name, parent_of(event), attributes, model) as invocation:
             invocation.set_invocation_id(getattr(context, "aws_request_id", None))
             result = handler(event, context, *args, **kwargs)
             invocation.set_http_status(_status_code(result))

@@ -8,18 +8,19 @@ carries the invocation id and the host's W3C trace context.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
-
-from . import _propagation as propagation
 from . import _semconv as sc
-from ._runtime import Invocation, decorator_factory, model_attributes, pipeline
+from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+    from ._invocation import Invocation
 
 _TRIGGERS = {
     "HttpRequest": sc.TRIGGER_HTTP,
@@ -72,6 +73,8 @@ def _trigger(arguments: dict[str, Any]) -> str:
 
 def _parent(context: Any, arguments: dict[str, Any]) -> Context | None:
     """The host's trace context first (it is the W3C parent), then an HTTP traceparent header."""
+    from . import _propagation as propagation  # loaded by the set-up; imports the OTel API
+
     trace_context = getattr(context, "trace_context", None)
     parent = propagation.from_traceparent(
         getattr(trace_context, "trace_parent", None), getattr(trace_context, "trace_state", None)
@@ -90,21 +93,28 @@ def _parent(context: Any, arguments: dict[str, Any]) -> Context | None:
 def _wrap(
     handler: Callable[..., Any], model_name: str | None, model_version: str | None
 ) -> Callable[..., Any]:
-    pipe = pipeline(_resource_attributes())
-    resource = pipe.resource.attributes
-    static: dict[str, Any] = {
-        k: resource[k]
-        for k in (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_MAX_MEMORY)
-        if k in resource
-    }
-    model = (model_name or pipe.settings.model_name, model_version or pipe.settings.model_version)
-    static.update(model_attributes(*model))
+    settings = prepare(_resource_attributes())
+    model = (model_name or settings.model_name, model_version or settings.model_version)
+    ready: tuple[Any, ...] | None = None
+
+    def setup() -> tuple[Any, ...]:
+        """On the first call: the pipeline (waiting for the set-up) and the static attributes."""
+        nonlocal ready
+        from ._invocation import Invocation
+
+        pipe = pipeline()
+        static = static_attributes(pipe, (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_MAX_MEMORY))
+        static.update(model_attributes(*model))
+        ready = (pipe, static, Invocation)
+        return ready
+
     app, subscription, group = _app_environment()
     signature = inspect.signature(handler)
     wants_context = "context" in signature.parameters
     takes_any_keyword = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
 
     def begin(kwargs: dict[str, Any]) -> tuple[Invocation, dict[str, Any]]:
+        pipe, static, invocation_type = ready or setup()
         context = (
             kwargs.get("context")
             if wants_context or takes_any_keyword
@@ -118,10 +128,13 @@ def _wrap(
                 f"/subscriptions/{subscription}/resourceGroups/{group}"
                 f"/providers/Microsoft.Web/sites/{app}/functions/{function}"
             )
-        invocation = Invocation(
+        invocation = invocation_type(
             pipe, function, _parent(context, kwargs), attributes, model, flush=False
         )
-        return invocation, {"invocation_id": getattr(context, "invocation_id", None)}
+        return invocation, {
+            "invocation_id": getattr(context, "invocation_id", None),
+            "flush": pipe.flush,
+        }
 
     def status_of(result: Any) -> int | None:
         status = getattr(result, "status_code", None)
@@ -131,6 +144,10 @@ def _wrap(
 
         @functools.wraps(handler)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            import asyncio  # the worker runs on asyncio: already loaded
+
+            if ready is None:  # waiting for the set-up must not block the event loop
+                await asyncio.to_thread(setup)
             invocation, info = begin(kwargs)
             try:
                 with invocation:
@@ -140,7 +157,7 @@ def _wrap(
                     return result
             finally:
                 # Off the event loop: other invocations of this worker keep running.
-                await asyncio.to_thread(pipe.flush)
+                await asyncio.to_thread(info["flush"])
 
         wrapper: Callable[..., Any] = async_wrapper
     else:
@@ -155,7 +172,7 @@ def _wrap(
                     invocation.set_http_status(status_of(result))
                     return result
             finally:
-                pipe.flush()
+                info["flush"]()
 
         wrapper = sync_wrapper
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
-
-from . import _propagation as propagation
 from . import _semconv as sc
-from ._runtime import Invocation, decorator_factory, model_attributes, pipeline
+from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 
 def _resource_attributes() -> dict[str, object]:
@@ -58,6 +58,8 @@ def _cloud_event_trigger(event_type: str) -> str:
 
 def _describe(argument: Any) -> tuple[str, Context | None, str | None]:
     """(trigger, parent context, invocation id) of an HTTP request or a CloudEvent."""
+    from . import _propagation as propagation  # loaded by the set-up; imports the OTel API
+
     headers = getattr(argument, "headers", None)
     if headers is not None and hasattr(argument, "method"):
         wanted = propagation.lower_keys(
@@ -85,28 +87,36 @@ def _status_code(result: object) -> int | None:
 def _wrap(
     handler: Callable[..., Any], model_name: str | None, model_version: str | None
 ) -> Callable[..., Any]:
-    pipe = pipeline(_resource_attributes())
-    resource = pipe.resource.attributes
-    static: dict[str, Any] = {
-        k: resource[k]
-        for k in (
-            sc.CLOUD_PROVIDER,
-            sc.CLOUD_REGION,
-            sc.CLOUD_RESOURCE_ID,
-            sc.FAAS_NAME,
-            sc.FAAS_VERSION,
-            sc.FAAS_MAX_MEMORY,
+    settings = prepare(_resource_attributes())
+    model = (model_name or settings.model_name, model_version or settings.model_version)
+    ready: tuple[Any, ...] | None = None
+
+    def setup() -> tuple[Any, ...]:
+        """On the first call: the pipeline (waiting for the set-up) and the static attributes."""
+        nonlocal ready
+        from ._invocation import Invocation
+
+        pipe = pipeline()
+        static = static_attributes(
+            pipe,
+            (
+                sc.CLOUD_PROVIDER,
+                sc.CLOUD_REGION,
+                sc.CLOUD_RESOURCE_ID,
+                sc.FAAS_NAME,
+                sc.FAAS_VERSION,
+                sc.FAAS_MAX_MEMORY,
+            ),
         )
-        if k in resource
-    }
-    model = (model_name or pipe.settings.model_name, model_version or pipe.settings.model_version)
-    static.update(model_attributes(*model))
-    span_name = str(static.get(sc.FAAS_NAME) or handler.__name__)
+        static.update(model_attributes(*model))
+        ready = (pipe, static, str(static.get(sc.FAAS_NAME) or handler.__name__), Invocation)
+        return ready
 
     @functools.wraps(handler)
     def wrapper(argument: Any, *args: Any, **kwargs: Any) -> Any:
+        pipe, static, span_name, invocation_type = ready or setup()
         trigger, parent, invocation_id = _describe(argument)
-        with Invocation(
+        with invocation_type(
             pipe, span_name, parent, {**static, sc.FAAS_TRIGGER: trigger}, model
         ) as invocation:
             invocation.set_invocation_id(invocation_id)

@@ -17,19 +17,13 @@ Policy, from the environment (see ``_config.Settings``):
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import random
 from collections.abc import Mapping
 from typing import Any
-
-from opentelemetry import trace
 
 from . import _semconv as sc
 from ._runtime import current_model, model_attributes, pipeline
 
 _TRACE_ID_LOW_BITS = (1 << 64) - 1
-_logger: Any = None
 
 AttributeValue = str | bool | int | float | tuple[Any, ...]
 
@@ -56,6 +50,9 @@ def _attribute_value(value: Any) -> AttributeValue:
 
 
 def _hash(value: Any, salt: bytes) -> str:
+    import hashlib
+    import hmac
+
     return hmac.new(salt, str(value).encode(), hashlib.sha256).hexdigest()
 
 
@@ -64,10 +61,14 @@ def _sampled(rate: float) -> bool:
         return True
     if rate <= 0.0:
         return False
+    from opentelemetry import trace  # loaded by the pipeline
+
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
         # Same rule as the SDK's TraceIdRatioBased sampler: the trace id's low 64 bits.
         return (span_context.trace_id & _TRACE_ID_LOW_BITS) < round(rate * (_TRACE_ID_LOW_BITS + 1))
+    import random
+
     return random.random() < rate
 
 
@@ -84,7 +85,6 @@ def log_prediction(
     The model defaults to the enclosing instrumented handler's, then to
     ``OBSLOOP_MODEL_NAME``/``OBSLOOP_MODEL_VERSION``.
     """
-    global _logger
     pipe = pipeline()
     settings = pipe.settings
     if not _sampled(settings.prediction_sample_rate):
@@ -105,7 +105,5 @@ def log_prediction(
         attributes[sc.FEATURE_PREFIX + name] = (
             _hash(value, settings.hash_salt) if name in sensitive else _attribute_value(value)
         )
-    if _logger is None:
-        _logger = pipe.logger_provider().get_logger("obsloop_instrument")
-    _logger.emit(event_name=sc.PREDICTION_EVENT, attributes=attributes)
+    pipe.emit_prediction(sc.PREDICTION_EVENT, attributes)
     return True

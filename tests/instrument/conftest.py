@@ -25,13 +25,13 @@ def _receiver() -> Iterator[OtlpCaptureReceiver]:
 def _reset_library(monkeypatch: pytest.MonkeyPatch) -> None:
     """Play a new function instance: no pipeline yet, next invocation is a cold start,
     and the OTel API's set-once global providers may be set again."""
-    from obsloop_instrument import _runtime, predictions
+    from obsloop_instrument import _runtime
     from opentelemetry import trace
     from opentelemetry.metrics import _internal as metrics_internal
 
     monkeypatch.setattr(_runtime, "_pipeline", None)
+    monkeypatch.setattr(_runtime, "_builder", None)  # the background set-up of the pipeline
     monkeypatch.setattr(_runtime, "_cold", True)
-    monkeypatch.setattr(predictions, "_logger", None)
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(trace._TRACER_PROVIDER_SET_ONCE, "_done", False)
     monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
