@@ -229,19 +229,28 @@ _SUMMARY_POINT = (
     f"{_POINT_COMMON}, count UInt64, sum Float64, "
     "quantile_values Array(Tuple(quantile Float64, value Float64))"
 )
-_METRIC = (
-    "name String, description String, unit String, "
-    f"gauge Tuple(data_points Array(Tuple({_NUMBER_POINT}))), "
-    f"sum Tuple(data_points Array(Tuple({_NUMBER_POINT})), aggregation_temporality Int32, is_monotonic Bool), "
-    f"histogram Tuple(data_points Array(Tuple({_HISTOGRAM_POINT})), aggregation_temporality Int32), "
-    f"exponential_histogram Tuple(data_points Array(Tuple({_EXP_HISTOGRAM_POINT})), aggregation_temporality Int32), "
-    f"summary Tuple(data_points Array(Tuple({_SUMMARY_POINT}))), "
-    "data UInt8"
-)
-_METRICS_STRUCTURE = (
-    f"resource_metrics Array(Tuple({RESOURCE}, scope_metrics Array(Tuple({SCOPE}, "
-    f"metrics Array(Tuple({_METRIC})), schema_url String)), schema_url String))"
-)
+_METRIC_DATA = {
+    "gauge": f"gauge Tuple(data_points Array(Tuple({_NUMBER_POINT})))",
+    "sum": f"sum Tuple(data_points Array(Tuple({_NUMBER_POINT})), aggregation_temporality Int32, is_monotonic Bool)",
+    "histogram": f"histogram Tuple(data_points Array(Tuple({_HISTOGRAM_POINT})), aggregation_temporality Int32)",
+    "exponential_histogram": (
+        f"exponential_histogram Tuple(data_points Array(Tuple({_EXP_HISTOGRAM_POINT})), "
+        "aggregation_temporality Int32)"
+    ),
+    "summary": f"summary Tuple(data_points Array(Tuple({_SUMMARY_POINT})))",
+}
+
+
+def _metrics_structure(data_field: str) -> str:
+    """The request structure with only one kind of metric data spelled out: ClickHouse skips
+    the fields a structure leaves out, so each table's insert parses only its own points."""
+    metric = f"name String, description String, unit String, {_METRIC_DATA[data_field]}, data UInt8"
+    return (
+        f"resource_metrics Array(Tuple({RESOURCE}, scope_metrics Array(Tuple({SCOPE}, "
+        f"metrics Array(Tuple({metric})), schema_url String)), schema_url String))"
+    )
+
+
 # Metric.data oneof field numbers.
 _GAUGE, _SUM, _HISTOGRAM, _EXP_HISTOGRAM, _SUMMARY = 5, 7, 9, 10, 11
 
@@ -283,7 +292,7 @@ def _exemplar_columns() -> dict[str, str]:
 def _metric_mapping(table: str, data_field: str, data_number: int, columns: dict[str, str]) -> RowMapping:
     return RowMapping(
         table=table,
-        structure=_METRICS_STRUCTURE,
+        structure=_metrics_structure(data_field),
         array_join=(
             "ARRAY JOIN resource_metrics AS rm ARRAY JOIN rm.scope_metrics AS sm "
             f"ARRAY JOIN arrayFilter(x -> x.data = {data_number}, sm.metrics) AS m "
