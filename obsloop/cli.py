@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "obsloop.commands.collect",
     "obsloop.commands.score_series",
     "obsloop.commands.dashboards",
+    "obsloop.commands.ingest_worker",
+    "obsloop.commands.feedback",
 )
 
 
