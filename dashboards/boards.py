@@ -9,9 +9,8 @@ over the embedded engine. Collector health is PromQL over a Prometheus scraping 
 
 from __future__ import annotations
 
-from obsloop.dashboards.grafana import Annotation, Constant, Dashboard, Panel, PromQL, Row, Sql, Variable
-
 from obsloop import semconv as sc
+from obsloop.dashboards.grafana import Annotation, Constant, Dashboard, Panel, PromQL, Row, Sql, Variable
 
 INVOCATIONS = "faas_invocations_merged"
 FLEET_FILTER = "platform IN (${platform:singlequote}) AND function IN (${function:singlequote})"

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
 from obsloop.dashboards.boards import all_dashboards
 from obsloop.dashboards.grafana import CLICKHOUSE, PROMETHEUS
 

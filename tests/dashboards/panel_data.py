@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from obsloop import semconv as sc
 from obsloop.dashboards.boards import all_dashboards
 from obsloop.dashboards.grafana import Constant, Sql, Variable
 from obsloop.dashboards.macros import TimeRange, expand
 from obsloop.feedback.audit import AUDIT_TABLE, audit_ddl
 from obsloop.feedback.deadletter import DEAD_LETTER_TABLE, dead_letter_ddl
 from obsloop.pipelines.schema import SchemaOptions, ddl
-
-from obsloop import semconv as sc
 
 try:
     from obsloop.detectors.detections import DetectionStore, detections_ddl

@@ -8,9 +8,9 @@ from itertools import combinations
 from pathlib import Path
 
 import yaml
-from obsloop.dashboards.build import PACKAGE_DIRECTORY, rendered
 
 from obsloop.cli import main
+from obsloop.dashboards.build import PACKAGE_DIRECTORY, rendered
 
 GRAFANA_BUILTIN = {"type": "grafana", "uid": "-- Grafana --"}
 

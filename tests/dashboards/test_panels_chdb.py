@@ -3,8 +3,9 @@ runs on the embedded engine against seeded data and returns something besides ze
 
 import clickhouse_connect
 import pytest
-from obsloop.dashboards.macros import expand
 from panel_data import DETECTIONS_MISSING, detections_ddl, meaningful, panel_queries, seed, time_range, variable_values
+
+from obsloop.dashboards.macros import expand
 
 
 @pytest.fixture(scope="module")

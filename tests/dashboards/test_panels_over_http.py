@@ -4,9 +4,10 @@ server). The seed goes in over the same interface, with writes allowed, as Nativ
 
 import clickhouse_connect
 import pytest
-from obsloop.dashboards.macros import expand
 from obsloop_process import ObsloopProcess
 from panel_data import DETECTIONS_MISSING, detections_ddl, meaningful, panel_queries, seed, time_range, variable_values
+
+from obsloop.dashboards.macros import expand
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from obsloop.dashboards.boards import all_dashboards
 
 from obsloop.cli import main
+from obsloop.dashboards.boards import all_dashboards
 
 
 class FakeGrafana(BaseHTTPRequestHandler):
