@@ -9,9 +9,11 @@ handler never loads the Azure or GCP code.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from .aws import instrument_lambda
     from .azure import instrument_azure_function
     from .gcp import instrument_cloud_function

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
 
 
 def _csv(value: str | None) -> frozenset[str] | None:
@@ -25,12 +24,25 @@ def _exporter_enabled(env: Mapping[str, str], signal: str) -> bool:
     return value != "none"
 
 
-class Settings(NamedTuple):
+class Settings:
     """Everything the library reads from the environment, parsed once.
 
-    A ``NamedTuple`` rather than a dataclass: ``dataclasses`` (with ``inspect``) is a few
-    milliseconds of import on the cold path, and this is read at set-up.
+    A plain class, not a dataclass or ``NamedTuple``: ``dataclasses`` (with ``inspect``) and
+    ``typing`` are milliseconds of import, and this is read at set-up.
     """
+
+    __slots__ = (
+        "model_name",
+        "model_version",
+        "flush_timeout_s",
+        "prediction_sample_rate",
+        "feature_allowlist",
+        "sensitive_features",
+        "hash_salt",
+        "traces_enabled",
+        "metrics_enabled",
+        "logs_enabled",
+    )
 
     model_name: str | None
     model_version: str | None
@@ -44,6 +56,17 @@ class Settings(NamedTuple):
     traces_enabled: bool
     metrics_enabled: bool
     logs_enabled: bool
+
+    def __init__(self, **values: object) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Settings are read-only")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Settings({fields})"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -118,16 +118,38 @@ def key_value(key: str, value: Any) -> bytes:
     return field_bytes(1, key.encode()) + field_bytes(2, any_value(value))
 
 
+_SCALARS = frozenset((str, bool, int))  # not float: -0.0 == 0.0 would share an entry
+_kv_cache: dict[tuple[int, str, type, Any], bytes] = {}
+_KV_CACHE_SIZE = 4096
+
+
 def key_values(field: int, attributes: Mapping[str, Any] | None) -> bytes:
-    """Repeated ``KeyValue`` field; an attribute that cannot be encoded is dropped."""
+    """Repeated ``KeyValue`` field; an attribute that cannot be encoded is dropped.
+
+    str, bool and int attributes are memoized (most repeat on every invocation: the platform and
+    model attributes); the cache is emptied when full.
+    """
     if not attributes:
         return b""
     out = []
+    cache = _kv_cache
     for key, value in attributes.items():
+        scalar = value.__class__ in _SCALARS
+        if scalar:
+            hit = cache.get((field, key, value.__class__, value))
+            if hit is not None:
+                out.append(hit)
+                continue
         try:
-            out.append(field_bytes(field, key_value(key, value)))
+            encoded = field_bytes(field, key_value(key, value))
         except Exception as error:  # noqa: BLE001 - same policy as the exporter's encoder
             _logger.exception("Failed to encode key %s: %s", key, error)
+            continue
+        if scalar:
+            if len(cache) >= _KV_CACHE_SIZE:
+                cache.clear()
+            cache[(field, key, value.__class__, value)] = encoded
+        out.append(encoded)
     return b"".join(out)
 
 
@@ -332,25 +354,30 @@ def exemplar(time_ns: int, value: int, trace_id: int, span_id: int) -> bytes:
 
 
 def number_point(
-    attributes: Mapping[str, Any],
+    attributes_bytes: bytes,
     start_ns: int,
     time_ns: int,
     as_int: int,
     exemplars: Sequence[bytes] = (),
 ) -> bytes:
-    """``NumberDataPoint`` content with an integer value."""
+    """``NumberDataPoint`` content with an integer value; ``attributes_bytes`` from
+    ``key_values(7, attributes)`` (a point's attributes never change: encoded once)."""
     return (
         field_fixed64(2, start_ns)
         + field_fixed64(3, time_ns)
         + b"".join(field_bytes(5, e) for e in exemplars)
         + b"\x31"
         + _pack_sfixed64(as_int)
-        + key_values(7, attributes)
+        + attributes_bytes
     )
 
 
+NUMBER_POINT_ATTRIBUTES = 7
+HISTOGRAM_POINT_ATTRIBUTES = 9
+
+
 def histogram_point(
-    attributes: Mapping[str, Any],
+    attributes_bytes: bytes,
     start_ns: int,
     time_ns: int,
     count: int,
@@ -360,7 +387,8 @@ def histogram_point(
     minimum: float,
     maximum: float,
 ) -> bytes:
-    """``HistogramDataPoint`` content; ``bounds_bytes`` is the packed ``explicit_bounds``.
+    """``HistogramDataPoint`` content; ``attributes_bytes`` from ``key_values(9, ...)``,
+    ``bounds_bytes`` the packed ``explicit_bounds``.
 
     ``sum``, ``min`` and ``max`` are proto3 ``optional``: written whenever set, zero too.
     """
@@ -370,13 +398,17 @@ def histogram_point(
             field_fixed64(3, time_ns),
             field_fixed64(4, count),
             b"\x29" + _pack_double(total),
-            field_bytes(6, b"".join(_pack_fixed64(c) for c in bucket_counts)),
+            field_bytes(6, _pack_fixed64s(len(bucket_counts), *bucket_counts)),
             bounds_bytes,
-            key_values(9, attributes),
+            attributes_bytes,
             b"\x59" + _pack_double(minimum),
             b"\x61" + _pack_double(maximum),
         )
     )
+
+
+def _pack_fixed64s(count: int, *values: int) -> bytes:
+    return Struct(f"<{count}Q").pack(*values)
 
 
 def packed_doubles(field: int, values: Sequence[float]) -> bytes:

@@ -54,7 +54,7 @@ class _SumPoint:
     __slots__ = ("attributes", "start_ns", "value", "updated", "exemplar")
 
     def __init__(self, attributes: Mapping[str, Any], now: int) -> None:
-        self.attributes = dict(attributes)
+        self.attributes = enc.key_values(enc.NUMBER_POINT_ATTRIBUTES, attributes)
         self.start_ns = now
         self.value = 0
         self.updated = False
@@ -65,7 +65,7 @@ class _HistogramPoint:
     __slots__ = ("attributes", "start_ns", "count", "sum", "min", "max", "buckets", "updated")
 
     def __init__(self, attributes: Mapping[str, Any], now: int, buckets: int) -> None:
-        self.attributes = dict(attributes)
+        self.attributes = enc.key_values(enc.HISTOGRAM_POINT_ATTRIBUTES, attributes)
         self.start_ns = now
         self.updated = False
         self._reset(buckets)

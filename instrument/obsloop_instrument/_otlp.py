@@ -28,8 +28,13 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    _Result = tuple[int | None, str | None, str | None, Exception | None]
+    """(status, reason, Retry-After, error) of one request."""
 
 _logger = logging.getLogger(__name__)
 
@@ -42,11 +47,10 @@ _PATHS = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
 
 
 def _user_agent() -> str:
-    try:
-        from opentelemetry.exporter.otlp.proto.http.version import __version__
-    except ImportError:  # pragma: no cover - the exporter is a declared dependency
-        return "OTel-OTLP-Exporter-Python"
-    return f"OTel-OTLP-Exporter-Python/{__version__}"
+    """The exporter's product token (same release train as the API), plus this library."""
+    from opentelemetry.version import __version__  # already loaded by the pipeline
+
+    return f"OTel-OTLP-Exporter-Python/{__version__} obsloop-instrument"
 
 
 def _env(env: Mapping[str, str], signal: str, name: str) -> str | None:
@@ -116,23 +120,17 @@ class OtlpHttpExporter:
                 ssl_context.load_cert_chain(self._client_certificate, self._client_key or None)
         return _Connection(self._host, self._port, timeout, ssl_context)
 
-    def _post(
-        self, data: bytes, timeout: float
-    ) -> tuple[int | None, str | None, str | None, Exception | None]:
+    def _post(self, data: bytes, timeout: float) -> _Result:
         """One POST: (status, reason, Retry-After, error)."""
         deadline = time.monotonic() + timeout
         try:
             if self._conn is None:
                 self._conn = self._open(timeout)
-            status, reason, headers, keep_alive = self._conn.post(
-                self._request_head, data, deadline
-            )
+            self._conn.send(self._request_head, data, deadline)
         except Exception as error:  # noqa: BLE001 - every failure becomes a result
             self._drop()
             return None, None, None, error
-        if not keep_alive:
-            self._drop()
-        return status, reason, headers.get("retry-after"), None
+        return self._receive(_Pending(data, deadline, None))
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -167,6 +165,15 @@ class OtlpHttpExporter:
 
     def export(self, data: bytes, timeout: float) -> bool:
         """Send one encoded request within ``timeout`` seconds; whether it was accepted."""
+        pending = self.start(data, timeout)
+        return pending is not None and self.finish(pending)
+
+    def start(self, data: bytes, timeout: float) -> _Pending | None:
+        """Send the request without waiting for the response; ``finish`` completes it.
+
+        Lets the flush have every signal's request in flight at once (one round trip for
+        all, not one each). Holds this exporter until ``finish``; ``None`` if dropped.
+        """
         if 0 < MAX_REQUEST_SIZE < len(data):
             _logger.warning(
                 "Dropping %s batch: serialized size %d bytes exceeds max_request_size %d bytes.",
@@ -174,44 +181,87 @@ class OtlpHttpExporter:
                 len(data),
                 MAX_REQUEST_SIZE,
             )
-            return False
+            return None
         data = self._compress(data)
         deadline = time.monotonic() + timeout
-        with self._lock:
-            for retry in range(_MAX_RETRIES):
+        self._lock.acquire()
+        error = None
+        try:
+            if self._conn is None:
+                self._conn = self._open(timeout)
+            self._conn.send(self._request_head, data, deadline)
+        except Exception as failure:  # noqa: BLE001 - every failure becomes a result
+            self._drop()
+            error = failure
+        return _Pending(data, deadline, error)
+
+    def finish(self, pending: _Pending) -> bool:
+        """Read the response to ``start``'s request, retrying as the exporter does."""
+        try:
+            return self._complete(pending)
+        finally:
+            self._lock.release()
+
+    def _receive(self, pending: _Pending) -> _Result:
+        if pending.error is not None:
+            return None, None, None, pending.error
+        try:
+            status, reason, headers, keep_alive = self._conn.read_response(pending.deadline)  # type: ignore[union-attr]
+        except Exception as error:  # noqa: BLE001 - every failure becomes a result
+            self._drop()
+            return None, None, None, error
+        if not keep_alive:
+            self._drop()
+        return status, reason, headers.get("retry-after"), None
+
+    def _complete(self, pending: _Pending) -> bool:
+        deadline = pending.deadline
+        for retry in range(_MAX_RETRIES):
+            if retry == 0:
+                status, reason, retry_after, error = self._receive(pending)
+            else:
                 remaining = max(deadline - time.monotonic(), 0.0)
-                status, reason, retry_after, error = self._post(data, remaining)
-                if error is not None and (remaining := deadline - time.monotonic()) > 0:
-                    # A stale keep-alive connection: retried at once, on a new connection.
-                    status, reason, retry_after, error = self._post(data, remaining)
-                if status is not None and 200 <= status < 400:
-                    return True
-                retryable = status in _RETRYABLE if status is not None else error is not None
-                if not retryable:
-                    _logger.error(
-                        "Failed to export %s batch code: %s, reason: %s",
-                        self.signal,
-                        status,
-                        reason or error or "unknown",
-                    )
-                    return False
-                backoff = 2**retry * random.uniform(1 - _JITTER, 1 + _JITTER)
-                if status is not None and retry_after is not None:
-                    backoff = _retry_after_seconds(retry_after, backoff)
-                if retry + 1 == _MAX_RETRIES or backoff > deadline - time.monotonic():
-                    _logger.error(
-                        "Failed to export %s batch due to timeout, max retries or shutdown.",
-                        self.signal,
-                    )
-                    return False
-                _logger.warning(
-                    "Transient error %s encountered while exporting %s batch, retrying in %.2fs.",
-                    reason or error,
+                status, reason, retry_after, error = self._post(pending.data, remaining)
+            if error is not None and (remaining := deadline - time.monotonic()) > 0:
+                # A stale keep-alive connection: retried at once, on a new connection.
+                status, reason, retry_after, error = self._post(pending.data, remaining)
+            if status is not None and 200 <= status < 400:
+                return True
+            retryable = status in _RETRYABLE if status is not None else error is not None
+            if not retryable:
+                _logger.error(
+                    "Failed to export %s batch code: %s, reason: %s",
                     self.signal,
-                    backoff,
+                    status,
+                    reason or error or "unknown",
                 )
-                time.sleep(backoff)
+                return False
+            backoff = 2**retry * random.uniform(1 - _JITTER, 1 + _JITTER)
+            if status is not None and retry_after is not None:
+                backoff = _retry_after_seconds(retry_after, backoff)
+            if retry + 1 == _MAX_RETRIES or backoff > deadline - time.monotonic():
+                _logger.error(
+                    "Failed to export %s batch due to timeout, max retries or shutdown.",
+                    self.signal,
+                )
+                return False
+            _logger.warning(
+                "Transient error %s encountered while exporting %s batch, retrying in %.2fs.",
+                reason or error,
+                self.signal,
+                backoff,
+            )
+            time.sleep(backoff)
         return False
+
+
+class _Pending:
+    """An export whose first request was sent (or failed to be)."""
+
+    __slots__ = ("data", "deadline", "error")
+
+    def __init__(self, data: bytes, deadline: float, error: Exception | None) -> None:
+        self.data, self.deadline, self.error = data, deadline, error
 
 
 def _retry_after_seconds(value: str, default: float) -> float:
@@ -230,9 +280,8 @@ def _retry_after_seconds(value: str, default: float) -> float:
     except (TypeError, ValueError):
         return default
     if when.tzinfo is None:
-        from datetime import timezone
 
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(when.timestamp() - time.time(), 0.0)
 
 
@@ -252,7 +301,9 @@ class _Connection:
     """
 
     def __init__(self, host: str, port: int, timeout: float, ssl_context: Any = None) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # An ASCII host as bytes: a str one makes the socket module load the idna codec.
+        address = host.encode("ascii") if host.isascii() else host
+        sock = socket.create_connection((address, port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ssl_context is not None:
@@ -296,15 +347,16 @@ class _Connection:
                 raise ProtocolError("connection closed inside the response body")
         self._buffer = self._buffer[length:]
 
-    def post(
-        self, head: bytes, body: bytes, deadline: float
-    ) -> tuple[int, str, dict[str, str], bool]:
-        """(status, reason, lower-cased headers, whether the connection stays usable)."""
+    def send(self, head: bytes, body: bytes, deadline: float) -> None:
+        """Send a request: ``head`` (request line and header fields) and ``body``."""
         self._settimeout(deadline)
         self._buffer = b""
         self._sock.sendall(
             head + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
+
+    def read_response(self, deadline: float) -> tuple[int, str, dict[str, str], bool]:
+        """(status, reason, lower-cased headers, whether the connection stays usable)."""
         while True:
             status_line, *fields = (
                 self._read_until(b"\r\n\r\n", deadline).decode("latin-1").split("\r\n")

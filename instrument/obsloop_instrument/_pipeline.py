@@ -279,23 +279,33 @@ class Pipeline:
         return min(self._export_timeout_s, deadline - time.monotonic())
 
     def _flush_locked(self, deadline: float) -> None:
+        # Every signal's request is sent before any response is read: the flush costs one
+        # round trip, not one per signal (each exporter has its own connection).
+        pending = []
         spans = self._spans.buffer.drain()
         if spans and self._span_exporter is not None and (t := self._timeout(deadline)) > 0:
-            self._span_exporter.export(enc.export_trace_request(spans), t)
+            pending.append(
+                (self._span_exporter, self._span_exporter.start(enc.export_trace_request(spans), t))
+            )
         if self._metric_exporter is not None:
             collected = self.metrics.collect()
             if collected and (t := self._timeout(deadline)) > 0:
-                self._metric_exporter.export(
-                    enc.export_metrics_request(self._resource_bytes, self._scope_bytes, collected),
-                    t,
-                )
-            if (t := self._timeout(deadline)) > 0:
-                self.meter_provider.collect(t)
+                body = enc.export_metrics_request(self._resource_bytes, self._scope_bytes, collected)
+                pending.append((self._metric_exporter, self._metric_exporter.start(body, t)))
         records = self._logs.drain()
         if records and self._log_exporter is not None and (t := self._timeout(deadline)) > 0:
-            self._log_exporter.export(
-                enc.export_logs_request(self._resource_bytes, self._scope_bytes, records), t
-            )
+            body = enc.export_logs_request(self._resource_bytes, self._scope_bytes, records)
+            pending.append((self._log_exporter, self._log_exporter.start(body, t)))
+        try:
+            if self._metric_exporter is not None and (t := self._timeout(deadline)) > 0:
+                self.meter_provider.collect(t)  # the handler's own metrics, if any
+        finally:
+            for exporter, started in pending:
+                if started is not None:
+                    try:
+                        exporter.finish(started)  # releases the exporter, whatever happens
+                    except Exception:  # noqa: BLE001 - the other signals still complete
+                        _logger.exception("obsloop-instrument: %s export failed", exporter.signal)
 
 
 def _truncate(value: Any, limit: int) -> Any:

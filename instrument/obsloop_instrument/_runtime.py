@@ -17,24 +17,26 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import Settings
 from ._semconv import MODEL_NAME, MODEL_VERSION
 
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeVar
+
     from ._pipeline import Pipeline
 
-F = TypeVar("F", bound=Callable[..., Any])
+    F = TypeVar("F", bound=Callable[..., Any])
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 _builder: _Builder | None = None
 _cold = True
 
-ModelIdentity = tuple[str | None, str | None]
+ModelIdentity = tuple  # (model name, model version), each str or None
 current_model: ContextVar[ModelIdentity | None] = ContextVar("obsloop_model", default=None)
 """The model of the invocation in progress, read by ``log_prediction``."""
 
@@ -51,6 +53,11 @@ def _build(settings: Settings, resource_attributes: Mapping[str, object]) -> Pip
 
     trace.set_tracer_provider(built.tracer_provider)
     metrics.set_meter_provider(built.meter_provider)
+    # What the first invocation touches, loaded now rather than in it, and the exporters'
+    # connections opened (name resolution, TCP and TLS handshakes; best effort).
+    from . import _invocation, _propagation  # noqa: F401
+
+    built.connect()
     return built
 
 
@@ -69,12 +76,7 @@ class _Builder:
 
     def _run(self) -> None:
         try:
-            built = _build(self.settings, self.resource_attributes)
-            # What the first invocation touches, loaded now rather than in it.
-            from . import _invocation, _propagation  # noqa: F401
-
-            built.connect()
-            self.result = built
+            self.result = _build(self.settings, self.resource_attributes)
         except BaseException:  # noqa: BLE001 - the waiting caller rebuilds and raises
             import logging
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from . import _semconv as sc
 from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
 
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from opentelemetry.context import Context
 
 

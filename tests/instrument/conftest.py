@@ -36,6 +36,8 @@ def _reset_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trace._TRACER_PROVIDER_SET_ONCE, "_done", False)
     monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
     monkeypatch.setattr(metrics_internal._METER_PROVIDER_SET_ONCE, "_done", False)
+    # meters taken before a provider is set are proxies of this one: a fresh one per test
+    monkeypatch.setattr(metrics_internal, "_PROXY_METER_PROVIDER", metrics_internal._ProxyMeterProvider())
 
 
 @pytest.fixture

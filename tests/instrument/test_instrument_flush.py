@@ -104,3 +104,26 @@ def test_spans_of_a_failed_flush_are_dropped_and_export_resumes(
         assert invocations.as_int == 2  # cumulative metrics lose nothing across the outage
     finally:
         restarted.close()
+
+
+def test_handler_metrics_are_exported_by_the_flush(otlp: OtlpCaptureReceiver) -> None:
+    """The handler's own OTel metrics: the SDK is loaded for them on the first get_meter."""
+    from opentelemetry import metrics
+
+    early = metrics.get_meter("app").create_counter("app.early")  # a proxy until set-up
+
+    @instrument_lambda
+    def handler(event: dict[str, Any], context: Any) -> str:
+        early.add(1)
+        metrics.get_meter("app").create_histogram("app.latency").record(0.25)
+        return "ok"
+
+    handler(EVENT, LambdaContext("req-m"))
+    names = {
+        metric.name
+        for request in otlp.requests["/v1/metrics"]
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+    assert {"app.early", "app.latency", "faas.invocations"} <= names
