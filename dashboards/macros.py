@@ -4,7 +4,7 @@ Grafana replaces template variables (``$name``, ``${name}``, ``${name:singlequot
 its own ``$__interval`` family; the plugin then rewrites its macros (``$__timeFilter``,
 ``$__timeInterval``, ``$__fromTime`` ...) into ClickHouse SQL. Doing the same here lets a
 dashboard's SQL be run outside Grafana, against any ClickHouse: the tests run every panel
-this way, and ``obsloop dashboards check`` does it against a live deployment.
+this way, on the embedded engine and through ``obsloop serve``'s ClickHouse HTTP interface.
 """
 
 from __future__ import annotations
