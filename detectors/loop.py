@@ -34,7 +34,7 @@ from typing import Any
 
 from obsloop import semconv
 from obsloop.detectors.config import DetectorsConfig
-from obsloop.detectors.cost import BudgetWatch, Budget
+from obsloop.detectors.cost import Budget, BudgetWatch
 from obsloop.detectors.detections import DetectionBus, DetectionStore, Subscriber
 from obsloop.detectors.drift import DriftEvent, DriftTracker, prediction_event
 from obsloop.detectors.scoring import WindowScorer
@@ -110,7 +110,9 @@ class DetectorLoop:
             self._high, self._high_changed_at = high, now
         lateness = timedelta(seconds=self.config.allowed_lateness_seconds)
         if now - self._high_changed_at >= self.config.idle_flush_seconds:
-            return high
+            # Quiet: the window holding the last data is as complete as it will get.
+            seconds = self.config.window_seconds
+            return _floor(high - timedelta(seconds=1), seconds) + timedelta(seconds=seconds)
         return high - lateness
 
     def run_once(self) -> list[Detection]:

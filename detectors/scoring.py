@@ -2,7 +2,8 @@
 
 Metrics map to detection kinds, each with the direction that hurts: latency percentiles,
 error rate, cold-start rate and spend are anomalous when they rise, throughput when it
-drops. A score in the harmless direction (a function getting faster) is not a detection.
+drops. A value in the harmless direction (a function getting faster) is fed to its model
+as the running mean, so it neither alarms nor damps the score of the next real regression.
 
 An *episode* is a run of anomalous windows of one series and kind: it yields one detection
 when it opens and one clearing after ``clear_after`` normal windows, sharing an ``id``, so
@@ -191,10 +192,15 @@ class WindowScorer:
                 continue
             kind, direction = METRICS[metric]
             series_id = f"{entity}#{metric}"
-            score = self.pool.score_learn_one(series_id, value, t)
             rng = self.ranges.get(series_id)
             if rng is None:
                 rng = self.ranges[series_id] = ExpectedRange()
+            # One-sided: the model sees a value in the harmless direction as the mean, so a
+            # function getting faster is never surprising and never starts the detector's
+            # refractory period, which would damp the score of a real regression after it.
+            fed = value if rng.n == 0 else (
+                max(value, rng.mean) if direction == UP else min(value, rng.mean))
+            score = self.pool.score_learn_one(series_id, fed, t)
             low, high = rng.interval()
             harmful = (value - rng.mean) * direction > 0 if rng.n else False
             rng.learn_one(value)

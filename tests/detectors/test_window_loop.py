@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
 from obsloop.detectors.loop import DetectorLoop
 from obsloop.detectors.windows import WindowReader
