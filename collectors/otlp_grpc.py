@@ -8,12 +8,14 @@ when the pipeline is full (retryable), UNAUTHENTICATED for a missing or wrong to
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 import grpc
-from obsloop.collectors.otlp_decode import InvalidRequest, validate
-from obsloop.pipelines.ingest import IngestPipeline, PipelineFull
 
+from obsloop.collectors.otlp_decode import InvalidRequest, validate
+from obsloop.pipelines.ingest import PipelineFull
+from obsloop.pipelines.intake import Intake
 from obsloop.selfmetrics import SelfMetrics
 
 SERVICES = {
@@ -26,7 +28,7 @@ SERVICES = {
 class OtlpGrpcReceiver:
     def __init__(
         self,
-        pipeline: IngestPipeline,
+        pipeline: Intake,
         metrics: SelfMetrics,
         *,
         max_request_bytes: int,
@@ -50,7 +52,9 @@ class OtlpGrpcReceiver:
                 self.metrics.requests.labels(signal, "grpc", "malformed").inc()
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
-                self.pipeline.submit(signal, valid.payload, valid.items)
+                pending = self.pipeline.submit(signal, valid.payload, valid.items)
+                if pending is not None:  # Kafka: acknowledged once the brokers have it
+                    await asyncio.wrap_future(pending)
             except PipelineFull:
                 self.metrics.requests.labels(signal, "grpc", "backpressure").inc()
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "pipeline full, retry later")

@@ -9,6 +9,7 @@ request's encoding.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import zlib
@@ -17,9 +18,10 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
-from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
-from obsloop.pipelines.ingest import IngestPipeline, PipelineFull
 
+from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
+from obsloop.pipelines.ingest import PipelineFull
+from obsloop.pipelines.intake import Intake
 from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 class OtlpHttpReceiver:
     def __init__(
         self,
-        pipeline: IngestPipeline,
+        pipeline: Intake,
         metrics: SelfMetrics,
         *,
         max_request_bytes: int,
@@ -125,7 +127,9 @@ class OtlpHttpReceiver:
             except InvalidRequest as exc:
                 raise _Refused(400, str(exc), "malformed") from None
             try:
-                self.pipeline.submit(signal, valid.payload, valid.items)
+                pending = self.pipeline.submit(signal, valid.payload, valid.items)
+                if pending is not None:  # Kafka: acknowledged once the brokers have it
+                    await asyncio.wrap_future(pending)
             except PipelineFull:
                 raise _Refused(503, "pipeline full, retry later", "backpressure") from None
         except _Refused as refused:

@@ -39,6 +39,11 @@ class KafkaConfig(BaseModel):
     topic_prefix: str = ""
     """Prepended to ``otlp_traces`` / ``otlp_logs`` / ``otlp_metrics`` (e.g. ``prod.``)."""
     client_id: str = "obsloop"
+    ingest_group: str = "obsloop-ingest"
+    """Consumer group of ``obsloop ingest-worker`` (workers sharing it share the partitions)."""
+    on_unavailable: Literal["reject", "spill"] = "reject"
+    """When Kafka cannot acknowledge: answer 503 + Retry-After (``reject``), or acknowledge
+    from the receiver's write-ahead log and republish once Kafka is back (``spill``)."""
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

@@ -6,7 +6,7 @@ callable returned, so a crash or a failed insert replays the batch: at-least-onc
 into ClickHouse, made exactly-once there by ``insert_deduplication_token``.
 
 That only works if the replayed batch is the *same* batch. The token is derived from
-(topic, partition, first offset, last offset), but batch boundaries come from what a poll
+(topic, partition, first offset, last offset, digest of the payloads), but batch boundaries come from what a poll
 happened to return, and after a crash more records have usually arrived, so a naive
 replay would start at the same offset and end later: a different token, and the first
 batch's rows inserted twice. Before calling ``insert`` the worker therefore records its
@@ -24,6 +24,7 @@ through ``on_assign`` / ``on_revoke`` callbacks, called from inside ``poll`` bet
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+
 from obsloop.pipelines.kafka_config import SIGNALS, KafkaConfig, Signal, client_kwargs
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,25 @@ class OwnedPartition(NamedTuple):
 OwnershipHook = Callable[[list[OwnedPartition]], None]
 
 
-def dedup_token(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
+def dedup_token(
+    topic: str, partition: int, first_offset: int, last_offset: int, payloads: list[bytes]
+) -> str:
     """The insert deduplication token of the batch ``[first_offset, last_offset]``.
 
-    >>> dedup_token("otlp_traces", 3, 100, 149)
-    'otlp_traces:3:100-149'
+    The offsets identify the batch; the digest of its payloads keeps the token from
+    matching an older batch at the same offsets once a topic was deleted and created again
+    (or a broker lost its log, as tansu with memory storage does on restart): ClickHouse
+    would otherwise drop the new batch as a duplicate. A replay cuts the same batch, so it
+    gets the same digest.
+
+    >>> dedup_token("otlp_traces", 3, 100, 101, [b"a", b"b"])
+    'otlp_traces:3:100-101:cfb9cbd0aeeea44e'
     """
-    return f"{topic}:{partition}:{first_offset}-{last_offset}"
+    digest = hashlib.blake2b(digest_size=8)
+    for payload in payloads:
+        digest.update(len(payload).to_bytes(8, "little"))
+        digest.update(payload)
+    return f"{topic}:{partition}:{first_offset}-{last_offset}:{digest.hexdigest()}"
 
 
 @dataclass
@@ -171,12 +185,11 @@ class IngestConsumer(GroupConsumer):
             if batch is None:
                 continue
             first, last = batch[0].offset, batch[-1].offset
-            token = dedup_token(tp.topic, tp.partition, first, last)
+            payloads = [record.value for record in batch]
+            token = dedup_token(tp.topic, tp.partition, first, last, payloads)
             try:
                 self._intent.commit({tp: OffsetAndMetadata(last + 1, "", -1)})
-                self._insert(
-                    self._config.signal_of(tp.topic), [record.value for record in batch], token
-                )
+                self._insert(self._config.signal_of(tp.topic), payloads, token)
                 self.consumer.commit({tp: OffsetAndMetadata(last + 1, "", -1)})
             except Exception:
                 # Also after a failed commit: inserting the same batch again is harmless

@@ -31,6 +31,7 @@ from concurrent.futures import Future
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
+
 from obsloop.pipelines.kafka_config import (
     SIGNALS,
     BacklogFull,

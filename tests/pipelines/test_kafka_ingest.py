@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kafka import TopicPartition
+
 from obsloop.pipelines.kafka_config import SIGNALS, KafkaConfig
 from obsloop.pipelines.kafka_consumer import IngestConsumer, dedup_token
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
@@ -88,7 +89,7 @@ def test_one_service_stays_in_order(kafka_config: KafkaConfig) -> None:
     finally:
         consumer.close()
     assert recorder.payloads() == [payload for _, _, payload in items]
-    assert len({token.rsplit(":", 1)[0] for _, _, token in recorder.calls}) == 1
+    assert len({tuple(token.split(":")[:2]) for _, _, token in recorder.calls}) == 1
 
 
 def test_failed_insert_is_redelivered_with_the_same_token(kafka_config: KafkaConfig) -> None:
@@ -107,8 +108,8 @@ def test_failed_insert_is_redelivered_with_the_same_token(kafka_config: KafkaCon
     assert first == second == third
     assert first[1] == [payload for _, _, payload in items]
     partition = partition_of(first[2])
-    assert first[2] == dedup_token("otlp_traces", partition, 0, 9)
-    assert recorder.calls[3] == ("traces", [b"late"], dedup_token("otlp_traces", partition, 10, 10))
+    assert first[2] == dedup_token("otlp_traces", partition, 0, 9, first[1])
+    assert recorder.calls[3] == ("traces", [b"late"], dedup_token("otlp_traces", partition, 10, 10, [b"late"]))
 
 
 CRASHING_WORKER = """

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+
 from obsloop.pipelines.kafka_config import (
     BacklogFull,
     BrokerUnavailable,

@@ -1,0 +1,42 @@
+"""``obsloop ingest-worker``: store the OTLP topics of Kafka in ClickHouse (scale-out).
+
+Run as many as the topics have partitions; they share the work as one consumer group.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+SIGNAL_CHOICES = ("traces", "logs", "metrics")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ingest-worker", help="consume the Kafka OTLP topics as a group and insert into ClickHouse"
+    )
+    parser.add_argument("--group", help="consumer group (default: kafka.ingest_group)")
+    parser.add_argument("--signals", nargs="+", choices=SIGNAL_CHOICES, default=list(SIGNAL_CHOICES),
+                        help="topics to consume (default: all three)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import sys
+
+    from obsloop import clickhouse
+    from obsloop.commands._common import config_from
+
+    config = config_from(args)
+    if config.kafka is None:
+        print(f"obsloop ingest-worker: {config.source} has no kafka: section", file=sys.stderr)
+        return 2
+    from obsloop.pipelines.ingest_worker import IngestWorker
+
+    try:
+        worker = IngestWorker(config, group_id=args.group, signals=args.signals)
+        asyncio.run(worker.run(duration=args.duration))
+    finally:
+        clickhouse.close_all()  # the embedded engine must shut down before exit
+    return 0
