@@ -4,11 +4,18 @@ users switching collectors need no migration), plus obsloop's own tables.
 
 Single node (the embedded default): ``MergeTree`` with a non-replicated deduplication
 window, so re-inserting a write-ahead segment after a crash stores nothing twice. With a
-cluster name: ``ON CLUSTER`` and ``ReplicatedMergeTree``, which deduplicates by itself.
+cluster name, every statement runs ``ON CLUSTER`` and each table ``X`` becomes two:
+``X_local``, a ``Replicated*MergeTree`` on every shard (which deduplicates by itself), and
+``X``, a ``Distributed`` table over them that inserts and queries use, so nothing else
+changes its table names. Materialized views are rewritten to read and write the local
+tables: a view fires on the shard where its source rows landed, and writes there.
+The builders write single-node DDL; :func:`ddl` derives the cluster layout from it, so a
+part adding tables (the detectors') gets the layout without knowing about it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -242,6 +249,48 @@ DDL_BUILDERS: list[Callable[[SchemaOptions], Iterable[str]]] = [_traces, _logs, 
 DDL_BUILDERS.append(detectors_ddl)
 
 
+#: How a ``Distributed`` table spreads inserted rows over the shards. Rows that a view
+#: folds with ``FINAL`` must land on one shard: a function's invocation reports from every
+#: source (``faas_invocations``, fed from ``otel_logs``). A trace's spans stay together too.
+#: (Aggregate-function states, as in ``otel_traces_trace_id_ts``, merge across shards.)
+SHARDING_KEYS = {
+    "otel_traces": "cityHash64(TraceId)",
+    "otel_logs": "cityHash64(ServiceName)",
+}
+DEFAULT_SHARDING_KEY = "cityHash64(ServiceName)"
+"""Metrics: a series' points stay together, which their order key compresses best."""
+
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (`[^`]+`)\.(\w+) ")
+
+
+def _sharding_key(table: str, statement: str) -> str:
+    if table in SHARDING_KEYS:
+        return SHARDING_KEYS[table]
+    return DEFAULT_SHARDING_KEY if "ServiceName " in statement else "rand()"
+
+
+def _clustered(statements: list[str], options: SchemaOptions) -> list[str]:
+    """The cluster layout of single-node DDL (see the module docstring)."""
+    tables = {m.group(2) for s in statements if (m := _CREATE_TABLE.match(s))}
+    view_sources = re.compile(rf"\b(TO|FROM) (`{re.escape(options.database)}`)\.({'|'.join(sorted(tables))})\b")
+    clustered = []
+    for statement in statements:
+        match = _CREATE_TABLE.match(statement)
+        if match:
+            db, table = match.groups()
+            clustered.append(_CREATE_TABLE.sub(f"CREATE TABLE IF NOT EXISTS {db}.{table}_local ", statement, 1))
+            clustered.append(
+                f"CREATE TABLE IF NOT EXISTS {db}.{table} {options.on_cluster} AS {db}.{table}_local\n"
+                f"ENGINE = Distributed(`{options.cluster}`, {db}, {table}_local, "
+                f"{_sharding_key(table, statement)})"
+            )
+        elif statement.startswith("CREATE MATERIALIZED VIEW") and tables:
+            clustered.append(view_sources.sub(r"\1 \2.\3_local", statement))
+        else:
+            clustered.append(statement)
+    return clustered
+
+
 def ddl(options: SchemaOptions) -> list[str]:
     """Every statement of the schema, idempotent (``IF NOT EXISTS``), in order."""
     statements = []
@@ -249,4 +298,4 @@ def ddl(options: SchemaOptions) -> list[str]:
         statements.append(f"CREATE DATABASE IF NOT EXISTS `{options.database}` {options.on_cluster}")
     for build in DDL_BUILDERS:
         statements.extend(build(options))
-    return statements
+    return _clustered(statements, options) if options.cluster else statements

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from obsloop.pipelines.schema import SchemaOptions, ddl
 
 EXPORTER_TRACE_COLUMNS = [
@@ -37,11 +39,28 @@ def test_schema_applies_idempotently_with_exporter_columns(chdb_client, chdb_dat
     assert "non_replicated_deduplication_window = 10000" in ttl
 
 
-def test_cluster_ddl_uses_on_cluster_and_replicated_engines() -> None:
+def test_cluster_ddl_uses_on_cluster_replicated_local_tables_and_distributed_tables() -> None:
     statements = ddl(SchemaOptions(database="otel", cluster="prod"))
     assert statements[0] == "CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `prod`"
-    tables = [s for s in statements if s.startswith("CREATE TABLE")]
     assert all("ON CLUSTER `prod`" in s for s in statements)
-    assert all("ENGINE = Replicated" in s for s in tables)
-    assert any("faas_invocations" in s for s in tables)
+    tables = [s for s in statements if s.startswith("CREATE TABLE")]
+    local = {s.split()[5].split(".")[1]: s for s in tables if "ENGINE = Replicated" in s}
+    distributed = {s.split()[5].split(".")[1]: s for s in tables if "ENGINE = Distributed(" in s}
+    assert len(local) + len(distributed) == len(tables)
+    assert {"otel_traces_local", "otel_logs_local", "otel_metrics_sum_local", "faas_invocations_local"} <= set(local)
+    assert set(distributed) == {name.removesuffix("_local") for name in local}
+    assert all(name.endswith("_local") for name in local)
+    assert "Distributed(`prod`, `otel`, otel_logs_local, cityHash64(ServiceName))" in distributed["otel_logs"]
     assert all("non_replicated_deduplication_window" not in s for s in tables)
+    views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
+    assert views
+    for view in views:  # a view fires where its rows land: local tables on both sides
+        sources = re.findall(r"\b(?:TO|FROM) `otel`\.(\w+)", view)
+        assert sources and all(name in local for name in sources), sources
+    merged = next(s for s in statements if "faas_invocations_merged" in s)
+    assert "FROM `otel`.faas_invocations FINAL" in merged  # plain views read the whole cluster
+
+
+def test_single_node_ddl_has_no_local_or_distributed_tables() -> None:
+    statements = ddl(SchemaOptions(database="otel"))
+    assert not any("_local" in s or "Distributed(" in s or "ON CLUSTER" in s for s in statements)
