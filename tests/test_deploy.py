@@ -1,0 +1,144 @@
+"""docker-compose.yml, deploy/Dockerfile and deploy/kubernetes agree with the code: real
+commands and flags, configuration keys and ports that exist, pinned images, probes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from obsloop.cli import COMMAND_MODULES, build_parser
+from obsloop.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+PINNED = re.compile(r"^[\w./-]+:(\d+\.\d+(\.\d+)*)([\w.-]*)$")  # name:1.2.3 or name:1.2.3-suffix
+
+
+def _command_module(argv: list[str]) -> str:
+    """The command module that would run ``obsloop <argv>``; fails on unknown flags."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"`obsloop {' '.join(argv)}` is not a valid command line")
+    return args.func.__module__
+
+
+def _config(config_file: Path, environment: dict[str, str]) -> Config:
+    """The configuration a container sees: its file plus its OBSLOOP_* variables (an
+    unknown key in either is a ConfigError)."""
+    return load_config(config_file, environ={k: v for k, v in environment.items() if k != "OBSLOOP_CONFIG"})
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _obsloop_services() -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in _compose()["services"].items() if s["image"].startswith("obsloop:")}
+
+
+def test_compose_images_are_pinned_by_version() -> None:
+    services = _compose()["services"]
+    assert {"clickhouse", "kafka", "grafana", "receiver", "ingest-worker-1", "ingest-worker-2"} <= set(services)
+    for name, service in services.items():
+        assert PINNED.match(service["image"]), f"{name}: image {service['image']!r} is not pinned"
+    plugin = services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    assert re.fullmatch(r"grafana-clickhouse-datasource \d+\.\d+\.\d+", plugin)
+
+
+def test_compose_commands_environment_and_ports_match_the_configuration() -> None:
+    commands = {}
+    for name, service in _obsloop_services().items():
+        module = _command_module(service["command"])
+        assert module in COMMAND_MODULES
+        commands[name] = module
+        environment = service["environment"]
+        mounts = dict(reversed(volume.split(":")[:2]) for volume in service["volumes"])
+        config_file = ROOT / mounts[environment["OBSLOOP_CONFIG"]]
+        config = _config(config_file, environment)
+        assert config.kafka is not None, f"{name}: scale-out services need the kafka section"
+        assert config.storage.dsn == "http://clickhouse:8123"
+        assert config.kafka.bootstrap_servers == ["kafka:9092"]
+        health = " ".join(service["healthcheck"]["test"])
+        assert f":{config.admin.port}/readyz" in health
+        published = {int(port.split(":")[-1]) for port in service.get("ports", [])}
+        if module == "obsloop.commands.serve":
+            assert published == {config.receiver.http_port, config.receiver.grpc_port, config.admin.port}
+            assert config.receiver.host == "0.0.0.0" and config.admin.host == "0.0.0.0"
+        else:
+            assert not published
+    assert sorted(commands.values()) == [
+        "obsloop.commands.ingest_worker", "obsloop.commands.ingest_worker", "obsloop.commands.serve"]
+
+
+def test_compose_grafana_provisions_the_clickhouse_datasource_the_dashboards_use() -> None:
+    grafana = _compose()["services"]["grafana"]
+    mounts = dict(reversed(volume.split(":")[:2]) for volume in grafana["volumes"])
+    datasources = yaml.safe_load((ROOT / mounts["/etc/grafana/provisioning/datasources/obsloop.yaml"]).read_text())
+    clickhouse = datasources["datasources"][0]
+    assert clickhouse["type"] == "grafana-clickhouse-datasource"
+    assert clickhouse["jsonData"]["host"] == "clickhouse"
+    dashboards_dir = ROOT / mounts["/var/lib/grafana/dashboards/obsloop"]
+    boards = list(dashboards_dir.glob("*.json"))
+    assert boards
+    assert any(clickhouse["uid"] in board.read_text() for board in boards)
+    provider = yaml.safe_load(next((ROOT / mounts["/etc/grafana/provisioning/dashboards"]).glob("*.yaml")).read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/obsloop"
+
+
+def test_dockerfile_base_is_pinned_and_runs_obsloop() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert bases and all(PINNED.match(base) for base in bases)
+    assert 'ENTRYPOINT ["obsloop"]' in dockerfile
+    for copied in re.findall(r"^COPY (?!--)(\S+) ", dockerfile, re.MULTILINE):
+        assert (ROOT / copied).exists(), f"COPY {copied}: no such path"
+
+
+def _kubernetes_documents() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    documents = []
+    for resource in kustomization["resources"]:
+        documents.extend(d for d in yaml.safe_load_all((KUBERNETES / resource).read_text()) if d)
+    return documents
+
+
+def test_kubernetes_workloads_match_commands_configuration_and_probes(tmp_path: Path) -> None:
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    tags = {image["name"]: image["newTag"] for image in kustomization.get("images", [])}
+    documents = _kubernetes_documents()
+    configmap = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "obsloop-config")
+    config_file = tmp_path / "obsloop.yaml"
+    config_file.write_text(configmap["data"]["obsloop.yaml"])
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] in ("Deployment", "StatefulSet")}
+    commands = {}
+    for name, workload in deployments.items():
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            image = container["image"] if ":" in container["image"] else f"{container['image']}:{tags.get(container['image'])}"
+            assert PINNED.match(image), f"{name}: image {image!r} is not pinned"
+            if not container["image"].startswith("obsloop"):
+                continue
+            commands[name] = _command_module(container["args"])
+            environment = {e["name"]: e["value"] for e in container["env"]}
+            assert environment["OBSLOOP_CONFIG"] == "/etc/obsloop/obsloop.yaml"
+            assert {"name": "config", "mountPath": "/etc/obsloop"} in container["volumeMounts"]
+            config = _config(config_file, environment)
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            assert ports["admin"] == config.admin.port
+            if commands[name] == "obsloop.commands.serve":
+                assert ports["otlp-http"] == config.receiver.http_port
+                assert ports["otlp-grpc"] == config.receiver.grpc_port
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert sorted(commands.values()) == ["obsloop.commands.ingest_worker", "obsloop.commands.serve"]
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in documents if d["kind"] == "HorizontalPodAutoscaler"}
+    assert scaled == set(commands)
+    services = {d["metadata"]["name"] for d in documents if d["kind"] == "Service"}
+    config = _config(config_file, {})
+    assert config.storage.dsn == "http://clickhouse:8123" and "clickhouse" in services
+    assert config.kafka is not None and config.kafka.bootstrap_servers == ["kafka:9092"] and "kafka" in services
