@@ -99,17 +99,18 @@ def test_windows_close_once_with_late_and_out_of_order_data(chdb_client, db, tmp
 
 
 def test_latency_regression_is_stored_and_published_once(chdb_client, db, tmp_path) -> None:
-    for window in range(60):
-        insert_spans(chdb_client, db, window, 20, ms=50.0 if window < 45 else 400.0)
-    insert_spans(chdb_client, db, 61, 1)
-    loop, _ = make_loop(chdb_client, db, tmp_path)
+    for window in range(330):
+        insert_spans(chdb_client, db, window, 20, ms=50.0 if window < 315 else 400.0)
+    insert_spans(chdb_client, db, 331, 1)
+    # The detector's own warmup (300 windows): its likelihood needs that much history.
+    loop, _ = make_loop(chdb_client, db, tmp_path, warmup_windows=None)
     published = []
     loop.subscribe(published.append)
     returned = loop.run_once()
     latency = [d for d in returned if d.kind == "latency"]
     assert len(latency) == 1, [d.describe() for d in returned]
     [d] = latency
-    assert d.time == T0 + timedelta(minutes=46)  # the end of the first slow window
+    assert d.time == T0 + timedelta(minutes=316)  # the end of the first slow window
     assert d.series["faas.name"] == "fraud-scorer" and d.series["model.version"] == "2.1.0"
     assert d.observed["p95_ms"] > d.expected["p95_ms"][1]
     assert published == returned
@@ -133,20 +134,21 @@ def test_throughput_drop_is_detected_on_empty_windows(chdb_client, db, tmp_path)
 
 
 def test_checkpoint_resumes_where_it_stopped(chdb_client, db, tmp_path) -> None:
-    for window in range(60):
-        insert_spans(chdb_client, db, window, 20, ms=50.0 if window < 50 else 500.0)
-    insert_spans(chdb_client, db, 61, 1)
-    whole, _ = make_loop(chdb_client, db, tmp_path / "whole")
+    for window in range(330):
+        insert_spans(chdb_client, db, window, 20, ms=50.0 if window < 320 else 500.0)
+    insert_spans(chdb_client, db, 331, 1)
+    whole, _ = make_loop(chdb_client, db, tmp_path / "whole", warmup_windows=None)
     expected = whole.run_once()
 
-    first, _ = make_loop(chdb_client, db, tmp_path / "split", max_catchup_windows=40)
+    first, _ = make_loop(chdb_client, db, tmp_path / "split", max_catchup_windows=310,
+                         warmup_windows=None)
     part = first.run_once()
     first.stop()  # writes the checkpoint
     state = json.loads((tmp_path / "split" / "detectors" / "checkpoint.json").read_text())
-    assert state["closed_until"] == (T0 + timedelta(minutes=40)).timestamp()
+    assert state["closed_until"] == (T0 + timedelta(minutes=310)).timestamp()
 
-    resumed, _ = make_loop(chdb_client, db, tmp_path / "split")
-    assert resumed.closed_until == T0 + timedelta(minutes=40)
+    resumed, _ = make_loop(chdb_client, db, tmp_path / "split", warmup_windows=None)
+    assert resumed.closed_until == T0 + timedelta(minutes=310)
     assert resumed.scorer.to_state() == first.scorer.to_state()
     rest = resumed.run_once()
     assert [d.id for d in part + rest] == [d.id for d in expected]
