@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import web
+
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource, iso_ns
 from obsloop.collectors.aws_subscription import Submit

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
@@ -23,8 +24,6 @@ from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
 from obsloop.collectors.normalize import Invocation, azure_span_id, azure_trace_id
 from obsloop.collectors.retry import submit_error, with_backoff
-
-from obsloop import semconv
 
 COLLECTOR = "azure.appinsights"
 

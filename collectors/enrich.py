@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from obsloop.collectors.normalize import Invocation
-from obsloop.collectors.pricing import Pricing, Resources
 
 from obsloop import semconv
+from obsloop.collectors.normalize import Invocation
+from obsloop.collectors.pricing import Pricing, Resources
 
 MANIFEST_KIND = "ServerlessModelDeployment"
 FUNCTION_ANNOTATION = "obsloop.io/function-name"

@@ -15,12 +15,16 @@ Submit = Callable[[str, bytes], None]
 
 
 def pipeline_submit(pipeline) -> Submit:
-    """Validate, then append to the write-ahead log; raises ``PipelineFull`` when full."""
+    """Validate, then hand to the server's intake; returns once the data is durable (the
+    write-ahead log, or Kafka's acknowledgement) and raises ``PipelineFull`` otherwise, so a
+    collector never advances its checkpoint past data that could still be lost."""
     from obsloop.collectors.otlp_decode import validate
 
     def submit(signal: str, payload: bytes) -> None:
         valid = validate(signal, payload)
-        pipeline.submit(signal, valid.payload, valid.items)
+        pending = pipeline.submit(signal, valid.payload, valid.items)
+        if pending is not None:
+            pending.result()
 
     return submit
 

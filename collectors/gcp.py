@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
 
+from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
@@ -24,8 +25,6 @@ from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
 from obsloop.collectors.normalize import Invocation, gcp_trace_id, span_id
 from obsloop.collectors.retry import submit_error, with_backoff
-
-from obsloop import semconv
 
 COLLECTOR = "gcp.logging"
 DEFAULT_FILTER = 'resource.type = ("cloud_run_revision" OR "cloud_function")'

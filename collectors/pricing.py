@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from obsloop.collectors.normalize import Invocation
 
 from obsloop import semconv
+from obsloop.collectors.normalize import Invocation
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

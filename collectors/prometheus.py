@@ -18,13 +18,13 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.encode_metrics import CUMULATIVE, MetricsBuilder
 from obsloop.collectors.retry import submit_error, with_backoff
-from prometheus_client.parser import text_string_to_metric_families
-
-from obsloop import semconv
 
 COLLECTOR = "prometheus"
 

@@ -13,23 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-_COMPAT_PATCHED = False
-
-
-def _pandas_compat() -> None:
-    """Evidently 0.7's legacy modules import ``pandas.core.dtypes.common.infer_dtype_from_object``,
-    which pandas 3 removed; every module of Evidently imports them at start-up. Provide the
-    old function (numpy's dtype type of an object) until Evidently stops importing it."""
-    global _COMPAT_PATCHED
-    if _COMPAT_PATCHED:
-        return
-    import numpy as np
-    from pandas.core.dtypes import common
-
-    if not hasattr(common, "infer_dtype_from_object"):
-        common.infer_dtype_from_object = lambda dtype: np.dtype(dtype).type
-    _COMPAT_PATCHED = True
-
 
 def write_drift_report(
     reference: list[dict[str, float]],
@@ -39,7 +22,6 @@ def write_drift_report(
     context: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``<directory>/<name>.html`` and ``<name>.json``; return both paths."""
-    _pandas_compat()
     import pandas as pd
     from evidently import Report
     from evidently.presets import DataDriftPreset

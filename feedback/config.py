@@ -10,9 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from obsloop.pipelines.kafka_config import KafkaConfig
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from obsloop.pipelines.kafka_config import KafkaConfig
 
 from .alerts import DEFAULT_GROUP_BY, Alerter, Notifier
 from .audit import AuditLog

@@ -13,8 +13,9 @@ import asyncio
 import json
 from typing import Any, Protocol
 
-from obsloop.pipelines.kafka_config import KafkaConfig, client_kwargs
 from pydantic import SecretStr
+
+from obsloop.pipelines.kafka_config import KafkaConfig, client_kwargs
 
 from .delivery import DeliveryFailed, Request, Sender
 from .detection import Detection

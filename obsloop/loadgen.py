@@ -83,6 +83,8 @@ class ServerlessTraffic:
         self.fleet = fleet
         self.latency_factor: dict[str, float] = {}
         """Multiplier per function name, to inject a latency regression."""
+        self.feature_shift: dict[str, float] = {}
+        """Multiplier of the ``amount`` feature per model name, to inject a covariate drift."""
 
     def _invocation(self, fn: FunctionSpec, now_ns: int) -> tuple[int, int, bool, bool]:
         cold = self.random.random() < 0.03
@@ -147,7 +149,7 @@ class ServerlessTraffic:
             scope = resource_logs.scope_logs.add()
             scope.scope.name = "obsloop-instrument"
             for _ in range(per_function):
-                amount = round(self.random.lognormvariate(3, 1), 2)
+                amount = round(self.random.lognormvariate(3, 1) * self.feature_shift.get(fn.model, 1.0), 2)
                 record = scope.log_records.add(
                     time_unix_nano=now_ns - self.random.randrange(0, 1_000_000_000),
                     severity_number=9, severity_text="INFO", event_name=sc.PREDICTION_EVENT,
@@ -227,3 +229,40 @@ async def send_forever(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     return sent
+
+
+async def send_history(
+    endpoint: str,
+    traffic: ServerlessTraffic,
+    *,
+    seconds: float,
+    step_seconds: float,
+    spans_per_step: int,
+    records_per_step: int,
+    concurrency: int = 4,
+) -> int:
+    """Post ``seconds`` of past traffic (event times from ``now - seconds`` to now) at the live
+    volume per step, in one large request per signal and step, so that detectors start from a
+    learned normal instead of from zero; returns requests accepted."""
+    import aiohttp
+
+    now_ns = time.time_ns()
+    steps = int(seconds / step_seconds)
+    jobs: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for step in range(steps, 0, -1):
+        at = now_ns - int(step * step_seconds * 1e9)
+        jobs.put_nowait(("traces", traffic.traces(spans_per_step, at).SerializeToString()))
+        jobs.put_nowait(("logs", traffic.logs(records_per_step, at).SerializeToString()))
+    accepted = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted
+        while not jobs.empty():
+            signal, body = jobs.get_nowait()
+            async with session.post(f"{endpoint}/v1/{signal}", data=body) as response:
+                await response.read()
+                accepted += response.status == 200
+
+    async with aiohttp.ClientSession(headers={"Content-Type": "application/x-protobuf"}) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return accepted

@@ -112,6 +112,8 @@ class ObsloopServer:
         self._collectors_stop = threading.Event()
         self._collector_threads: list[threading.Thread] = []
         self.endpoints: Endpoints | None = None
+        self.feedback = None
+        """The feedback loop (``obsloop.feedback.loop.FeedbackLoop``) when enabled."""
         self.detectors = None
         """The detector loop (``obsloop.detectors.loop.DetectorLoop``) once started; the
         feedback loop subscribes to its detections with ``self.detectors.subscribe``."""
@@ -126,7 +128,9 @@ class ObsloopServer:
     def state_file(self) -> Path:
         return self.config.data_dir / SERVE_STATE_FILE
 
-    async def start(self) -> Endpoints:
+    async def start(self, *, feedback: bool = True) -> Endpoints:
+        """Start everything; with ``feedback=False`` the feedback loop waits for an explicit
+        :meth:`start_feedback` (the demo first lets the detectors learn from history)."""
         try:
             if self.config.kafka is None:  # with Kafka, the ingest workers apply the schema
                 apply_schema(self.config)
@@ -166,6 +170,8 @@ class ObsloopServer:
         )
         self._start_pull_collectors()
         self._start_detectors()
+        if feedback:
+            self.start_feedback()
         self.state_file.write_text(json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
         log.info("obsloop serving", extra={"otlp_http": self.endpoints.http,
                                            "otlp_grpc": grpc_address, "admin": self.endpoints.admin,
@@ -195,6 +201,54 @@ class ObsloopServer:
             budgets=load_budgets(manifests) if manifests else None,
         )
         self.detectors.start()
+
+    # -- feedback --------------------------------------------------------------------------
+    def start_feedback(self) -> None:
+        """Detections → alerts, retraining triggers, GitOps commits (``feedback.enabled``).
+
+        Detections arrive on the detector thread; they are queued onto this event loop and
+        handled one at a time, so two detections never edit the GitOps checkout at once.
+        """
+        if not self.config.feedback.enabled:
+            return
+        if self.detectors is None:
+            log.warning("feedback is enabled but detectors are not: no detection will reach it")
+            return
+        from obsloop.feedback.config import build_loop
+
+        self.feedback = build_loop(self.config.feedback, self.client, self.config.data_dir,
+                                   self.config.storage.database)
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self.detectors.subscribe(lambda detection: loop.call_soon_threadsafe(queue.put_nowait, detection))
+        self._feedback_queue = queue
+        self._feedback_task = asyncio.create_task(self._handle_detections(queue))
+
+    async def _handle_detections(self, queue: asyncio.Queue) -> None:
+        while True:
+            detection = await queue.get()
+            try:
+                await self.feedback.handle(detection, self._forecast_monthly_usd(detection))
+            except Exception:  # noqa: BLE001 - one failed detection must not stop the loop
+                log.exception("feedback failed for a detection", extra={"detection": detection.id})
+            finally:
+                queue.task_done()
+
+    def _forecast_monthly_usd(self, detection) -> float | None:
+        """The detectors' month-end spend forecast for the detection's function, if any:
+        the budget guardrail refuses scale-ups it cannot price."""
+        forecaster = self.detectors.budgets.forecasters.get(detection.function or "")
+        return forecaster.forecast() if forecaster is not None and forecaster.now is not None else None
+
+    async def _stop_feedback(self) -> None:
+        if self.feedback is None:
+            return
+        try:
+            await asyncio.wait_for(self._feedback_queue.join(), timeout=30)
+        except TimeoutError:
+            log.warning("stopping with detections not yet handled by feedback")
+        self._feedback_task.cancel()
+        await self.feedback.alerter.sender.close()
 
     # -- platform collectors ---------------------------------------------------------------
     def _mount_push_collectors(self, app: web.Application) -> None:
@@ -234,6 +288,7 @@ class ObsloopServer:
         self._collectors_stop.set()
         if self.detectors is not None:
             await asyncio.to_thread(self.detectors.stop)
+        await self._stop_feedback()
         for thread in self._collector_threads:
             await asyncio.to_thread(thread.join, 10)
         if self._grpc is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
+
 from obsloop.pipelines.otlp_rows import MAPPINGS, RowMapping
 from obsloop.pipelines.protobuf_schema import format_settings, write_schema_file
 from obsloop.pipelines.wal import _VarintBytes

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.wal import Segment, WriteAheadLog, iter_messages
-
 from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)

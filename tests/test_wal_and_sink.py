@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from obsloop.loadgen import ServerlessTraffic
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.schema import SchemaOptions, ddl
 from obsloop.pipelines.wal import WriteAheadLog, iter_messages
-
-from obsloop.loadgen import ServerlessTraffic
 
 
 def _wal(directory: Path, **options) -> WriteAheadLog:

@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from obsloop.collectors.otlp_decode import REQUEST_TYPES, validate  # noqa: E402
-
 from obsloop.loadgen import ServerlessTraffic  # noqa: E402
 
 

@@ -1,17 +1,27 @@
-"""``obsloop demo`` (what ``make run`` starts): the server on the embedded engine, the
-simulated serverless fleet sending it OTLP, and a live summary read back from ClickHouse.
+"""``obsloop demo`` (what ``make run`` starts): the whole loop on the embedded engine.
+
+A simulated serverless fleet sends OTLP to a real server; a live table shows what ClickHouse
+stored; halfway through, a latency regression and a model drift are injected, and the
+detectors, the feedback loop, a local GitOps repository and a local on-call receiver do the
+rest (see :mod:`obsloop.demo`). At the end it prints the story of what happened and why.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="serve + a simulated serverless fleet + a live summary")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    parser = subparsers.add_parser("demo", help="the whole loop: simulated fleet, detections, alerts, Git commits")
+    parser.add_argument("--duration", type=float, default=200.0,
+                        help="seconds the scenario runs (default 200; Ctrl-C ends it early)")
+    parser.add_argument("--workdir", type=Path, default=Path("obsloop-demo"),
+                        help="where gitops/, alerts.jsonl and data/ are kept (default ./obsloop-demo)")
     parser.add_argument("--rate", type=float, default=20.0, help="OTLP requests per second")
+    parser.add_argument("--window", type=int, default=10, help="detection window in seconds (multiple of 10)")
+    parser.add_argument("--history", type=float, default=1800.0,
+                        help="seconds of normal past traffic replayed first, so detectors start trained")
     parser.set_defaults(func=run)
 
 
@@ -25,74 +35,110 @@ SELECT
     countIf(SpanAttributes['faas.coldstart'] = 'true') AS cold_starts,
     countIf(StatusCode = 'Error') AS errors
 FROM otel_traces
-WHERE SpanKind = 'Server'
+WHERE SpanKind = 'Server' AND Timestamp > now() - INTERVAL 30 SECOND
 GROUP BY platform, function, model
 ORDER BY platform, function
 """
 
 
-def _summary_table(server, elapsed: float):
+def _summary(server, elapsed: float, events: list[str]):
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    result = server.client.query(SUMMARY_SQL)
-    logs = server.client.command("SELECT count() FROM otel_logs")
-    points = server.client.command(
-        "SELECT (SELECT count() FROM otel_metrics_sum) + (SELECT count() FROM otel_metrics_histogram)"
-    )
-    table = Table(title=f"obsloop — stored in ClickHouse after {elapsed:.0f}s "
-                        f"({logs} log records, {points} metric points)")
+    client = server.client
+    result = client.query(SUMMARY_SQL)
+    logs = client.command("SELECT count() FROM otel_logs")
+    detections = client.command("SELECT count() FROM detections")
+    table = Table(title=f"obsloop demo, {elapsed:.0f}s — last 30 s of invocations stored in ClickHouse "
+                        f"({logs} log records, {detections} detections so far)")
     for column in result.column_names:
-        table.add_column(column, justify="right" if column not in ("platform", "function", "model") else "left")
+        table.add_column(column, justify="left" if column in ("platform", "function", "model") else "right")
     for row in result.result_rows:
         table.add_row(*(str(value) for value in row))
-    pending = server.wal.pending_bytes()
     table.caption = (f"OTLP/HTTP {server.endpoints.http}  OTLP/gRPC {server.endpoints.grpc}  "
-                     f"admin {server.endpoints.admin}/metrics  write-ahead log: {pending} bytes pending")
-    return table
+                     f"metrics {server.endpoints.admin}/metrics")
+    return Group(table, *(Text(event) for event in events[-8:]))
 
 
-async def _demo(config, duration: float | None, rate: float) -> None:
+async def _demo(args: argparse.Namespace, base_config) -> None:
     import asyncio
+    import contextlib
+    import signal
     import time
+    from datetime import UTC, datetime
 
     from rich.console import Console
     from rich.live import Live
 
-    from obsloop.loadgen import ServerlessTraffic, send_forever
+    from obsloop.demo import OnCallReceiver, Scenario, demo_config, prepare_gitops, story
+    from obsloop.loadgen import ServerlessTraffic, send_forever, send_history
     from obsloop.server import ObsloopServer
 
-    server = ObsloopServer(config)
-    endpoints = await server.start()
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
     console = Console()
     if not console.is_terminal:
         console.width = 150  # piped output (logs, CI): do not squeeze the table to 80 columns
-    console.print(f"[bold]obsloop[/] receiving OTLP on {endpoints.http} and {endpoints.grpc}; "
-                  f"data in {config.storage_dsn}. Ctrl-C stops.")
+    prepare_gitops(workdir / "gitops")
+    receiver = OnCallReceiver(workdir / "alerts.jsonl")
+    receiver_url = await receiver.start()
+    config = demo_config(base_config, workdir, receiver_url, window_seconds=args.window)
+    server = ObsloopServer(config)
+    endpoints = await server.start(feedback=False)
+    console.print(f"[bold]obsloop demo[/] in {workdir}: OTLP on {endpoints.http} and {endpoints.grpc}, "
+                  f"on-call receiver {receiver_url}, GitOps repository {workdir / 'gitops'}. Ctrl-C ends it early.")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sender = asyncio.create_task(send_forever(endpoints.http, ServerlessTraffic(), requests_per_second=rate,
-                                              stop=stop))
+    traffic = ServerlessTraffic()
+    replayed_until = None
+    if args.history > 0:
+        with console.status(f"replaying {args.history:.0f} s of normal traffic so the detectors start trained…"):
+            # The live sender cycles traces, logs, metrics: a third of the requests each.
+            per_step = args.rate * args.window / 3
+            replayed = await send_history(endpoints.http, traffic, seconds=args.history, step_seconds=args.window,
+                                          spans_per_step=int(per_step * 50), records_per_step=int(per_step * 12))
+            replayed_until = datetime.now(UTC)
+    # Live traffic follows the history without a gap (a gap would itself look like an outage).
+    sender = asyncio.create_task(send_forever(endpoints.http, traffic, requests_per_second=args.rate, stop=stop))
+    if replayed_until is not None:
+        with console.status("the detectors are learning the replayed history…"):
+            while not stop.is_set() and (server.detectors.closed_until or replayed_until) <= replayed_until:
+                await asyncio.sleep(0.5)
+        console.print(f"replayed {replayed} requests of history; the detectors have learned it. "
+                      "From now on, detections reach the feedback loop.")
+    server.start_feedback()
+    scenario = Scenario(duration=args.duration)
+    events: list[str] = []
+    server.detectors.subscribe(lambda d: events.append(
+        f"detection: {d.describe()}" if not d.cleared else f"cleared: {d.describe()}"))
     started = time.monotonic()
+    wall_started = time.time()
     try:
-        with Live(console=console, refresh_per_second=1, transient=False) as live:
+        with Live(console=console, refresh_per_second=1) as live:
             while not stop.is_set():
                 elapsed = time.monotonic() - started
-                if duration is not None and elapsed >= duration:
+                if elapsed >= args.duration:
                     break
-                live.update(await asyncio.to_thread(_summary_table, server, elapsed))
+                happened = scenario.apply(elapsed, traffic)
+                if happened:
+                    events.append(f"+{elapsed:.0f}s {happened}")
+                live.update(await asyncio.to_thread(_summary, server, elapsed, events))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=2.0)
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+    finally:
         stop.set()
         sent = await sender
         await server.stop()
-        console.print(_summary_table(server, time.monotonic() - started))
-        console.print(f"requests accepted {sent['accepted']}, refused {sent['refused']}, failed {sent['failed']}")
-    finally:
-        stop.set()
+        await receiver.stop()
+    console.rule("what happened, and why")
+    for line in story(workdir, server.client, scenario, wall_started):
+        console.print(line, markup=False, highlight=False)
+    console.print(f"\nrequests accepted {sent['accepted']}, refused {sent['refused']}, failed {sent['failed']}. "
+                  f"Look around: git -C {workdir / 'gitops'} log -p; {workdir / 'alerts.jsonl'}; "
+                  f"obsloop --config <(echo 'data_dir: {workdir / 'data'}') query 'SELECT * FROM detections'")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from(args)
     try:
-        asyncio.run(_demo(config, args.duration, args.rate))
+        asyncio.run(_demo(args, config))
     finally:
         clickhouse.close_all()
     return 0

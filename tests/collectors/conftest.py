@@ -8,10 +8,11 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from obsloop.collectors.enrich import Enricher
-from obsloop.collectors.pricing import Pricing
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from obsloop.collectors.enrich import Enricher
+from obsloop.collectors.pricing import Pricing
 
 
 def any_value(value: AnyValue):

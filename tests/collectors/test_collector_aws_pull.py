@@ -13,6 +13,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
+
+from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_logs_pull import CloudWatchLogsPuller, lambda_tag_lookup
 from obsloop.collectors.aws_metrics import LambdaMetricsPuller
@@ -20,8 +22,6 @@ from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.pricing import Pricing
 from obsloop.collectors.retry import GaveUp
-
-from obsloop import semconv
 
 GROUP = "/aws/lambda/fraud"
 STREAM = "2024/05/01/[$LATEST]0a1b2c3d"

@@ -4,6 +4,7 @@ through the real sink (OTLP bytes parsed by ClickHouse's Protobuf format)."""
 from __future__ import annotations
 
 import pytest
+
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
 from obsloop.collectors.aws_subscription import SubscriptionEncoder
 from obsloop.collectors.aws_telemetry import encode_events

@@ -6,10 +6,9 @@ import base64
 import gzip
 import json
 
+from obsloop import semconv
 from obsloop.collectors.aws_subscription import firehose_handler, subscription_handler
 from obsloop.collectors.aws_telemetry import telemetry_handler
-
-from obsloop import semconv
 
 RID = "8f5e1c9a-7d1b-4c7e-9a51-0123456789ab"
 REPORT = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+
+from obsloop import semconv
 from obsloop.collectors.normalize import (
     Invocation,
     azure_span_id,
@@ -13,8 +15,6 @@ from obsloop.collectors.normalize import (
     xray_parent_id,
     xray_trace_id,
 )
-
-from obsloop import semconv
 
 W3C = "5759e988bd862e3fe1be46a994272793"
 

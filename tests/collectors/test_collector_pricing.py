@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from obsloop import semconv
 from obsloop.collectors.enrich import Enricher, load_manifests
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing, Resources
-
-from obsloop import semconv
 
 
 def _inv(platform: str, **kwargs) -> Invocation:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import http.server
 import threading
 
-from obsloop.collectors import selfmetrics
-from obsloop.collectors.prometheus import PrometheusScraper
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
 from obsloop import semconv
+from obsloop.collectors import selfmetrics
+from obsloop.collectors.prometheus import PrometheusScraper
 
 KNATIVE_OPENCENSUS = """\
 # HELP revision_request_count The number of requests that are routed to queue-proxy

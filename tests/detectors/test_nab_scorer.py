@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timedelta
 
 import pytest
+
 from obsloop.detectors import nab
 
 T0 = datetime(2024, 1, 1)

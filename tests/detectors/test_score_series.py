@@ -7,9 +7,9 @@ import csv
 from pathlib import Path
 
 import pytest
-from obsloop.detectors.score_series import SeriesInputError, score_path
 
 from obsloop.commands import score_series as command
+from obsloop.detectors.score_series import SeriesInputError, score_path
 
 
 def write_series(path: Path, values: list[float], start_minute: int = 0) -> Path:

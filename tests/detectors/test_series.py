@@ -8,6 +8,7 @@ import math
 import random
 
 import pytest
+
 from obsloop.detectors import series, series_pool
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.series_pool import SeriesDetectorPool

@@ -5,6 +5,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import generate_latest
+from pydantic import SecretStr
+
+from obsloop import semconv
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.deadletter import DeadLetters
 from obsloop.feedback.delivery import DeliveryFailed, Request, RetryPolicy, Sender
@@ -16,10 +20,6 @@ from obsloop.feedback.notifiers import (
     SignedWebhook,
     Slack,
 )
-from prometheus_client import generate_latest
-from pydantic import SecretStr
-
-from obsloop import semconv
 
 T0 = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
+
 from obsloop.feedback.config import FeedbackConfig, build_loop
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.retrain import KafkaTrigger
 from obsloop.pipelines.kafka_config import client_kwargs
-from prometheus_client import CollectorRegistry
 
 from .gitrepos import make_remote
 from .manifests_data import SEED

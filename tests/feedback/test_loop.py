@@ -3,6 +3,10 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from obsloop import semconv
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.audit import AuditLog
 from obsloop.feedback.delivery import RetryPolicy, Sender
@@ -12,10 +16,6 @@ from obsloop.feedback.gitops import GitOpsRepo
 from obsloop.feedback.loop import FeedbackLoop
 from obsloop.feedback.notifiers import AlertmanagerWebhook
 from obsloop.feedback.retrain import ArgoWorkflowsTrigger, GitHubActionsTrigger, WebhookTrigger
-from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
-
-from obsloop import semconv
 
 from .gitrepos import git, log, make_remote, show
 from .manifests_data import SEED

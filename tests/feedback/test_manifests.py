@@ -1,6 +1,8 @@
 from pathlib import Path
 
 import pytest
+
+from obsloop import semconv
 from obsloop.feedback.detection import NAMESPACE
 from obsloop.feedback.manifest_edit import ManifestEditError, apply_edits
 from obsloop.feedback.manifests import (
@@ -9,8 +11,6 @@ from obsloop.feedback.manifests import (
     parse_manifests,
     parse_memory_mb,
 )
-
-from obsloop import semconv
 
 from .manifests_data import SEED
 

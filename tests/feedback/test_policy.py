@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.policy import (
     BLUE,

@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from obsloop import semconv
 from obsloop.feedback.detection import VARIANT, Detection
 from obsloop.feedback.manifest_edit import apply_edits
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.planner import plan
 from obsloop.feedback.policy import TakenAction, parse_policy
-
-from obsloop import semconv
 
 from .manifests_data import SEED
 from .test_policy import POLICY
