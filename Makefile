@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml instrument/pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all,test]' -e ./instrument
 	touch $(STAMP)
 
-## run: start obsloop on the embedded ClickHouse with a built-in serverless load generator
+## run: the whole loop on the embedded ClickHouse (simulated fleet, detections, alerts, Git commits)
 run: $(STAMP)
 	$(BIN)/obsloop demo
 
