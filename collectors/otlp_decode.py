@@ -102,36 +102,31 @@ def parse_protobuf(signal: str, body: bytes) -> Message:
         raise InvalidRequest(f"invalid OTLP/protobuf {signal} request: {exc}") from None
 
 
-def _bad_ids(trace_id: bytes, span_id: bytes, *, required: bool) -> bool:
-    if required:
-        return len(trace_id) != 16 or len(span_id) != 8
-    return len(trace_id) not in (0, 16) or len(span_id) not in (0, 8)
+def _drop_bad_ids(groups: Any, scope_field: str, item_field: str, *, ids_required: bool) -> tuple[int, int]:
+    """Drop the items whose trace or span id has the wrong length; (kept, dropped).
+
+    Spans must carry both ids; log records may carry none (a log outside any trace).
+    """
+    kept = dropped = 0
+    allowed_trace, allowed_span = ((16,), (8,)) if ids_required else ((0, 16), (0, 8))
+    for group in groups:
+        for scope in getattr(group, scope_field):
+            items = getattr(scope, item_field)
+            bad = [i for i, item in enumerate(items)
+                   if len(item.trace_id) not in allowed_trace or len(item.span_id) not in allowed_span]
+            for index in reversed(bad):
+                del items[index]
+            kept += len(items)
+            dropped += len(bad)
+    return kept, dropped
 
 
 def _check_traces(request: Any) -> tuple[int, int]:
-    items = rejected = 0
-    for resource_spans in request.resource_spans:
-        for scope_spans in resource_spans.scope_spans:
-            spans = scope_spans.spans
-            items += len(spans)
-            bad = [i for i, s in enumerate(spans) if _bad_ids(s.trace_id, s.span_id, required=True)]
-            for index in reversed(bad):
-                del spans[index]
-            rejected += len(bad)
-    return items - rejected, rejected
+    return _drop_bad_ids(request.resource_spans, "scope_spans", "spans", ids_required=True)
 
 
 def _check_logs(request: Any) -> tuple[int, int]:
-    items = rejected = 0
-    for resource_logs in request.resource_logs:
-        for scope_logs in resource_logs.scope_logs:
-            records = scope_logs.log_records
-            items += len(records)
-            bad = [i for i, r in enumerate(records) if _bad_ids(r.trace_id, r.span_id, required=False)]
-            for index in reversed(bad):
-                del records[index]
-            rejected += len(bad)
-    return items - rejected, rejected
+    return _drop_bad_ids(request.resource_logs, "scope_logs", "log_records", ids_required=False)
 
 
 def _check_metrics(request: Any) -> tuple[int, int]:

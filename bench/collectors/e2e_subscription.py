@@ -1,0 +1,115 @@
+"""CloudWatch Logs subscription payloads end to end, through a running ``obsloop serve``
+(pinned to one core): HTTP push → decode → normalize → write-ahead log → ClickHouse.
+Reports Lambda log events/s accepted and stored.
+
+    .venv/bin/python bench/collectors/e2e_subscription.py --seconds 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench" / "collectors"))
+sys.path.insert(0, str(ROOT / "bench" / "ingest"))
+
+from bench_subscription import make_payload  # noqa: E402
+from run import _insert_seconds, _query, _rss_peak_mb  # noqa: E402
+
+
+async def post(url: str, bodies: list[bytes], seconds: float, connections: int) -> tuple[int, float]:
+    import aiohttp
+
+    accepted = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal accepted
+        index = offset
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                async with session.post(url, data=bodies[index % len(bodies)]) as response:
+                    document = await response.json()
+                    if response.status == 200:
+                        accepted += document["accepted"]
+                    else:
+                        await asyncio.sleep(0.05)
+                index += connections
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker(i) for i in range(connections)))
+    return accepted, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--events", type=int, default=2000, help="log events per payload")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="obsloop-e2e-subscription-"))
+    config = {
+        "data_dir": str(workdir / "data"),
+        "receiver": {"http_port": 0, "grpc_enabled": False},
+        "admin": {"port": 0},
+        "clickhouse_http": {"enabled": False},
+        "detectors": {"enabled": False},
+        "wal": {"segment_max_bytes": 32 << 20, "max_pending_bytes": 2 << 30, "fsync": "never"},
+        "logging": {"level": "WARNING"},
+    }
+    (workdir / "obsloop.yaml").write_text(yaml.safe_dump(config))
+    command = ["taskset", "-c", str(args.server_cpu), sys.executable, "-m", "obsloop",
+               "--config", str(workdir / "obsloop.yaml"), "serve"]
+    server = subprocess.Popen(command, cwd=workdir)
+    try:
+        state = workdir / "data" / "serve.json"
+        while not state.exists():
+            if server.poll() is not None:
+                raise SystemExit("obsloop serve exited")
+            time.sleep(0.05)
+        endpoints = json.loads(state.read_text())
+        os.sched_setaffinity(0, {args.load_cpu})
+        bodies = [make_payload(args.events, seed) for seed in range(8)]  # base64(gzip(DATA_MESSAGE))
+        accepted, elapsed = asyncio.run(post(f"{endpoints['http']}/aws/cloudwatch-logs?region=us-east-1",
+                                             bodies, args.seconds, args.connections))
+        load_end = time.monotonic()
+        stored, previous = 0, -1
+        while time.monotonic() - load_end < 300:
+            stored = int(_query(endpoints["admin"], "SELECT count() FROM otel_logs"))
+            if stored == previous and _query(endpoints["admin"], "SELECT 1") == 1:
+                wal = list((workdir / "data" / "wal" / "logs").glob("*"))
+                if not wal:
+                    break
+            previous = stored
+            time.sleep(0.5)
+        drained = time.monotonic() - load_end
+        print(json.dumps({
+            "events_accepted": accepted,
+            "accepted_events_per_s": round(accepted / elapsed),
+            "log_records_stored": stored,
+            "stored_records_per_s": round(stored / (elapsed + drained)),
+            "insert_seconds": round(_insert_seconds(endpoints["admin"]), 1),
+            "server_peak_rss_mb": round(_rss_peak_mb(server.pid)),
+        }, indent=2))
+    finally:
+        server.terminate()
+        server.wait(120)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
