@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from obsloop import semconv
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, BudgetWatch
@@ -52,6 +54,19 @@ def _floor(t: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
 
 
+class DetectorMetrics:
+    """The loop's own telemetry (registered on the server's registry, shown on /metrics)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.windows = Counter("obsloop_detector_windows_scored", "Detection windows read and scored.",
+                               registry=registry)
+        self.detections = Counter("obsloop_detector_detections", "Detections opened and cleared.",
+                                  ["kind", "state"], registry=registry)
+        self.series = Gauge("obsloop_detector_series", "Live series models.", registry=registry)
+        self.event_time_lag = Gauge("obsloop_detector_event_time_lag_seconds",
+                                    "Wall clock minus the end of the last window scored.", registry=registry)
+
+
 class DetectorLoop:
     """Reads closed windows and prediction events, scores them, stores and publishes detections."""
 
@@ -64,8 +79,10 @@ class DetectorLoop:
         budgets: dict[str, Budget] | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
+        self.metrics = DetectorMetrics(registry or CollectorRegistry())
         self._client = client
         self.database = database
         self.bus = DetectionBus()
@@ -146,7 +163,12 @@ class DetectorLoop:
                     detections.append(self._drift_detection(found, predictions[p][0]))
                 p += 1
             start = next_start
+        self.metrics.windows.inc((end - self.closed_until).total_seconds() // seconds)
         self.closed_until = end
+        self.metrics.series.set(len(self.scorer.pool))
+        self.metrics.event_time_lag.set(max(0.0, self.wall_clock() - end.timestamp()))
+        for detection in detections:
+            self.metrics.detections.labels(detection.kind, "cleared" if detection.cleared else "opened").inc()
         self._emit(detections)
         return detections
 
@@ -161,7 +183,8 @@ class DetectorLoop:
 SELECT Timestamp,
        coalesce(nullIf(LogAttributes['{semconv.MODEL_NAME}'], ''), ResourceAttributes['{semconv.MODEL_NAME}']),
        coalesce(nullIf(LogAttributes['{semconv.MODEL_VERSION}'], ''), ResourceAttributes['{semconv.MODEL_VERSION}']),
-       mapFilter((k, v) -> startsWith(k, '{prefix}') OR k IN ('{semconv.PREDICTION_VALUE}', '{semconv.PREDICTION_LABEL}'),
+       mapFilter((k, v) -> startsWith(k, '{prefix}')
+                           OR k IN ('{semconv.PREDICTION_VALUE}', '{semconv.PREDICTION_LABEL}'),
                  LogAttributes)
 FROM `{self.database}`.otel_logs
 WHERE EventName = '{semconv.PREDICTION_EVENT}'

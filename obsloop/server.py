@@ -198,7 +198,7 @@ class ObsloopServer:
         manifests = self.config.collectors.manifests_dir
         self.detectors = DetectorLoop(
             settings, lambda: self.client, self.config.data_dir, database=self.config.storage.database,
-            budgets=load_budgets(manifests) if manifests else None,
+            budgets=load_budgets(manifests) if manifests else None, registry=self.metrics.registry,
         )
         self.detectors.start()
 

@@ -46,3 +46,4 @@ def test_cloudwatch_subscription_push_becomes_a_priced_invocation(obsloop) -> No
     metrics = obsloop.get("/metrics")[1]
     assert "obsloop_collector_events_total" in metrics
     assert "obsloop_receiver_items_received_total" in metrics
+    assert "obsloop_detector_windows_scored_total" in metrics and "obsloop_detector_series " in metrics
