@@ -35,6 +35,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from obsloop import semconv
+from obsloop.detectors.canary import CanaryWatch
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, BudgetWatch
 from obsloop.detectors.detections import DetectionBus, DetectionStore, Subscriber
@@ -97,6 +98,7 @@ class DetectorLoop:
                                    threshold=config.score_threshold,
                                    clear_after=config.clear_after_windows)
         self.drift = DriftTracker(config.drift)
+        self.canary = CanaryWatch(clear_after=config.clear_after_windows)
         self.budgets = BudgetWatch(budgets or {}, config.forecast_check_seconds)
         self.closed_until: datetime | None = None
         """Start of the first window not read yet."""
@@ -154,6 +156,7 @@ class DetectorLoop:
         while start < end:
             windows = by_start.get(start, [])
             detections += self.scorer.process(start, windows)
+            detections += self.canary.compare(start, windows)
             detections += self.budgets.observe(
                 start.timestamp(), [(w.key.function, w.cost_usd) for w in windows if w.cost_usd])
             next_start = start + timedelta(seconds=seconds)
@@ -243,6 +246,7 @@ ORDER BY Timestamp""").result_rows
             "scorer": self.scorer.to_state(),
             "drift": self.drift.to_state(),
             "budgets": self.budgets.to_state(),
+            "canary": self.canary.to_state(),
         }
 
     def checkpoint(self) -> None:
@@ -266,6 +270,7 @@ ORDER BY Timestamp""").result_rows
             self.scorer.restore(state["scorer"])
             self.drift.restore(state["drift"])
             self.budgets.restore(state["budgets"])
+            self.canary.restore(state.get("canary", {}))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("detector checkpoint ignored; learning from scratch",
                         extra={"path": str(self.checkpoint_path), "error": str(exc)})

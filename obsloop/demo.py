@@ -3,14 +3,15 @@
 ``obsloop demo --workdir DIR`` lays out
 
 - ``DIR/gitops``: a bare Git repository holding one ``ServerlessModelDeployment`` per
-  simulated function and the feedback policy; obsloop pushes its changes there;
+  simulated function (one of them in a blue/green rollout) and the feedback policy;
+  obsloop pushes its changes there;
 - ``DIR/alerts.jsonl``: every request the local on-call receiver got (alerts, retraining
   triggers), with its headers;
 - ``DIR/data``: the embedded ClickHouse data and the write-ahead log;
 
 then runs a scenario against a real ``obsloop serve`` in this process: normal traffic while
-the detectors learn, a latency regression on one function and a covariate drift on one
-model, the regression's recovery, and finally a story of what happened and why, read back
+the detectors learn, a latency regression on one function, a covariate drift on one
+model, a regressing canary, the regression's recovery, and finally a story of what happened and why, read back
 from the detections table, the audit table, the Git history and the receiver's log.
 """
 
@@ -30,6 +31,9 @@ from obsloop.loadgen import FLEET, FunctionSpec
 
 REGRESSED_FUNCTION = "fraud-scorer"
 DRIFTED_MODEL = "churn-model"
+CANARY_FUNCTION = "image-tagger"
+CANARY_VERSION = "3.1.0"
+CANARY_SHARE = 0.2
 NAMESPACE = "ai-production"
 POLICY = """\
 # Guardrails for obsloop's feedback loop (see obsloop/feedback/policy.py).
@@ -57,6 +61,7 @@ _PLATFORMS = {"aws_lambda": "aws-lambda", "gcp_cloud_run": "gcp-cloud-run",
 
 def manifest(fn: FunctionSpec) -> str:
     """The seed article's manifest format, for one simulated function."""
+    green = round(CANARY_SHARE * 100) if fn.name == CANARY_FUNCTION else 0
     return f"""\
 apiVersion: ai.apexlogic.com/v1alpha1
 kind: ServerlessModelDeployment
@@ -73,8 +78,8 @@ spec:
     memory: "{fn.memory_mb}MB"
     timeout: "30s"
   trafficSplit:
-    blue: "100%"
-    green: "0%" # For canary deployments
+    blue: "{100 - green}%"
+    green: "{green}%" # For canary deployments
   autoscaling:
     minReplicas: 1
     maxReplicas: 10
@@ -184,6 +189,7 @@ class Scenario:
     duration: float
     regression_at: float = 0.35
     drift_at: float = 0.40
+    canary_at: float = 0.45
     recovery_at: float = 0.65
     latency_factor: float = 8.0
     feature_shift: float = 6.0
@@ -199,6 +205,9 @@ class Scenario:
             (self.drift_at, f"injected a covariate drift: {DRIFTED_MODEL}'s `amount` feature "
                             f"shifts {self.feature_shift:g}x",
              lambda: traffic.feature_shift.__setitem__(DRIFTED_MODEL, self.feature_shift)),
+            (self.canary_at, f"the canary {CANARY_VERSION} of {CANARY_FUNCTION} ({CANARY_SHARE:.0%} of its "
+                             f"traffic) becomes {self.latency_factor:g}x slower",
+             lambda: setattr(traffic.canary[CANARY_FUNCTION], "latency_factor", self.latency_factor)),
             (self.recovery_at, f"the regression is fixed: {REGRESSED_FUNCTION} is fast again",
              lambda: traffic.latency_factor.pop(REGRESSED_FUNCTION, None)),
         ]

@@ -75,6 +75,16 @@ def _resource(fn: FunctionSpec) -> list[KeyValue]:
     return attrs
 
 
+@dataclass
+class Canary:
+    """A green model version beside the function's blue one."""
+
+    version: str
+    share: float
+    """Fraction of the invocations the green version serves."""
+    latency_factor: float = 1.0
+
+
 class ServerlessTraffic:
     """Deterministic (seeded) generator of OTLP requests from the fleet."""
 
@@ -85,10 +95,12 @@ class ServerlessTraffic:
         """Multiplier per function name, to inject a latency regression."""
         self.feature_shift: dict[str, float] = {}
         """Multiplier of the ``amount`` feature per model name, to inject a covariate drift."""
+        self.canary: dict[str, Canary] = {}
+        """Per function name, a second model version taking part of the traffic (blue/green)."""
 
-    def _invocation(self, fn: FunctionSpec, now_ns: int) -> tuple[int, int, bool, bool]:
+    def _invocation(self, fn: FunctionSpec, now_ns: int, factor: float = 1.0) -> tuple[int, int, bool, bool]:
         cold = self.random.random() < 0.03
-        factor = self.latency_factor.get(fn.name, 1.0)
+        factor *= self.latency_factor.get(fn.name, 1.0)
         duration_ms = self.random.lognormvariate(0, 0.35) * fn.median_ms * factor
         if cold:
             duration_ms += self.random.uniform(300, 1200)
@@ -108,7 +120,11 @@ class ServerlessTraffic:
             scope.scope.name = "obsloop-instrument"
             scope.scope.version = "0.1.0"
             for _ in range(per_function):
-                start, duration, cold, error = self._invocation(fn, now_ns)
+                canary = self.canary.get(fn.name)
+                green = canary is not None and self.random.random() < canary.share
+                version = canary.version if green else fn.model_version
+                start, duration, cold, error = self._invocation(
+                    fn, now_ns, canary.latency_factor if green else 1.0)
                 trace_id, root_id = os.urandom(16), os.urandom(8)
                 root = scope.spans.add(
                     trace_id=trace_id, span_id=root_id, name=f"{fn.name} invoke",
@@ -120,7 +136,7 @@ class ServerlessTraffic:
                     _kv(sc.FAAS_INVOCATION_ID, os.urandom(8).hex()),
                     _kv(sc.FAAS_COLDSTART, cold),
                     _kv(sc.MODEL_NAME, fn.model),
-                    _kv(sc.MODEL_VERSION, fn.model_version),
+                    _kv(sc.MODEL_VERSION, version),
                     _kv("http.response.status_code", 500 if error else 200),
                 ])
                 if error:

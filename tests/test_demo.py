@@ -51,6 +51,16 @@ def test_the_regression_becomes_a_commit_in_the_gitops_repository(demo) -> None:
     assert "Obsloop-Detection: latency-" in message
 
 
+def test_the_regressing_canary_is_rolled_back_to_blue(demo) -> None:
+    run, _ = demo
+    git = ["git", "-C", str(run / "gitops")]
+    manifest = subprocess.run([*git, "show", "main:deployments/image-tagger.yaml"], capture_output=True, text=True,
+                              check=True).stdout
+    assert 'blue: "100%"' in manifest and 'green: "0%" # For canary deployments' in manifest
+    log = subprocess.run([*git, "log", "--format=%s", "main"], capture_output=True, text=True, check=True).stdout
+    assert any("image-tagger" in line and "roll" in line.lower() for line in log.splitlines()), log
+
+
 def test_the_alert_fires_then_resolves_and_is_signed(demo) -> None:
     run, _ = demo
     alertmanager = [json.loads(r["body"]) for r in _requests(run) if r["path"] == "/alertmanager"]

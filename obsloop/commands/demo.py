@@ -71,8 +71,17 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from obsloop.demo import OnCallReceiver, Scenario, demo_config, prepare_gitops, story
-    from obsloop.loadgen import ServerlessTraffic, send_forever, send_history
+    from obsloop.demo import (
+        CANARY_FUNCTION,
+        CANARY_SHARE,
+        CANARY_VERSION,
+        OnCallReceiver,
+        Scenario,
+        demo_config,
+        prepare_gitops,
+        story,
+    )
+    from obsloop.loadgen import Canary, ServerlessTraffic, send_forever, send_history
     from obsloop.server import ObsloopServer
 
     workdir = args.workdir.resolve()
@@ -93,6 +102,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     traffic = ServerlessTraffic()
+    traffic.canary[CANARY_FUNCTION] = Canary(CANARY_VERSION, CANARY_SHARE)
     replayed_until = None
     if args.history > 0:
         with console.status(f"replaying {args.history:.0f} s of normal traffic so the detectors start trained…"):
