@@ -132,11 +132,18 @@ class ConfigError(ValueError):
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """``OBSLOOP_SECTION__KEY`` and ``OBSLOOP_<top-level field>`` variables as a nested dict.
+
+    Other ``OBSLOOP_*`` names without ``__`` are left alone: they belong to the in-function
+    library (``OBSLOOP_MODEL_NAME``, …), which may share an environment with the service.
+    """
     overrides: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "OBSLOOP_CONFIG":
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if len(path) == 1 and path[0] not in Config.model_fields:
+            continue
         node = overrides
         for part in path[:-1]:
             node = node.setdefault(part, {})

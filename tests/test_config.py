@@ -19,7 +19,10 @@ def test_yaml_file_and_environment_overrides(tmp_path: Path) -> None:
     path = tmp_path / "obsloop.yaml"
     path.write_text("receiver:\n  http_port: 14318\nstorage:\n  dsn: http://ch:8123\n  ttl_days: 7\n")
     config = load_config(path, environ={"OBSLOOP_RECEIVER__HTTP_PORT": "24318",
-                                        "OBSLOOP_WAL__FSYNC": "always", "OTHER": "x"})
+                                        "OBSLOOP_WAL__FSYNC": "always", "OTHER": "x",
+                                        "OBSLOOP_DATA_DIR": "/var/lib/obsloop",
+                                        "OBSLOOP_MODEL_NAME": "the in-function library's, not ours"})
+    assert str(config.data_dir) == "/var/lib/obsloop"
     assert config.receiver.http_port == 24318  # the environment wins over the file
     assert config.storage.dsn == "http://ch:8123" and config.storage.ttl_days == 7
     assert config.wal.fsync == "always"
@@ -44,4 +47,6 @@ def test_bad_values_and_bad_files_are_explained(tmp_path: Path) -> None:
     assert "file not found" in str(pytest.raises(ConfigError, load_config, tmp_path / "none.yaml",
                                                  environ={}).value)
     env_error = pytest.raises(ConfigError, load_config, None, environ={"OBSLOOP_WAL__FSYNC": "sometimes"}).value
+    typo = pytest.raises(ConfigError, load_config, None, environ={"OBSLOOP_RECIEVER__HTTP_PORT": "1"}).value
+    assert "unknown key 'reciever'" in str(typo)
     assert "OBSLOOP_* environment" in str(env_error) and "'wal.fsync'" in str(env_error)
