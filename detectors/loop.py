@@ -109,6 +109,18 @@ class DetectorLoop:
         self._last_checkpoint = monotonic()
         self.restore()
 
+    def forget_open_episodes(self) -> int:
+        """Drop open anomaly episodes without clearing them; returns how many.
+
+        For a switch from replayed history to live traffic (the demo): episodes opened while
+        replaying were never acted on, and an open one would swallow a live regression of the
+        same series and kind.
+        """
+        count = len(self.scorer.episodes) + len(self.canary.open)
+        self.scorer.episodes.clear()
+        self.canary.open.clear()
+        return count
+
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Receive every detection (and clearing) from now on; returns the unsubscriber."""
         return self.bus.subscribe(callback)

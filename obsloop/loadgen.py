@@ -268,7 +268,8 @@ async def send_history(
     for step in range(steps, 0, -1):
         at = now_ns - int(step * step_seconds * 1e9)
         jobs.put_nowait(("traces", traffic.traces(spans_per_step, at).SerializeToString()))
-        jobs.put_nowait(("logs", traffic.logs(records_per_step, at).SerializeToString()))
+        if records_per_step:
+            jobs.put_nowait(("logs", traffic.logs(records_per_step, at).SerializeToString()))
     accepted = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:

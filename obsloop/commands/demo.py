@@ -108,8 +108,9 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         with console.status(f"replaying {args.history:.0f} s of normal traffic so the detectors start trained…"):
             # The live sender cycles traces, logs, metrics: a third of the requests each.
             per_step = args.rate * args.window / 3
+            # Invocations only: the drift detectors take their reference from live predictions.
             replayed = await send_history(endpoints.http, traffic, seconds=args.history, step_seconds=args.window,
-                                          spans_per_step=int(per_step * 50), records_per_step=int(per_step * 12))
+                                          spans_per_step=int(per_step * 50), records_per_step=0)
             replayed_until = datetime.now(UTC)
     # Live traffic follows the history without a gap (a gap would itself look like an outage).
     sender = asyncio.create_task(send_forever(endpoints.http, traffic, requests_per_second=args.rate, stop=stop))
@@ -117,6 +118,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         with console.status("the detectors are learning the replayed history…"):
             while not stop.is_set() and (server.detectors.closed_until or replayed_until) <= replayed_until:
                 await asyncio.sleep(0.5)
+        server.detectors.forget_open_episodes()
         console.print(f"replayed {replayed} requests of history; the detectors have learned it. "
                       "From now on, detections reach the feedback loop.")
     server.start_feedback()
