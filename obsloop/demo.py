@@ -36,14 +36,15 @@ CANARY_VERSION = "3.1.0"
 CANARY_SHARE = 0.2
 NAMESPACE = "ai-production"
 POLICY = """\
-# Guardrails for obsloop's feedback loop (see obsloop/feedback/policy.py).
+# Guardrails for obsloop's feedback loop (see obsloop/feedback/policy.py). The cooldown is
+# short because the demo lasts minutes; production policies say 10m or more.
 kind: FeedbackPolicy
 defaults:
   allowedActions: [alert]
   maxReplicaStep: 2
   maxMemoryStep: 4096MB
-  cooldown: 10m
-  maxActionsPerDay: 5
+  cooldown: 20s
+  maxActionsPerDay: 20
   memory: {min: 128MB, max: 10240MB}
 namespaces:
   ai-production:
