@@ -8,6 +8,7 @@ and the light commands start fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -48,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"obsloop: configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE or "cannot listen" in str(exc):
+            print(f"obsloop: {exc}\nAnother process holds the port: stop it, or choose other ports "
+                  "(receiver.http_port, receiver.grpc_port, admin.port, clickhouse_http.port; "
+                  "0 picks a free one).", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         return 130
 

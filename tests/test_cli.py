@@ -55,3 +55,18 @@ def test_bad_configuration_exits_with_a_message(tmp_path: Path) -> None:
     result = obsloop("serve", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown key 'receiver.port'" in result.stderr
+
+
+def test_a_port_in_use_is_explained(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "obsloop.yaml").write_text(
+            f"receiver: {{http_port: {port}, grpc_port: 0}}\nadmin: {{port: 0}}\nclickhouse_http: {{port: 0}}\n")
+        result = obsloop("serve", "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "address already in use" in result.stderr and "receiver.http_port" in result.stderr
+    assert "Traceback" not in result.stderr
