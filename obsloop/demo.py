@@ -28,6 +28,7 @@ from aiohttp import web
 
 from obsloop.config import Config
 from obsloop.loadgen import FLEET, FunctionSpec
+from obsloop.server import bound_port
 
 REGRESSED_FUNCTION = "fraud-scorer"
 DRIFTED_MODEL = "churn-model"
@@ -142,8 +143,7 @@ class OnCallReceiver:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # aiohttp has no public accessor
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{bound_port(site)}"
         return self.url
 
     async def stop(self) -> None:

@@ -72,7 +72,8 @@ class Endpoints:
     clickhouse_http: str | None = None
 
 
-def _bound_port(site: web.TCPSite) -> int:
+def bound_port(site: web.TCPSite) -> int:
+    """The port a started site listens on (port 0 in the configuration picks a free one)."""
     server = site._server  # aiohttp keeps the asyncio server here; no public accessor
     assert server is not None and server.sockets
     return server.sockets[0].getsockname()[1]
@@ -184,7 +185,7 @@ class ObsloopServer:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         self._runners.append(runner)
-        return _bound_port(site)
+        return bound_port(site)
 
     # -- detectors -------------------------------------------------------------------------
     def _start_detectors(self) -> None:

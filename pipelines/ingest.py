@@ -60,8 +60,9 @@ class IngestPipeline:
     # -- receiving side ------------------------------------------------------------------
     def submit(self, signal: str, payload: bytes, items: int) -> None:
         """Append a validated request; raises :class:`PipelineFull` under backpressure."""
-        if self.wal.pending_bytes() + len(payload) > self.max_pending_bytes:
-            raise PipelineFull(f"{self.wal.pending_bytes()} bytes waiting for storage")
+        pending = self.wal.pending_bytes()
+        if pending + len(payload) > self.max_pending_bytes:
+            raise PipelineFull(f"{pending} bytes waiting for storage")
         self.wal.append(signal, payload, items)
         self.metrics.items_received.labels(signal).inc(items)
         self.metrics.request_bytes.labels(signal).inc(len(payload))

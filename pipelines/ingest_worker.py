@@ -33,7 +33,7 @@ from obsloop.config import Config
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.kafka_config import SIGNALS, Signal
 from obsloop.pipelines.kafka_consumer import IngestConsumer
-from obsloop.server import SERVE_STATE_FILE, apply_schema, query_response, storage_client
+from obsloop.server import SERVE_STATE_FILE, apply_schema, bound_port, query_response, storage_client
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,7 @@ class IngestWorker:
         admin = self.config.admin
         site = web.TCPSite(self._runner, admin.host, admin.port, reuse_address=True)
         await site.start()
-        server = site._server  # aiohttp keeps the asyncio server here; no public accessor
-        assert server is not None and server.sockets
-        admin_url = f"http://{admin.host}:{server.sockets[0].getsockname()[1]}"
+        admin_url = f"http://{admin.host}:{bound_port(site)}"
         self._thread = threading.Thread(target=self._consume, name="obsloop-ingest-worker")
         self._thread.start()
         self.state_file.write_text(json.dumps({"pid": os.getpid(), "admin": admin_url}))

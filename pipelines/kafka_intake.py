@@ -184,8 +184,9 @@ class KafkaIntake:
             self._append(signal, payload, items)
 
     def _append(self, signal: str, payload: bytes, items: int) -> None:
-        if self.wal.pending_bytes() + len(payload) > self.max_pending_bytes:
-            raise PipelineFull(f"Kafka unavailable and {self.wal.pending_bytes()} bytes spilled")
+        pending = self.wal.pending_bytes()
+        if pending + len(payload) > self.max_pending_bytes:
+            raise PipelineFull(f"Kafka unavailable and {pending} bytes spilled")
         self.wal.append(signal, payload, items)
         self._count(signal, payload, items)
 

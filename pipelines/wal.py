@@ -116,7 +116,8 @@ class SignalLog:
         if self._closed:
             self._next_sequence = self._closed[-1].sequence + 1
 
-    def append(self, payload: bytes, items: int) -> None:
+    def append(self, payload: bytes, items: int) -> int:
+        """Append one request; returns the bytes written."""
         segment = self._open or self._open_new()
         record = _VarintBytes(len(payload)) + payload
         written = os.write(segment.fd, record)
@@ -129,6 +130,7 @@ class SignalLog:
         segment.items += items
         if segment.size >= self.max_bytes:
             self.close_open()
+        return written
 
     def _open_new(self) -> _OpenSegment:
         name = f"{self._next_sequence:012d}-{uuid.uuid4().hex}{OPEN_SUFFIX}"
@@ -182,12 +184,15 @@ class WriteAheadLog:
             for signal in signals
         }
         self._segment_ready = threading.Condition(self._lock)
+        self._pending_bytes = sum(s.size for log in self._logs.values() for s in log.closed)
+        """Bytes in open and closed segments, kept current so that the receivers' check on
+        every request costs nothing (summing the segments took the lock for a walk)."""
 
     def append(self, signal: str, payload: bytes, items: int) -> None:
         with self._lock:
             log = self._logs[signal]
             before = len(log.closed)
-            log.append(payload, items)
+            self._pending_bytes += log.append(payload, items)
             if len(log.closed) != before:
                 self._segment_ready.notify_all()
 
@@ -217,13 +222,11 @@ class WriteAheadLog:
         """Forget a segment once it is stored."""
         with self._lock:
             self._logs[segment.signal].closed.remove(segment)
+            self._pending_bytes -= segment.size
         segment.path.unlink(missing_ok=True)
 
     def pending_bytes(self) -> int:
-        with self._lock:
-            return sum(
-                log.open_bytes + sum(s.size for s in log.closed) for log in self._logs.values()
-            )
+        return self._pending_bytes
 
     def pending_segments(self) -> int:
         with self._lock:

@@ -41,6 +41,7 @@ def test_recovery_closes_open_segments_and_drops_a_torn_tail(tmp_path: Path) -> 
     segment = recovered.next_segment(timeout=0)
     assert segment is not None and segment.items is None
     assert list(iter_messages(segment.path.read_bytes())) == [b"a" * 10, b"b" * 10]
+    assert recovered.pending_bytes() == segment.size == 22
     recovered.append("traces", b"d", items=1)
     recovered.rotate(force=True)
     recovered.done(segment)
