@@ -22,6 +22,7 @@ close it with a clearing.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -77,12 +78,20 @@ class CanaryWatch:
         return detections
 
     def _checks(self, blue: Window, green: Window) -> list[tuple[str, bool, float, float]]:
+        # A canary sees few invocations per window: one cold start moves its p95 and one
+        # error its error rate. Slow means the median is slower too; failing means the
+        # difference is also significant (two-proportion z-test, z > 3).
         latency_high = blue.p95_ms * (1 + self.latency_tolerance)
-        errors_high = blue.errors / blue.invocations + self.error_tolerance
+        slow = green.p95_ms > latency_high and green.p50_ms > blue.p50_ms * (1 + self.latency_tolerance)
+        blue_errors = blue.errors / blue.invocations
         green_errors = green.errors / green.invocations
+        errors_high = blue_errors + self.error_tolerance
+        pooled = (blue.errors + green.errors) / (blue.invocations + green.invocations)
+        spread = math.sqrt(pooled * (1 - pooled) * (1 / blue.invocations + 1 / green.invocations))
+        significant = spread > 0 and (green_errors - blue_errors) / spread > 3
         return [
-            ("latency", green.p95_ms > latency_high, latency_high, green.p95_ms),
-            ("error_rate", green_errors > errors_high, errors_high, green_errors),
+            ("latency", slow, latency_high, green.p95_ms),
+            ("error_rate", green_errors > errors_high and significant, errors_high, green_errors),
         ]
 
     def _update(self, episode: str, regressed: bool, start: datetime, blue: Window, green: Window,
