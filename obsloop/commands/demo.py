@@ -75,6 +75,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         CANARY_FUNCTION,
         CANARY_SHARE,
         CANARY_VERSION,
+        REGRESSED_FUNCTION,
         OnCallReceiver,
         Scenario,
         demo_config,
@@ -124,15 +125,26 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     server.start_feedback()
     scenario = Scenario(duration=args.duration)
     events: list[str] = []
-    server.detectors.subscribe(lambda d: events.append(
-        f"detection: {d.describe()}" if not d.cleared else f"cleared: {d.describe()}"))
+    regression_open: set[str] = set()
+    """Fingerprints of the regressed function's open latency detections: the run ends after they clear."""
+
+    def follow(detection) -> None:
+        events.append(f"detection: {detection.describe()}" if not detection.cleared
+                      else f"cleared: {detection.describe()}")
+        if detection.kind == "latency" and detection.function == REGRESSED_FUNCTION:
+            (regression_open.discard if detection.cleared else regression_open.add)(detection.fingerprint)
+
+    server.detectors.subscribe(follow)
+    wind_down = 12 * args.window
     started = time.monotonic()
     wall_started = time.time()
     try:
         with Live(console=console, refresh_per_second=1) as live:
             while not stop.is_set():
                 elapsed = time.monotonic() - started
-                if elapsed >= args.duration:
+                # A slow machine may not have seen the fixed regression clear yet: the story
+                # should end with the resolution, so wait a bounded while for it.
+                if elapsed >= args.duration and (not regression_open or elapsed >= args.duration + wind_down):
                     break
                 happened = scenario.apply(elapsed, traffic)
                 if happened:
