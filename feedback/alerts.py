@@ -6,6 +6,10 @@ alert of, say, one function. A detection whose alert is already firing is not re
 ``repeat_interval`` has passed; a cleared detection resolves its alert, and the group
 resolves when its last alert does. Each notifier decides what it sends of a group change:
 Alertmanager-style receivers get the whole group, PagerDuty only the alerts that changed.
+
+The firing alerts are kept in a small JSON file (when one is given): after a restart, the
+detection that clears an anomaly still resolves the page that was sent before it, instead of
+leaving a PagerDuty incident open for ever.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from .delivery import DeliveryFailed, Request, Sender
 from .detection import NAMESPACE, Detection
@@ -39,7 +45,6 @@ class Alert:
     severity: str
     summary: str
     links: tuple[str, ...] = ()
-    detection: Detection | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,6 @@ def alert_from(detection: Detection, starts_at: datetime) -> Alert:
         severity=detection.severity,
         summary=detection.describe(),
         links=detection.evidence,
-        detection=detection,
     )
 
 
@@ -108,6 +112,20 @@ class _State:
     alert: Alert
     sent_at: datetime
     group: str
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.alert
+        return {"fingerprint": a.fingerprint, "labels": a.labels, "annotations": a.annotations,
+                "starts_at": a.starts_at.isoformat(), "severity": a.severity, "summary": a.summary,
+                "links": list(a.links), "sent_at": self.sent_at.isoformat(), "group": self.group}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _State:
+        alert = Alert(fingerprint=data["fingerprint"], status="firing", labels=data["labels"],
+                      annotations=data["annotations"], starts_at=datetime.fromisoformat(data["starts_at"]),
+                      ends_at=None, severity=data["severity"], summary=data["summary"],
+                      links=tuple(data["links"]))
+        return cls(alert, datetime.fromisoformat(data["sent_at"]), data["group"])
 
 
 class Alerter:
@@ -118,13 +136,42 @@ class Alerter:
         group_by: Sequence[str] = DEFAULT_GROUP_BY,
         repeat_interval: timedelta = timedelta(hours=4),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        state_file: Path | None = None,
     ) -> None:
         self.notifiers = list(notifiers)
         self.sender = sender
         self.group_by = tuple(group_by)
         self.repeat_interval = repeat_interval
         self.clock = clock
-        self._firing: dict[str, _State] = {}
+        self.state_file = state_file
+        self._firing: dict[str, _State] = self._load()
+
+    def _load(self) -> dict[str, _State]:
+        if self.state_file is None or not self.state_file.exists():
+            return {}
+        try:
+            entries = json.loads(self.state_file.read_text())
+            states = [_State.from_json(entry) for entry in entries]
+        except (ValueError, KeyError, TypeError) as exc:
+            # Unreadable state must not stop the alerts to come; the old ones time out
+            # in Alertmanager (resolve_timeout) and need a manual resolve in PagerDuty.
+            log.error("firing alerts in %s not restored (%s): alerts sent before the restart "
+                      "will not be resolved automatically", self.state_file, exc)
+            return {}
+        return {state.alert.fingerprint: state for state in states}
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.state_file.with_suffix(".partial")
+        partial.write_text(json.dumps([state.to_json() for state in self._firing.values()]))
+        os.replace(partial, self.state_file)
+
+    @property
+    def firing(self) -> list[Alert]:
+        """The alerts sent as firing and not resolved yet."""
+        return [state.alert for state in self._firing.values()]
 
     def _group(self, labels: dict[str, str]) -> tuple[str, dict[str, str]]:
         group_labels = {k: labels[k] for k in self.group_by if k in labels}
@@ -148,6 +195,7 @@ class Alerter:
         group, group_labels = self._group(changed.labels)
         if not detection.cleared:
             self._firing[detection.fingerprint] = _State(changed, now, group)
+        self._save()
         firing = tuple(s.alert for s in self._firing.values() if s.group == group)
         others = tuple(a for a in firing if a.fingerprint != changed.fingerprint)
         change = GroupChange(

@@ -192,6 +192,7 @@ def build_loop(
         sender,
         group_by=config.group_by,
         repeat_interval=timedelta(seconds=config.repeat_interval_seconds),
+        state_file=data_dir / "alerts-firing.json",
     )
     return FeedbackLoop(
         repo,

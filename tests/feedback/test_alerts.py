@@ -5,7 +5,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
 from obsloop import semconv
@@ -57,7 +57,7 @@ class Clock:
         return self.now
 
 
-def alerter(receiver, registry, clock, dead_letters=None, group_by=(NAMESPACE, "faas.name")):
+def alerter(receiver, registry, clock, dead_letters=None, group_by=(NAMESPACE, "faas.name"), state_file=None):
     notifiers = [
         AlertmanagerWebhook("am", receiver.url("/am"), external_url="http://obsloop.local"),
         PagerDuty("pd", SecretStr(ROUTING_KEY), url=receiver.url("/v2/enqueue")),
@@ -66,7 +66,8 @@ def alerter(receiver, registry, clock, dead_letters=None, group_by=(NAMESPACE, "
     ]
     sender = Sender(FAST, dead_letters, timeout_seconds=2, registry=registry)
     return Alerter(
-        notifiers, sender, group_by=group_by, repeat_interval=timedelta(hours=1), clock=clock
+        notifiers, sender, group_by=group_by, repeat_interval=timedelta(hours=1), clock=clock,
+        state_file=state_file,
     )
 
 
@@ -152,6 +153,49 @@ def test_repeat_interval_resends_a_still_firing_alert(receiver, registry):
     asyncio.run(scenario())
     sent = [r.json()["alerts"][0] for r in receiver.at("/am")]
     assert len(sent) == 2 and sent[0]["startsAt"] == sent[1]["startsAt"]
+
+
+def test_an_alert_fired_before_a_restart_is_resolved_after_it(receiver, registry, tmp_path):
+    clock = Clock()
+    state = tmp_path / "alerts-firing.json"
+
+    async def before_restart():
+        a = alerter(receiver, registry, clock, state_file=state)
+        await a.process(detection("latency"))
+        await a.sender.close()
+
+    async def after_restart():
+        a = alerter(receiver, CollectorRegistry(), clock, state_file=state)  # a new process
+        assert [alert.labels["kind"] for alert in a.firing] == ["latency"]
+        clock.now += timedelta(minutes=10)
+        assert await a.process(detection("latency")) == []  # still deduplicated after the restart
+        await a.process(detection("latency", cleared=True, at=clock.now))
+        assert a.firing == []
+        await a.sender.close()
+
+    asyncio.run(before_restart())
+    asyncio.run(after_restart())
+    am = [r.json() for r in receiver.at("/am")]
+    assert [p["status"] for p in am] == ["firing", "resolved"]
+    assert am[1]["alerts"][0]["startsAt"] == am[0]["alerts"][0]["startsAt"]
+    pd = [r.json()["event_action"] for r in receiver.at("/v2/enqueue")]
+    assert pd == ["trigger", "resolve"]
+    assert json.loads(state.read_text()) == []
+
+
+def test_unreadable_alert_state_is_reported_and_alerting_goes_on(receiver, registry, tmp_path, caplog):
+    state = tmp_path / "alerts-firing.json"
+    state.write_text('[{"fingerprint": "abc"')
+    a = alerter(receiver, registry, Clock(), state_file=state)
+    assert a.firing == []
+    assert "not restored" in caplog.text and str(state) in caplog.text
+
+    async def fire():
+        await a.process(detection("latency"))
+        await a.sender.close()
+
+    asyncio.run(fire())
+    assert len(json.loads(state.read_text())) == 1
 
 
 def test_retries_on_5xx_429_and_network_then_dead_letters(receiver, registry, clickhouse, database):
