@@ -13,12 +13,14 @@ exception; ``record`` is the same payload with the secrets left out, for dead le
 from __future__ import annotations
 
 import asyncio
+import json as _json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from pydantic import SecretStr
 
 from .deadletter import DeadLetters
 
@@ -37,6 +39,18 @@ class Request:
     kind: str = "alert"
     key: str = ""
     """Deduplication key or fingerprint, so a dead letter can be matched to its alert."""
+
+    @classmethod
+    def json(cls, target: str, url: str, payload: Any, headers: dict[str, str] | None = None, *,
+             kind: str, key: str = "") -> Request:
+        """A JSON POST of ``payload``, which is also its dead-letter record: the secrets
+        must be in ``url`` or ``headers`` only."""
+        return cls(target, url, _json.dumps(payload).encode(), headers or {}, payload, kind, key)
+
+
+def bearer(token: SecretStr | None) -> dict[str, str]:
+    """The ``Authorization`` header for an optional bearer token."""
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
 
 @dataclass(frozen=True)

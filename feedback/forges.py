@@ -13,13 +13,18 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from .delivery import DeliveryFailed, Request, Sender
+from .delivery import DeliveryFailed, Request, Sender, bearer
 
 
 class Forge(Protocol):
     async def open(self, branch: str, base: str, title: str, body: str) -> str:
         """Returns the pull / merge request's web URL (or the branch when it existed)."""
         ...
+
+
+def github_headers(token: SecretStr) -> dict[str, str]:
+    """What GitHub's REST API asks every call to send."""
+    return {**bearer(token), "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
 class GitHub:
@@ -35,17 +40,8 @@ class GitHub:
 
     async def open(self, branch: str, base: str, title: str, body: str) -> str:
         payload = {"title": title, "head": branch, "base": base, "body": body}
-        request = Request(
-            "github",
-            f"{self.api_url}/repos/{self.repository}/pulls",
-            json.dumps(payload).encode(),
-            {
-                "Authorization": f"Bearer {self._token.get_secret_value()}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
-            kind="pull_request",
-        )
+        request = Request.json("github", f"{self.api_url}/repos/{self.repository}/pulls", payload,
+                               github_headers(self._token), kind="pull_request")
         try:
             reply = await self.sender.send(request, dead_letter=False)
         except DeliveryFailed as exc:
@@ -74,13 +70,8 @@ class GitLab:
             "description": body,
             "remove_source_branch": True,
         }
-        request = Request(
-            "gitlab",
-            f"{self.api_url}/projects/{quote(self.project, safe='')}/merge_requests",
-            json.dumps(payload).encode(),
-            {"PRIVATE-TOKEN": self._token.get_secret_value()},
-            kind="pull_request",
-        )
+        request = Request.json("gitlab", f"{self.api_url}/projects/{quote(self.project, safe='')}/merge_requests",
+                               payload, {"PRIVATE-TOKEN": self._token.get_secret_value()}, kind="pull_request")
         try:
             reply = await self.sender.send(request, dead_letter=False)
         except DeliveryFailed as exc:

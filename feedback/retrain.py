@@ -17,8 +17,9 @@ from pydantic import SecretStr
 
 from obsloop.pipelines.kafka_config import KafkaConfig, client_kwargs
 
-from .delivery import DeliveryFailed, Request, Sender
+from .delivery import DeliveryFailed, Request, Sender, bearer
 from .detection import Detection
+from .forges import github_headers
 from .manifests import Manifest
 
 
@@ -45,20 +46,8 @@ class WebhookTrigger:
 
     async def trigger(self, detection: Detection, manifest: Manifest) -> str:
         event = retrain_event(detection, manifest)
-        headers = (
-            {"Authorization": f"Bearer {self._token.get_secret_value()}"} if self._token else {}
-        )
-        await self.sender.send(
-            Request(
-                self.name,
-                self._url,
-                json.dumps(event).encode(),
-                headers,
-                event,
-                "retrain",
-                detection.id,
-            )
-        )
+        await self.sender.send(Request.json(self.name, self._url, event, bearer(self._token), kind="retrain",
+                                            key=detection.id))
         return f"webhook:{detection.id}"
 
 
@@ -93,22 +82,8 @@ class GitHubActionsTrigger:
             },
         }
         url = f"{self.api_url}/repos/{self.repository}/actions/workflows/{self.workflow}/dispatches"
-        headers = {
-            "Authorization": f"Bearer {self._token.get_secret_value()}",
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28",
-        }
-        await self.sender.send(
-            Request(
-                self.name,
-                url,
-                json.dumps(payload).encode(),
-                headers,
-                payload,
-                "retrain",
-                detection.id,
-            )
-        )
+        await self.sender.send(Request.json(self.name, url, payload, github_headers(self._token), kind="retrain",
+                                            key=detection.id))
         return f"{self.repository}:{self.workflow}@{self.ref}"
 
 
@@ -146,21 +121,9 @@ class ArgoWorkflowsTrigger:
                 ],
             },
         }
-        headers = (
-            {"Authorization": f"Bearer {self._token.get_secret_value()}"} if self._token else {}
-        )
         url = f"{self.server_url}/api/v1/workflows/{self.namespace}/submit"
-        reply = await self.sender.send(
-            Request(
-                self.name,
-                url,
-                json.dumps(payload).encode(),
-                headers,
-                payload,
-                "retrain",
-                detection.id,
-            )
-        )
+        reply = await self.sender.send(Request.json(self.name, url, payload, bearer(self._token), kind="retrain",
+                                                    key=detection.id))
         return json.loads(reply.text)["metadata"]["name"]
 
 
