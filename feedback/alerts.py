@@ -25,13 +25,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from .config import DEFAULT_GROUP_BY
 from .delivery import DeliveryFailed, Request, Sender
-from .detection import NAMESPACE, Detection
+from .detection import Detection
 
 log = logging.getLogger(__name__)
 
 Status = Literal["firing", "resolved"]
-DEFAULT_GROUP_BY = (NAMESPACE, "faas.name", "kind")
 
 
 @dataclass(frozen=True)

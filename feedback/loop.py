@@ -19,14 +19,15 @@ from pathlib import Path
 
 from .alerts import Alerter
 from .audit import AuditEntry, AuditLog, AuditOutcome
+from .config import DEFAULT_GLOBS, DEFAULT_POLICY_FILE
 from .delivery import DeliveryFailed
 from .detection import Detection
 from .forges import Forge
 from .gitops import Change, GitError, GitOpsRepo
 from .manifest_edit import ManifestEditError, apply_edits
-from .manifests import DEFAULT_GLOBS, Manifest, ManifestIndex, load_manifests, parse_manifests
+from .manifests import Manifest, ManifestIndex, load_manifests, parse_manifests
 from .planner import plan
-from .policy import DEFAULT_POLICY_FILE, Decision, Policy, Proposal, parse_policy
+from .policy import Decision, Policy, Proposal, parse_policy
 from .retrain import RetrainTrigger
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from obsloop import semconv
 
+from .config import DEFAULT_GLOBS
 from .detection import NAMESPACE, Detection
 
 KIND = "ServerlessModelDeployment"
-DEFAULT_GLOBS = ("**/*.yaml", "**/*.yml")
 
 Position = tuple[int, int]
 """0-based (line, column) of a scalar value in its file, as ruamel reports it."""

@@ -41,7 +41,6 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from .manifests import Manifest, ManifestError, parse_memory_mb
 
-DEFAULT_POLICY_FILE = "obsloop-policy.yaml"
 POLICY_KIND = "FeedbackPolicy"
 
 Action = Literal["scale_up", "scale_down", "rollback", "retrain"]

@@ -215,7 +215,7 @@ class ObsloopServer:
         if self.detectors is None:
             log.warning("feedback is enabled but detectors are not: no detection will reach it")
             return
-        from obsloop.feedback.config import build_loop
+        from obsloop.feedback.build import build_loop
 
         self.feedback = build_loop(self.config.feedback, self.client, self.config.data_dir,
                                    self.config.storage.database)
