@@ -16,12 +16,17 @@ Only the standard library is imported here.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from struct import Struct
-from typing import Any
 
-_logger = logging.getLogger(__name__)
+from ._log import logger
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+_logger = logger(__name__)
 
 _pack_fixed64 = Struct("<Q").pack
 _pack_sfixed64 = Struct("<q").pack
@@ -190,14 +195,14 @@ def _envelope(
 
 # --- trace.v1 --------------------------------------------------------------------------
 
-_FLAGS_HAS_IS_REMOTE = 0x100
-_FLAGS_IS_REMOTE = 0x200
+FLAGS_HAS_IS_REMOTE = 0x100
+FLAGS_IS_REMOTE = 0x200
 
 
 def _span_flags(parent: Any) -> int:
-    flags = _FLAGS_HAS_IS_REMOTE
+    flags = FLAGS_HAS_IS_REMOTE
     if parent is not None and parent.is_remote:
-        flags |= _FLAGS_IS_REMOTE
+        flags |= FLAGS_IS_REMOTE
     return flags
 
 
@@ -287,22 +292,36 @@ class _Cache:
 _cache = _Cache()
 
 
-def export_trace_request(sdk_spans: Sequence[Any]) -> bytes:
-    """``ExportTraceServiceRequest``, grouped by resource then scope like the exporter."""
-    grouped: dict[Any, dict[Any, list[bytes]]] = {}
+def export_trace_request(
+    sdk_spans: Sequence[Any],
+    own_spans: Sequence[bytes] = (),
+    resource_bytes: bytes = b"",
+    scope_bytes: bytes = b"",
+) -> bytes:
+    """``ExportTraceServiceRequest``, grouped by resource then scope like the exporter.
+
+    ``own_spans`` are ``Span`` contents already encoded (the invocation spans, ``_span``),
+    under ``resource_bytes``/``scope_bytes``; SDK spans (a handler's own) with an equal
+    resource and scope share their groups.
+    """
+    grouped: dict[tuple[bytes, str | None], dict[tuple[bytes, str | None], list[bytes]]] = {}
+    if own_spans:
+        grouped[(resource_bytes, None)] = {(scope_bytes, None): list(own_spans)}
     for sdk_span in sdk_spans:
-        by_scope = grouped.setdefault(sdk_span.resource, {})
-        by_scope.setdefault(sdk_span.instrumentation_scope or None, []).append(span(sdk_span))
+        sdk_resource = sdk_span.resource
+        by_scope = grouped.setdefault(
+            (_cache.resource(sdk_resource), sdk_resource.schema_url or None), {}
+        )
+        sdk_scope = sdk_span.instrumentation_scope or None
+        key = (_cache.scope(sdk_scope), (sdk_scope.schema_url or None) if sdk_scope else None)
+        by_scope.setdefault(key, []).append(span(sdk_span))
     return _envelope(
         (
-            _cache.resource(sdk_resource),
-            sdk_resource.schema_url,
-            (
-                (_cache.scope(sdk_scope), sdk_scope.schema_url if sdk_scope else None, items)
-                for sdk_scope, items in by_scope.items()
-            ),
+            resource_key[0],
+            resource_key[1],
+            ((scope_key[0], scope_key[1], items) for scope_key, items in by_scope.items()),
         )
-        for sdk_resource, by_scope in grouped.items()
+        for resource_key, by_scope in grouped.items()
     )
 
 

@@ -1,19 +1,17 @@
 """The per-invocation span/metrics lifecycle shared by all platforms.
 
-Imports the OpenTelemetry API: loaded by the background set-up (``_runtime``), not on the
-handler module's import path.
+Only the standard library is imported here: the invocation span is this library's own
+(``_span``). When the application has loaded the OpenTelemetry API, the span is also made
+the API's current span for the duration of the handler (``_otel``), so the handler's own
+spans join the invocation's trace.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
-from ._runtime import ModelIdentity, _take_coldstart, current_model
+from ._runtime import ModelIdentity, _take_coldstart, current_invocation
 from ._semconv import (
     FAAS_COLDSTART,
     FAAS_INVOCATION_ID,
@@ -22,9 +20,15 @@ from ._semconv import (
     MODEL_NAME,
     MODEL_VERSION,
 )
+from ._span import InvocationSpan, Parent
 
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._pipeline import Pipeline
+
+_modules = sys.modules
 
 
 class Invocation:
@@ -43,8 +47,8 @@ class Invocation:
         "_model",
         "_flush",
         "span",
+        "_otel_token",
         "_token",
-        "_model_token",
         "_start",
         "_cold",
     )
@@ -53,7 +57,7 @@ class Invocation:
         self,
         pipe: Pipeline,
         name: str,
-        parent: otel_context.Context | None,
+        parent: Parent | None,
         attributes: dict[str, Any],
         model: ModelIdentity,
         *,
@@ -75,16 +79,15 @@ class Invocation:
     def __enter__(self) -> Invocation:
         self._cold = _take_coldstart()
         self._attributes[FAAS_COLDSTART] = self._cold
-        self.span = self._pipeline.tracer.start_span(
-            self._name,
-            context=self._parent,
-            kind=SpanKind.SERVER,
-            attributes=self._attributes,
-            record_exception=False,
-            set_status_on_exception=False,
+        pipe = self._pipeline
+        self.span = span = InvocationSpan(self._name, self._parent, self._attributes, pipe.sampler)
+        # The OpenTelemetry API (trace or metrics: both load its context module) is bridged
+        # only once the application has loaded it: a handler that never uses it never pays
+        # for its import (one dict lookup here).
+        self._otel_token = (
+            pipe.otel().attach(span) if "opentelemetry.context" in _modules else None
         )
-        self._token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
-        self._model_token = current_model.set(self._model)
+        self._token = current_invocation.set((self._model, span))
         self._start = time.perf_counter()
         return self
 
@@ -98,7 +101,7 @@ class Invocation:
             return
         self.span.set_attribute("http.response.status_code", status)
         if status >= 500:
-            self.span.set_status(Status(StatusCode.ERROR))
+            self.span.set_error()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
@@ -106,21 +109,19 @@ class Invocation:
         duration = time.perf_counter() - self._start
         pipe = self._pipeline
         attrs = self._metric_attributes
+        span = self.span
         if exc is not None:
-            self.span.record_exception(exc)
-            self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-            pipe.errors.add(
-                1,
-                {**attrs, "error.type": type(exc).__qualname__},
-                self.span.get_span_context(),  # the trace-based exemplar
-            )
-        self.span.end()
-        current_model.reset(self._model_token)
-        otel_context.detach(self._token)
+            span.record_exception(exc)
+            span.set_error(f"{type(exc).__name__}: {exc}")
+            pipe.errors.add(1, {**attrs, "error.type": type(exc).__qualname__}, span)
+        span.end()
+        pipe.record_span(span)
+        current_invocation.reset(self._token)
+        if self._otel_token is not None:
+            pipe.otel().detach(self._otel_token)
         pipe.invocations.add(1, attrs)
         pipe.duration.record(duration, attrs)
         if self._cold:
             pipe.coldstarts.add(1, attrs)
         if self._flush:
             pipe.flush()
-

@@ -18,16 +18,19 @@ A handler's own OpenTelemetry metrics still go through the SDK: see
 
 from __future__ import annotations
 
-import logging
 import threading
 from bisect import bisect_left
 from collections.abc import Mapping
 from time import time_ns
-from typing import Any
 
 from . import _encode as enc
+from ._log import logger
 
-_logger = logging.getLogger(__name__)
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
+if TYPE_CHECKING:
+    from typing import Any
+
+_logger = logger(__name__)
 
 DEFAULT_BOUNDARIES = (
     0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
@@ -91,18 +94,13 @@ class Counter:
         self._points: dict[frozenset[tuple[str, Any]], _SumPoint] = {}
         metrics.instruments.append(self)
 
-    def add(self, amount: int, attributes: Mapping[str, Any], span_context: Any = None) -> None:
-        """``span_context``: the measurement's span, for the exemplar when it is sampled."""
+    def add(self, amount: int, attributes: Mapping[str, Any], span: Any = None) -> None:
+        """``span``: the measurement's invocation span, for the exemplar when it is sampled."""
         key = frozenset(attributes.items())
         now = time_ns()
         exemplar = None
-        if (
-            self._exemplars
-            and span_context is not None
-            and span_context.is_valid
-            and span_context.trace_flags.sampled
-        ):
-            exemplar = enc.exemplar(now, amount, span_context.trace_id, span_context.span_id)
+        if self._exemplars and span is not None and span.sampled:
+            exemplar = enc.exemplar(now, amount, span.trace_id, span.span_id)
         with self._lock:
             point = self._points.get(key)
             if point is None:

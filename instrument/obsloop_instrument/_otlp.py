@@ -21,22 +21,24 @@ response. (The Lambda runtime client defers ``http.client`` for the same reason.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import socket
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._log import logger
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
+    from typing import Any
+
     _Result = tuple[int | None, str | None, str | None, Exception | None]
     """(status, reason, Retry-After, error) of one request."""
 
-_logger = logging.getLogger(__name__)
+_logger = logger(__name__)
 
 DEFAULT_ENDPOINT = "http://localhost:4318"
 MAX_REQUEST_SIZE = 64 * 1024 * 1024  # the exporter's default, before compression
@@ -280,8 +282,9 @@ def _retry_after_seconds(value: str, default: float) -> float:
     except (TypeError, ValueError):
         return default
     if when.tzinfo is None:
+        from datetime import timezone
 
-        when = when.replace(tzinfo=UTC)
+        when = when.replace(tzinfo=timezone.utc)
     return max(when.timestamp() - time.time(), 0.0)
 
 

@@ -1,4 +1,4 @@
-"""The pipeline: the SDK tracer provider, the FaaS metrics, prediction records, and the
+"""The pipeline: the invocation spans, the FaaS metrics, prediction records, and the
 bounded end-of-invocation flush.
 
 Why buffers instead of the SDK's batch processors: a function is frozen (Lambda) or
@@ -9,30 +9,25 @@ invocation. The flush is bounded: each signal gets an equal share of
 ``OBSLOOP_FLUSH_TIMEOUT_MS`` (and the whole flush never more than all of it); export
 failures are logged, never raised.
 
-Cold start: spans are the SDK's (``TracerProvider``, so a handler's own spans join the
-invocation's trace); encoding (``_encode``), sending (``_otlp``), the FaaS metrics
-(``_metrics``) and prediction records are this library's own, so neither protobuf, the OTLP
-exporter modules, the metrics SDK nor the logs SDK is imported. A handler's own metrics
-load the metrics SDK and the OTLP metric exporter when it first asks for a meter
-(``LazyMeterProvider``). This module is imported by the background set-up (``_runtime``).
+Cold start: nothing of OpenTelemetry is imported. The invocation span (``_span``), encoding
+(``_encode``), sending (``_otlp``), the FaaS metrics (``_metrics``), prediction records and
+the resource (the SDK's ``OTELResourceDetector`` rules, ``_resource``) are this library's
+own. When the application loads the OpenTelemetry API, ``otel()`` registers lazy global
+providers (``_otel``): the SDK tracer and meter providers are built at the handler's first
+``get_tracer``/``get_meter``, and their spans and metrics go out with the same flush. This
+module is imported by the background set-up (``_runtime``).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-from opentelemetry import metrics as metrics_api
-from opentelemetry import trace
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from . import _encode as enc
 from ._config import Settings
+from ._log import logger
 from ._metrics import FaasMetrics, temporality_from_env
 from ._otlp import OtlpHttpExporter
 from ._semconv import (
@@ -42,18 +37,23 @@ from ._semconv import (
     METRIC_INVOKE_DURATION,
     SERVICE_NAME,
 )
+from ._span import InvocationSpan, SpanLimits, sampler_from_env
 
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader
+    from typing import Any
 
-_logger = logging.getLogger(__name__)
+    from ._otel import Bridge
+
+_logger = logger(__name__)
 
 _SCOPE = "obsloop_instrument"
 _SIGNALS = 3  # traces, metrics, logs share the flush bound
 MAX_BUFFERED = 4096
 """Records kept between flushes at most; beyond it the oldest are dropped (memory bound)."""
 _DEFAULT_ATTRIBUTE_COUNT_LIMIT = 128
+SDK_VERSION = "1.45.2"
+"""``telemetry.sdk.version`` when ``opentelemetry-api`` is not installed as a distribution."""
 
 
 class _Buffer:
@@ -75,84 +75,6 @@ class _Buffer:
         with self._lock:
             items, self._items = self._items, []
         return items
-
-
-class InvocationSpanProcessor(SpanProcessor):
-    """Keeps ended sampled spans until the end-of-invocation flush exports them."""
-
-    def __init__(self) -> None:
-        self.buffer = _Buffer()
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
-            self.buffer.append(span)
-
-
-class LazyMeterProvider(metrics_api.MeterProvider):
-    """The global meter provider: the metrics SDK is loaded at the first ``get_meter``.
-
-    The library's own metrics do not need it (``_metrics``); a handler that records its
-    own OpenTelemetry metrics gets SDK meters, exported by the end-of-invocation flush
-    through the OTLP metric exporter, as before. Meters taken from the API before this
-    provider was registered are upgraded by the API's proxies.
-    """
-
-    def __init__(self, resource: Resource, enabled: bool, timeout_s: float) -> None:
-        self._resource = resource
-        self._enabled = enabled
-        self._timeout_s = timeout_s
-        self._lock = threading.Lock()
-        self._provider: MeterProvider | None = None
-        self._reader: MetricReader | None = None
-
-    def sdk_provider(self) -> MeterProvider:
-        with self._lock:
-            if self._provider is None:
-                self._provider, self._reader = _sdk_meter_provider(
-                    self._resource, self._enabled, self._timeout_s
-                )
-            return self._provider
-
-    def get_meter(
-        self,
-        name: str,
-        version: str | None = None,
-        schema_url: str | None = None,
-        attributes: Any = None,
-    ) -> metrics_api.Meter:
-        return self.sdk_provider().get_meter(name, version, schema_url, attributes)
-
-    def collect(self, timeout_s: float) -> None:
-        """Export the handler's own metrics, if it has any."""
-        if self._reader is not None:
-            self._reader.collect(timeout_millis=timeout_s * 1000)
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._provider.force_flush(timeout_millis) if self._provider else True
-
-    def shutdown(self, timeout_millis: float = 30_000) -> None:
-        if self._provider is not None:
-            self._provider.shutdown(timeout_millis)
-
-
-def _sdk_meter_provider(
-    resource: Resource, enabled: bool, timeout_s: float
-) -> tuple[MeterProvider, MetricReader | None]:
-    from opentelemetry.sdk.metrics import MeterProvider
-
-    if not enabled:
-        return MeterProvider(resource=resource), None
-    import math
-
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-    from ._transport import StdlibHTTPTransport
-
-    exporter = OTLPMetricExporter(timeout=timeout_s, _transport=StdlibHTTPTransport())
-    # math.inf: no background thread; collection happens in the end-of-invocation flush.
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
-    return MeterProvider(resource=resource, metric_readers=[reader]), reader
 
 
 def _env_int(env: Mapping[str, str], *names: str) -> int | None:
@@ -177,19 +99,21 @@ class Pipeline:
     ) -> None:
         env = os.environ if env is None else env
         self.settings = settings
-        self.resource = _resource(resource_attributes)
-        self._resource_bytes = enc.resource(self.resource.attributes)
+        self.resource_attributes = resource(resource_attributes, env)
+        self._resource_bytes = enc.resource(self.resource_attributes)
         self._scope_bytes = enc.scope(_SCOPE)
         self._export_timeout_s = settings.flush_timeout_s / _SIGNALS
         self._flush_lock = threading.Lock()
+        self._otel: Bridge | None = None
+        self._otel_lock = threading.Lock()
 
-        self.tracer_provider = TracerProvider(resource=self.resource)
-        self._spans = InvocationSpanProcessor()
+        self.sampler = sampler_from_env(env)
+        self._span_limits = SpanLimits(env)
+        self._spans = _Buffer()  # encoded invocation spans
+        self._sdk_spans = _Buffer()  # the handler's own SDK spans (``_otel``)
         self._span_exporter: OtlpHttpExporter | None = None
         if settings.traces_enabled:
             self._span_exporter = OtlpHttpExporter("traces", env)
-            self.tracer_provider.add_span_processor(self._spans)
-        self.tracer = self.tracer_provider.get_tracer(_SCOPE)
 
         self._metric_exporter: OtlpHttpExporter | None = None
         if settings.metrics_enabled:
@@ -206,9 +130,6 @@ class Pipeline:
             METRIC_COLDSTARTS, "{coldstart}", "Invocations that were cold starts."
         )
         self.errors = self.metrics.counter(METRIC_ERRORS, "{error}", "Invocations that raised.")
-        self.meter_provider = LazyMeterProvider(
-            self.resource, settings.metrics_enabled, self._export_timeout_s
-        )
 
         self._logs = _Buffer()
         self._log_exporter: OtlpHttpExporter | None = None
@@ -224,6 +145,42 @@ class Pipeline:
             "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
             "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         )
+
+    def otel(self) -> Bridge:
+        """The bridge to the OpenTelemetry API, registered once the application loaded it."""
+        bridge = self._otel
+        if bridge is None:
+            with self._otel_lock:
+                if self._otel is None:
+                    from ._otel import Bridge
+
+                    self._otel = Bridge(self, self._export_timeout_s)
+                bridge = self._otel
+        return bridge
+
+    def record_span(self, span: InvocationSpan) -> None:
+        """Keep an ended invocation span for the flush (encoded now; unsampled: dropped)."""
+        if span.sampled and self._span_exporter is not None:
+            self._spans.append(span.encode(self._span_limits))
+
+    def buffer_sdk_span(self, span: Any) -> None:
+        """Keep an ended SDK span (the handler's own) for the flush."""
+        self._sdk_spans.append(span)
+
+    def current_ids(self) -> tuple[int, int, int] | None:
+        """(trace id, span id, flags) of the current span: the API's (a handler's own span
+        inside the invocation) when bridged, else the invocation span's; ``None`` outside."""
+        from ._runtime import current_invocation
+
+        if self._otel is not None:
+            ids = self._otel.current_ids()
+            if ids is not None:
+                return ids
+        current = current_invocation.get()
+        if current is None:
+            return None
+        span = current[1]
+        return span.trace_id, span.span_id, span.flags
 
     def connect(self) -> None:
         """Open the exporters' connections ahead of the first flush (set-up, best effort)."""
@@ -248,17 +205,9 @@ class Pipeline:
             _logger.warning("Log record attributes were dropped due to limits")
         if self._log_value_limit is not None:
             attributes = {k: _truncate(v, self._log_value_limit) for k, v in attributes.items()}
-        span_context = trace.get_current_span().get_span_context()
+        trace_id, span_id, flags = self.current_ids() or (0, 0, 0)
         self._logs.append(
-            enc.log_record(
-                time.time_ns(),
-                attributes,
-                span_context.trace_id,
-                span_context.span_id,
-                int(span_context.trace_flags),
-                event_name,
-                dropped,
-            )
+            enc.log_record(time.time_ns(), attributes, trace_id, span_id, flags, event_name, dropped)
         )
 
     def flush(self) -> float:
@@ -282,11 +231,16 @@ class Pipeline:
         # Every signal's request is sent before any response is read: the flush costs one
         # round trip, not one per signal (each exporter has its own connection).
         pending = []
-        spans = self._spans.buffer.drain()
-        if spans and self._span_exporter is not None and (t := self._timeout(deadline)) > 0:
-            pending.append(
-                (self._span_exporter, self._span_exporter.start(enc.export_trace_request(spans), t))
+        spans, sdk_spans = self._spans.drain(), self._sdk_spans.drain()
+        if (
+            (spans or sdk_spans)
+            and self._span_exporter is not None
+            and (t := self._timeout(deadline)) > 0
+        ):
+            body = enc.export_trace_request(
+                sdk_spans, spans, self._resource_bytes, self._scope_bytes
             )
+            pending.append((self._span_exporter, self._span_exporter.start(body, t)))
         if self._metric_exporter is not None:
             collected = self.metrics.collect()
             if collected and (t := self._timeout(deadline)) > 0:
@@ -297,8 +251,12 @@ class Pipeline:
             body = enc.export_logs_request(self._resource_bytes, self._scope_bytes, records)
             pending.append((self._log_exporter, self._log_exporter.start(body, t)))
         try:
-            if self._metric_exporter is not None and (t := self._timeout(deadline)) > 0:
-                self.meter_provider.collect(t)  # the handler's own metrics, if any
+            if (
+                self._otel is not None
+                and self._metric_exporter is not None
+                and (t := self._timeout(deadline)) > 0
+            ):
+                self._otel.collect(t)  # the handler's own OTel metrics, if any
         finally:
             for exporter, started in pending:
                 if started is not None:
@@ -316,20 +274,45 @@ def _truncate(value: Any, limit: int) -> Any:
     return value
 
 
-def _resource(attributes: Mapping[str, object]) -> Resource:
+def resource(attributes: Mapping[str, object], env: Mapping[str, str]) -> dict[str, Any]:
     """Platform attributes, overridden by ``OTEL_RESOURCE_ATTRIBUTES``/``OTEL_SERVICE_NAME``.
 
-    ``Resource.create`` would also scan installed distributions for resource-detector
-    entry points (about 2 ms here); the environment detector alone is what a function needs.
+    The attributes ``Resource.create`` gives with the SDK's ``OTELResourceDetector`` (its
+    parsing: comma-separated ``key=value``, URL-decoded values, an item without ``=``
+    skipped with a warning), without the SDK: ``Resource.create`` would also scan installed
+    distributions for resource-detector entry points, and the SDK import is most of a cold
+    start (see ``_span``).
     """
-    from opentelemetry.version import __version__
-
-    base = {
+    base: dict[str, Any] = {
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
-        "telemetry.sdk.version": __version__,
+        "telemetry.sdk.version": _sdk_version(),
         "telemetry.distro.name": "obsloop-instrument",
         SERVICE_NAME: str(attributes.get("faas.name") or "unknown_service"),
     }
-    base.update(attributes)  # type: ignore[arg-type]
-    return Resource(base).merge(OTELResourceDetector().detect())  # type: ignore[arg-type]
+    base.update(attributes)
+    raw = env.get("OTEL_RESOURCE_ATTRIBUTES")
+    if raw:
+        from urllib.parse import unquote
+
+        for item in raw.split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            if not sep:
+                _logger.warning("Invalid key value resource attribute pair %s", item)
+                continue
+            base[key.strip()] = unquote(value.strip())
+    service_name = env.get("OTEL_SERVICE_NAME")
+    if service_name:
+        base[SERVICE_NAME] = service_name
+    return base
+
+
+def _sdk_version() -> str:
+    """The installed OpenTelemetry release (the API's version module: one small file)."""
+    try:
+        from opentelemetry.version import __version__
+    except ImportError:  # pragma: no cover - the API is a dependency
+        return SDK_VERSION
+    return str(__version__)

@@ -5,41 +5,123 @@ to keep the dependency list to the OTel SDK and exporter. A parent taken from a 
 header is always marked sampled: AWS sets ``Sampled=0`` in ``_X_AMZN_TRACE_ID`` whenever
 X-Ray active tracing is off, and a parent-based sampler would then drop every invocation
 span obsloop's detectors depend on. An explicit W3C ``traceparent`` keeps its flags.
+
+W3C parsing accepts and refuses exactly what the API's ``TraceContextTextMapPropagator``
+does (tests/instrument/test_instrument_span.py runs both on the same headers), without
+importing the API (see ``_span``) or ``re`` for ``traceparent``; ``tracestate``, rarer, is
+validated with the API's own patterns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from ._log import logger
+from ._span import SAMPLED, Parent
 
-_W3C = TraceContextTextMapPropagator()
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_logger = logger(__name__)
+_HEX = frozenset("0123456789abcdef")
+_TRACEPARENT_MAXIMUM_LENGTH = 512
+_TRACESTATE_MAXIMUM_LENGTH = 8192
+_TRACESTATE_MAXIMUM_KEYS = 32
+_member = None  # the tracestate member pattern, compiled on first use
 
 
-def from_traceparent(traceparent: str | None, tracestate: str | None = None) -> Context | None:
-    """Context from a W3C ``traceparent`` (and ``tracestate``), or ``None`` if invalid."""
-    if not traceparent:
+def _is_hex(value: str) -> bool:
+    return _HEX.issuperset(value)
+
+
+def from_traceparent(traceparent: str | None, tracestate: str | None = None) -> Parent | None:
+    """Parent from a W3C ``traceparent`` (and ``tracestate``), or ``None`` if invalid.
+
+    ``^[ \\t]*(hex2)-(hex32)-(hex16)-(hex2)(?:(-.*)|[ \\t]*)$``, version ``ff`` refused,
+    version ``00`` with anything after the flags refused, all-zero ids refused.
+    """
+    if not traceparent or not isinstance(traceparent, str):
         return None
-    carrier = {"traceparent": traceparent}
-    if tracestate:
-        carrier["tracestate"] = tracestate
-    ctx = _W3C.extract(carrier)
-    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
-
-
-def _remote(trace_id: int, span_id: int) -> Context | None:
+    if len(traceparent) > _TRACEPARENT_MAXIMUM_LENGTH:
+        _logger.warning(
+            "traceparent header exceeded the maximum length of %d characters",
+            _TRACEPARENT_MAXIMUM_LENGTH,
+        )
+        return None
+    value = traceparent.lstrip(" \t")
+    if value.endswith("\n"):  # ``$`` also matches before one final newline
+        value = value[:-1]
+    version, trace_hex, span_hex, flags_hex = value[:2], value[3:35], value[36:52], value[53:55]
+    if (
+        len(value) < 55
+        or value[2] != "-"
+        or value[35] != "-"
+        or value[52] != "-"
+        or not _is_hex(version + trace_hex + span_hex + flags_hex)
+    ):
+        return None
+    rest = value[55:]
+    if rest and rest[0] != "-":
+        if rest.strip(" \t"):
+            return None
+        rest = ""
+    elif rest and "\n" in rest:  # ``.`` does not match a newline
+        return None
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
     if not trace_id or not span_id:
         return None
-    span_context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=_SAMPLED)
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
+    return Parent(trace_id, span_id, int(flags_hex, 16), _trace_state(tracestate))
 
 
-def from_xray(header: str | None) -> Context | None:
-    """Context from an X-Ray trace header.
+def _trace_state(header: str | None) -> str:
+    """``tracestate`` as the API's ``TraceState.from_header`` keeps it, re-serialized;
+    ``""`` when absent, too long or invalid (one bad member discards all)."""
+    global _member
+    if header is None or not isinstance(header, str):
+        return ""
+    if len(header) > _TRACESTATE_MAXIMUM_LENGTH:
+        _logger.warning(
+            "tracestate header exceeded the maximum length of %d characters",
+            _TRACESTATE_MAXIMUM_LENGTH,
+        )
+        return ""
+    if _member is None:
+        import re
+
+        key = (
+            r"[a-z][_0-9a-z\-\*\/]{0,255}|"
+            r"[a-z0-9][_0-9a-z\-\*\/]{0,240}@[a-z][_0-9a-z\-\*\/]{0,13}"
+        )
+        value = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+        _member = re.compile(f"({key})=({value})")
+    pairs: dict[str, str] = {}
+    for member in header.split(","):
+        member = member.strip(" \t")
+        if not member:
+            continue
+        match = _member.fullmatch(member)
+        if not match:
+            _logger.warning("Member doesn't match the w3c identifiers format %s", member)
+            return ""
+        key, value = match.groups()
+        if key in pairs:
+            return ""
+        pairs[key] = value
+    if len(pairs) > _TRACESTATE_MAXIMUM_KEYS:
+        _logger.warning(
+            "There can't be more than %s key/value pairs.", _TRACESTATE_MAXIMUM_KEYS
+        )
+        return ""
+    return ",".join(f"{key}={value}" for key, value in pairs.items())
+
+
+def _remote(trace_id: int, span_id: int) -> Parent | None:
+    if not trace_id or not span_id:
+        return None
+    return Parent(trace_id, span_id, SAMPLED)
+
+
+def from_xray(header: str | None) -> Parent | None:
+    """Parent from an X-Ray trace header.
 
     Format: ``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``;
     the trace id is the root's epoch and random parts concatenated.
@@ -63,8 +145,8 @@ def from_xray(header: str | None) -> Context | None:
         return None
 
 
-def from_cloud_trace(header: str | None) -> Context | None:
-    """Context from GCP's ``X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1`` (span id in decimal)."""
+def from_cloud_trace(header: str | None) -> Parent | None:
+    """Parent from GCP's ``X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1`` (span id in decimal)."""
     if not header or "/" not in header:
         return None
     trace_hex, rest = header.split("/", 1)

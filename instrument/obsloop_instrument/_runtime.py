@@ -1,9 +1,9 @@
 """Process-wide state: the pipeline, built in the background from set-up on.
 
-Set-up (decorating a handler) reads the settings and starts one daemon thread that imports
-the OpenTelemetry API/SDK and builds the pipeline (``_pipeline``): the platform's own init
+Set-up (decorating a handler) reads the settings and starts one daemon thread that builds
+the pipeline (``_pipeline``) and opens the exporters' connections: the platform's own init
 work (loading the model, importing the application) overlaps with it instead of waiting
-for it. The first invocation, or anything else that needs the pipeline
+for it (name resolution and the TCP/TLS handshakes wait on the network, not the CPU). The first invocation, or anything else that needs the pipeline
 (``log_prediction``, ``flush``), waits for that thread; if it failed, the pipeline is built
 in the caller instead, so a set-up error surfaces there. ``OBSLOOP_BACKGROUND_SETUP=false``
 builds it in the decorating thread instead (everything done during init; useful before a
@@ -16,6 +16,7 @@ handler module.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from contextvars import ContextVar
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from ._pipeline import Pipeline
+    from ._span import InvocationSpan
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,26 +39,28 @@ _builder: _Builder | None = None
 _cold = True
 
 ModelIdentity = tuple  # (model name, model version), each str or None
-current_model: ContextVar[ModelIdentity | None] = ContextVar("obsloop_model", default=None)
-"""The model of the invocation in progress, read by ``log_prediction``."""
+current_invocation: ContextVar[tuple[ModelIdentity, InvocationSpan] | None] = ContextVar(
+    "obsloop_invocation", default=None
+)
+"""The model and span of the invocation in progress, read by ``log_prediction``."""
 
 
 def _build(settings: Settings, resource_attributes: Mapping[str, object]) -> Pipeline:
-    """Build the pipeline and register its providers globally."""
+    """Build the pipeline and open the exporters' connections.
+
+    The OpenTelemetry API is not imported: if the application has loaded it by now, its
+    global providers are registered here (``Pipeline.otel``), else by the first
+    invocation that finds it loaded.
+    """
     from ._pipeline import Pipeline
 
     built = Pipeline(settings, resource_attributes)
-    # Registering globally lets the handler's own spans and metrics join the invocation's
-    # trace and the end-of-invocation flush. An SDK provider the application registered
-    # first stays global (the API refuses an override).
-    from opentelemetry import metrics, trace
-
-    trace.set_tracer_provider(built.tracer_provider)
-    metrics.set_meter_provider(built.meter_provider)
     # What the first invocation touches, loaded now rather than in it, and the exporters'
     # connections opened (name resolution, TCP and TLS handshakes; best effort).
     from . import _invocation, _propagation  # noqa: F401
 
+    if "opentelemetry.context" in sys.modules:  # loaded by the trace and metrics APIs
+        built.otel()
     built.connect()
     return built
 
@@ -156,7 +160,7 @@ def model_attributes(model_name: str | None, model_version: str | None) -> dict[
 
 def static_attributes(pipe: Pipeline, keys: tuple[str, ...]) -> dict[str, Any]:
     """The resource attributes a wrapper repeats on every invocation span."""
-    resource = pipe.resource.attributes
+    resource = pipe.resource_attributes
     return {k: resource[k] for k in keys if k in resource}
 
 

@@ -13,7 +13,7 @@ TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at s
 if TYPE_CHECKING:
     from typing import Any
 
-    from opentelemetry.context import Context
+    from ._span import Parent
 
 
 def _resource_attributes() -> dict[str, object]:
@@ -79,9 +79,9 @@ def _sqs_traceparent(event: Mapping[str, Any]) -> str | None:
     return value.get("stringValue") if isinstance(value, Mapping) else None
 
 
-def parent_of(event: object) -> Context | None:
+def parent_of(event: object) -> Parent | None:
     """W3C traceparent (HTTP headers, SQS attribute), then X-Ray (env, then header)."""
-    from . import _propagation as propagation  # loaded by the set-up; imports the OTel API
+    from . import _propagation as propagation  # loaded by the set-up
 
     headers: dict[str, str] = {}
     if isinstance(event, Mapping):

@@ -18,7 +18,7 @@ from . import _semconv as sc
 from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
+    from ._span import Parent
 
     from ._invocation import Invocation
 
@@ -71,9 +71,9 @@ def _trigger(arguments: dict[str, Any]) -> str:
     return sc.TRIGGER_OTHER
 
 
-def _parent(context: Any, arguments: dict[str, Any]) -> Context | None:
+def _parent(context: Any, arguments: dict[str, Any]) -> Parent | None:
     """The host's trace context first (it is the W3C parent), then an HTTP traceparent header."""
-    from . import _propagation as propagation  # loaded by the set-up; imports the OTel API
+    from . import _propagation as propagation  # loaded by the set-up
 
     trace_context = getattr(context, "trace_context", None)
     parent = propagation.from_traceparent(

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at s
 if TYPE_CHECKING:
     from typing import Any
 
-    from opentelemetry.context import Context
+    from ._span import Parent
 
 
 def _resource_attributes() -> dict[str, object]:
@@ -58,9 +58,9 @@ def _cloud_event_trigger(event_type: str) -> str:
     return sc.TRIGGER_OTHER
 
 
-def _describe(argument: Any) -> tuple[str, Context | None, str | None]:
+def _describe(argument: Any) -> tuple[str, Parent | None, str | None]:
     """(trigger, parent context, invocation id) of an HTTP request or a CloudEvent."""
-    from . import _propagation as propagation  # loaded by the set-up; imports the OTel API
+    from . import _propagation as propagation  # loaded by the set-up
 
     headers = getattr(argument, "headers", None)
     if headers is not None and hasattr(argument, "method"):

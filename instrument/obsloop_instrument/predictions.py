@@ -18,7 +18,7 @@ Policy, from the environment (see ``_config.Settings``):
 from __future__ import annotations
 
 from . import _semconv as sc
-from ._runtime import current_model, model_attributes, pipeline
+from ._runtime import current_invocation, model_attributes, pipeline
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
@@ -63,12 +63,10 @@ def _sampled(rate: float) -> bool:
         return True
     if rate <= 0.0:
         return False
-    from opentelemetry import trace  # loaded by the pipeline
-
-    span_context = trace.get_current_span().get_span_context()
-    if span_context.is_valid:
+    ids = pipeline().current_ids()
+    if ids is not None:
         # Same rule as the SDK's TraceIdRatioBased sampler: the trace id's low 64 bits.
-        return (span_context.trace_id & _TRACE_ID_LOW_BITS) < round(rate * (_TRACE_ID_LOW_BITS + 1))
+        return (ids[0] & _TRACE_ID_LOW_BITS) < round(rate * (_TRACE_ID_LOW_BITS + 1))
     import random
 
     return random.random() < rate
@@ -91,7 +89,8 @@ def log_prediction(
     settings = pipe.settings
     if not _sampled(settings.prediction_sample_rate):
         return False
-    current_name, current_version = current_model.get() or (None, None)
+    current = current_invocation.get()
+    current_name, current_version = current[0] if current is not None else (None, None)
     attributes: dict[str, Any] = model_attributes(
         model_name or current_name or settings.model_name,
         model_version or current_version or settings.model_version,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from obsloop_instrument import _encode, _otlp
 from obsloop_instrument._metrics import FaasMetrics
+from obsloop_instrument._span import InvocationSpan, Parent, sampler_from_env
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -94,7 +95,8 @@ def test_faas_metrics_parse_as_otlp(temporality: str) -> None:
     calls = metrics.counter("calls", "{call}", "Calls.")
     errors = metrics.counter("errors", "{error}", "Errors.")
     duration = metrics.histogram("duration", "s", "Duration.")
-    sampled = SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(1))
+    sampled = InvocationSpan("s", Parent(0x1234, 0x77, 1), {}, sampler_from_env({}))
+    sampled.span_id = 0x5678
     for value in (0.0, 3.0, 12.0, 20000.0):
         calls.add(1, {"k": "a"})
         duration.record(value, {"k": "a"})
