@@ -96,9 +96,11 @@ def _wrap(
     def setup() -> tuple[Any, ...]:
         """On the first call: the pipeline (waiting for the set-up) and the static attributes."""
         nonlocal ready
-        from ._invocation import Invocation
-
+        # The set-up first: importing ``_invocation`` while the set-up thread imports the
+        # same modules makes both wait on each other's import locks and the GIL.
         pipe = pipeline()
+        from ._invocation import Invocation  # loaded by the set-up
+
         static = static_attributes(
             pipe,
             (
