@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
-from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode import LogsBuilder
+from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.retry import submit_error, with_backoff
 
@@ -160,7 +160,7 @@ class CloudWatchLogsPuller:
             fresh = [e for e in page.get("events", []) if e["eventId"] not in state.seen]
             if fresh:
                 payload, count = self._encode(group, fresh)
-                with_backoff(lambda: self.submit("logs", payload), submit_error,  # noqa: B023 - called in this iteration
+                with_backoff(lambda: self.submit("logs", payload, count), submit_error,  # noqa: B023 - called in this iteration
                              collector=COLLECTOR, sleep=self.sleep)
                 handed += count
                 selfmetrics.EVENTS.labels(COLLECTOR).inc(count)
@@ -189,7 +189,7 @@ class CloudWatchLogsPuller:
         if self.decoder.malformed:
             selfmetrics.MALFORMED.labels(COLLECTOR).inc(self.decoder.malformed)
             self.decoder.malformed = 0
-        return builder.build().SerializeToString(), builder.count
+        return builder.serialize(), builder.count
 
 
 def lambda_tag_lookup(lambda_client) -> Callable[[Invocation], dict[str, str]]:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_logs_pull import classify_aws_error
-from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode_metrics import DELTA, MetricsBuilder
+from obsloop.collectors.forward import Submit
 from obsloop.collectors.retry import submit_error, with_backoff
 
 COLLECTOR = "aws.metrics"

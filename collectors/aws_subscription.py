@@ -28,9 +28,9 @@ from aiohttp import web
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
 from obsloop.collectors.encode import LogsBuilder
+from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation
 
-Submit = Callable[[str, bytes], None]
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -116,7 +116,7 @@ class SubscriptionEncoder:
             except (KeyError, TypeError) as exc:
                 raise PayloadError(f"logEvents entry without {exc}") from None
             self.decoder.add_cloudwatch_events(builder, source, events)
-        payload = builder.build().SerializeToString() if builder.count else None
+        payload = builder.serialize() if builder.count else None
         return Encoded(payload, builder.count, control)
 
 
@@ -144,7 +144,7 @@ def subscription_handler(
             return web.json_response({"error": str(exc)}, status=400)
         if encoded.payload is not None:
             try:
-                submit("logs", encoded.payload)
+                submit("logs", encoded.payload, encoded.events)
             except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
                 log.warning("ingest path refused a subscription payload", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
@@ -192,7 +192,7 @@ def firehose_handler(
             return answer(request_id, 400, f"malformed Firehose request: {exc}")
         if encoded.payload is not None:
             try:
-                submit("logs", encoded.payload)
+                submit("logs", encoded.payload, encoded.events)
             except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
                 log.warning("ingest path refused a Firehose delivery", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 
 from obsloop import semconv
 from obsloop.collectors import selfmetrics
-from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
+from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, azure_span_id, azure_trace_id
 from obsloop.collectors.retry import submit_error, with_backoff
 
@@ -225,8 +225,8 @@ class AppInsightsPuller:
                 selfmetrics.MALFORMED.labels(COLLECTOR).inc()
                 continue
             builder.add_invocation(invocation, str(row[2] or ""))
-        payload = builder.build().SerializeToString()
-        with_backoff(lambda: self.submit("logs", payload), submit_error, collector=COLLECTOR,
+        payload = builder.serialize()
+        with_backoff(lambda: self.submit("logs", payload, builder.count), submit_error, collector=COLLECTOR,
                      sleep=self.sleep)
         selfmetrics.EVENTS.labels(COLLECTOR).inc(builder.count)
         return builder.count

@@ -19,10 +19,10 @@ from itertools import islice
 
 from obsloop import semconv
 from obsloop.collectors import selfmetrics
-from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
+from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, gcp_trace_id, span_id
 from obsloop.collectors.retry import submit_error, with_backoff
 
@@ -215,8 +215,8 @@ class CloudLoggingPuller:
                                 repr(entry), f"unreadable log entry: {exc}")
                 selfmetrics.MALFORMED.labels(COLLECTOR).inc()
         if builder.count:
-            payload = builder.build().SerializeToString()
-            with_backoff(lambda: self.submit("logs", payload), submit_error,
+            payload = builder.serialize()
+            with_backoff(lambda: self.submit("logs", payload, builder.count), submit_error,
                          collector=COLLECTOR, sleep=self.sleep)
             selfmetrics.EVENTS.labels(COLLECTOR).inc(builder.count)
         return builder.count

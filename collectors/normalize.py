@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from obsloop import semconv
 
@@ -114,11 +114,10 @@ class Invocation:
     def attributes(self) -> dict[str, str | int | float | bool]:
         """The record's attributes under their semantic-convention names, ``None`` left out."""
         out: dict[str, str | int | float | bool] = {}
-        for field in fields(self):
-            name = _ATTRIBUTE_NAMES.get(field.name)
-            value = getattr(self, field.name)
-            if name is not None and value is not None:
-                out[name] = value
+        for name, key in ATTRIBUTE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[key] = value
         if self.memory_mb is not None:  # the semantic convention counts bytes
             out[semconv.FAAS_MAX_MEMORY] = self.memory_mb * 1024 * 1024
         return out
@@ -141,28 +140,30 @@ class Invocation:
         return resource
 
 
-_ATTRIBUTE_NAMES = {
-    "platform": semconv.CLOUD_PLATFORM,
-    "provider": semconv.CLOUD_PROVIDER,
-    "region": semconv.CLOUD_REGION,
-    "account_id": semconv.CLOUD_ACCOUNT_ID,
-    "function": semconv.FAAS_NAME,
-    "version": semconv.FAAS_VERSION,
-    "invocation_id": semconv.FAAS_INVOCATION_ID,
-    "source": semconv.INVOCATION_SOURCE,
-    "duration_ms": semconv.FAAS_DURATION_MS,
-    "billed_duration_ms": semconv.FAAS_BILLED_DURATION_MS,
-    "memory_used_mb": semconv.FAAS_MEMORY_USED_MB,
-    "init_duration_ms": semconv.FAAS_INIT_DURATION_MS,
-    "coldstart": semconv.FAAS_COLDSTART,
-    "status": semconv.FAAS_STATUS,
-    "error_type": semconv.FAAS_ERROR_TYPE,
-    "trigger": semconv.FAAS_TRIGGER,
-    "http_status": semconv.HTTP_RESPONSE_STATUS_CODE,
-    "model_name": semconv.MODEL_NAME,
-    "model_version": semconv.MODEL_VERSION,
-    "cost_usd": semconv.COST_USD,
-    "cost_center": semconv.COST_CENTER,
-    "pricing_version": semconv.COST_PRICING_VERSION,
-    "arch": semconv.HOST_ARCH,
-}
+ATTRIBUTE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("platform", semconv.CLOUD_PLATFORM),
+    ("provider", semconv.CLOUD_PROVIDER),
+    ("region", semconv.CLOUD_REGION),
+    ("account_id", semconv.CLOUD_ACCOUNT_ID),
+    ("function", semconv.FAAS_NAME),
+    ("version", semconv.FAAS_VERSION),
+    ("invocation_id", semconv.FAAS_INVOCATION_ID),
+    ("source", semconv.INVOCATION_SOURCE),
+    ("duration_ms", semconv.FAAS_DURATION_MS),
+    ("billed_duration_ms", semconv.FAAS_BILLED_DURATION_MS),
+    ("memory_used_mb", semconv.FAAS_MEMORY_USED_MB),
+    ("init_duration_ms", semconv.FAAS_INIT_DURATION_MS),
+    ("coldstart", semconv.FAAS_COLDSTART),
+    ("status", semconv.FAAS_STATUS),
+    ("error_type", semconv.FAAS_ERROR_TYPE),
+    ("trigger", semconv.FAAS_TRIGGER),
+    ("http_status", semconv.HTTP_RESPONSE_STATUS_CODE),
+    ("model_name", semconv.MODEL_NAME),
+    ("model_version", semconv.MODEL_VERSION),
+    ("cost_usd", semconv.COST_USD),
+    ("cost_center", semconv.COST_CENTER),
+    ("pricing_version", semconv.COST_PRICING_VERSION),
+    ("arch", semconv.HOST_ARCH),
+)
+"""(field, attribute key) of every :class:`Invocation` fact that becomes a record attribute;
+``memory_mb`` is added separately, in bytes."""

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from obsloop import semconv
 from obsloop.collectors import selfmetrics
-from obsloop.collectors.aws_subscription import Submit
 from obsloop.collectors.encode_metrics import CUMULATIVE, MetricsBuilder
+from obsloop.collectors.forward import Submit
 from obsloop.collectors.retry import submit_error, with_backoff
 
 COLLECTOR = "prometheus"

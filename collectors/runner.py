@@ -18,10 +18,10 @@ from typing import Protocol
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.config import CollectorsConfig
 from obsloop.collectors.enrich import Enricher, TagLookup, load_manifests
+from obsloop.collectors.forward import Submit
 from obsloop.collectors.pricing import Pricing, Resources
 
 log = logging.getLogger(__name__)
-Submit = Callable[[str, bytes], None]
 KINDS = ("aws", "gcp", "azure", "prometheus")
 
 

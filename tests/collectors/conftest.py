@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from obsloop.collectors.enrich import Enricher
+from obsloop.collectors.otlp_decode import validate
 from obsloop.collectors.pricing import Pricing
 
 
@@ -48,10 +49,15 @@ class Sink:
         self.payloads: list[tuple[str, bytes]] = []
         self.fail = 0
 
-    def __call__(self, signal: str, payload: bytes) -> None:
+    def __call__(self, signal: str, payload: bytes, items: int | None = None) -> None:
         if self.fail:
             self.fail -= 1
             raise RuntimeError("pipeline full")
+        if items is not None:
+            # A trusted payload skips the receiver's validation in the pipeline: it must be
+            # exactly what validation would have accepted, count included.
+            valid = validate(signal, payload)
+            assert (valid.payload, valid.items, valid.rejected) == (payload, items, 0)
         self.payloads.append((signal, payload))
 
     def logs(self) -> list[dict]:

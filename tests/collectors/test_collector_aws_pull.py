@@ -80,11 +80,11 @@ def test_pages_and_checkpoint_survive_a_crash_and_restart(logs, tmp_path, sink, 
         """Accepts the first page, then the process 'dies' (the ingest path refuses)."""
         def __init__(self):
             self.calls = 0
-        def __call__(self, signal, payload):
+        def __call__(self, signal, payload, items=None):
             self.calls += 1
             if self.calls > 1:
                 raise RuntimeError("pipeline full")
-            sink(signal, payload)
+            sink(signal, payload, items)
 
     with pytest.raises(GaveUp):
         puller(logs, tmp_path, Crashing(), enrich).poll_once()

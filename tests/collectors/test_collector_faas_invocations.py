@@ -40,7 +40,7 @@ def _telemetry_payload(enrich) -> bytes:
     ]
     source = LambdaSource("fraud", "123456789012", "us-east-1")
     return encode_events(events, source, LambdaLogDecoder(enrich, "aws.telemetry")) \
-        .build().SerializeToString()
+        .serialize()
 
 
 @pytest.mark.slow

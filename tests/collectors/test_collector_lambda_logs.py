@@ -171,3 +171,34 @@ def test_telemetry_api_events(sink, enrich, post):
     assert function["time_ns"] == 1714557600210000000
     assert names.count(semconv.RAW_RECORD_EVENT) == 1
     assert post(telemetry_handler(sink, enrich), b"[]")[0] == 400  # no function name
+
+
+def test_report_fast_path_reads_what_the_field_parser_reads():
+    """The one-regex REPORT parse must agree with the field-by-field one on every shape it
+    accepts, and leave the others (failed invocations, odd fields) to it."""
+    from obsloop.collectors.aws_lambda_logs import (
+        _REPORT,
+        LambdaSource,
+        _report_invocation_fields,
+        report_invocation,
+    )
+
+    source = LambdaSource.from_log_stream("/aws/lambda/f", "2024/01/01/[7]abc", "1", "us-east-1")
+    base = ("REPORT RequestId: 6f2d4c1e-1111-2222-3333-444455556666\tDuration: 102.25 ms\t"
+            "Billed Duration: 103 ms\tMemory Size: 1024 MB\tMax Memory Used: 371 MB\t")
+    xray = "\nXRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793\tSegmentId: 6c4b0a8f1e2d3c4b\tSampled: true\t"
+    fast = [base, base + "\n", base + "Init Duration: 200.10 ms\t" + xray, base + xray.replace("Sampled: true\t", "")]
+    slow = [base + "Status: error\tError Type: Runtime.ExitError\n", base.replace("\tDuration", "\tDurationX"),
+            base + "\nXRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793\tSegmentId: zzzzzzzzzzzzzzzz\t"]
+    for line in fast + slow:
+        assert (_REPORT.fullmatch(line) is not None) == (line in fast), line
+        try:
+            expected = _report_invocation_fields(line, 7, source, "c")
+        except ValueError:
+            expected = None
+        if expected is not None:
+            assert report_invocation(line, 7, source, "c") == expected, line
+    failed = report_invocation(slow[0], 7, source, "c")
+    assert (failed.status, failed.error_type) == ("error", "Runtime.ExitError")
+    assert report_invocation(slow[2], 7, source, "c").span_id is None  # not hex: no span id, no crash
+    assert report_invocation(fast[2], 7, source, "c").span_id == bytes.fromhex("6c4b0a8f1e2d3c4b")
