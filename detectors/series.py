@@ -9,33 +9,45 @@ The pipeline, per point, and why:
    series with a daily rhythm is compared with "this hour yesterday" and the rhythm itself
    never raises an alarm, while a flat series is not penalised by an empty seasonal model.
 2. **Surprise** -- the residual divided by its exponentially weighted standard deviation,
-   ``z``, on a log scale, ``e = log(1 + z)``.
+   ``z``, on a log scale, ``e = log(1 + z)``. The first ``1/alpha`` points use a running
+   mean (``warm_start``) so a series that starts far from zero does not spend hundreds of
+   points converging. The scale is robust: a residual enters the variance clipped to
+   ``var_clip`` standard deviations (one spike or the first points of a level shift must
+   not blind the detector for days), and the variance forgets at ``var_alpha`` (faster than
+   the level), so it recovers from a start-up transient within a few hundred points.
 3. **Time-of-day envelope** -- for each ``env_slots``-th of the day (15 minutes by default)
-   the largest surprise seen in that slot on previous days (decayed by ``env_decay`` per
-   visit, so it fades over a few weeks). Only the excess of ``e`` over the envelope of its
-   slot and its neighbours (``env_width`` slots either side, for jitter) counts, scaled so
-   that ``z = cap`` over a quiet slot gives 1. A nightly backup or cron job spikes at the
-   same minute every day; an hourly seasonal mean smears such a 5-minute spike away, so
-   without this every one of them is a page (on NAB's AWS series they were the largest
-   source of false positives: one per day per affected series). A spike larger than what
-   this time of day usually does still scores. A value that leaves the whole range seen so
-   far by more than ``spatial_tolerance`` of that range is maximally surprising (as in
-   Numenta's detector): a new extreme is what an operator wants to hear about first.
-4. **Anomaly likelihood** -- the surprise (optionally an EW average over a few points,
-   ``short_alpha < 1``, as Numenta's likelihood averages its raw scores; off by default
-   because it halves the score of a lone spike) is compared with the series' own history
-   of such surprises (a Gaussian tail on their long-term mean and variance, as in Numenta's
-   anomaly likelihood) and log-scaled, ``log(1 - L) / log(1e-10)``. This is what makes one
-   threshold work across series: a noisy series has large surprises all the time and only
-   its unusual ones score high.
+   the largest surprise seen in that slot on *previous* days (today's maxima are kept
+   apart and folded in when the day changes, decayed by ``env_decay`` per day, so it fades
+   over a few weeks; a burst must not excuse its own later points). Only the excess of
+   ``e`` over the envelope of its slot and its neighbours (``env_width`` slots either
+   side, for jitter) counts, scaled so that ``z = cap`` over a quiet slot gives 1. A
+   nightly backup or cron job spikes at the same minute every day; an hourly seasonal mean
+   smears such a 5-minute spike away, so without this every one of them is a page (on
+   NAB's AWS series they were the largest source of false positives: one per day per
+   affected series). A spike larger than what this time of day usually does still scores.
+4. **Anomaly likelihood** -- the surprise, averaged over a couple of points
+   (``short_alpha``; Numenta's likelihood averages its raw scores the same way, so a
+   sustained change outranks a lone blip of the same size, while a lone 15-sigma spike
+   still scores above 0.9), is compared with the series' own history of such surprises (a
+   Gaussian tail on their long-term mean and variance, as in Numenta's anomaly likelihood)
+   and log-scaled, ``log(1 - L) / log(1e-10)``. This is what makes one threshold work
+   across series: a noisy series has large surprises all the time and only its unusual
+   ones score high. A value that leaves the whole range seen so far by more than
+   ``spatial_tolerance`` of that range scores 1 outright (``spatial_direct``, Numenta's
+   "spatial anomaly"): a new extreme is what an operator wants to hear about first.
 5. **Refractory period** -- after a score reaches ``alarm_level`` the following
-   ``refractory`` points are damped, so a single incident yields one alarm and not a page
-   per point. (On NAB this alone is worth about +10 points of the standard score.)
+   ``refractory`` points are multiplied by ``damping`` (0: silenced), so a single incident
+   yields one alarm and not a page per point (the service keeps an episode open while the
+   values stay outside their expected range, whatever the score).
+
+On NAB's AWS CloudWatch series (``bench/nab/run.py``) these choices took the standard score
+from 61.1 to 66; ``bench/nab/analyse.py`` shows, per window and per false positive, where
+the remaining points are lost.
 
 Everything is ``O(1)`` in time and memory per point (no windows of raw values): the state
-is 288 float32 slots (24 daily, 168 weekly, 96 envelope) plus about 20 scalars, about 3 KB
-of Python objects per series (see ``bench/nab/memory.py``), so 50,000 live series take
-about 150 MB, and the whole state is a small JSON-serialisable dict.
+is 384 float32 slots (24 daily, 168 weekly, 2 x 96 envelope) plus about 20 scalars, about
+3.7 KB of Python objects per series (see ``bench/nab/memory.py``), so 50,000 live series
+take about 185 MB, and the whole state is a small JSON-serialisable dict (about 4 KB).
 
 The arithmetic is the recurrences of ``river.stats.EWMean`` / ``EWVar`` written out on plain
 floats: river's implementations are Rust objects whose state can only be pickled, and a
@@ -58,8 +70,8 @@ _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
 _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 2
-_OLD_VERSIONS = (1,)  # readable: the new parts start empty
+STATE_VERSION = 3
+_OLD_VERSIONS = (1, 2)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -107,12 +119,16 @@ class SeriesAnomalyDetector:
         warmup: int = 300,
         alarm_level: float = 0.5,
         refractory: int = 50,
-        damping: float = 0.5,
+        damping: float = 0.0,
         seasonality: bool = True,
         env_slots: int = 96,
-        env_decay: float = 0.99,
+        env_decay: float = 0.97,
         env_width: int = 1,
-        short_alpha: float = 1.0,
+        short_alpha: float = 0.8,
+        warm_start: bool = True,
+        var_clip: float = 4.0,
+        spatial_direct: bool = True,
+        var_alpha: float = 0.03,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -129,6 +145,10 @@ class SeriesAnomalyDetector:
         self.env_decay = env_decay
         self.env_width = env_width
         self.short_alpha = short_alpha
+        self.warm_start = warm_start
+        self.var_clip = var_clip
+        self.spatial_direct = spatial_direct
+        self.var_alpha = var_alpha
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -147,6 +167,10 @@ class SeriesAnomalyDetector:
         self.weekly = array("f", [math.nan]) * _WEEK_SLOTS if self.seasonality else array("f")
         # Time-of-day envelope of the log surprise (0 = nothing seen yet).
         self.env = array("f", [0.0]) * self.env_slots if self.seasonality else array("f")
+        # Today's largest surprise per slot; folded into ``env`` when the day changes, so the
+        # envelope holds previous days only (a burst must not excuse itself).
+        self.env_today = array("f", [0.0]) * self.env_slots if self.seasonality else array("f")
+        self.env_day = -(1 << 40)
         self.short = 0.0  # short EW mean of the raw surprise, fed to the likelihood
         self.lik_mean = 0.0
         self.lik_var = 0.0
@@ -169,9 +193,11 @@ class SeriesAnomalyDetector:
             "lo": _finite_or_none(self.lo),
             "hi": _finite_or_none(self.hi),
             "err": list(self.err),
-            "daily": [_finite_or_none(v) for v in self.daily],
-            "weekly": [_finite_or_none(v) for v in self.weekly],
-            "env": list(self.env),
+            "daily": [_f32(v) if v == v else None for v in self.daily],
+            "weekly": [_f32(v) if v == v else None for v in self.weekly],
+            "env": [_f32(v) for v in self.env],
+            "env_today": [_f32(v) for v in self.env_today],
+            "env_day": self.env_day,
             "short": self.short,
             "lik_mean": self.lik_mean,
             "lik_var": self.lik_var,
@@ -184,8 +210,17 @@ class SeriesAnomalyDetector:
         """Rebuild a detector from :meth:`to_state` output (raises ``ValueError`` if unknown)."""
         version = state.get("version")
         if version != STATE_VERSION and version not in _OLD_VERSIONS:
-            raise ValueError(f"unsupported detector state version {version!r}")
-        det = cls(**state["params"])
+            raise ValueError(
+                f"unsupported detector state version {version!r} (this version of obsloop "
+                f"reads versions {sorted((*_OLD_VERSIONS, STATE_VERSION))}); delete the "
+                "checkpoint to start learning afresh"
+            )
+        params = dict(state["params"])
+        if version in _OLD_VERSIONS:
+            # Before version 3 env_decay was per visit of a slot, now it is per day: the old
+            # value would fade the envelope several times more slowly, so take the default.
+            params.pop("env_decay", None)
+        det = cls(**params)
         det.n = int(state["n"])
         det.level = float(state["level"])
         det.var = float(state["var"])
@@ -197,6 +232,9 @@ class SeriesAnomalyDetector:
         if "env" in state:
             det.env = array("f", [float(v) for v in state["env"]])
             det.short = float(state["short"])
+        if "env_today" in state:
+            det.env_today = array("f", [float(v) for v in state["env_today"]])
+            det.env_day = int(state["env_day"])
         det.lik_mean = float(state["lik_mean"])
         det.lik_var = float(state["lik_var"])
         det.since_alarm = int(state["since_alarm"])
@@ -220,6 +258,10 @@ class SeriesAnomalyDetector:
             "env_decay": self.env_decay,
             "env_width": self.env_width,
             "short_alpha": self.short_alpha,
+            "warm_start": self.warm_start,
+            "var_clip": self.var_clip,
+            "spatial_direct": self.spatial_direct,
+            "var_alpha": self.var_alpha,
         }
 
     def __repr__(self) -> str:
@@ -269,7 +311,8 @@ class SeriesAnomalyDetector:
             raw = 1.0
         span = self.hi - self.lo
         tol = self.spatial_tolerance * span
-        if span > 0.0 and (x > self.hi + tol or x < self.lo - tol):
+        spatial = span > 0.0 and (x > self.hi + tol or x < self.lo - tol)
+        if spatial:
             raw = 1.0
         if self.n < self.warmup:
             return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot
@@ -278,6 +321,8 @@ class SeriesAnomalyDetector:
         likelihood = 1.0 - _tail((short - self.lik_mean) / lik_sd)
         score = math.log(1.0000000001 - likelihood) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
+        if spatial and self.spatial_direct:
+            score = 1.0
         if self.since_alarm < self.refractory:
             score *= self.damping
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot
@@ -297,7 +342,15 @@ class SeriesAnomalyDetector:
                 deseason = x - self.daily[d_slot]
             else:
                 deseason = x - self.weekly[w_slot]
-            self.var = (1.0 - a) * (self.var + a * resid * resid)
+            if self.warm_start and self.n < 1.0 / a:
+                a = 1.0 / (self.n + 1)
+            r2 = resid * resid
+            if self.var_clip > 0.0 and self.n >= 30:
+                lim = self.var_clip * self.var_clip * self.var
+                if r2 > lim:
+                    r2 = lim
+            va = self.var_alpha if self.var_alpha > a else a
+            self.var = (1.0 - va) * (self.var + va * r2)
             if self.seasonality:
                 dev = x - self.level
                 err = self.err
@@ -321,9 +374,12 @@ class SeriesAnomalyDetector:
             if self.seasonality:
                 # The envelope learns at most env_cap: one huge incident at 02:00 must not
                 # blind 02:00 for weeks (env_decay per visit is ~3 % a day).
-                old = self.env[e_slot] * self.env_decay
+                day = int(ts // _DAY)
+                if day != self.env_day:
+                    self._fold_envelope(day)
                 e_env = e if e < self._env_cap else self._env_cap
-                self.env[e_slot] = e_env if e_env > old else old
+                if e_env > self.env_today[e_slot]:
+                    self.env_today[e_slot] = e_env
             la = max(self.likelihood_alpha, 1.0 / (self.n + 1))
             self.short += self.short_alpha * (raw - self.short)
             delta = self.short - self.lik_mean
@@ -339,6 +395,18 @@ class SeriesAnomalyDetector:
             self.since_alarm += 1
         self.last_t = ts
         self.n += 1
+
+    def _fold_envelope(self, day: int) -> None:
+        """A new day: yesterday's per-slot maxima join the (decayed) envelope."""
+        env, today = self.env, self.env_today
+        if self.env_day > -(1 << 39):
+            decay = self.env_decay ** min(day - self.env_day, 1000)
+            for k in range(len(env)):
+                old = env[k] * decay
+                t = today[k]
+                env[k] = t if t > old else old
+                today[k] = 0.0
+        self.env_day = day
 
     def score_one(self, x: float, t: datetime | float = 0.0) -> float:
         """Anomaly score of ``x`` at ``t`` in ``[0, 1]``; does not change the model."""
@@ -364,6 +432,11 @@ def _check_value(x: float) -> float:
     if not math.isfinite(x):
         raise ValueError(f"series value must be finite, got {x!r}")
     return x
+
+
+def _f32(v: float) -> float:
+    """A float32 slot value in the shortest text that reads back to the same float32."""
+    return float(f"{v:.9g}")
 
 
 def _finite_or_none(v: float) -> float | None:

@@ -196,3 +196,59 @@ def test_change_after_a_constant_stretch_keeps_the_checkpoint_finite() -> None:
         det.learn_one(5.0, STEP * i)
     assert det.score_learn_one(6.0, STEP * 400) > 0.9
     json.dumps(det.to_state(), allow_nan=False)  # no Infinity in the envelope
+
+
+def test_the_envelope_holds_previous_days_only() -> None:
+    # A burst on its first day must not excuse its own later points: today's surprise per
+    # slot is kept apart and joins the envelope when the day changes.
+    det = SeriesAnomalyDetector()
+    xs = noise(600)
+    xs[400] += 15.0  # 400 x 5 min = day 1, 09:20
+    slot = int((STEP * 400 % 86_400) * det.env_slots / 86_400)
+    for i, x in enumerate(xs[:401]):
+        det.learn_one(x, STEP * i)
+    assert det.env[slot] < 1.0 < det.env_today[slot]
+    for i, x in enumerate(xs[401:], start=401):  # past midnight (row 576)
+        det.learn_one(x, STEP * i)
+    assert det.env[slot] > 1.0 and det.env_today[slot] == 0.0
+
+
+def test_seasonal_pattern_with_noise_bursts_is_quiet_after_a_few_days() -> None:
+    # A daily rhythm plus a 15-minute burst every evening at the same time: both expected.
+    xs = _seasonal(10)
+    for d in range(10):
+        for j in range(3):
+            xs[288 * d + 230 + j] += 25.0
+    s = run(xs)
+    assert max(s[288 * 4 :]) < 0.5
+
+
+def test_version_2_checkpoint_is_still_readable() -> None:
+    det = SeriesAnomalyDetector()
+    for i, x in enumerate(noise(500)):
+        det.learn_one(x, STEP * i)
+    state = json.loads(json.dumps(det.to_state()))
+    state["version"] = 2
+    for key in ("env_today", "env_day"):
+        del state[key]
+    for key in ("warm_start", "var_clip", "spatial_direct", "var_alpha"):
+        del state["params"][key]
+    state["params"]["env_decay"] = 0.99  # per visit in version 2: replaced by the default
+    old = SeriesAnomalyDetector.from_state(state)
+    assert old.env_decay == SeriesAnomalyDetector().env_decay
+    assert old.score_one(40.0, STEP * 500) > 0.9
+    assert old.score_one(10.0, STEP * 500) < 0.5
+    json.dumps(old.to_state(), allow_nan=False)
+
+
+def test_checkpoint_round_trip_across_a_day_boundary_keeps_the_envelope() -> None:
+    xs = _daily_spike(3)
+    det = SeriesAnomalyDetector()
+    for i, x in enumerate(xs[:400]):
+        det.learn_one(x, STEP * i)
+    restored = SeriesAnomalyDetector.from_state(json.loads(json.dumps(det.to_state())))
+    assert list(restored.env_today) == list(det.env_today)
+    assert restored.env_day == det.env_day
+    a = [det.score_learn_one(x, STEP * (400 + i)) for i, x in enumerate(xs[400:])]
+    b = [restored.score_learn_one(x, STEP * (400 + i)) for i, x in enumerate(xs[400:])]
+    assert a == b
