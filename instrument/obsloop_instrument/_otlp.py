@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from datetime import UTC
 from urllib.parse import urlsplit
 
 from ._log import logger
@@ -186,11 +187,17 @@ class OtlpHttpExporter:
             return None
         data = self._compress(data)
         deadline = time.monotonic() + timeout
-        self._lock.acquire()
+        # The lock may be held by the set-up's ``connect`` (an endpoint slow to answer the
+        # TCP handshake): waited for within the deadline only.
+        if not self._lock.acquire(timeout=max(timeout, 0.0)):
+            return _Pending(data, deadline, TimeoutError("export deadline exceeded"), False)
         error = None
         try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("export deadline exceeded")
             if self._conn is None:
-                self._conn = self._open(timeout)
+                self._conn = self._open(remaining)
             self._conn.send(self._request_head, data, deadline)
         except Exception as failure:  # noqa: BLE001 - every failure becomes a result
             self._drop()
@@ -199,6 +206,11 @@ class OtlpHttpExporter:
 
     def finish(self, pending: _Pending) -> bool:
         """Read the response to ``start``'s request, retrying as the exporter does."""
+        if not pending.locked:
+            _logger.error(
+                "Failed to export %s batch due to timeout, max retries or shutdown.", self.signal
+            )
+            return False
         try:
             return self._complete(pending)
         finally:
@@ -258,12 +270,17 @@ class OtlpHttpExporter:
 
 
 class _Pending:
-    """An export whose first request was sent (or failed to be)."""
+    """An export whose first request was sent (or failed to be).
 
-    __slots__ = ("data", "deadline", "error")
+    ``locked``: whether it holds the exporter's lock (``finish`` releases it).
+    """
 
-    def __init__(self, data: bytes, deadline: float, error: Exception | None) -> None:
-        self.data, self.deadline, self.error = data, deadline, error
+    __slots__ = ("data", "deadline", "error", "locked")
+
+    def __init__(
+        self, data: bytes, deadline: float, error: Exception | None, locked: bool = True
+    ) -> None:
+        self.data, self.deadline, self.error, self.locked = data, deadline, error, locked
 
 
 def _retry_after_seconds(value: str, default: float) -> float:
@@ -282,9 +299,8 @@ def _retry_after_seconds(value: str, default: float) -> float:
     except (TypeError, ValueError):
         return default
     if when.tzinfo is None:
-        from datetime import timezone
 
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(when.timestamp() - time.time(), 0.0)
 
 

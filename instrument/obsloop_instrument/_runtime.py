@@ -1,12 +1,14 @@
 """Process-wide state: the pipeline, built in the background from set-up on.
 
 Set-up (decorating a handler) reads the settings and starts one daemon thread that builds
-the pipeline (``_pipeline``) and opens the exporters' connections: the platform's own init
-work (loading the model, importing the application) overlaps with it instead of waiting
-for it (name resolution and the TCP/TLS handshakes wait on the network, not the CPU). The first invocation, or anything else that needs the pipeline
-(``log_prediction``, ``flush``), waits for that thread; if it failed, the pipeline is built
-in the caller instead, so a set-up error surfaces there. ``OBSLOOP_BACKGROUND_SETUP=false``
-builds it in the decorating thread instead (everything done during init; useful before a
+the pipeline (``_pipeline``; a few milliseconds of imports, nothing of OpenTelemetry) and
+then opens the exporters' connections: the platform's own init work (loading the model,
+importing the application) overlaps with it instead of waiting for it. The first
+invocation, or anything else that needs the pipeline (``log_prediction``, ``flush``), waits
+for the build, never for the connections (a flush waits for a connection attempt in
+progress within its own deadline); if the build failed, the pipeline is built in the caller
+instead, so a set-up error surfaces there. ``OBSLOOP_BACKGROUND_SETUP=false`` builds and
+connects in the decorating thread instead (everything done during init; useful before a
 Lambda SnapStart snapshot or with a pre-forking server).
 
 Only the standard library is imported here: this module is on the import path of the
@@ -45,8 +47,10 @@ current_invocation: ContextVar[tuple[ModelIdentity, InvocationSpan] | None] = Co
 """The model and span of the invocation in progress, read by ``log_prediction``."""
 
 
-def _build(settings: Settings, resource_attributes: Mapping[str, object]) -> Pipeline:
-    """Build the pipeline and open the exporters' connections.
+def _build(
+    settings: Settings, resource_attributes: Mapping[str, object], connect: bool = True
+) -> Pipeline:
+    """Build the pipeline and (``connect``) open the exporters' connections.
 
     The OpenTelemetry API is not imported: if the application has loaded it by now, its
     global providers are registered here (``Pipeline.otel``), else by the first
@@ -61,7 +65,8 @@ def _build(settings: Settings, resource_attributes: Mapping[str, object]) -> Pip
 
     if "opentelemetry.context" in sys.modules:  # loaded by the trace and metrics APIs
         built.otel()
-    built.connect()
+    if connect:
+        built.connect()
     return built
 
 
@@ -80,13 +85,19 @@ class _Builder:
 
     def _run(self) -> None:
         try:
-            self.result = _build(self.settings, self.resource_attributes)
+            self.result = _build(self.settings, self.resource_attributes, connect=False)
         except BaseException:  # noqa: BLE001 - the waiting caller rebuilds and raises
             import logging
 
             logging.getLogger(__name__).debug("background set-up failed", exc_info=True)
         finally:
             self.done.set()
+        # Connecting comes after ``done``: an invocation never waits for the network here.
+        # A flush that starts meanwhile waits for the connection attempt within its own
+        # deadline (the exporter's lock), so an endpoint that drops packets costs the
+        # first invocation no more than the flush bound.
+        if self.result is not None:
+            self.result.connect()
 
     def wait(self) -> Pipeline | None:
         # A thread lost to a fork never sets ``done``: only a live one is waited for.

@@ -18,9 +18,8 @@ from . import _semconv as sc
 from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
 
 if TYPE_CHECKING:
-    from ._span import Parent
-
     from ._invocation import Invocation
+    from ._span import Parent
 
 _TRIGGERS = {
     "HttpRequest": sc.TRIGGER_HTTP,
