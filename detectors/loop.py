@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,9 +81,11 @@ class DetectorLoop:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         registry: CollectorRegistry | None = None,
+        metrics: DetectorMetrics | None = None,
     ) -> None:
         self.config = config
-        self.metrics = DetectorMetrics(registry or CollectorRegistry())
+        # A detector worker runs a loop per owned partition; they share one set of series.
+        self.metrics = metrics or DetectorMetrics(registry or CollectorRegistry())
         self._client = client
         self.database = database
         self.bus = DetectionBus()
@@ -152,7 +154,6 @@ class DetectorLoop:
         if watermark is None:
             return []
         seconds = self.config.window_seconds
-        reader = WindowReader(self.client, self.database, seconds)
         if self.closed_until is None:
             self.closed_until = self._first_window()
         end = _floor(watermark, seconds)
@@ -160,7 +161,7 @@ class DetectorLoop:
         if end <= self.closed_until:
             return []
         by_start: dict[datetime, list[Window]] = defaultdict(list)
-        for window in reader.read(self.closed_until, end):
+        for window in self.read_windows(self.closed_until, end):
             by_start[window.start].append(window)
         predictions = self._predictions(self.closed_until, end) if self.config.drift.enabled else []
         detections: list[Detection] = []
@@ -186,6 +187,11 @@ class DetectorLoop:
             self.metrics.detections.labels(detection.kind, "cleared" if detection.cleared else "opened").inc()
         self._emit(detections)
         return detections
+
+    def read_windows(self, start: datetime, end: datetime) -> Iterator[Window]:
+        """The windows starting in ``[start, end)`` that this loop scores: all of them here;
+        a detector worker's partition loop keeps its own functions' (it overrides this)."""
+        return WindowReader(self.client, self.database, self.config.window_seconds).read(start, end)
 
     def _first_window(self) -> datetime:
         value = self.client.command(
@@ -299,14 +305,23 @@ ORDER BY Timestamp""").result_rows
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                while self.run_once() or self._behind():
-                    if self._stop.is_set():
-                        break
-                if self.monotonic() - self._last_checkpoint >= self.config.checkpoint_seconds:
-                    self.checkpoint()
+                while self.step() and not self._stop.is_set():
+                    pass
             except Exception:  # noqa: BLE001 - ClickHouse down: keep polling, state is kept
                 log.exception("detector loop step failed")
             self._stop.wait(self.config.poll_seconds)
+
+    def step(self) -> bool:
+        """One bounded step (at most ``max_catchup_windows``), then a checkpoint if one is
+        due; True while there is more to read (detections found, or a backlog remains).
+
+        Bounded so that a caller with other duties between steps (a detector worker must
+        keep polling its consumer group) is never held up by a long backlog.
+        """
+        found = self.run_once()
+        if self.monotonic() - self._last_checkpoint >= self.config.checkpoint_seconds:
+            self.checkpoint()
+        return bool(found) or self._behind()
 
     def _behind(self) -> bool:
         """Whether a backlog remains after a bounded step (catch up without waiting a poll)."""

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "obsloop.commands.score_series",
     "obsloop.commands.dashboards",
     "obsloop.commands.ingest_worker",
+    "obsloop.commands.detector_worker",
     "obsloop.commands.feedback",
 )
 

@@ -4,6 +4,15 @@ Python never flattens a span: the segment file (embedded engine) or its bytes as
 request body (a server) go to ``INSERT … SELECT`` over the ``Protobuf`` format with the
 projections of :mod:`obsloop.pipelines.otlp_rows`. Each insert carries a deduplication
 token derived from the segment, so a retry after a crash stores nothing twice.
+
+With a cluster (``storage.cluster``) the tables inserted into are ``Distributed`` ones
+(:mod:`obsloop.pipelines.schema`), which by default acknowledge an insert once the rows are
+queued on the local disk of the node that received it and forward them to the shards later.
+A caller that deletes a segment or commits a Kafka offset after the insert returned would
+then count as stored what is only queued on one node. The sink therefore sets
+``distributed_foreground_insert = 1`` (called ``insert_distributed_sync`` before ClickHouse
+23.x; the old name stays an alias): the insert returns only after every shard has written
+its rows, and the deduplication token goes with them to the replicated local tables.
 """
 
 from __future__ import annotations
@@ -12,12 +21,16 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from obsloop.pipelines.otlp_rows import MAPPINGS, RowMapping
 from obsloop.pipelines.protobuf_schema import format_settings, write_schema_file
 from obsloop.pipelines.wal import _VarintBytes
+
+DISTRIBUTED_SYNC_SETTING = "distributed_foreground_insert"
+"""Makes an ``INSERT`` into a ``Distributed`` table return after the shards stored it."""
 
 
 def _sql_string(value: str) -> str:
@@ -33,6 +46,7 @@ class ClickHouseSink:
         embedded: bool,
         ensure_schema: Callable[[], object] | None = None,
         schema_directory: Path | None = None,
+        cluster: str | None = None,
     ) -> None:
         self._connect = client
         """Called for every use: connecting may fail while ClickHouse is down, and is retried."""
@@ -40,15 +54,25 @@ class ClickHouseSink:
         self._embedded = embedded
         self._ensure_schema = ensure_schema
         """Run before the first insert; the server starts even while ClickHouse is down."""
+        self._cluster = cluster
+        """Set: the tables are ``Distributed`` ones, inserted into synchronously."""
         self._schema_file = None
         if embedded:
             self._schema_file = write_schema_file(schema_directory or Path(tempfile.gettempdir()) / "obsloop")
 
-    def _insert(self, mapping: RowMapping, signal: str, path: Path, token: str) -> None:
-        settings = {
+    def insert_settings(self, mapping: RowMapping, signal: str, token: str) -> dict[str, Any]:
+        """The settings of one table's insert: the Protobuf input format, the deduplication
+        token of this batch and table, and with a cluster the synchronous Distributed insert."""
+        settings: dict[str, Any] = {
             **format_settings(signal, self._schema_file),
             "insert_deduplication_token": f"{token}-{mapping.table}",
         }
+        if self._cluster:
+            settings[DISTRIBUTED_SYNC_SETTING] = 1
+        return settings
+
+    def _insert(self, mapping: RowMapping, signal: str, path: Path, token: str) -> None:
+        settings = self.insert_settings(mapping, signal, token)
         if self._embedded:
             source = f"file({_sql_string(str(path))}, 'Protobuf', {_sql_string(mapping.structure)})"
             self._connect().command(mapping.insert(self._database, source), settings=settings)

@@ -6,11 +6,13 @@ topic owns exactly the services whose key hashes to its partitions, with the has
 producer used (kafka-python's murmur2, the Java client's too): :func:`partition_of`.
 Series ids are prefixed with their service, so the owner of a series is never ambiguous.
 
-State moves with ownership through checkpoints: on revoke a worker saves each partition's
-:class:`SeriesDetectorPool` to ``<checkpoint_dir>/<signal>-<partition>.json`` and forgets
-it; on assign the new owner loads it (a fresh pool when there is none). The directory must
-be shared by the workers (a ReadWriteMany volume, or a synced bucket), and the hooks run
-inside ``poll`` between batches, so a pool is never saved while it is being updated.
+State moves with ownership through checkpoints (:class:`PartitionedStates`): on revoke a
+worker saves each partition's state and forgets it; on assign the new owner loads it (fresh
+when there is none). ``obsloop detector-worker`` keeps a whole detector loop per partition
+(:mod:`obsloop.pipelines.detector_worker`); :class:`PartitionedPools` keeps bare series
+pools. The directory must be shared by the workers (a ReadWriteMany volume, or a synced
+bucket), and the hooks run inside ``poll`` between steps, so a state is never saved while
+it is being updated.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from kafka.partitioner.default import murmur2
 
 from obsloop.detectors.series_pool import SeriesDetectorPool
 from obsloop.pipelines.kafka_consumer import OwnedPartition
+
+S = TypeVar("S")
 
 
 def partition_of(service_name: str, partitions: int) -> int:
@@ -34,9 +39,45 @@ def partition_of(service_name: str, partitions: int) -> int:
     return (murmur2(service_name.encode()) & 0x7FFFFFFF) % partitions
 
 
-class PartitionedPools:
-    """One detector pool per owned partition; ``on_assign`` / ``on_revoke`` are the
-    :class:`~obsloop.pipelines.kafka_consumer.GroupConsumer` hooks."""
+class PartitionedStates(Generic[S]):
+    """One state object per owned partition; ``on_assign`` / ``on_revoke`` are the
+    :class:`~obsloop.pipelines.kafka_consumer.GroupConsumer` hooks.
+
+    ``open_state(partition)`` builds a partition's state from its checkpoint (or fresh) when
+    the partition is assigned; ``save_state(partition, state)`` writes the checkpoint when it
+    is revoked, before the group assigns it to anyone else (the hooks run inside ``poll``,
+    and an eager rebalance waits for every member to rejoin), so the next owner reads what
+    this one learned last.
+    """
+
+    def __init__(
+        self,
+        open_state: Callable[[OwnedPartition], S],
+        save_state: Callable[[OwnedPartition, S], None],
+    ) -> None:
+        self._open = open_state
+        self._save = save_state
+        self.states: dict[OwnedPartition, S] = {}
+
+    def on_assign(self, owned: list[OwnedPartition]) -> None:
+        for partition in owned:
+            self.states[partition] = self._open(partition)
+
+    def on_revoke(self, owned: list[OwnedPartition]) -> None:
+        for partition in owned:
+            state = self.states.pop(partition, None)
+            if state is not None:
+                self._save(partition, state)
+
+    def checkpoint(self) -> None:
+        """Save every owned state (periodically, and before a clean shutdown)."""
+        for partition, state in self.states.items():
+            self._save(partition, state)
+
+
+class PartitionedPools(PartitionedStates[SeriesDetectorPool]):
+    """One bare detector pool per owned partition, checkpointed to
+    ``<checkpoint_dir>/<signal>-<partition>.json``."""
 
     def __init__(
         self,
@@ -48,30 +89,22 @@ class PartitionedPools:
         self.checkpoint_dir = checkpoint_dir
         self.partitions = partitions
         self._pool_factory = pool_factory
-        self.pools: dict[OwnedPartition, SeriesDetectorPool] = {}
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(self._load, lambda owned, pool: pool.save(self._path(owned)))
+
+    @property
+    def pools(self) -> dict[OwnedPartition, SeriesDetectorPool]:
+        return self.states
 
     def _path(self, owned: OwnedPartition) -> Path:
         return self.checkpoint_dir / f"{owned.signal}-{owned.partition}.json"
 
-    def on_assign(self, owned: list[OwnedPartition]) -> None:
-        for partition in owned:
-            path = self._path(partition)
-            pool = self._pool_factory()
-            if path.exists():
-                pool.restore(json.loads(path.read_text()))  # keeps the factory's limits
-            self.pools[partition] = pool
-
-    def on_revoke(self, owned: list[OwnedPartition]) -> None:
-        for partition in owned:
-            pool = self.pools.pop(partition, None)
-            if pool is not None:
-                pool.save(self._path(partition))
-
-    def checkpoint(self) -> None:
-        """Save every owned pool (periodically, and before a clean shutdown)."""
-        for partition, pool in self.pools.items():
-            pool.save(self._path(partition))
+    def _load(self, owned: OwnedPartition) -> SeriesDetectorPool:
+        pool = self._pool_factory()
+        path = self._path(owned)
+        if path.exists():
+            pool.restore(json.loads(path.read_text()))  # keeps the factory's limits
+        return pool
 
     def pool_for(self, signal: str, service_name: str) -> SeriesDetectorPool | None:
         """The pool holding ``service_name``'s series, or None when another worker owns it."""

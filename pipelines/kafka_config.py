@@ -22,6 +22,7 @@ fine default for both; Kafka refuses session timeouts below its
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -41,6 +42,13 @@ class KafkaConfig(BaseModel):
     client_id: str = "obsloop"
     ingest_group: str = "obsloop-ingest"
     """Consumer group of ``obsloop ingest-worker`` (workers sharing it share the partitions)."""
+    detector_group: str = "obsloop-detectors"
+    """Consumer group of ``obsloop detector-worker``: membership over the traces topic decides
+    which worker scores which functions (:mod:`obsloop.pipelines.detector_worker`)."""
+    detector_checkpoint_dir: Path | None = None
+    """Per-partition detector state, written on revoke and read on assign; every detector
+    worker must see the same directory (a shared volume). Defaults to
+    ``<data_dir>/detectors/partitions``, which only one worker on one machine can share."""
     on_unavailable: Literal["reject", "spill"] = "reject"
     """When Kafka cannot acknowledge: answer 503 + Retry-After (``reject``), or acknowledge
     from the receiver's write-ahead log and republish once Kafka is back (``spill``)."""

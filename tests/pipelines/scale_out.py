@@ -46,23 +46,25 @@ def kafka_section(config: KafkaConfig, **overrides: Any) -> dict[str, Any]:
 
 
 class WorkerProcess(ObsloopProcess):
-    """An ``obsloop ingest-worker`` subprocess on its own data directory; reads back through
-    its admin ``/query`` endpoint (the same helpers as a ``serve`` process)."""
+    """An ``obsloop ingest-worker`` (or ``command``) subprocess on its own data directory;
+    reads back through its admin ``/query`` endpoint (the same helpers as a ``serve`` process)."""
+
+    command = "ingest-worker"
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
         state = self.data_dir / "serve.json"
         state.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "obsloop", "--config", str(self.config_path), "ingest-worker"],
+            [sys.executable, "-m", "obsloop", "--config", str(self.config_path), self.command],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
         while not state.exists() or not state.read_text().endswith("}"):
             if self.process.poll() is not None:
-                raise RuntimeError(f"ingest-worker exited:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.command} exited:\n{self.log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"ingest-worker did not start:\n{self.log_path.read_text()[-3000:]}")
+                raise TimeoutError(f"{self.command} did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.05)
         self.endpoints = json.loads(state.read_text())
         return self

@@ -1,0 +1,48 @@
+"""``obsloop detector-worker``: score closed windows for a share of the functions (scale-out).
+
+Workers in one group (``kafka.detector_group``) split the functions by the partitions of
+the traces topic they own; a partition's model state moves between them through its
+checkpoint in ``kafka.detector_checkpoint_dir`` (a directory they all share). Run up to as
+many as the topic has partitions; more stand by.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "detector-worker",
+        help="score detection windows for the functions of the Kafka partitions this worker owns",
+    )
+    parser.add_argument("--group", help="consumer group (default: kafka.detector_group)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import sys
+
+    from obsloop import clickhouse
+    from obsloop.commands._common import config_from
+
+    config = config_from(args)
+    if config.kafka is None:
+        print(f"obsloop detector-worker: {config.source} has no kafka: section", file=sys.stderr)
+        return 2
+    if not config.detectors.enabled:
+        print(f"obsloop detector-worker: detectors.enabled is false in {config.source}", file=sys.stderr)
+        return 2
+    if args.duration is not None and args.duration <= 0:
+        print("obsloop detector-worker: --duration must be positive", file=sys.stderr)
+        return 2
+    from obsloop.pipelines.detector_worker import DetectorWorker
+
+    try:
+        worker = DetectorWorker(config, group_id=args.group)
+        asyncio.run(worker.run(duration=args.duration))
+    finally:
+        clickhouse.close_all()  # the embedded engine must shut down before exit
+    return 0

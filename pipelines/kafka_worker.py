@@ -1,0 +1,162 @@
+"""What every scale-out worker process shares: ``obsloop ingest-worker`` and
+``obsloop detector-worker``.
+
+A worker is one consumer-group member doing its work in a thread, plus the admin endpoints
+every obsloop process has, so Kubernetes and compose probe them the same way:
+``/healthz`` (the process runs), ``/readyz`` (ClickHouse answered last time, and the group
+member exists), ``/metrics`` (the worker's own registry and the process's) and ``/query``.
+With the embedded engine the worker owns its data directory, so it writes ``serve.json``
+there, as ``serve`` does, and ``obsloop query`` with the worker's configuration goes
+through it. SIGINT / SIGTERM stop the thread first (its step in flight finishes, the group
+is left at once so partitions move without waiting for a session timeout), then the
+endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from kafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from obsloop.config import Config
+from obsloop.pipelines.kafka_config import KafkaConfig
+from obsloop.pipelines.schema import ddl
+from obsloop.server import SERVE_STATE_FILE, bound_port, query_response, schema_options, storage_client
+
+log = logging.getLogger(__name__)
+
+Member = TypeVar("Member")
+
+
+class KafkaWorker:
+    """Base of the worker processes; subclasses implement :meth:`_work` and :meth:`_joined`."""
+
+    command = "worker"
+    """The ``obsloop`` command this worker is, for messages and the thread's name."""
+
+    def __init__(
+        self, config: Config, registry: CollectorRegistry, *, client: Callable[[], Any] | None = None
+    ) -> None:
+        """``client``: the storage client factory; by default the configuration's (tests
+        pass the session's embedded engine, which a process can open only once)."""
+        if config.kafka is None:
+            raise ValueError(f"{self.command} needs a kafka: section in the configuration")
+        self.config = config
+        self.kafka: KafkaConfig = config.kafka
+        self.registry = registry
+        self.storage_healthy = True
+        self.client: Callable[[], Any] = client or (lambda: storage_client(config))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def state_file(self) -> Path:
+        return self.config.data_dir / SERVE_STATE_FILE
+
+    def apply_schema(self) -> bool:
+        """Create the tables if needed; False (logged, unhealthy) while ClickHouse is down."""
+        try:
+            client = self.client()
+            for statement in ddl(schema_options(self.config)):
+                client.command(statement)
+        except Exception as exc:  # noqa: BLE001 - start anyway; the caller retries
+            self.storage_healthy = False
+            log.warning("ClickHouse unreachable", extra={"error": str(exc).splitlines()[0][:300]})
+            return False
+        self.storage_healthy = True
+        return True
+
+    # -- the work ------------------------------------------------------------------------
+    def _work(self) -> None:
+        """Run in the worker thread until ``self._stop`` is set."""
+        raise NotImplementedError
+
+    def _joined(self) -> bool:
+        """Whether the group member exists (part of readiness)."""
+        raise NotImplementedError
+
+    def _describe(self) -> dict[str, Any]:
+        """What the start-up log line says besides the admin address."""
+        return {}
+
+    def _member(self, create: Callable[[], Member]) -> Member | None:
+        """``create()`` the group member, retrying every second while Kafka is unreachable;
+        None when the worker was stopped first."""
+        while not self._stop.is_set():
+            try:
+                return create()
+            except KafkaError as exc:
+                log.warning("Kafka unreachable; retrying", extra={"error": repr(exc)[:300]})
+                self._stop.wait(1.0)
+        return None
+
+    # -- admin endpoints -----------------------------------------------------------------
+    def _admin_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/query", lambda request: query_response(request, self.client))
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        joined = self._joined()
+        body = {"storage": "ok" if self.storage_healthy else "unreachable",
+                "kafka": "ok" if joined else "connecting"}
+        return web.json_response(body, status=200 if self.storage_healthy and joined else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry) + generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> str:
+        """Serve the admin endpoints, start the work thread; returns the admin URL."""
+        self._runner = web.AppRunner(self._admin_app(), access_log=None)
+        await self._runner.setup()
+        admin = self.config.admin
+        site = web.TCPSite(self._runner, admin.host, admin.port, reuse_address=True)
+        await site.start()
+        admin_url = f"http://{admin.host}:{bound_port(site)}"
+        self._thread = threading.Thread(target=self._work, name=f"obsloop-{self.command}")
+        self._thread.start()
+        self.state_file.write_text(json.dumps({"pid": os.getpid(), "admin": admin_url}))
+        log.info(f"obsloop {self.command} running", extra={**self._describe(), "admin": admin_url})
+        return admin_url
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.state_file.unlink(missing_ok=True)
+
+    async def run(self, duration: float | None = None) -> None:
+        """Work until SIGINT / SIGTERM (or ``duration`` seconds)."""
+        await self.start()
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopped.set)
+        try:
+            await asyncio.wait_for(stopped.wait(), timeout=duration)
+        except TimeoutError:
+            pass
+        finally:
+            await self.stop()

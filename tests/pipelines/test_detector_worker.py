@@ -1,0 +1,235 @@
+"""``obsloop detector-worker`` against a real tansu broker and the session's chDB: workers
+split the functions by partition, a partition's whole detector state moves through its
+checkpoint when its owner leaves, and detections land in the detections table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer
+from scale_out import WorkerProcess, kafka_section
+
+from obsloop.config import Config, StorageConfig
+from obsloop.detectors.config import DetectorsConfig, DriftConfig
+from obsloop.pipelines.detector_partitions import partition_of
+from obsloop.pipelines.detector_worker import DetectorWorker, PartitionLoop
+from obsloop.pipelines.kafka_config import KafkaConfig
+from obsloop.pipelines.kafka_consumer import OwnedPartition
+from obsloop.pipelines.kafka_publisher import OtlpPublisher
+from obsloop.pipelines.schema import SchemaOptions, ddl
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+FUNCTIONS = [f"model-fn-{n}" for n in range(8)]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout_s} s"
+        time.sleep(0.05)
+
+
+def series_id(function: str, metric: str = "p95_ms") -> str:
+    return f"aws_lambda|{function}|fraud|2.1.0#{metric}"
+
+
+def insert_minutes(client: Any, db: str, functions: list[str], first: int, last: int,
+                   slow: dict[str, int] | None = None) -> None:
+    """20 SERVER spans per function in each minute ``first..last`` (at second 5), 40-60 ms;
+    ``slow[function] = m`` makes that function 8x slower from minute ``m``. One INSERT, so a
+    detector never sees some functions' minutes without the others' (which would be data
+    arriving later than the allowed lateness, and read as a throughput drop)."""
+    slow = slow or {}
+    factor = " ".join(f"f = '{f}' AND m >= {m} ? 8 :" for f, m in slow.items()) + " 1"
+    client.command(f"""
+INSERT INTO {db}.otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName,
+    ResourceAttributes, SpanAttributes, Duration, StatusCode)
+SELECT toDateTime64('{T0:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + toIntervalMinute(m) + toIntervalSecond(5)
+        + (number % 20) / 1000,
+    hex(cityHash64(f, m, number)), toString(number), 'invoke', 'Server', f,
+    map('faas.name', f, 'cloud.platform', 'aws_lambda'),
+    map('model.name', 'fraud', 'model.version', '2.1.0', 'faas.trigger', 'http'),
+    toUInt64((40 + cityHash64(f, m, number) % 21) * ({factor}) * 1e6), 'Unset'
+FROM (SELECT arrayJoin({functions!r}) AS f, {first} + intDiv(number, 20) AS m, number
+      FROM numbers({(last - first + 1) * 20}))""")
+
+
+@pytest.fixture
+def db(chdb_client: Any, chdb_database: str) -> str:
+    for statement in ddl(SchemaOptions(database=chdb_database)):
+        chdb_client.command(statement)
+    return chdb_database
+
+
+def traces_partitions(config: KafkaConfig) -> int:
+    OtlpPublisher(config).close()  # creates the topics
+    probe = KafkaConsumer(bootstrap_servers=config.bootstrap_servers)
+    partitions = len(probe.partitions_for_topic("otlp_traces") or ())
+    probe.close()
+    return partitions
+
+
+class RunningWorker:
+    """A :class:`DetectorWorker` stepping in its own thread, on the session's chDB."""
+
+    def __init__(self, name: str, kafka: KafkaConfig, client: Any, db: str, tmp_path: Path) -> None:
+        config = Config(
+            data_dir=tmp_path / name,
+            storage=StorageConfig(database=db),
+            kafka=kafka.model_copy(update={"detector_checkpoint_dir": tmp_path / "checkpoints"}),
+            detectors=DetectorsConfig(window_seconds=60, allowed_lateness_seconds=30, warmup_windows=20,
+                                      poll_seconds=0.1, drift=DriftConfig(enabled=False)),
+        )
+        self.worker = DetectorWorker(config, client=lambda: client)
+        self.worker.join()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.worker.run_until, args=(self._stop.is_set,))
+        self._thread.start()
+
+    def owned(self) -> set[OwnedPartition]:
+        return self.worker.owned()
+
+    def loops(self) -> dict[OwnedPartition, PartitionLoop]:
+        return dict(self.worker.loops.states)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.worker.close()
+
+
+def learned(loop: PartitionLoop, function: str) -> int:
+    """Points the function's p95 model has seen (0: no model)."""
+    model = loop.scorer.pool.get(series_id(function))
+    return 0 if model is None else model.n
+
+
+def test_two_workers_split_functions_and_a_leaving_workers_state_moves_through_its_checkpoint(
+    kafka_config: KafkaConfig, chdb_client: Any, db: str, tmp_path: Path
+) -> None:
+    partitions = traces_partitions(kafka_config)
+    every = {OwnedPartition("traces", p) for p in range(partitions)}
+    home = {f: OwnedPartition("traces", partition_of(f, partitions)) for f in FUNCTIONS}
+    assert len(set(home.values())) > 1, "the functions must span several partitions"
+    # Minutes 0..50: event time reaches 50:10, the watermark 49:40: windows 0..48 close.
+    insert_minutes(chdb_client, db, FUNCTIONS, 0, 50)
+    closed = T0 + timedelta(minutes=49)
+
+    first = RunningWorker("first", kafka_config, chdb_client, db, tmp_path)
+    second: RunningWorker | None = None
+    try:
+        wait_for(lambda: first.owned() == every, what="the first worker owning every partition")
+        wait_for(lambda: all(loop.closed_until == closed for loop in first.loops().values()),
+                 what="the first worker catching up")
+        for function, partition in home.items():
+            assert learned(first.loops()[partition], function) == 49
+            others = [loop for p, loop in first.loops().items() if p != partition]
+            assert all(learned(loop, function) == 0 for loop in others), "one owner per function"
+
+        # From now on the learned history exists only in the workers' state and checkpoints:
+        # a loop that started afresh would find no window to learn from.
+        chdb_client.command(f"TRUNCATE TABLE {db}.faas_windows")
+
+        second = RunningWorker("second", kafka_config, chdb_client, db, tmp_path)
+        wait_for(lambda: bool(first.owned()) and bool(second.owned())
+                 and first.owned() | second.owned() == every, what="the two workers sharing the partitions")
+        assert not first.owned() & second.owned()
+        for function, partition in home.items():
+            owner = first if partition in first.owned() else second
+            loop = owner.loops()[partition]
+            assert loop.restored and loop.closed_until == closed
+            assert learned(loop, function) == 49
+
+        first.stop()
+        first = None
+        wait_for(lambda: second.owned() == every, what="the second worker taking over every partition")
+        for function, partition in home.items():
+            loop = second.loops()[partition]
+            assert loop.restored, f"{partition} started afresh instead of from its checkpoint"
+            assert loop.closed_until == closed
+            assert learned(loop, function) == 49, "the restored model lost its learned history"
+        restored = second.worker.metrics.assigned.labels("restored")._value.get()
+        assert restored >= partitions and second.worker.metrics.assigned.labels("fresh")._value.get() == 0
+
+        # The survivor scores on from where the history stopped: window 49 onwards, one
+        # function 8x slower from minute 55; event time 70:10 closes windows up to 68.
+        target = FUNCTIONS[3]
+        insert_minutes(chdb_client, db, FUNCTIONS, 49, 70, slow={target: 55})
+        query = (f"SELECT id, toUnixTimestamp(time), observed['p95_ms'] > expected_high['p95_ms'], cleared "
+                 f"FROM {db}.detections WHERE kind = 'latency' AND series['faas.name'] = '{target}' "
+                 f"AND time > '{T0 + timedelta(minutes=49):%Y-%m-%d %H:%M:%S}' ORDER BY time")
+        wait_for(lambda: bool(chdb_client.query(query).result_rows), what="the slow function's detection")
+        wait_for(lambda: all(loop.closed_until == T0 + timedelta(minutes=69)
+                             for loop in second.loops().values()), what="the survivor catching up")
+        rows = chdb_client.query(query).result_rows
+        # Once, at the end of the first slow window (minute 55), above the expected range.
+        assert rows == [(rows[0][0], int((T0 + timedelta(minutes=56)).timestamp()), 1, False)], rows
+        throughput = chdb_client.command(
+            f"SELECT count() FROM {db}.detections WHERE kind = 'throughput' AND time > '{closed:%Y-%m-%d %H:%M:%S}'")
+        assert throughput == 0, "a window was read before all its data had arrived"
+        assert learned(second.loops()[home[target]], FUNCTIONS[3]) == 69
+    finally:
+        for running in (second, first):
+            if running is not None:
+                running.stop()
+
+
+def test_checkpoint_of_another_partition_count_is_not_restored(
+    kafka_config: KafkaConfig, chdb_client: Any, db: str, tmp_path: Path
+) -> None:
+    """After the topic gains partitions, functions hash elsewhere: old state must not load."""
+    partitions = traces_partitions(kafka_config)
+    insert_minutes(chdb_client, db, FUNCTIONS, 0, 10)
+    stale = tmp_path / "checkpoints" / f"traces-0-of-{partitions + 1}.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"version": 1}')
+    running = RunningWorker("only", kafka_config, chdb_client, db, tmp_path)
+    try:
+        wait_for(lambda: len(running.owned()) == partitions, what="the worker owning every partition")
+        assert not any(loop.restored for loop in running.loops().values())
+        assert running.worker.metrics.assigned.labels("fresh")._value.get() == partitions
+    finally:
+        running.stop()
+    assert (tmp_path / "checkpoints" / f"traces-0-of-{partitions}.json").exists()
+
+
+class DetectorWorkerProcess(WorkerProcess):
+    command = "detector-worker"
+
+
+def test_detector_worker_command_joins_serves_probes_and_checkpoints_on_sigterm(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    traces_partitions(kafka_config)
+    workdir = tmp_path / "process"
+    workdir.mkdir()
+    checkpoints = tmp_path / "shared-checkpoints"
+    process = DetectorWorkerProcess(
+        workdir, kafka=kafka_section(kafka_config, detector_checkpoint_dir=str(checkpoints)),
+        detectors={"poll_seconds": 0.2}).start()
+    try:
+        assert process.get("/healthz")[0] == 200
+        wait_for(lambda: "obsloop_detector_worker_partitions 0.0" not in process.get("/metrics")[1]
+                 and "obsloop_detector_worker_partitions" in process.get("/metrics")[1],
+                 what="partitions assigned to the process")
+        wait_for(lambda: process.get("/readyz")[0] == 200, what="/readyz answering 200")
+    finally:
+        assert process.stop() == 0
+    assert sorted(p.name for p in checkpoints.glob("traces-*.json")), "no checkpoint written at stop"
+
+
+def test_detector_worker_refuses_a_configuration_without_kafka(tmp_path: Path) -> None:
+    config = tmp_path / "obsloop.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    result = subprocess.run([sys.executable, "-m", "obsloop", "--config", str(config), "detector-worker"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "has no kafka: section" in result.stderr
