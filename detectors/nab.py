@@ -24,6 +24,14 @@ The rules, as implemented here:
 * Normalised score ``100 * (S - S_null) / (S_perfect - S_null)`` with
   ``S_null = -fn_weight * N`` (never fires) and ``S_perfect = tp_weight * N`` (fires on the
   first row of every window and nowhere else), ``N`` = number of scored windows.
+
+Checked against NAB's reference sweeper (``nab/sweeper.py``: probation ``min(floor(0.15 n),
+750)``, ``y >= 3`` or no previous window gives ``-1``, first detection in a window, sweep over
+every distinct score with ``>=``): the same raw scores and thresholds on the AWS corpus to
+four decimals. One deliberate difference: NAB's runner normalises with ``S_perfect`` =
+``tp_weight`` x the number of *labels* (31 on the AWS corpus: two labels of
+``ec2_cpu_utilization_825cc2`` share one merged window), so a perfect detector would score
+98.4 there; we follow the README (perfect = 100) and ``bench/nab/run.py`` prints both.
 """
 
 from __future__ import annotations

@@ -124,3 +124,57 @@ def test_one_threshold_for_the_whole_corpus() -> None:
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="scores"):
         nab.sweep_file("x", ts(3), [0.0], [])
+
+
+def _reference(files, threshold, prof):
+    """The rules written out directly, one threshold at a time (no sweep, no sorting)."""
+    total, n_windows = 0.0, 0
+    for ts_, sc, wins in files:
+        n = len(ts_)
+        prob = nab.probationary_length(n)
+        spans = [(ts_.index(a), ts_.index(b)) for a, b in sorted(wins)]
+        for left, right in spans:
+            if right < prob:
+                continue
+            n_windows += 1
+            hits = [i for i in range(max(left, prob), right + 1) if sc[i] >= threshold]
+            if hits:
+                y = -(right - hits[0] + 1) / (right - left + 1)
+                total += prof.tp_weight * nab.scaled_sigmoid(y) / nab.MAX_TP
+            else:
+                total -= prof.fn_weight
+        for i in range(prob, n):
+            if sc[i] < threshold or any(lo <= i <= hi for lo, hi in spans):
+                continue
+            before = [(lo, hi) for lo, hi in spans if hi < i]
+            if not before:
+                total -= prof.fp_weight
+            else:
+                lo, hi = before[-1]
+                total += prof.fp_weight * nab.scaled_sigmoid((i - hi) / (hi - lo))
+    return total, n_windows
+
+
+def test_sweep_matches_the_rules_written_out_at_every_threshold() -> None:
+    import random
+
+    rng = random.Random(7)
+    files = []
+    for k in range(4):
+        n = 120 + 40 * k
+        t = ts(n)
+        sc = [round(rng.random() ** 3, 2) for _ in range(n)]
+        wins = [(t[30 + 5 * k], t[45 + 5 * k]), (t[80], t[95])]
+        files.append((t, sc, wins))
+    rows = []
+    for k, (t, sc, wins) in enumerate(files):
+        rows += nab.sweep_file(f"f{k}", t, sc, wins)
+    for name, prof in nab.PROFILES.items():
+        best = nab.score_corpus(rows, name)
+        ref_best = -math.inf
+        for thr in sorted({s for _, sc, _ in files for s in sc} | {2.0}):
+            raw, n_windows = _reference(files, thr, prof)
+            assert nab.score_corpus(rows, name, thr).raw == pytest.approx(raw, abs=1e-9)
+            ref_best = max(ref_best, raw)
+        assert best.raw == pytest.approx(ref_best, abs=1e-9)  # the sweep finds the optimum
+        assert best.null == -prof.fn_weight * n_windows
