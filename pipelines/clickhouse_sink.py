@@ -10,9 +10,11 @@ With a cluster (``storage.cluster``) the tables inserted into are ``Distributed`
 queued on the local disk of the node that received it and forward them to the shards later.
 A caller that deletes a segment or commits a Kafka offset after the insert returned would
 then count as stored what is only queued on one node. The sink therefore sets
-``distributed_foreground_insert = 1`` (called ``insert_distributed_sync`` before ClickHouse
-23.x; the old name stays an alias): the insert returns only after every shard has written
-its rows, and the deduplication token goes with them to the replicated local tables.
+``distributed_foreground_insert = 1`` (``insert_distributed_sync`` before ClickHouse 23.11,
+which renamed it and kept the old name as an alias; a server older than that rejects the new
+name): the insert returns only after every shard stored its rows (one replica of each, with
+``internal_replication``), and the deduplication token goes with them to the replicated
+local tables.
 """
 
 from __future__ import annotations
