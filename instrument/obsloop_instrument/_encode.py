@@ -41,10 +41,19 @@ AGGREGATION_TEMPORALITY_DELTA = 1
 AGGREGATION_TEMPORALITY_CUMULATIVE = 2
 
 
+_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+
+
 def varint(value: int) -> bytes:
-    """An unsigned varint (negative int64 values are passed as their two's complement)."""
+    """An unsigned varint (negative int64 values are passed as their two's complement).
+
+    One- and two-byte values (tags, lengths below 16 KiB: most of a request) take a
+    shortcut; the warm flush encodes about 80 varints per invocation.
+    """
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -53,8 +62,15 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+_tags: dict[int, bytes] = {}
+
+
 def _tag(field: int, wire_type: int) -> bytes:
-    return varint(field << 3 | wire_type)
+    key = field << 3 | wire_type
+    tag = _tags.get(key)
+    if tag is None:
+        tag = _tags[key] = varint(key)
+    return tag
 
 
 def field_bytes(field: int, payload: bytes) -> bytes:

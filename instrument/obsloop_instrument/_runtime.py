@@ -64,7 +64,11 @@ def _build(
     from . import _invocation, _propagation  # noqa: F401
 
     if "opentelemetry.context" in sys.modules:  # loaded by the trace and metrics APIs
-        built.otel()
+        bridge = built.otel()
+        if "opentelemetry.trace" in sys.modules:
+            # An application that loaded the trace API makes spans: the SDK tracer it will
+            # get (~20 ms of import) is built here, not in its first invocation.
+            bridge.tracer_provider.sdk_provider()
     if connect:
         built.connect()
     return built
