@@ -27,6 +27,7 @@ from aiohttp import web
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
+from obsloop.collectors.dedup import RecentDeliveries, body_key
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation
@@ -130,13 +131,20 @@ def subscription_handler(
     enrich: Callable[[Invocation], Invocation],
     region: str | None = None,
     collector: str = "aws.subscription",
+    recent: RecentDeliveries | None = None,
 ):
     """``POST`` a raw subscription payload; ``?region=`` names the region (the payload
-    does not), defaulting to ``region``."""
+    does not), defaulting to ``region``. A re-post of a body accepted within the window of
+    ``recent`` is acknowledged without being stored again."""
     encoder = SubscriptionEncoder(enrich, collector)
+    recent = recent if recent is not None else RecentDeliveries()
 
     async def handler(request: web.Request) -> web.Response:
         body = await request.read()
+        key = body_key(body)
+        if recent.seen(key):
+            selfmetrics.DUPLICATES.labels(collector).inc()
+            return web.json_response({"accepted": 0, "duplicate": True})
         try:
             encoded = encoder.encode(decode_body(body), request.query.get("region", region))
         except PayloadError as exc:
@@ -149,6 +157,7 @@ def subscription_handler(
                 log.warning("ingest path refused a subscription payload", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
                 return web.json_response({"error": "ingest path busy"}, status=503)
+        recent.accepted(key)
         _count(collector, encoded, encoder)
         return web.json_response({"accepted": encoded.events})
 
@@ -161,10 +170,14 @@ def firehose_handler(
     access_key: str | None = None,
     region: str | None = None,
     collector: str = "aws.firehose",
+    recent: RecentDeliveries | None = None,
 ):
     """The Kinesis Data Firehose HTTP endpoint destination protocol: answer with the
-    request's ``requestId`` and a ``timestamp``; any other status makes Firehose retry."""
+    request's ``requestId`` and a ``timestamp``; any other status makes Firehose retry.
+    A retry of a ``requestId`` accepted within the window of ``recent`` is acknowledged
+    without being stored again."""
     encoder = SubscriptionEncoder(enrich, collector)
+    recent = recent if recent is not None else RecentDeliveries()
 
     def answer(request_id: str, status: int, error: str | None = None) -> web.Response:
         body: dict = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
@@ -182,6 +195,9 @@ def firehose_handler(
         try:
             envelope = json.loads(await request.read())
             request_id = envelope.get("requestId", request_id)
+            if request_id and recent.seen("firehose:" + str(request_id)):
+                selfmetrics.DUPLICATES.labels(collector).inc()
+                return answer(request_id, 200)
             messages: list[dict] = []
             for record in envelope["records"]:
                 messages.extend(decode_data(record["data"].encode()))
@@ -197,6 +213,8 @@ def firehose_handler(
                 log.warning("ingest path refused a Firehose delivery", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
                 return answer(request_id, 503, "ingest path busy, retry")
+        if request_id:
+            recent.accepted("firehose:" + str(request_id))
         _count(collector, encoded, encoder)
         return answer(request_id, 200)
 

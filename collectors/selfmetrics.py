@@ -27,3 +27,8 @@ LAG = Gauge(
     "Wall clock minus the newest event time the collector has checkpointed",
     ["collector"],
 )
+DUPLICATES = Counter(
+    "obsloop_collector_duplicate_deliveries",
+    "Push deliveries acknowledged again without being stored: a retry of one already accepted",
+    ["collector"],
+)

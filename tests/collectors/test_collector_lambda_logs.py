@@ -202,3 +202,43 @@ def test_report_fast_path_reads_what_the_field_parser_reads():
     assert (failed.status, failed.error_type) == ("error", "Runtime.ExitError")
     assert report_invocation(slow[2], 7, source, "c").span_id is None  # not hex: no span id, no crash
     assert report_invocation(fast[2], 7, source, "c").span_id == bytes.fromhex("6c4b0a8f1e2d3c4b")
+
+
+def test_a_retried_delivery_is_acknowledged_but_not_stored_twice(sink, enrich, post):
+    """Firehose re-sends a requestId whose acknowledgement it lost; a forwarding Lambda
+    re-posts the same bytes. Only a delivery that was accepted counts as seen: the retry
+    of one refused with 503 must still be stored."""
+    from obsloop.collectors.dedup import RecentDeliveries
+
+    envelope = {"requestId": "req-1", "timestamp": 1578090901599,
+                "records": [{"data": gz64(data_message([REPORT])).decode()}]}
+    handler = firehose_handler(sink, enrich, recent=RecentDeliveries())
+    sink.fail = 1
+    assert post(handler, json.dumps(envelope).encode())[0] == 503
+    assert post(handler, json.dumps(envelope).encode())[0] == 200
+    status, body = post(handler, json.dumps(envelope).encode())
+    assert status == 200 and body["requestId"] == "req-1"
+    assert len(sink.payloads) == 1
+    assert post(handler, json.dumps(dict(envelope, requestId="req-2")).encode())[0] == 200
+    assert len(sink.payloads) == 2
+
+    raw = gzip.compress(json.dumps(data_message(["hello"])).encode())
+    handler = subscription_handler(sink, enrich, recent=RecentDeliveries())
+    assert post(handler, raw)[1] == {"accepted": 1}
+    assert post(handler, raw)[1] == {"accepted": 0, "duplicate": True}
+    assert len(sink.payloads) == 3
+
+
+def test_recent_deliveries_window_is_bounded_in_time_and_size():
+    from obsloop.collectors.dedup import RecentDeliveries
+
+    now = [0.0]
+    recent = RecentDeliveries(ttl=10, max_entries=3, clock=lambda: now[0])
+    recent.accepted("a")
+    now[0] = 5
+    assert recent.seen("a")
+    now[0] = 10.5
+    assert not recent.seen("a")  # past the retry horizon: stored again
+    for key in "bcde":
+        recent.accepted(key)
+    assert len(recent) == 3 and not recent.seen("b") and recent.seen("e")
