@@ -308,7 +308,7 @@ CHILD = textwrap.dedent(
     heavy = ["google.protobuf", "opentelemetry.proto", "opentelemetry.exporter",
              "opentelemetry.context", "opentelemetry.trace", "opentelemetry.metrics",
              "opentelemetry.sdk", "http.client", "dataclasses", "importlib.metadata",
-             "typing", "logging"]
+             "typing", "logging", "socket", "random"]
     print(json.dumps({"result": result, "elapsed": elapsed,
                       "loaded": sorted(m for m in heavy if m in sys.modules)}), flush=True)
     os._exit(0)  # frozen right after the return: no atexit, no thread keeps running
@@ -336,8 +336,9 @@ def _first_invocation(endpoint: str, **env: str) -> dict[str, Any]:
 def test_a_new_instance_without_opentelemetry_in_the_app_exports_its_first_invocation(
     otlp: OtlpCaptureReceiver, background: str
 ) -> None:
-    """Nothing of OpenTelemetry, protobuf, ``typing`` or ``logging`` is imported, and the
-    span, metrics and prediction event are at the receiver when the handler returns."""
+    """Nothing of OpenTelemetry, protobuf, ``typing``, ``logging``, ``socket`` or ``random``
+    is imported, and the span, metrics and prediction event are at the receiver when the
+    handler returns."""
     child = _first_invocation(otlp.endpoint, OBSLOOP_BACKGROUND_SETUP=background)
 
     assert child["result"] == {"statusCode": 200}
