@@ -16,7 +16,7 @@ from obsloop.config import Config, load_config
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
-PINNED = re.compile(r"^[\w./-]+:(\d+\.\d+(\.\d+)*)([\w.-]*)$")  # name:1.2.3 or name:1.2.3-suffix
+PINNED = re.compile(r"^[\w./-]+:v?(\d+\.\d+(\.\d+)*)([\w.-]*)$")  # name:1.2.3, name:v1.2.3, name:1.2.3-suffix
 
 
 def _command_module(argv: list[str]) -> str:
@@ -44,7 +44,8 @@ def _obsloop_services() -> dict[str, dict[str, Any]]:
 
 def test_compose_images_are_pinned_by_version() -> None:
     services = _compose()["services"]
-    assert {"clickhouse", "kafka", "grafana", "receiver", "ingest-worker-1", "ingest-worker-2"} <= set(services)
+    assert {"clickhouse", "kafka", "grafana", "prometheus", "receiver", "ingest-worker-1", "ingest-worker-2",
+            "detector-worker"} <= set(services)
     for name, service in services.items():
         assert PINNED.match(service["image"]), f"{name}: image {service['image']!r} is not pinned"
     plugin = services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
@@ -70,10 +71,48 @@ def test_compose_commands_environment_and_ports_match_the_configuration() -> Non
         if module == "obsloop.commands.serve":
             assert published == {config.receiver.http_port, config.receiver.grpc_port, config.admin.port}
             assert config.receiver.host == "0.0.0.0" and config.admin.host == "0.0.0.0"
+            assert not config.detectors.enabled, "the detector workers score; serve's loop would double it"
         else:
             assert not published
+        if module == "obsloop.commands.detector_worker":
+            assert config.detectors.enabled
+            volume = mounts.get(str(config.kafka.detector_checkpoint_dir))
+            assert volume in _compose()["volumes"], f"{name}: checkpoints are not on a shared named volume"
     assert sorted(commands.values()) == [
-        "obsloop.commands.ingest_worker", "obsloop.commands.ingest_worker", "obsloop.commands.serve"]
+        "obsloop.commands.detector_worker", "obsloop.commands.ingest_worker", "obsloop.commands.ingest_worker",
+        "obsloop.commands.serve"]
+
+
+def test_compose_prometheus_scrapes_every_obsloop_process_and_is_grafanas_prometheus_datasource() -> None:
+    from obsloop.dashboards.grafana import PROMETHEUS
+
+    compose = _compose()
+    prometheus = compose["services"]["prometheus"]
+    mounts = dict(reversed(volume.split(":")[:2]) for volume in prometheus["volumes"])
+    scrape = yaml.safe_load((ROOT / mounts["/etc/prometheus/prometheus.yml"]).read_text())
+    targets = set()
+    for job in scrape["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        for discovery in job["dns_sd_configs"]:
+            targets |= {(name, discovery["port"]) for name in discovery["names"]}
+    expected = set()
+    for name, service in _obsloop_services().items():
+        mounts_of = dict(reversed(volume.split(":")[:2]) for volume in service["volumes"])
+        config = _config(ROOT / mounts_of[service["environment"]["OBSLOOP_CONFIG"]], service["environment"])
+        expected.add((name, config.admin.port))
+    assert targets == expected
+    port = int(prometheus["ports"][0].split(":")[-1])
+
+    grafana = compose["services"]["grafana"]
+    assert "prometheus" in grafana["depends_on"]
+    grafana_mounts = dict(reversed(volume.split(":")[:2]) for volume in grafana["volumes"])
+    datasources = yaml.safe_load(
+        (ROOT / grafana_mounts["/etc/grafana/provisioning/datasources/obsloop.yaml"]).read_text())["datasources"]
+    [datasource] = [d for d in datasources if d["type"] == PROMETHEUS["type"]]
+    assert datasource["uid"] == PROMETHEUS["uid"]
+    assert datasource["url"] == f"http://prometheus:{port}"
+    collector = (ROOT / grafana_mounts["/var/lib/grafana/dashboards/obsloop"] / "obsloop-collector.json").read_text()
+    assert f'"uid": "{PROMETHEUS["uid"]}"' in collector
 
 
 def test_compose_grafana_provisions_the_clickhouse_datasource_the_dashboards_use() -> None:
@@ -135,7 +174,17 @@ def test_kubernetes_workloads_match_commands_configuration_and_probes(tmp_path: 
                 assert ports["otlp-grpc"] == config.receiver.grpc_port
             assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
             assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
-    assert sorted(commands.values()) == ["obsloop.commands.ingest_worker", "obsloop.commands.serve"]
+            if commands[name] == "obsloop.commands.serve":
+                assert not config.detectors.enabled, "the detector workers score; serve's loop would double it"
+            if commands[name] == "obsloop.commands.detector_worker":
+                mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+                volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+                claim = volumes[mounted[str(config.kafka.detector_checkpoint_dir)]]["persistentVolumeClaim"]
+                [pvc] = [d for d in documents if d["kind"] == "PersistentVolumeClaim"
+                         and d["metadata"]["name"] == claim["claimName"]]
+                assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "every replica shares the checkpoints"
+    assert sorted(commands.values()) == [
+        "obsloop.commands.detector_worker", "obsloop.commands.ingest_worker", "obsloop.commands.serve"]
     scaled = {d["spec"]["scaleTargetRef"]["name"] for d in documents if d["kind"] == "HorizontalPodAutoscaler"}
     assert scaled == set(commands)
     services = {d["metadata"]["name"] for d in documents if d["kind"] == "Service"}
