@@ -280,6 +280,60 @@ def test_gzip_compression(scripted: Any) -> None:
     assert gzip.decompress(body) == b"payload" * 10
 
 
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, str, list[bytes]]]:
+    """(endpoint, CA file, received requests) of a TLS OTLP/HTTP endpoint on 127.0.0.1 with
+    a self-signed certificate (openssl), answering every request with an empty 200."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = server.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(raw, server_side=True) as conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    received.append(body)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            except (OSError, ssl.SSLError):
+                continue  # a client that refused the certificate
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"https://127.0.0.1:{server.getsockname()[1]}", str(cert), received
+    server.close()
+
+
+def test_https_endpoint_is_verified_against_the_configured_ca(tls_server: Any) -> None:
+    endpoint, ca_file, received = tls_server
+    untrusted = exporter_for(endpoint)
+    assert not untrusted.export(b"secret", 2.0)  # the system CAs do not know this one
+    assert received == []
+    trusted = exporter_for(endpoint, OTEL_EXPORTER_OTLP_CERTIFICATE=ca_file)
+    assert trusted.export(b"payload", 2.0)
+    assert received == [b"payload"]
+
+
 def test_per_signal_endpoint_is_used_as_is() -> None:
     exporter = _otlp.OtlpHttpExporter(
         "metrics",
