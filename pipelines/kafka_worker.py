@@ -28,6 +28,7 @@ from aiohttp import web
 from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from obsloop import clickhouse
 from obsloop.config import Config
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.schema import ddl
@@ -160,3 +161,13 @@ class KafkaWorker:
             pass
         finally:
             await self.stop()
+
+
+def run_worker(build: Callable[[], KafkaWorker], duration: float | None) -> int:
+    """The body of a worker command: build the worker, run it until a signal (or
+    ``duration``), and always shut the embedded engine down before the process exits."""
+    try:
+        asyncio.run(build().run(duration=duration))
+    finally:
+        clickhouse.close_all()
+    return 0

@@ -22,10 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
     import sys
 
-    from obsloop import clickhouse
     from obsloop.commands._common import config_from
 
     config = config_from(args)
@@ -39,10 +37,6 @@ def run(args: argparse.Namespace) -> int:
         print("obsloop detector-worker: --duration must be positive", file=sys.stderr)
         return 2
     from obsloop.pipelines.detector_worker import DetectorWorker
+    from obsloop.pipelines.kafka_worker import run_worker
 
-    try:
-        worker = DetectorWorker(config, group_id=args.group)
-        asyncio.run(worker.run(duration=args.duration))
-    finally:
-        clickhouse.close_all()  # the embedded engine must shut down before exit
-    return 0
+    return run_worker(lambda: DetectorWorker(config, group_id=args.group), args.duration)

@@ -22,10 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
     import sys
 
-    from obsloop import clickhouse
     from obsloop.commands._common import config_from
 
     config = config_from(args)
@@ -33,10 +31,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"obsloop ingest-worker: {config.source} has no kafka: section", file=sys.stderr)
         return 2
     from obsloop.pipelines.ingest_worker import IngestWorker
+    from obsloop.pipelines.kafka_worker import run_worker
 
-    try:
-        worker = IngestWorker(config, group_id=args.group, signals=args.signals)
-        asyncio.run(worker.run(duration=args.duration))
-    finally:
-        clickhouse.close_all()  # the embedded engine must shut down before exit
-    return 0
+    return run_worker(lambda: IngestWorker(config, group_id=args.group, signals=args.signals), args.duration)

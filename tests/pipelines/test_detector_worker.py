@@ -226,10 +226,22 @@ def test_detector_worker_command_joins_serves_probes_and_checkpoints_on_sigterm(
     assert sorted(p.name for p in checkpoints.glob("traces-*.json")), "no checkpoint written at stop"
 
 
-def test_detector_worker_refuses_a_configuration_without_kafka(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["ingest-worker", "detector-worker"])
+def test_worker_commands_refuse_a_configuration_without_kafka(command: str, tmp_path: Path) -> None:
     config = tmp_path / "obsloop.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\n")
-    result = subprocess.run([sys.executable, "-m", "obsloop", "--config", str(config), "detector-worker"],
+    result = subprocess.run([sys.executable, "-m", "obsloop", "--config", str(config), command],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "has no kafka: section" in result.stderr
+    assert f"obsloop {command}: {config} has no kafka: section" in result.stderr.strip()
+
+
+def test_detector_worker_refuses_disabled_detectors_and_a_bad_duration(tmp_path: Path) -> None:
+    config = tmp_path / "obsloop.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{}}\ndetectors: {{enabled: false}}\n")
+    command = [sys.executable, "-m", "obsloop", "--config", str(config), "detector-worker"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "detectors.enabled is false" in result.stderr
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{}}\n")
+    result = subprocess.run([*command, "--duration", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--duration must be positive" in result.stderr
