@@ -229,9 +229,10 @@ def test_version_2_checkpoint_is_still_readable() -> None:
         det.learn_one(x, STEP * i)
     state = json.loads(json.dumps(det.to_state()))
     state["version"] = 2
-    for key in ("env_today", "env_day"):
+    for key in ("env_today", "env_day", "shift"):
         del state[key]
-    for key in ("warm_start", "var_clip", "spatial_direct", "var_alpha"):
+    for key in ("warm_start", "var_clip", "spatial_direct", "var_alpha", "shift_alpha",
+                "shift_long_alpha"):
         del state["params"][key]
     state["params"]["env_decay"] = 0.99  # per visit in version 2: replaced by the default
     old = SeriesAnomalyDetector.from_state(state)
@@ -252,3 +253,31 @@ def test_checkpoint_round_trip_across_a_day_boundary_keeps_the_envelope() -> Non
     a = [det.score_learn_one(x, STEP * (400 + i)) for i, x in enumerate(xs[400:])]
     b = [restored.score_learn_one(x, STEP * (400 + i)) for i, x in enumerate(xs[400:])]
     assert a == b
+
+
+def test_small_sustained_level_shift_is_flagged_by_the_mean_shift_detector() -> None:
+    # A shift of one noise standard deviation: no single point is surprising, the short
+    # mean against the long mean is.
+    xs = noise(2000)
+    xs[1200:] = [x + 1.0 for x in xs[1200:]]
+    s = run(xs)
+    assert max(s[300:1200]) < 0.5
+    assert max(s[1200:1230]) > 0.5
+    assert max(run(xs, shift_alpha=0.0)[1200:1230]) < 0.5  # the point detector alone misses it
+
+
+def test_version_3_checkpoint_is_still_readable_and_rewarms_the_mean_shift_detector() -> None:
+    det = SeriesAnomalyDetector()
+    xs = noise(900)
+    for i, x in enumerate(xs[:500]):
+        det.learn_one(x, STEP * i)
+    state = json.loads(json.dumps(det.to_state()))
+    state["version"] = 3
+    del state["shift"]
+    for key in ("shift_alpha", "shift_long_alpha"):
+        del state["params"][key]
+    old = SeriesAnomalyDetector.from_state(state)
+    assert old.sn == 0 and old.n == 500
+    s = [old.score_learn_one(x, STEP * (500 + i)) for i, x in enumerate(xs[500:])]
+    assert max(s) < 0.5  # the fresh mean-shift detector does not alarm while it warms up
+    assert old.score_one(40.0, STEP * 900) > 0.9
