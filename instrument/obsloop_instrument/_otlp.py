@@ -152,6 +152,17 @@ class OtlpHttpExporter:
         with self._lock:
             self._drop()
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock of its own, and the parent's connection let go (its
+        file descriptor closed here only: the parent keeps using the connection)."""
+        self._lock = threading.Lock()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
     # -- export ---------------------------------------------------------------------------
 
     def _compress(self, data: bytes) -> bytes:

@@ -182,6 +182,14 @@ class Pipeline:
         span = current[1]
         return span.trace_id, span.span_id, span.flags
 
+    def after_fork(self) -> None:
+        """In a forked child: new exporter connections and locks (see ``_runtime``)."""
+        self._flush_lock = threading.Lock()
+        self._otel_lock = threading.Lock()
+        for exporter in (self._span_exporter, self._metric_exporter, self._log_exporter):
+            if exporter is not None:
+                exporter.after_fork()
+
     def connect(self) -> None:
         """Open the exporters' connections ahead of the first flush (set-up, best effort)."""
         timeout = self._export_timeout_s

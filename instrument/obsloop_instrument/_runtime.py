@@ -1,15 +1,21 @@
-"""Process-wide state: the pipeline, built in the background from set-up on.
+"""Process-wide state: the pipeline, built at set-up; its connections opened in the background.
 
-Set-up (decorating a handler) reads the settings and starts one daemon thread that builds
-the pipeline (``_pipeline``; a few milliseconds of imports, nothing of OpenTelemetry) and
-then opens the exporters' connections: the platform's own init work (loading the model,
-importing the application) overlaps with it instead of waiting for it. The first
-invocation, or anything else that needs the pipeline (``log_prediction``, ``flush``), waits
-for the build, never for the connections (a flush waits for a connection attempt in
-progress within its own deadline); if the build failed, the pipeline is built in the caller
-instead, so a set-up error surfaces there. ``OBSLOOP_BACKGROUND_SETUP=false`` builds and
-connects in the decorating thread instead (everything done during init; useful before a
-Lambda SnapStart snapshot or with a pre-forking server).
+Set-up (decorating a handler) reads the settings and builds the pipeline (``_pipeline``)
+in the decorating thread: a few milliseconds of imports and nothing of OpenTelemetry (see
+``_span``). Then it warms up what is slow for another reason than the CPU: the exporters'
+connections (name resolution, TCP and TLS handshakes, ``ssl`` for an https endpoint) and,
+when the application has loaded the OpenTelemetry API, the SDK tracer it will use. That
+runs in one daemon thread, so it overlaps with the platform's own init (importing the
+application, loading the model) and never delays an invocation: a flush that starts while
+a connection attempt is in progress waits for it within its own deadline.
+``OBSLOOP_BACKGROUND_SETUP=false`` does the warm-up in the decorating thread too
+(everything done during init; useful before a Lambda SnapStart snapshot or with a
+pre-forking server).
+
+Why not the whole set-up in the background, as before: with the GIL, a thread importing
+Python modules does not overlap with the application's own imports, it competes with
+them; once the set-up was a few milliseconds of CPU, the thread start and the hand-offs
+cost more than they saved (bench/instrument: cold total +4 ms over building in place).
 
 Only the standard library is imported here: this module is on the import path of the
 handler module.
@@ -37,7 +43,6 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
-_builder: _Builder | None = None
 _cold = True
 
 ModelIdentity = tuple  # (model name, model version), each str or None
@@ -47,68 +52,36 @@ current_invocation: ContextVar[tuple[ModelIdentity, InvocationSpan] | None] = Co
 """The model and span of the invocation in progress, read by ``log_prediction``."""
 
 
-def _build(
-    settings: Settings, resource_attributes: Mapping[str, object], connect: bool = True
-) -> Pipeline:
-    """Build the pipeline and (``connect``) open the exporters' connections.
-
-    The OpenTelemetry API is not imported: if the application has loaded it by now, its
-    global providers are registered here (``Pipeline.otel``), else by the first
-    invocation that finds it loaded.
-    """
+def _build(settings: Settings, resource_attributes: Mapping[str, object]) -> Pipeline:
+    """Build the pipeline (no network, no OpenTelemetry import)."""
     from ._pipeline import Pipeline
 
     built = Pipeline(settings, resource_attributes)
-    # What the first invocation touches, loaded now rather than in it, and the exporters'
-    # connections opened (name resolution, TCP and TLS handshakes; best effort).
+    # What the first invocation touches, loaded now rather than in it.
     from . import _invocation, _propagation  # noqa: F401
 
-    if "opentelemetry.context" in sys.modules:  # loaded by the trace and metrics APIs
-        bridge = built.otel()
-        if "opentelemetry.trace" in sys.modules:
-            # An application that loaded the trace API makes spans: the SDK tracer it will
-            # get (~20 ms of import) is built here, not in its first invocation.
-            bridge.tracer_provider.sdk_provider()
-    if connect:
-        built.connect()
     return built
 
 
-class _Builder:
-    """Builds the pipeline in a daemon thread; ``result`` once ``done`` is set."""
+def _warm_up(built: Pipeline) -> None:
+    """Open the exporters' connections and prepare the OpenTelemetry bridge (best effort).
 
-    def __init__(self, settings: Settings, resource_attributes: Mapping[str, object]) -> None:
-        self.settings = settings
-        self.resource_attributes = dict(resource_attributes)
-        self.result: Pipeline | None = None
-        self.done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="obsloop-instrument-setup", daemon=True
-        )
-        self._thread.start()
+    The API is not imported: if the application has loaded it by now, its global
+    providers are registered here (``Pipeline.otel``), else by the first invocation that
+    finds it loaded.
+    """
+    try:
+        if "opentelemetry.context" in sys.modules:  # loaded by the trace and metrics APIs
+            bridge = built.otel()
+            if "opentelemetry.trace" in sys.modules:
+                # An application that loaded the trace API makes spans: the SDK tracer it
+                # will get (~20 ms of import) is built now, not in its first invocation.
+                bridge.tracer_provider.sdk_provider()
+        built.connect()
+    except Exception:  # noqa: BLE001 - the first invocation retries and reports
+        from ._log import logger
 
-    def _run(self) -> None:
-        try:
-            self.result = _build(self.settings, self.resource_attributes, connect=False)
-        except BaseException:  # noqa: BLE001 - the waiting caller rebuilds and raises
-            import logging
-
-            logging.getLogger(__name__).debug("background set-up failed", exc_info=True)
-        finally:
-            self.done.set()
-        # Connecting comes after ``done``: an invocation never waits for the network here.
-        # A flush that starts meanwhile waits for the connection attempt within its own
-        # deadline (the exporter's lock), so an endpoint that drops packets costs the
-        # first invocation no more than the flush bound.
-        if self.result is not None:
-            self.result.connect()
-
-    def wait(self) -> Pipeline | None:
-        # A thread lost to a fork never sets ``done``: only a live one is waited for.
-        while not self.done.wait(0.05):
-            if not self._thread.is_alive():
-                break
-        return self.result
+        logger(__name__).debug("obsloop-instrument: warm-up failed", exc_info=True)
 
 
 def _background() -> bool:
@@ -117,23 +90,24 @@ def _background() -> bool:
 
 
 def prepare(resource_attributes: Mapping[str, object]) -> Settings:
-    """Start building the process's pipeline (the first caller's attributes win).
+    """Build the process's pipeline (the first caller's attributes win) and start its
+    warm-up; returns the settings it is built with.
 
-    Returns the settings it is built with. Reads the environment now, so invalid
-    ``OBSLOOP_*`` values fail the set-up as before.
+    Reads the environment now, so invalid ``OBSLOOP_*`` values fail the set-up.
     """
-    global _builder
     with _lock:
         if _pipeline is not None:
             return _pipeline.settings
-        if _builder is not None:
-            return _builder.settings
         settings = Settings.from_env()
-        if not _background():
-            _set_pipeline(_build(settings, resource_attributes))
-            return settings
-        _builder = _Builder(settings, resource_attributes)
-        return settings
+        built = _build(settings, resource_attributes)
+        _set_pipeline(built)
+    if _background():
+        threading.Thread(
+            target=_warm_up, args=(built,), name="obsloop-instrument-warm-up", daemon=True
+        ).start()
+    else:
+        _warm_up(built)
+    return settings
 
 
 def _set_pipeline(built: Pipeline) -> None:
@@ -142,19 +116,29 @@ def _set_pipeline(built: Pipeline) -> None:
 
 
 def pipeline(resource_attributes: Mapping[str, object] | None = None) -> Pipeline:
-    """The process's pipeline; waits for the background set-up, or builds it now."""
+    """The process's pipeline, built now if no wrapper has prepared one."""
     if _pipeline is not None:
         return _pipeline
-    builder = _builder
-    built = builder.wait() if builder is not None else None
     with _lock:
         if _pipeline is None:
-            if built is None:
-                settings = builder.settings if builder is not None else Settings.from_env()
-                attrs = builder.resource_attributes if builder is not None else None
-                built = _build(settings, attrs or resource_attributes or {})
+            built = _build(Settings.from_env(), resource_attributes or {})
+            _warm_up(built)
             _set_pipeline(built)
         return _pipeline  # type: ignore[return-value]
+
+
+def _after_fork_in_child() -> None:
+    """A forked worker (a pre-forking server) gets its own connections and locks: the
+    parent's keep-alive sockets are not shared, and a lock a warm-up thread held at the
+    fork (that thread is gone in the child) does not stay locked forever."""
+    global _lock
+    _lock = threading.Lock()
+    if _pipeline is not None:
+        _pipeline.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _take_coldstart() -> bool:

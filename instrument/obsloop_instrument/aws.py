@@ -116,10 +116,8 @@ def _wrap(
     ready: tuple[Any, ...] | None = None
 
     def setup() -> tuple[Any, ...]:
-        """On the first call: the pipeline (waiting for the set-up) and the static attributes."""
+        """On the first call: the pipeline (built by the set-up) and the static attributes."""
         nonlocal ready
-        # The set-up first: importing ``_invocation`` while the set-up thread imports the
-        # same modules makes both wait on each other's import locks and the GIL.
         pipe = pipeline()
         from ._invocation import Invocation  # loaded by the set-up
 

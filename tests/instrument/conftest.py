@@ -30,7 +30,6 @@ def _reset_library(monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry.metrics import _internal as metrics_internal
 
     monkeypatch.setattr(_runtime, "_pipeline", None)
-    monkeypatch.setattr(_runtime, "_builder", None)  # the background set-up of the pipeline
     monkeypatch.setattr(_runtime, "_cold", True)
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(trace._TRACER_PROVIDER_SET_ONCE, "_done", False)

@@ -422,3 +422,61 @@ def test_a_first_invocation_to_an_unreachable_endpoint_returns_within_the_flush_
     # The bound plus start-up slack; without it the first call would wait for the set-up's
     # connection attempt and then each signal's own (about 3 x 200 ms here), or forever.
     assert child["elapsed"] < 0.6 + 0.25
+
+
+FORKING = textwrap.dedent(
+    """
+    import os, threading, time
+    from obsloop_instrument import _runtime, instrument_lambda
+
+    class Context:
+        def __init__(self, request_id):
+            self.aws_request_id = request_id
+
+    @instrument_lambda
+    def handler(event, context):
+        return "ok"
+
+    handler({"headers": {}}, Context("parent"))  # the parent's connection is open
+    exporter = _runtime.pipeline()._span_exporter
+    held = threading.Event()
+
+    def export_in_progress():  # as a warm-up connect or a flush of another thread
+        exporter._lock.acquire()
+        held.set()
+        time.sleep(60)
+
+    threading.Thread(target=export_in_progress, daemon=True).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        handler({"headers": {}}, Context("child"))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    """
+)
+
+
+def test_a_forked_worker_exports_on_its_own_connection_and_lock(
+    otlp: OtlpCaptureReceiver,
+) -> None:
+    """A pre-forking server: the child process does not inherit a lock held by a thread
+    that does not exist in it, nor share the parent's keep-alive connection."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSLOOP_", "AWS_"))
+    }
+    subprocess.run(
+        [sys.executable, "-c", FORKING],
+        env=dict(
+            clean,
+            OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
+            OTEL_SERVICE_NAME="s",
+            OBSLOOP_FLUSH_TIMEOUT_MS="600",
+        ),
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).parent,
+        timeout=60,
+    )
+    ids = [attributes(span.attributes)["faas.invocation_id"] for _, span in otlp.spans()]
+    assert ids == ["parent", "child"]
