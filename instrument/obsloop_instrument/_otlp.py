@@ -158,7 +158,7 @@ class OtlpHttpExporter:
         self._lock = threading.Lock()
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            try:  # noqa: SIM105 - not contextlib.suppress: no contextlib import for this
                 conn.close()
             except OSError:
                 pass
