@@ -71,6 +71,8 @@ class FunctionResources(_Section):
     memory_mb: int | None = Field(None, gt=0)
     vcpu: float | None = Field(None, gt=0)
     ephemeral_storage_mb: int = Field(512, gt=0)
+    billing: Literal["request", "instance"] | None = None
+    """Cloud Run / Cloud Functions billing mode; ``None``: the pricing table's ``billing``."""
     tags: dict[str, str] = {}
 
 

@@ -8,6 +8,7 @@ tags) so that unmanaged functions still land on someone's bill.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,8 +132,7 @@ class Enricher:
             invocation.model_version = invocation.model_version or deployment.model_version
             invocation.cost_center = invocation.cost_center or deployment.cost_center
             if spec.memory_mb is None and deployment.memory_mb is not None:
-                spec = Resources(spec.arch, deployment.memory_mb, spec.vcpu,
-                                 spec.ephemeral_storage_mb)
+                spec = dataclasses.replace(spec, memory_mb=deployment.memory_mb)
         if invocation.cost_center is None:
             invocation.cost_center = self._cost_center_from_tags(invocation)
         if invocation.arch is None and invocation.platform == semconv.PLATFORM_AWS_LAMBDA:

@@ -1,16 +1,28 @@
 """The cost of one invocation from list prices: a versioned table, overridable by config.
 
 Each platform bills differently, so each has its own formula: Lambda per GB-second of
-billed duration per architecture (plus ephemeral storage past the free 512 MB), Cloud Run
-per vCPU-second and GiB-second rounded up to 100 ms, Azure consumption per GB-second with
-memory rounded up to 128 MB and a 100 ms minimum. All add a per-request charge. Knative and
-OpenFaaS run on the user's own nodes and have no list price: their cost stays unknown.
+billed duration per architecture, tiered on the month's aggregate usage (plus ephemeral
+storage past the free 512 MB), Cloud Run per vCPU-second and GiB-second rounded up to
+100 ms at the rates of the service's billing mode (request-based or instance-based),
+Azure consumption per GB-second with memory rounded up to 128 MB and a 100 ms minimum.
+All but instance-based Cloud Run add a per-request charge. Knative and OpenFaaS run on the
+user's own nodes and have no list price: their cost stays unknown.
+
+Lambda's tiers make an invocation's price depend on what the account already used this
+month: each invocation is priced at the marginal rate where its GB-seconds fall (split
+when it straddles a tier boundary), so the invocations of a month add up to the tiered
+bill. The month-to-date usage is what this process has priced (plus a configured starting
+point), which is exact for a single collecting process that runs all month and
+overstates the cost of accounts past a tier boundary otherwise (by at most the tier
+discount, 10 % or 20 %).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,12 +51,103 @@ class Resources:
     memory_mb: int | None = None
     vcpu: float | None = None
     ephemeral_storage_mb: int = 512
+    billing: str | None = None
+    """Cloud Run billing mode (``request`` or ``instance``); ``None``: the table's default."""
+
+
+Tiers = tuple[tuple[float, float], ...]
+"""(end of the tier in monthly units, price per unit), in order; the last ends at infinity."""
+
+
+def tier_bounds(tiers: list[dict[str, Any]]) -> Tiers:
+    """``gb_second_tiers`` of the table as :data:`Tiers` (the last tier never ends)."""
+    bounds = [(math.inf if t["up_to_gb_seconds"] is None else float(t["up_to_gb_seconds"]),
+               float(t["gb_second"])) for t in tiers]
+    bounds[-1] = (math.inf, bounds[-1][1])
+    return tuple(bounds)
+
+
+def tiered_cost(quantity: float, used_before: float, tiers: Tiers) -> float:
+    """The price of ``quantity`` units consumed after ``used_before`` units this month:
+    each part at the rate of the tier it falls in."""
+    cost, position, end = 0.0, used_before, used_before + quantity
+    for tier_end, rate in tiers:
+        if position >= tier_end:
+            continue
+        if end <= tier_end:
+            return cost + (end - position) * rate
+        cost += (tier_end - position) * rate
+        position = tier_end
+    return cost
+
+
+def _month_of(time_ns: int) -> tuple[int, int, str]:
+    """The UTC calendar month holding ``time_ns``: its bounds in ns and ``YYYY-MM``."""
+    at = datetime.fromtimestamp(time_ns / 1e9, UTC)
+    start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9, start.strftime("%Y-%m")
+
+
+class MonthlyUsage:
+    """Month-to-date GB-seconds per (account, region, architecture, month), the basis of
+    Lambda's tiers; a key first seen starts from its configured starting point (current
+    month only). Old months are dropped as new ones begin, so it stays small."""
+
+    def __init__(self, starting_points: dict[str, float] | None = None) -> None:
+        self._starting_points = {key: float(value) for key, value in (starting_points or {}).items()}
+        self._used: dict[tuple[str, str, str, str], float] = {}
+        self._lock = threading.Lock()
+        self._month: tuple[int, int, str] = (0, 0, "")
+        """The last month seen, as [start, end) in ns: nearly every invocation is in it."""
+
+    def add(self, account: str, region: str, arch: str, time_ns: int, gb_seconds: float) -> float:
+        """Record ``gb_seconds`` and return the month's usage before them."""
+        start, end, month = self._month
+        if not start <= time_ns < end:
+            start, end, month = self._month = _month_of(time_ns)
+        key = (account, region, arch, month)
+        with self._lock:
+            before = self._used.get(key)
+            if before is None:
+                current = datetime.now(UTC).strftime("%Y-%m")
+                before = self._starting_points.get(f"{account}/{region}/{arch}", 0.0) if month == current else 0.0
+                if len({k[3] for k in self._used} | {month}) > 2:  # keep this month and the last
+                    self._used = {k: v for k, v in self._used.items() if k[3] >= min(month, current)}
+            self._used[key] = before + gb_seconds
+            return before
 
 
 class Pricing:
     def __init__(self, table: dict[str, Any]) -> None:
         self.table = table
         self.version = str(table["version"])
+        self.usage = MonthlyUsage(table.get("aws_lambda", {}).get("month_to_date_gb_seconds"))
+        self._check()
+        self._lambda_tiers = {arch: tier_bounds(rates["gb_second_tiers"])
+                              for arch, rates in table.get("aws_lambda", {}).get("architectures", {}).items()
+                              if "gb_second" not in rates}
+
+    def _check(self) -> None:
+        """Refuse at load, not at the first invocation: a missing rate found while pricing
+        would fail a delivery that the client then retries forever."""
+        for platform in (semconv.PLATFORM_GCP_CLOUD_RUN, semconv.PLATFORM_GCP_CLOUD_FUNCTIONS):
+            section = self.table.get(platform)
+            if section is not None and not section.get("billing_modes", {}).get(section.get("billing")):
+                raise ValueError(f"pricing: {platform}.billing {section.get('billing')!r} is not one of "
+                                 f"{platform}.billing_modes {sorted(section.get('billing_modes', {}))}")
+        for arch, rates in self.table.get("aws_lambda", {}).get("architectures", {}).items():
+            if "gb_second" not in rates and not rates.get("gb_second_tiers"):
+                raise ValueError(f"pricing: aws_lambda.architectures.{arch} has neither gb_second "
+                                 "nor gb_second_tiers")
+
+    def check_resources(self, name: str, spec: Resources) -> None:
+        """A function's configured billing mode must have rates in the table."""
+        for platform in (semconv.PLATFORM_GCP_CLOUD_RUN, semconv.PLATFORM_GCP_CLOUD_FUNCTIONS):
+            modes = self.table.get(platform, {}).get("billing_modes", {})
+            if spec.billing is not None and not modes.get(spec.billing):  # null: removed
+                raise ValueError(f"collectors.functions.{name}.billing {spec.billing!r}: no "
+                                 f"{platform}.billing_modes.{spec.billing} in the pricing table")
 
     @classmethod
     def load(
@@ -85,9 +188,15 @@ class Pricing:
             step = table["billing_granularity_ms"]
             billed_ms = math.ceil(raw / step) * step
         arch = inv.arch or spec.arch
-        rate = table["architectures"][arch]["gb_second"]
+        rates = table["architectures"][arch]
         seconds = billed_ms / 1000
-        cost = seconds * memory_mb / 1024 * rate + table["request"]
+        gb_seconds = seconds * memory_mb / 1024
+        if "gb_second" in rates:  # a flat (negotiated) rate overrides the tiers
+            cost = gb_seconds * rates["gb_second"]
+        else:
+            before = self.usage.add(inv.account_id or "", inv.region or "", arch, inv.time_ns, gb_seconds)
+            cost = tiered_cost(gb_seconds, before, self._lambda_tiers[arch])
+        cost += table["request"]
         extra_storage_mb = max(0, spec.ephemeral_storage_mb - table["ephemeral_storage_free_mb"])
         cost += seconds * extra_storage_mb / 1024 * table["ephemeral_storage_gb_second"]
         return cost
@@ -100,8 +209,9 @@ class Pricing:
         seconds = math.ceil(inv.duration_ms / step) * step / 1000
         vcpu = spec.vcpu if spec.vcpu is not None else table["default_vcpu"]
         memory_mb = inv.memory_mb or spec.memory_mb or table["default_memory_mb"]
-        per_second = vcpu * table["vcpu_second"] + memory_mb / 1024 * table["gib_second"]
-        return seconds * per_second + table["request"]
+        rates = table["billing_modes"][spec.billing or table["billing"]]  # checked at load
+        per_second = vcpu * rates["vcpu_second"] + memory_mb / 1024 * rates["gib_second"]
+        return seconds * per_second + rates["request"]
 
     def _azure(self, inv: Invocation, spec: Resources) -> float | None:
         table = self.table["azure_functions"]

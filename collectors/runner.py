@@ -6,6 +6,7 @@ failing cloud never stops the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -36,11 +37,26 @@ class Scheduled:
     interval: float
 
 
+_pricings: dict[str, Pricing] = {}
+
+
+def shared_pricing(config: CollectorsConfig) -> Pricing:
+    """One :class:`Pricing` per pricing configuration in the process: Lambda's tiers depend
+    on the month's usage, which must add up across the push handlers and the pullers."""
+    key = json.dumps([str(config.pricing_file), config.pricing_overrides], sort_keys=True, default=str)
+    if key not in _pricings:
+        _pricings[key] = Pricing.load(config.pricing_file, config.pricing_overrides)
+    return _pricings[key]
+
+
 def build_enricher(config: CollectorsConfig, tag_lookup: TagLookup | None = None) -> Enricher:
-    resources = {name: Resources(f.arch, f.memory_mb, f.vcpu, f.ephemeral_storage_mb)
+    resources = {name: Resources(f.arch, f.memory_mb, f.vcpu, f.ephemeral_storage_mb, f.billing)
                  for name, f in config.functions.items()}
+    pricing = shared_pricing(config)
+    for name, spec in resources.items():
+        pricing.check_resources(name, spec)
     return Enricher(
-        Pricing.load(config.pricing_file, config.pricing_overrides),
+        pricing,
         load_manifests(config.manifests_dir) if config.manifests_dir else (),
         resources=resources,
         tags={name: f.tags for name, f in config.functions.items() if f.tags},

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from obsloop import semconv
 from obsloop.collectors.enrich import Enricher, load_manifests
 from obsloop.collectors.normalize import Invocation
-from obsloop.collectors.pricing import Pricing, Resources
+from obsloop.collectors.pricing import Pricing, Resources, tier_bounds, tiered_cost
 
 
 def _inv(platform: str, **kwargs) -> Invocation:
@@ -55,7 +57,80 @@ def test_overrides_deep_merge_and_version():
                              memory_mb=1024), Resources())
     assert cost == pytest.approx(0.0000166667)
     assert pricing.version == "negotiated-2026"
-    assert pricing.table["aws_lambda"]["architectures"]["arm64"]["gb_second"] == 0.0000133334
+    assert pricing.table["aws_lambda"]["architectures"]["arm64"]["gb_second_tiers"][0]["gb_second"] == 0.0000133334
+
+
+NOW_NS = time.time_ns()
+ACCOUNT = {"account_id": "123456789012", "region": "us-east-1", "time_ns": NOW_NS}
+
+
+def _lambda(memory_mb: int, billed_ms: int, arch: str = "x86_64", **kwargs) -> Invocation:
+    fields = {**ACCOUNT, **kwargs}
+    return Invocation(platform=semconv.PLATFORM_AWS_LAMBDA, function="fn", invocation_id="r",
+                      source="test", memory_mb=memory_mb, billed_duration_ms=billed_ms, arch=arch, **fields)
+
+
+def test_lambda_tiers_follow_the_months_usage_per_account_region_and_architecture():
+    pricing = Pricing.load(overrides={"aws_lambda": {"month_to_date_gb_seconds": {
+        "123456789012/us-east-1/x86_64": 6e9 - 0.0625,     # just below the x86 first boundary
+        "123456789012/us-east-1/arm64": 6.5e9,             # arm64's first tier runs to 7.5 billion
+        "999999999999/us-east-1/arm64": 2e10,              # past arm64's last boundary (18.75 billion)
+    }}})
+    # 1 GB x 0.125 s = 0.125 GB-s straddling 6 billion: 0.0625 x 0.0000166667 + 0.0625 x 0.000015
+    # + 0.0000002 request
+    assert pricing.cost(_lambda(1024, 125), Resources()) == pytest.approx(2.17916875e-6, rel=1e-9)
+    # the next one lies wholly in the second tier: 0.125 x 0.000015 + 0.0000002
+    assert pricing.cost(_lambda(1024, 125), Resources()) == pytest.approx(2.075e-6, rel=1e-9)
+    # arm64 at 6.5 billion is still in its first tier: 0.125 x 0.0000133334 + 0.0000002
+    assert pricing.cost(_lambda(1024, 125, "arm64"), Resources()) == pytest.approx(1.866675e-6, rel=1e-9)
+    # another account, past 18.75 billion: 2 GB x 1 s x 0.0000106667 + 0.0000002
+    assert pricing.cost(_lambda(2048, 1000, "arm64", account_id="999999999999"),
+                        Resources()) == pytest.approx(2.15334e-5, rel=1e-9)
+    # another region of the first account starts at zero: 0.125 x 0.0000166667 + 0.0000002
+    assert pricing.cost(_lambda(1024, 125, region="eu-west-1"),
+                        Resources()) == pytest.approx(2.2833375e-6, rel=1e-9)
+    # a later month starts again from the first tier
+    next_month = NOW_NS + 40 * 86400 * 10**9
+    assert pricing.cost(_lambda(1024, 125, time_ns=next_month), Resources()) == pytest.approx(2.2833375e-6, rel=1e-9)
+
+
+def test_tiered_cost_splits_across_every_boundary_crossed():
+    tiers = tier_bounds(Pricing.load().table["aws_lambda"]["architectures"]["x86_64"]["gb_second_tiers"])
+    # 16 billion GB-s from zero: 6e9 x 0.0000166667 + 9e9 x 0.000015 + 1e9 x 0.0000133334
+    assert tiered_cost(16e9, 0, tiers) == pytest.approx(100000.2 + 135000 + 13333.4, rel=1e-12)
+    # from 7 billion to 15.5 billion: 8e9 x 0.000015 + 0.5e9 x 0.0000133334
+    assert tiered_cost(8.5e9, 7e9, tiers) == pytest.approx(120000 + 6666.7, rel=1e-12)
+
+
+def test_a_flat_lambda_rate_override_replaces_the_tiers():
+    pricing = Pricing.load(overrides={"aws_lambda": {
+        "architectures": {"x86_64": {"gb_second": 0.00001}},
+        "month_to_date_gb_seconds": {"123456789012/us-east-1/x86_64": 2e10}}})
+    # 1 GB x 1 s x 0.00001 + 0.0000002, whatever the month's usage
+    assert pricing.cost(_lambda(1024, 1000), Resources()) == pytest.approx(1.02e-5, rel=1e-9)
+
+
+def test_cloud_run_request_based_and_instance_based_billing():
+    run = _inv(semconv.PLATFORM_GCP_CLOUD_RUN, duration_ms=250)
+    # request-based (the default): 250 ms -> 300 ms x (1 vCPU x 0.000024 + 0.5 GiB x 0.0000025)
+    # + 0.0000004 per request
+    assert PRICING.cost(run, Resources()) == pytest.approx(7.975e-6, rel=1e-9)
+    # instance-based: 0.3 s x (1 x 0.000018 + 0.5 x 0.000002), no request fee
+    assert PRICING.cost(run, Resources(billing="instance")) == pytest.approx(5.7e-6, rel=1e-9)
+    # the table's default switched by configuration; 2 vCPU, 1 GiB: 0.3 x (2 x 0.000018 + 0.000002)
+    instance = Pricing.load(overrides={"gcp_cloud_run": {"billing": "instance"}})
+    assert instance.cost(_inv(semconv.PLATFORM_GCP_CLOUD_RUN, duration_ms=250, memory_mb=1024),
+                         Resources(vcpu=2)) == pytest.approx(1.14e-5, rel=1e-9)
+
+
+def test_a_pricing_table_without_the_configured_rates_is_refused_at_load():
+    with pytest.raises(ValueError, match="gcp_cloud_run.billing 'committed'"):
+        Pricing.load(overrides={"gcp_cloud_run": {"billing": "committed"}})
+    with pytest.raises(ValueError, match="neither gb_second nor gb_second_tiers"):
+        Pricing.load(overrides={"aws_lambda": {"architectures": {"arm64": {"gb_second_tiers": []}}}})
+    custom = Pricing.load(overrides={"gcp_cloud_run": {"billing_modes": {"instance": None}}})
+    with pytest.raises(ValueError, match="collectors.functions.api.billing 'instance'"):
+        custom.check_resources("api", Resources(billing="instance"))
 
 
 SEED_MANIFEST = """
