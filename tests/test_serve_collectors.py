@@ -85,3 +85,114 @@ def test_a_replayed_firehose_delivery_is_stored_once(obsloop) -> None:
     assert [row["function"] for row in rows] == ["after", "replayed"]
     assert rows[0]["cost_usd"] == rows[1]["cost_usd"] > 0
     assert 'obsloop_collector_duplicate_deliveries_total{collector="aws.firehose"} 1.0' in obsloop.get("/metrics")[1]
+
+
+KNATIVE_EXPOSITION = """\
+# TYPE revision_request_count counter
+revision_request_count{namespace_name="ml",response_code="200",revision_name="scorer-00001",service_name="scorer"} 12
+# TYPE revision_request_latencies histogram
+revision_request_latencies_bucket{namespace_name="ml",revision_name="scorer-00001",service_name="scorer",le="5"} 2
+revision_request_latencies_bucket{namespace_name="ml",revision_name="scorer-00001",service_name="scorer",le="50"} 9
+revision_request_latencies_bucket{namespace_name="ml",revision_name="scorer-00001",service_name="scorer",le="+Inf"} 12
+revision_request_latencies_sum{namespace_name="ml",revision_name="scorer-00001",service_name="scorer"} 310.5
+revision_request_latencies_count{namespace_name="ml",revision_name="scorer-00001",service_name="scorer"} 12
+"""
+
+
+def test_prometheus_scrape_configured_in_serve_runs_and_stores(obsloop_factory) -> None:
+    """The scrape collector enabled in the configuration runs inside ``obsloop serve`` on its
+    interval and its metrics land in the OTLP metric tables, histograms as histograms."""
+    import http.server
+    import threading
+
+    scrapes = []
+
+    class Exposition(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            scrapes.append(self.path)
+            body = KNATIVE_EXPOSITION.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exposition)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    try:
+        obsloop = obsloop_factory(collectors={"prometheus": {
+            "enabled": True, "targets": [f"http://127.0.0.1:{target.server_address[1]}/metrics"],
+            "poll_interval_seconds": 0.5}})
+        obsloop.wait_for("SELECT count() > 0 FROM otel_metrics_histogram "
+                         "WHERE MetricName = 'revision_request_latencies' AND ServiceName = 'scorer'", 1)
+        row = obsloop.query("SELECT BucketCounts, ExplicitBounds, ResourceAttributes['faas.version'] AS version "
+                            "FROM otel_metrics_histogram WHERE MetricName = 'revision_request_latencies' LIMIT 1")[0]
+        assert (row["BucketCounts"], row["ExplicitBounds"], row["version"]) == ([2, 7, 3], [5.0, 50.0], "scorer-00001")
+        obsloop.wait_for("SELECT count() > 0 FROM otel_metrics_sum WHERE MetricName = 'revision_request_count'", 1)
+        first = len(scrapes)
+        obsloop.wait_for(f"SELECT count() >= {first + 1} FROM otel_metrics_sum "
+                         "WHERE MetricName = 'revision_request_count'", 1)  # it keeps scraping
+        assert 'obsloop_collector_pages_total{collector="prometheus"}' in obsloop.get("/metrics")[1]
+    finally:
+        target.shutdown()
+        target.server_close()
+
+
+def test_aws_logs_pull_configured_in_serve_stores_priced_invocations_once_across_a_restart(
+    obsloop_factory, monkeypatch
+) -> None:
+    """CloudWatch Logs pulled by the AWS collector inside ``obsloop serve`` (boto3 against a
+    moto server): the REPORT line becomes a priced invocation, and after a restart the
+    checkpoint keeps the same events from being stored again."""
+    import socket
+    import time
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.setenv(key, "testing")
+        logs = boto3.client("logs", region_name="us-east-1", endpoint_url=endpoint)
+        group, stream = "/aws/lambda/pulled", "2026/11/27/[$LATEST]0a1b2c3d"
+        logs.create_log_group(logGroupName=group)
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        now_ms = int(time.time() * 1000) - 60_000
+        rid = "9c1d2e3f-1111-2222-3333-444455556666"
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+            {"timestamp": now_ms, "message": f"START RequestId: {rid} Version: $LATEST"},
+            {"timestamp": now_ms + 1, "message": f"{rid}\thello from the function"},
+            {"timestamp": now_ms + 2, "message": f"REPORT RequestId: {rid}\tDuration: 250.00 ms\t"
+                                                 "Billed Duration: 250 ms\tMemory Size: 2048 MB\t"
+                                                 "Max Memory Used: 90 MB\t"},
+        ])
+        collectors = {"aws": {"enabled": True, "region": "us-east-1", "account_id": "123456789012",
+                              "endpoint_url": endpoint, "log_groups": [group], "read_tags": False,
+                              "settle_seconds": 0, "poll_interval_seconds": 0.5}}
+        obsloop = obsloop_factory("pull", collectors=collectors)
+        obsloop.wait_for("SELECT count() FROM faas_invocations_merged WHERE function = 'pulled'", 1)
+        row = obsloop.query("SELECT invocation_id, billed_duration_ms, memory_mb, cost_usd, sources "
+                            "FROM faas_invocations_merged WHERE function = 'pulled'")[0]
+        # 0.25 s x 2 GB x 0.0000166667 (first tier, x86) + 0.0000002 per request
+        assert (row["invocation_id"], row["billed_duration_ms"], row["memory_mb"]) == (rid, 250, 2048)
+        assert abs(row["cost_usd"] - 8.53335e-6) < 1e-12 and row["sources"] == ["aws.logs"]
+        obsloop.wait_for("SELECT count() FROM otel_logs WHERE ServiceName = 'pulled'", 3)
+        assert obsloop.stop() == 0
+
+        restarted = obsloop_factory("pull", collectors=collectors)  # same data directory
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+            {"timestamp": now_ms + 3, "message": "a later line"}])
+        restarted.wait_for("SELECT count() FROM otel_logs WHERE ServiceName = 'pulled'", 4)
+        time.sleep(1.5)  # a few more polls: nothing pulled twice
+        assert restarted.scalar("SELECT count() FROM otel_logs WHERE ServiceName = 'pulled'") == 4
+    finally:
+        moto.stop()
