@@ -69,6 +69,13 @@ class PartitionedStates(Generic[S]):
             if state is not None:
                 self._save(partition, state)
 
+    def on_lost(self, owned: list[OwnedPartition]) -> None:
+        """Evicted from the group: drop the states unsaved. Another member may own the
+        partitions already and have loaded (or written) their checkpoints; it re-scores
+        what this one learned since its last periodic checkpoint."""
+        for partition in owned:
+            self.states.pop(partition, None)
+
     def checkpoint(self) -> None:
         """Save every owned state (periodically, and before a clean shutdown)."""
         for partition, state in self.states.items():

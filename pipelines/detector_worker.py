@@ -193,6 +193,12 @@ class DetectorWorker(KafkaWorker):
         self.loops.on_revoke(owned)
         self.metrics.partitions.set(len(self.loops.states))
 
+    def _lost(self, owned: list[OwnedPartition]) -> None:
+        log.warning("evicted from the detector group; partitions dropped unsaved",
+                    extra={"partitions": [p.partition for p in owned]})
+        self.loops.on_lost(owned)
+        self.metrics.partitions.set(len(self.loops.states))
+
     def owned(self) -> set[OwnedPartition]:
         return set(self.loops.states)
 
@@ -200,7 +206,7 @@ class DetectorWorker(KafkaWorker):
     def join(self) -> GroupConsumer:
         """Become a member of the detector group (hooks wired to the partition loops)."""
         self.group = GroupConsumer(self.kafka, self.group_id, signals=[OWNERSHIP_SIGNAL],
-                                   on_assign=self._assigned, on_revoke=self._revoked)
+                                   on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         return self.group
 
     def step(self, poll_ms: int = 0) -> bool:

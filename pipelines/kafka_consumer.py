@@ -20,6 +20,9 @@ group's offsets work on every broker.
 Detector workers own series by partition; :class:`GroupConsumer` reports ownership changes
 through ``on_assign`` / ``on_revoke`` callbacks, called from inside ``poll`` between batches
 (never while a batch is being inserted), with the partitions as (signal, partition) pairs.
+``on_lost`` is the eviction case (the member missed its session or poll deadline): the group
+may already have given the partitions to another member, so state must be dropped rather
+than checkpointed over the new owner's; without it, lost partitions count as revoked.
 """
 
 from __future__ import annotations
@@ -98,10 +101,12 @@ class GroupConsumer:
         signals: Iterable[Signal] = SIGNALS,
         on_assign: OwnershipHook | None = None,
         on_revoke: OwnershipHook | None = None,
+        on_lost: OwnershipHook | None = None,
     ) -> None:
         self._config = config
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_lost = on_lost
         self.consumer = KafkaConsumer(
             **client_kwargs(config),
             group_id=group_id,
@@ -133,6 +138,12 @@ class GroupConsumer:
         if self._on_revoke is not None:
             self._on_revoke(self._owned(partitions))
 
+    def _lost(self, partitions: set[TopicPartition]) -> None:
+        if self._on_lost is None:
+            self._revoked(partitions)
+        else:
+            self._on_lost(self._owned(partitions))
+
 
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, owner: GroupConsumer) -> None:
@@ -143,6 +154,9 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._owner._assigned(set(assigned))
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self._owner._lost(set(lost))
 
 
 class IngestConsumer(GroupConsumer):

@@ -77,18 +77,22 @@ def traces_partitions(config: KafkaConfig) -> int:
     return partitions
 
 
+def worker_config(name: str, kafka: KafkaConfig, db: str, tmp_path: Path) -> Config:
+    """A detector worker's configuration: its own data directory, the shared checkpoints."""
+    return Config(
+        data_dir=tmp_path / name,
+        storage=StorageConfig(database=db),
+        kafka=kafka.model_copy(update={"detector_checkpoint_dir": tmp_path / "checkpoints"}),
+        detectors=DetectorsConfig(window_seconds=60, allowed_lateness_seconds=30, warmup_windows=20,
+                                  poll_seconds=0.1, drift=DriftConfig(enabled=False)),
+    )
+
+
 class RunningWorker:
     """A :class:`DetectorWorker` stepping in its own thread, on the session's chDB."""
 
     def __init__(self, name: str, kafka: KafkaConfig, client: Any, db: str, tmp_path: Path) -> None:
-        config = Config(
-            data_dir=tmp_path / name,
-            storage=StorageConfig(database=db),
-            kafka=kafka.model_copy(update={"detector_checkpoint_dir": tmp_path / "checkpoints"}),
-            detectors=DetectorsConfig(window_seconds=60, allowed_lateness_seconds=30, warmup_windows=20,
-                                      poll_seconds=0.1, drift=DriftConfig(enabled=False)),
-        )
-        self.worker = DetectorWorker(config, client=lambda: client)
+        self.worker = DetectorWorker(worker_config(name, kafka, db, tmp_path), client=lambda: client)
         self.worker.join()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.worker.run_until, args=(self._stop.is_set,))
@@ -199,6 +203,35 @@ def test_checkpoint_of_another_partition_count_is_not_restored(
     finally:
         running.stop()
     assert (tmp_path / "checkpoints" / f"traces-0-of-{partitions}.json").exists()
+
+
+def test_an_evicted_worker_drops_its_partitions_unsaved(
+    kafka_config: KafkaConfig, chdb_client: Any, db: str, tmp_path: Path
+) -> None:
+    """Missing the poll deadline gets a member evicted; the group may have handed its
+    partitions on, so writing their checkpoints now could overwrite the new owner's."""
+    partitions = traces_partitions(kafka_config)
+    insert_minutes(chdb_client, db, FUNCTIONS, 0, 20)
+    kafka = kafka_config.model_copy(update={"max_poll_interval_ms": 1_500})
+    worker = DetectorWorker(worker_config("evicted", kafka, db, tmp_path), client=lambda: chdb_client)
+    worker.join()
+    try:
+        deadline = time.monotonic() + 30
+        while len(worker.owned()) < partitions or any(loop.closed_until is None for loop in worker.loops.states.values()):
+            assert time.monotonic() < deadline, "the worker did not own and score every partition"
+            worker.step(poll_ms=100)
+        assert worker.metrics.assigned.labels("fresh")._value.get() == partitions
+        time.sleep(3)  # no poll for twice the poll deadline: the heartbeat thread leaves the group
+        assigned = worker.metrics.assigned
+        deadline = time.monotonic() + 30
+        while assigned.labels("fresh")._value.get() + assigned.labels("restored")._value.get() < 2 * partitions:
+            assert time.monotonic() < deadline, "the worker did not rejoin after its eviction"
+            worker.step(poll_ms=100)
+        assert not list((tmp_path / "checkpoints").glob("*.json")), "a lost partition was checkpointed"
+        assert assigned.labels("restored")._value.get() == 0
+    finally:
+        worker.close()
+    assert len(list((tmp_path / "checkpoints").glob("*.json"))) == partitions  # a clean leave saves
 
 
 class DetectorWorkerProcess(WorkerProcess):
