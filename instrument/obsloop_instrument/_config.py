@@ -19,7 +19,13 @@ def _csv(value: str | None) -> frozenset[str] | None:
 
 
 def _exporter_enabled(env: Mapping[str, str], signal: str) -> bool:
-    """``OTEL_<SIGNAL>_EXPORTER=none`` turns a signal off; only OTLP is supported otherwise."""
+    """``OTEL_<SIGNAL>_EXPORTER=none`` turns a signal off; only OTLP is supported otherwise.
+
+    ``OTEL_SDK_DISABLED=true`` turns the spans off, as it did when the invocation span was
+    the SDK's (its tracer provider then gives no-op tracers).
+    """
+    if signal == "TRACES" and env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
     value = env.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower()
     return value != "none"
 

@@ -480,3 +480,19 @@ def test_a_forked_worker_exports_on_its_own_connection_and_lock(
     )
     ids = [attributes(span.attributes)["faas.invocation_id"] for _, span in otlp.spans()]
     assert ids == ["parent", "child"]
+
+
+def test_sdk_disabled_exports_no_span_and_the_handler_still_works(
+    otlp: OtlpCaptureReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from obsloop_instrument import instrument_lambda
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+
+    @instrument_lambda
+    def handler(event: Any, context: Any) -> str:
+        return "ok"
+
+    assert handler({"headers": {}}, None) == "ok"
+    assert otlp.spans() == []
+    assert "faas.invocations" in otlp.latest_metrics()  # the library's metrics, as before
