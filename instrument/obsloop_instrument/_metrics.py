@@ -13,7 +13,7 @@ failing invocation's span since the previous collection (``OTEL_METRICS_EXEMPLAR
 always_off`` turns it off).
 
 A handler's own OpenTelemetry metrics still go through the SDK: see
-``_pipeline.LazyMeterProvider``.
+``_otel.lazy_meter_provider``.
 """
 
 from __future__ import annotations

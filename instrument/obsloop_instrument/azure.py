@@ -145,8 +145,7 @@ def _wrap(
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             import asyncio  # the worker runs on asyncio: already loaded
 
-            if ready is None:  # waiting for the set-up must not block the event loop
-                await asyncio.to_thread(setup)
+            # The pipeline was built while decorating: the first call has nothing to wait for.
             invocation, info = begin(kwargs)
             try:
                 with invocation:
