@@ -45,9 +45,10 @@ class PartitionedStates(Generic[S]):
 
     ``open_state(partition)`` builds a partition's state from its checkpoint (or fresh) when
     the partition is assigned; ``save_state(partition, state)`` writes the checkpoint when it
-    is revoked, before the group assigns it to anyone else (the hooks run inside ``poll``,
-    and an eager rebalance waits for every member to rejoin), so the next owner reads what
-    this one learned last.
+    is revoked, before the group assigns it to anyone else (the hooks run inside ``poll``;
+    an eager rebalance waits for every member to rejoin, a cooperative one assigns a moving
+    partition only in the round after its old owner revoked it), so the next owner reads
+    what this one learned last.
     """
 
     def __init__(

@@ -102,13 +102,18 @@ class GroupConsumer:
         on_assign: OwnershipHook | None = None,
         on_revoke: OwnershipHook | None = None,
         on_lost: OwnershipHook | None = None,
+        assignors: tuple[type, ...] | None = None,
     ) -> None:
+        """``assignors``: kafka-python's ``partition_assignment_strategy`` (default: its own,
+        eager range / round robin, under which every rebalance revokes every partition)."""
         self._config = config
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._on_lost = on_lost
+        strategy = {} if assignors is None else {"partition_assignment_strategy": assignors}
         self.consumer = KafkaConsumer(
             **client_kwargs(config),
+            **strategy,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset=config.auto_offset_reset,
