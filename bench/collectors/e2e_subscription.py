@@ -1,6 +1,7 @@
 """CloudWatch Logs subscription payloads end to end, through a running ``obsloop serve``
 (pinned to one core): HTTP push → decode → normalize → write-ahead log → ClickHouse.
-Reports Lambda log events/s accepted and stored.
+Reports Lambda log events/s accepted and stored (wall clock), and stored records per CPU-second
+of the server process (the per-core figure on a shared machine).
 
     .venv/bin/python bench/collectors/e2e_subscription.py --seconds 15
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import gzip
 import json
 import os
 import shutil
@@ -28,7 +31,24 @@ from bench_subscription import make_payload  # noqa: E402
 from run import _insert_seconds, _query, _rss_peak_mb  # noqa: E402
 
 
-async def post(url: str, bodies: list[bytes], seconds: float, connections: int) -> tuple[int, float]:
+def unique_body(message_json: bytes, index: int) -> bytes:
+    """base64(gzip(DATA_MESSAGE + a CONTROL_MESSAGE numbered ``index``)): every delivery's
+    bytes differ, as real ones do (their event ids differ), so the server's replay check
+    (a re-posted body is acknowledged, not stored again) does not turn the load into
+    duplicates; the control message is acknowledged and ignored."""
+    control = b'{"messageType":"CONTROL_MESSAGE","logEvents":[],"n":%d}' % index
+    return base64.b64encode(gzip.compress(message_json + control, compresslevel=1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads (chDB's included): the
+    machine is shared, so events per CPU-second of the server is the per-core figure that
+    other load cannot distort; the per-second rates are wall-clock and can."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def post(url: str, messages: list[bytes], seconds: float, connections: int) -> tuple[int, float]:
     import aiohttp
 
     accepted = 0
@@ -39,7 +59,8 @@ async def post(url: str, bodies: list[bytes], seconds: float, connections: int) 
         index = offset
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
-                async with session.post(url, data=bodies[index % len(bodies)]) as response:
+                body = unique_body(messages[index % len(messages)], index)
+                async with session.post(url, data=body) as response:
                     document = await response.json()
                     if response.status == 200:
                         accepted += document["accepted"]
@@ -83,9 +104,10 @@ def main() -> None:
             time.sleep(0.05)
         endpoints = json.loads(state.read_text())
         os.sched_setaffinity(0, {args.load_cpu})
-        bodies = [make_payload(args.events, seed) for seed in range(8)]  # base64(gzip(DATA_MESSAGE))
+        cpu_before = cpu_seconds(server.pid)
+        messages = [gzip.decompress(base64.b64decode(make_payload(args.events, seed))) for seed in range(8)]
         accepted, elapsed = asyncio.run(post(f"{endpoints['http']}/aws/cloudwatch-logs?region=us-east-1",
-                                             bodies, args.seconds, args.connections))
+                                             messages, args.seconds, args.connections))
         load_end = time.monotonic()
         stored, previous = 0, -1
         while time.monotonic() - load_end < 300:
@@ -97,11 +119,14 @@ def main() -> None:
             previous = stored
             time.sleep(0.5)
         drained = time.monotonic() - load_end
+        server_cpu = cpu_seconds(server.pid) - cpu_before
         print(json.dumps({
             "events_accepted": accepted,
             "accepted_events_per_s": round(accepted / elapsed),
             "log_records_stored": stored,
             "stored_records_per_s": round(stored / (elapsed + drained)),
+            "server_cpu_seconds": round(server_cpu, 1),
+            "stored_records_per_cpu_second": round(stored / server_cpu),
             "insert_seconds": round(_insert_seconds(endpoints["admin"]), 1),
             "server_peak_rss_mb": round(_rss_peak_mb(server.pid)),
         }, indent=2))
