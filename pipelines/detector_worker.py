@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -92,7 +93,6 @@ class PartitionLoop(DetectorLoop):
         database: str,
         budgets: dict[str, Budget],
         metrics: DetectorMetrics,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= owned.partition < partitions:
             raise ValueError(f"partition {owned.partition} is not one of {partitions}")
@@ -101,8 +101,7 @@ class PartitionLoop(DetectorLoop):
         self.restored = False
         """Whether the state came from a checkpoint (a previous owner's, or this worker's)."""
         own_budgets = {f: b for f, b in budgets.items() if self.owns(f)}
-        super().__init__(config, client, data_dir, database, budgets=own_budgets, metrics=metrics,
-                         monotonic=monotonic)
+        super().__init__(config, client, data_dir, database, budgets=own_budgets, metrics=metrics)
 
     def restore(self) -> bool:
         self.restored = super().restore()
@@ -147,14 +146,12 @@ class DetectorWorker(KafkaWorker):
         *,
         group_id: str | None = None,
         client: Callable[[], Any] | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = WorkerMetrics()
         super().__init__(config, self.metrics.registry, client=client)
         if not config.detectors.enabled:
             raise ValueError("detector-worker: detectors.enabled is false in the configuration")
         self.group_id = group_id or self.kafka.detector_group
-        self._monotonic = monotonic
         self.checkpoint_dir = self.kafka.detector_checkpoint_dir or config.data_dir / "detectors" / "partitions"
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         # Drift is per model version, not per function: it stays with serve's loop.
@@ -180,7 +177,7 @@ class DetectorWorker(KafkaWorker):
             update={"checkpoint_path": checkpoint_file(self.checkpoint_dir, owned, partitions)})
         loop = PartitionLoop(owned, partitions, settings, self.client, self.config.data_dir,
                              database=self.config.storage.database, budgets=self.budgets,
-                             metrics=self.metrics.detector, monotonic=self._monotonic)
+                             metrics=self.metrics.detector)
         self.metrics.assigned.labels("restored" if loop.restored else "fresh").inc()
         log.info("partition assigned", extra={"partition": owned.partition, "partitions": partitions,
                                                "restored": loop.restored})
@@ -239,23 +236,22 @@ class DetectorWorker(KafkaWorker):
         self.metrics.detector.series.set(sum(len(loop.scorer.pool) for loop in self.loops.states.values()))
         return behind
 
-    def run_until(self, stop: Callable[[], bool]) -> None:
-        """Step until ``stop()``; between steps, wait in ``poll`` (so the member stays in
-        the group) for ``detectors.poll_seconds``, in slices so a stop is noticed soon."""
+    def run_until(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set; between steps, wait in ``poll`` (so the member stays
+        in the group) for ``detectors.poll_seconds``, in slices so a stop is noticed soon."""
+        assert self.group is not None
         poll_seconds = self.detectors.poll_seconds
         next_step = 0.0
-        while not stop():
-            now = time.monotonic()
-            if now < next_step:
-                assert self.group is not None
-                self.group.consumer.poll(timeout_ms=int(min(next_step - now, 0.5) * 1000) or 1)
-                continue
+        while not stop.is_set():
             try:
-                behind = self.step()
+                now = time.monotonic()
+                if now < next_step:
+                    self.group.consumer.poll(timeout_ms=int(min(next_step - now, 0.5) * 1000) or 1)
+                    continue
+                next_step = now if self.step() else now + poll_seconds
             except KafkaError:
                 log.exception("Kafka error while polling the detector group; retrying")
-                behind = False
-            next_step = now if behind else now + poll_seconds
+                stop.wait(1.0)
 
     def close(self) -> None:
         """Checkpoint every owned partition and leave the group (the partitions move now)."""
@@ -270,7 +266,7 @@ class DetectorWorker(KafkaWorker):
         if self.group is None:
             return
         try:
-            self.run_until(self._stop.is_set)
+            self.run_until(self._stop)
         finally:
             self.close()
 

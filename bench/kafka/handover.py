@@ -63,7 +63,7 @@ class Member:
         self.worker = DetectorWorker(config, client=lambda: client)
         self.worker.join()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run_until, args=(self.stop.is_set,))
+        self.thread = threading.Thread(target=self.worker.run_until, args=(self.stop,))
         self.thread.start()
 
     def leave(self) -> None:

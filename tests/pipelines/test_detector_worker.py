@@ -95,7 +95,7 @@ class RunningWorker:
         self.worker = DetectorWorker(worker_config(name, kafka, db, tmp_path), client=lambda: client)
         self.worker.join()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.worker.run_until, args=(self._stop.is_set,))
+        self._thread = threading.Thread(target=self.worker.run_until, args=(self._stop,))
         self._thread.start()
 
     def owned(self) -> set[OwnedPartition]:
