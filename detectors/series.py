@@ -25,6 +25,10 @@ The pipeline, per point, and why:
    smears such a 5-minute spike away, so without this every one of them is a page (on
    NAB's AWS series they were the largest source of false positives: one per day per
    affected series). A spike larger than what this time of day usually does still scores.
+   ``env_start`` keeps the first points (whose surprise only says that the scale is not
+   known yet) out of the envelope; off by default because on NAB the start-of-file slot
+   happens to profit from that blindness (-0.5 standard score), but with it off the time of
+   day a series started at ignores in-range spikes for weeks.
 4. **Anomaly likelihood** -- the surprise, averaged over a couple of points
    (``short_alpha``; Numenta's likelihood averages its raw scores the same way, so a
    sustained change outranks a lone blip of the same size, while a lone 15-sigma spike
@@ -45,6 +49,10 @@ The pipeline, per point, and why:
    shift of about one standard deviation within a few dozen points, which no single point
    reveals; it adds 6 scalars and a counter (``sn``: it re-warms after a restore from an
    older checkpoint).
+   With ``shift_deseason`` it watches the value minus the seasonal offset used for the
+   prediction, so a shift on a series with a daily rhythm is seen within a few dozen points
+   (off by default: it costs 0.9 of the NAB standard score, a few extra near-threshold false
+   positives, see ``bench/nab/synthetic.py`` for what it gains).
 6. **Refractory period** -- after a score reaches ``alarm_level`` the following
    ``refractory`` points are multiplied by ``damping`` (0: silenced), so a single incident
    yields one alarm and not a page per point (the service keeps an episode open while the
@@ -142,6 +150,8 @@ class SeriesAnomalyDetector:
         shift_alpha: float = 0.05,
         shift_long_alpha: float = 0.005,
         shift_clip: float = 3.0,
+        env_start: int = 0,
+        shift_deseason: bool = False,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -165,6 +175,8 @@ class SeriesAnomalyDetector:
         self.shift_alpha = shift_alpha
         self.shift_long_alpha = shift_long_alpha
         self.shift_clip = shift_clip
+        self.env_start = env_start
+        self.shift_deseason = shift_deseason
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -294,6 +306,8 @@ class SeriesAnomalyDetector:
             "shift_alpha": self.shift_alpha,
             "shift_long_alpha": self.shift_long_alpha,
             "shift_clip": self.shift_clip,
+            "env_start": self.env_start,
+            "shift_deseason": self.shift_deseason,
         }
 
     def __repr__(self) -> str:
@@ -352,7 +366,7 @@ class SeriesAnomalyDetector:
         short = self.short + self.short_alpha * (raw - self.short)
         likelihood = 1.0 - _tail((short - self.lik_mean) / lik_sd)
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
-            r2 = self._shift_raw(x)
+            r2 = self._shift_raw(self._shift_input(x, resid))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
             l2 = 1.0 - _tail((r2 - self.l2_mean) / l2_sd)
             if l2 > likelihood:
@@ -369,6 +383,7 @@ class SeriesAnomalyDetector:
         self, x: float, ts: float, evaluated: tuple[float, float, float, int, int, int, float, int]
     ) -> None:
         score, raw, resid, choice, d_slot, w_slot, e, e_slot = evaluated
+        sx = self._shift_input(x, resid) if self.n > 0 else x
         if self.n == 0:
             self.level = x
         else:
@@ -411,12 +426,14 @@ class SeriesAnomalyDetector:
             self.level += a * (deseason - self.level)
             if self.seasonality:
                 # The envelope learns at most env_cap: one huge incident at 02:00 must not
-                # blind 02:00 for weeks (env_decay per visit is ~3 % a day).
+                # blind 02:00 for weeks (env_decay is ~3 % a day). With env_start it does not
+                # learn from the first points either (their surprise only says that the scale
+                # is not known yet).
                 day = int(ts // _DAY)
                 if day != self.env_day:
                     self._fold_envelope(day)
                 e_env = e if e < self._env_cap else self._env_cap
-                if e_env > self.env_today[e_slot]:
+                if e_env > self.env_today[e_slot] and self.n >= self.env_start:
                     self.env_today[e_slot] = e_env
             la = max(self.likelihood_alpha, 1.0 / (self.n + 1))
             self.short += self.short_alpha * (raw - self.short)
@@ -425,14 +442,14 @@ class SeriesAnomalyDetector:
             self.lik_var = (1.0 - la) * (self.lik_var + la * delta * delta)
         if self.shift_alpha > 0.0:
             if self.sn == 0:
-                self.sm = self.lm = x
+                self.sm = self.lm = sx
             else:
-                r2 = self._shift_raw(x)
+                r2 = self._shift_raw(sx)
                 la = max(self.likelihood_alpha, 1.0 / (self.sn + 1))
                 delta = r2 - self.l2_mean
                 self.l2_mean += la * delta
                 self.l2_var = (1.0 - la) * (self.l2_var + la * delta * delta)
-                xc = self._shift_clip(x)
+                xc = self._shift_clip(sx)
                 self.sm += self.shift_alpha * (xc - self.sm)
                 b = max(self.shift_long_alpha, 1.0 / (self.sn + 1))
                 d = xc - self.lm
@@ -449,6 +466,11 @@ class SeriesAnomalyDetector:
             self.since_alarm += 1
         self.last_t = ts
         self.n += 1
+
+    def _shift_input(self, x: float, resid: float) -> float:
+        """The value the mean-shift detector sees: with ``shift_deseason``, the value minus
+        the seasonal offset the prediction used (the daily rhythm is not a shift)."""
+        return self.level + resid if self.shift_deseason else x
 
     def _shift_clip(self, x: float) -> float:
         lim = self.shift_clip * math.sqrt(self.lv)

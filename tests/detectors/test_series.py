@@ -281,3 +281,25 @@ def test_version_3_checkpoint_is_still_readable_and_rewarms_the_mean_shift_detec
     s = [old.score_learn_one(x, STEP * (500 + i)) for i, x in enumerate(xs[500:])]
     assert max(s) < 0.5  # the fresh mean-shift detector does not alarm while it warms up
     assert old.score_one(40.0, STEP * 900) > 0.9
+
+
+def test_env_start_keeps_the_first_points_out_of_the_envelope() -> None:
+    # The first points' surprise only says the scale is unknown; learnt into the envelope it
+    # would blind the time of day the series started at for weeks (opt-in: see the module
+    # docstring for what it costs on NAB).
+    xs = noise(288 * 3)
+    default, fixed = SeriesAnomalyDetector(), SeriesAnomalyDetector(env_start=30)
+    for i, x in enumerate(xs):
+        default.learn_one(x, STEP * i)
+        fixed.learn_one(x, STEP * i)
+    assert default.env[0] > 2.5  # slot of 00:00, where the series began
+    assert fixed.env[0] < 2.0
+
+
+def test_shift_deseason_catches_a_level_shift_on_a_seasonal_series() -> None:
+    xs = _seasonal(12)
+    k = 288 * 10 + 100
+    xs[k:] = [x + 3.0 for x in xs[k:]]  # three noise standard deviations, daily rhythm kept
+    s = run(xs, shift_deseason=True)
+    assert max(s[288 * 3 : k]) < 0.5
+    assert max(s[k : k + 30]) > 0.5
