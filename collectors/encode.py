@@ -261,17 +261,23 @@ class LogsBuilder:
     def __init__(self, scope_name: str = SCOPE_NAME) -> None:
         self._groups: dict[tuple[tuple[str, str], ...], tuple[bytes, list[bytes]]] = {}
         self._scope = _length_delimited(_SCOPE, _length_delimited(b"\x0a", _utf8(scope_name)))
+        self._last: tuple[Mapping[str, str] | None, list[bytes]] = (None, [])
         self.count = 0
 
     def records(self, resource: Mapping[str, str]) -> list[bytes]:
         """The list of encoded records of ``resource``, created on first use; appending an
         encoded record (:func:`line_record`) to it is the cheapest way in, the caller then
-        adds to :attr:`count`."""
+        adds to :attr:`count`. The mapping passed last is recognised by identity (a log
+        stream passes the same one for each of its lines), so it must not change after."""
+        last, records = self._last
+        if resource is last:
+            return records
         key = tuple(sorted(resource.items()))
         group = self._groups.get(key)
         if group is None:
             encoded = _length_delimited(_RESOURCE, attributes_bytes(resource, _RESOURCE_ATTRIBUTE))
             group = self._groups[key] = (encoded, [])
+        self._last = (resource, group[1])
         return group[1]
 
     def add(
@@ -319,12 +325,16 @@ class LogsBuilder:
         )
 
     def serialize(self) -> bytes:
-        """The ``ExportLogsServiceRequest`` bytes (resources without records left out)."""
-        out = []
+        """The ``ExportLogsServiceRequest`` bytes (resources without records left out),
+        joined once: the records are the bulk of the payload and are not copied per level."""
+        pieces: list[bytes] = []
         for resource, records in self._groups.values():
             if not records:
                 continue
-            scope_logs = self._scope + b"".join(records)
-            resource_logs = resource + _SCOPE_LOGS + varint(len(scope_logs)) + scope_logs
-            out.append(_length_delimited(_REQUEST_RESOURCE_LOGS, resource_logs))
-        return b"".join(out)
+            scope_logs_length = len(self._scope) + sum(map(len, records))
+            scope_logs_header = _SCOPE_LOGS + varint(scope_logs_length)
+            resource_logs_length = len(resource) + len(scope_logs_header) + scope_logs_length
+            pieces += (_REQUEST_RESOURCE_LOGS, varint(resource_logs_length), resource,
+                       scope_logs_header, self._scope)
+            pieces += records
+        return b"".join(pieces)
