@@ -42,7 +42,7 @@ class KafkaConfig(BaseModel):
     client_id: str = "obsloop"
     ingest_group: str = "obsloop-ingest"
     """Consumer group of ``obsloop ingest-worker`` (workers sharing it share the partitions)."""
-    detector_group: str = "obsloop-detectors"
+    detector_group: str = Field("obsloop-detectors", min_length=1)
     """Consumer group of ``obsloop detector-worker``: membership over the traces topic decides
     which worker scores which functions (:mod:`obsloop.pipelines.detector_worker`)."""
     detector_checkpoint_dir: Path | None = None

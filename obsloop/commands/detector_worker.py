@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         print("obsloop detector-worker: --duration must be positive", file=sys.stderr)
         return 2
+    if args.group is not None and not args.group.strip():
+        print("obsloop detector-worker: --group must name a consumer group", file=sys.stderr)
+        return 2
     from obsloop.pipelines.detector_worker import DetectorWorker
     from obsloop.pipelines.kafka_worker import run_worker
 

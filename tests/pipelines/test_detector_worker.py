@@ -272,7 +272,7 @@ def test_worker_commands_refuse_a_configuration_without_kafka(command: str, tmp_
     assert f"obsloop {command}: {config} has no kafka: section" in result.stderr.strip()
 
 
-def test_detector_worker_refuses_disabled_detectors_and_a_bad_duration(tmp_path: Path) -> None:
+def test_detector_worker_refuses_disabled_detectors_bad_flags_and_an_empty_group(tmp_path: Path) -> None:
     config = tmp_path / "obsloop.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{}}\ndetectors: {{enabled: false}}\n")
     command = [sys.executable, "-m", "obsloop", "--config", str(config), "detector-worker"]
@@ -281,3 +281,8 @@ def test_detector_worker_refuses_disabled_detectors_and_a_bad_duration(tmp_path:
     config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{}}\n")
     result = subprocess.run([*command, "--duration", "0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--duration must be positive" in result.stderr
+    result = subprocess.run([*command, "--group", " "], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--group must name a consumer group" in result.stderr
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{detector_group: ''}}\n")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "kafka.detector_group" in result.stderr
