@@ -29,7 +29,7 @@ from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
 from obsloop.collectors.dedup import RecentDeliveries, body_key
 from obsloop.collectors.encode import LogsBuilder
-from obsloop.collectors.forward import Submit
+from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def _region_from_arn(arn: str | None) -> str | None:
 
 
 def subscription_handler(
-    submit: Submit,
+    submit: Submit | AsyncSubmit,
     enrich: Callable[[Invocation], Invocation],
     region: str | None = None,
     collector: str = "aws.subscription",
@@ -152,7 +152,7 @@ def subscription_handler(
             return web.json_response({"error": str(exc)}, status=400)
         if encoded.payload is not None:
             try:
-                submit("logs", encoded.payload, encoded.events)
+                await deliver(submit, "logs", encoded.payload, encoded.events)
             except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
                 log.warning("ingest path refused a subscription payload", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
@@ -165,7 +165,7 @@ def subscription_handler(
 
 
 def firehose_handler(
-    submit: Submit,
+    submit: Submit | AsyncSubmit,
     enrich: Callable[[Invocation], Invocation],
     access_key: str | None = None,
     region: str | None = None,
@@ -208,7 +208,7 @@ def firehose_handler(
             return answer(request_id, 400, f"malformed Firehose request: {exc}")
         if encoded.payload is not None:
             try:
-                submit("logs", encoded.payload, encoded.events)
+                await deliver(submit, "logs", encoded.payload, encoded.events)
             except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
                 log.warning("ingest path refused a Firehose delivery", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()

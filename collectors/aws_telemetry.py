@@ -20,7 +20,7 @@ from aiohttp import web
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource, iso_ns
 from obsloop.collectors.encode import LogsBuilder
-from obsloop.collectors.forward import Submit
+from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def encode_events(events: list, source: LambdaSource, decoder: LambdaLogDecoder)
 
 
 def telemetry_handler(
-    submit: Submit,
+    submit: Submit | AsyncSubmit,
     enrich: Callable[[Invocation], Invocation],
     collector: str = "aws.telemetry",
 ):
@@ -103,7 +103,7 @@ def telemetry_handler(
         builder = encode_events(events, source, decoder)
         if builder.count:
             try:
-                submit("logs", builder.serialize(), builder.count)
+                await deliver(submit, "logs", builder.serialize(), builder.count)
             except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
                 log.warning("ingest path refused telemetry events", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()

@@ -8,7 +8,10 @@ path to storage.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import urllib.request
+from concurrent.futures import Future
 from typing import Protocol
 
 
@@ -24,26 +27,59 @@ class Submit(Protocol):
     def __call__(self, signal: str, payload: bytes, items: int | None = None) -> None: ...
 
 
+class AsyncSubmit(Protocol):
+    """:class:`Submit` for handlers on the event loop: awaiting durability must not block it."""
+
+    async def __call__(self, signal: str, payload: bytes, items: int | None = None) -> None: ...
+
+
+def _hand(pipeline, signal: str, payload: bytes, items: int | None) -> Future[None] | None:
+    """Validate and count unless trusted, then hand to the intake (see :func:`pipeline_submit`)."""
+    if items is None:
+        from obsloop.collectors.otlp_decode import validate
+
+        valid = validate(signal, payload)
+        payload, items = valid.payload, valid.items
+    return pipeline.submit(signal, payload, items)
+
+
 def pipeline_submit(pipeline) -> Submit:
     """Hand to the server's intake; returns once the data is durable (the write-ahead log,
     or Kafka's acknowledgement) and raises ``PipelineFull`` otherwise, so a collector never
-    advances its checkpoint past data that could still be lost.
+    advances its checkpoint past data that could still be lost. For the pull collectors,
+    which run in threads.
 
     A payload with its ``items`` count is trusted internal input, built by the collectors'
     own encoder in this process: parsing it again as the receivers parse untrusted
     requests cost a full protobuf parse per delivery (~10 % of the subscription path's CPU)
     and could not find anything to reject. Without a count it is validated and counted."""
-    from obsloop.collectors.otlp_decode import validate
 
     def submit(signal: str, payload: bytes, items: int | None = None) -> None:
-        if items is None:
-            valid = validate(signal, payload)
-            payload, items = valid.payload, valid.items
-        pending = pipeline.submit(signal, payload, items)
+        pending = _hand(pipeline, signal, payload, items)
         if pending is not None:
             pending.result()
 
     return submit
+
+
+def pipeline_submit_async(pipeline) -> AsyncSubmit:
+    """:func:`pipeline_submit` for the push handlers: with Kafka the acknowledgement is a
+    future resolved by the producer's thread, and waiting for it synchronously would stop
+    the event loop (every other request) for a broker round trip per delivery."""
+
+    async def submit(signal: str, payload: bytes, items: int | None = None) -> None:
+        pending = _hand(pipeline, signal, payload, items)
+        if pending is not None:
+            await asyncio.wrap_future(pending)
+
+    return submit
+
+
+async def deliver(submit: Submit | AsyncSubmit, signal: str, payload: bytes, items: int) -> None:
+    """Call either kind of submit from a handler, awaiting it when it is asynchronous."""
+    result = submit(signal, payload, items)
+    if inspect.isawaitable(result):
+        await result
 
 
 def http_submit(endpoint: str, bearer_token: str | None = None, timeout: float = 30.0) -> Submit:

@@ -256,10 +256,10 @@ class ObsloopServer:
         """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
         arrive on the OTLP/HTTP port and enter the same pipeline as OTLP."""
         from obsloop.collectors import aws_subscription, aws_telemetry, runner
-        from obsloop.collectors.forward import pipeline_submit
+        from obsloop.collectors.forward import pipeline_submit_async
 
         collectors = self.config.collectors
-        submit = pipeline_submit(self.pipeline)
+        submit = pipeline_submit_async(self.pipeline)  # Kafka's acknowledgement is awaited, not waited for
         enrich = runner.build_enricher(collectors).enrich
         region = collectors.aws.push_region or collectors.aws.region
         app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(submit, enrich, region))

@@ -242,3 +242,50 @@ def test_recent_deliveries_window_is_bounded_in_time_and_size():
     for key in "bcde":
         recent.accepted(key)
     assert len(recent) == 3 and not recent.seen("b") and recent.seen("e")
+
+
+def test_push_handlers_await_a_kafka_acknowledgement_without_blocking_the_loop(enrich):
+    """With Kafka the intake returns a future resolved by the producer's thread. Here it is
+    resolved only once both concurrent deliveries were submitted: a handler that waited
+    for it synchronously would hold the loop, the second would never be submitted, and
+    the fallback would fail both after 2 s. A failed acknowledgement is a 503."""
+    import asyncio
+    import threading
+    from concurrent.futures import Future
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from obsloop.collectors.dedup import RecentDeliveries
+    from obsloop.collectors.forward import pipeline_submit_async
+    from obsloop.pipelines.ingest import PipelineFull
+
+    class KafkaLikeIntake:
+        def __init__(self, acknowledge_after: int) -> None:
+            self.pending: list[Future] = []
+            self.acknowledge_after = acknowledge_after
+
+        def submit(self, signal: str, payload: bytes, items: int) -> Future:
+            future: Future = Future()
+            self.pending.append(future)
+            if len(self.pending) == self.acknowledge_after:
+                for waiting in self.pending:
+                    threading.Timer(0.05, waiting.set_result, (None,)).start()
+            threading.Timer(2.0, lambda: future.done() or future.set_exception(PipelineFull("no ack"))).start()
+            return future
+
+    async def post_concurrently(intake, bodies):
+        app = web.Application()
+        app.router.add_post("/", subscription_handler(pipeline_submit_async(intake), enrich,
+                                                      recent=RecentDeliveries()))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            async def one(body):
+                response = await client.post("/", data=body)
+                return response.status, await response.json()
+
+            return await asyncio.gather(*(one(body) for body in bodies))
+
+    bodies = [gzip.compress(json.dumps(data_message([f"line {i}"])).encode()) for i in range(2)]
+    assert asyncio.run(post_concurrently(KafkaLikeIntake(2), bodies)) == [(200, {"accepted": 1})] * 2
+    [(status, reply)] = asyncio.run(post_concurrently(KafkaLikeIntake(0), bodies[:1]))
+    assert status == 503 and "busy" in reply["error"]
