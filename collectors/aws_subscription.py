@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import hmac
 import json
 import logging
@@ -55,6 +54,29 @@ def _json_documents(text: bytes) -> list[dict]:
         documents.append(document)
 
 
+MAX_DECOMPRESSED_BYTES = 256 << 20
+"""Far above any real delivery (a subscription batch holds at most 1 MB of events, a
+Firehose request at most 64 MiB), far below what a few kilobytes of crafted gzip can
+expand to: past it the body is refused (400) instead of exhausting the server's memory."""
+
+
+def gunzip(data: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """Every gzip member of ``data`` (members may be concatenated), at most ``limit`` bytes."""
+    out: list[bytes] = []
+    size = 0
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        chunk = inflater.decompress(data, limit - size + 1)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadError(f"decompressed payload exceeds {limit} bytes")
+        if not inflater.eof:
+            raise PayloadError("truncated gzip stream")
+        out.append(chunk)
+        data = inflater.unused_data.lstrip(b"\0")  # gzip allows zero padding between members
+    return b"".join(out)
+
+
 def decode_data(data: bytes) -> list[dict]:
     """Subscription messages from gzip bytes, base64 of gzip, or (Firehose with
     decompression enabled) plain JSON."""
@@ -62,7 +84,7 @@ def decode_data(data: bytes) -> list[dict]:
         if data[:2] != _GZIP_MAGIC and data[:1] not in (b"{", b"["):
             data = base64.b64decode(data, validate=False)
         if data[:2] == _GZIP_MAGIC:
-            data = gzip.decompress(data)
+            data = gunzip(data)
         return [doc for doc in _json_documents(data) if isinstance(doc, dict)]
     except (binascii.Error, OSError, EOFError, zlib.error, ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"not a CloudWatch Logs subscription payload: {exc}") from None

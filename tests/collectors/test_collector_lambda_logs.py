@@ -289,3 +289,18 @@ def test_push_handlers_await_a_kafka_acknowledgement_without_blocking_the_loop(e
     assert asyncio.run(post_concurrently(KafkaLikeIntake(2), bodies)) == [(200, {"accepted": 1})] * 2
     [(status, reply)] = asyncio.run(post_concurrently(KafkaLikeIntake(0), bodies[:1]))
     assert status == 503 and "busy" in reply["error"]
+
+
+def test_gzip_bombs_and_truncated_bodies_are_refused_not_inflated(sink, enrich, post):
+    from obsloop.collectors.aws_subscription import PayloadError, gunzip
+
+    bomb = gzip.compress(b" " * (3 << 20))  # ~3 KB that inflates to 3 MiB
+    try:
+        gunzip(bomb, limit=1 << 20)
+        raise AssertionError("inflated past the limit")
+    except PayloadError as exc:
+        assert "exceeds" in str(exc)
+    two_members = gzip.compress(b'{"a": 1}') + gzip.compress(b'{"b": 2}')
+    assert gunzip(two_members) == b'{"a": 1}{"b": 2}'
+    status, reply = post(subscription_handler(sink, enrich), gzip.compress(json.dumps(data_message(["x"])).encode())[:-6])
+    assert status == 400 and "truncated" in reply["error"] and sink.payloads == []
