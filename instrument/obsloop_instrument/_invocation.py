@@ -103,6 +103,10 @@ class Invocation:
         if status >= 500:
             self.span.set_error()
 
+    def flush(self) -> float:
+        """The pipeline's flush: for a caller that created this with ``flush=False``."""
+        return self._pipeline.flush()
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:

@@ -17,6 +17,12 @@ Python modules does not overlap with the application's own imports, it competes 
 them; once the set-up was a few milliseconds of CPU, the thread start and the hand-offs
 cost more than they saved (bench/instrument: cold total +4 ms over building in place).
 
+It also holds what the three platform wrappers (``aws``, ``gcp``, ``azure``) share:
+``prepare_handler`` (the set-up while decorating, the static part of every invocation at
+the first call) and ``decorator_factory``. Here rather than in a module of their own: this
+module is imported by every wrapper anyway, another would be one more import in the cold
+start.
+
 Only the standard library is imported here: this module is on the import path of the
 handler module.
 """
@@ -29,15 +35,16 @@ import threading
 from contextvars import ContextVar
 
 from ._config import Settings
-from ._semconv import MODEL_NAME, MODEL_VERSION
+from ._semconv import FAAS_NAME, MODEL_NAME, MODEL_VERSION
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any, TypeVar
 
+    from ._invocation import Invocation
     from ._pipeline import Pipeline
-    from ._span import InvocationSpan
+    from ._span import InvocationSpan, Parent
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,10 +164,60 @@ def model_attributes(model_name: str | None, model_version: str | None) -> dict[
     return attrs
 
 
-def static_attributes(pipe: Pipeline, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The resource attributes a wrapper repeats on every invocation span."""
-    resource = pipe.resource_attributes
-    return {k: resource[k] for k in keys if k in resource}
+def prepare_handler(
+    handler: Callable[..., Any],
+    model_name: str | None,
+    model_version: str | None,
+    resource_attributes: Mapping[str, object],
+    static_keys: tuple[str, ...],
+) -> Callable[..., Invocation]:
+    """The set-up a platform wrapper does while decorating ``handler``; returns the
+    function that makes each call's ``Invocation``.
+
+    Now: the process's pipeline (``prepare``, with the platform's resource attributes) and
+    the model identity (the decorator's, else ``OBSLOOP_MODEL_*``). At the first call: the
+    pipeline, the attributes every invocation span repeats (the resource attributes under
+    ``static_keys``, then the model's) and the span name (``faas.name`` among them, else
+    the handler's name).
+
+    ``start(parent, attributes, name=None, *, flush=True)``: an ``Invocation`` (not entered)
+    with the parent context the platform extracted, the static attributes followed by the
+    call's own ``attributes`` (``faas.trigger`` and what else only the call knows), named
+    ``name`` or the span name; ``flush=False`` leaves the flush to the caller.
+    """
+    settings = prepare(resource_attributes)
+    model = (model_name or settings.model_name, model_version or settings.model_version)
+    ready: tuple[Any, ...] | None = None
+
+    def setup() -> tuple[Any, ...]:
+        nonlocal ready
+        pipe = pipeline()
+        from ._invocation import Invocation  # loaded by the set-up (not at import: a cycle)
+
+        resource = pipe.resource_attributes
+        static = {k: resource[k] for k in static_keys if k in resource}
+        static.update(model_attributes(*model))
+        ready = (pipe, static, str(static.get(FAAS_NAME) or handler.__name__), Invocation)
+        return ready
+
+    def start(
+        parent: Parent | None,
+        attributes: dict[str, Any],
+        name: str | None = None,
+        *,
+        flush: bool = True,
+    ) -> Invocation:
+        pipe, static, span_name, invocation_type = ready or setup()
+        return invocation_type(
+            pipe,
+            span_name if name is None else name,
+            parent,
+            {**static, **attributes},
+            model,
+            flush=flush,
+        )
+
+    return start
 
 
 def decorator_factory(

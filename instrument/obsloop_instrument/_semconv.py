@@ -2,7 +2,10 @@
 
 Copied from ``obsloop/semconv.py`` in the obsloop repository (the source of truth): this
 distribution must not depend on the obsloop server package, so the few strings it needs
-are duplicated here. Keep them in sync when that file changes.
+are duplicated here, deliberately. ``tests/instrument/test_instrument_semconv.py`` checks
+that every name defined in both files has the same value in both: a change on either side
+fails it rather than letting the library and the service drift apart silently. Names only
+the library needs (the ``faas.trigger`` values, the FaaS metric names) live here alone.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 
 from . import _semconv as sc
-from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
+from ._runtime import decorator_factory, prepare_handler
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
@@ -108,38 +108,25 @@ def _status_code(result: object) -> int | None:
     return None
 
 
+_STATIC = (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_NAME, sc.FAAS_VERSION, sc.FAAS_MAX_MEMORY)
+"""The resource attributes every invocation span repeats."""
+
+
 def _wrap(
     handler: Callable[..., Any], model_name: str | None, model_version: str | None
 ) -> Callable[..., Any]:
-    settings = prepare(_resource_attributes())
-    model = (model_name or settings.model_name, model_version or settings.model_version)
-    ready: tuple[Any, ...] | None = None
-
-    def setup() -> tuple[Any, ...]:
-        """On the first call: the pipeline (built by the set-up) and the static attributes."""
-        nonlocal ready
-        pipe = pipeline()
-        from ._invocation import Invocation  # loaded by the set-up
-
-        static = static_attributes(
-            pipe,
-            (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_NAME, sc.FAAS_VERSION, sc.FAAS_MAX_MEMORY),
-        )
-        static.update(model_attributes(*model))
-        ready = (pipe, static, str(static.get(sc.FAAS_NAME) or handler.__name__), Invocation)
-        return ready
+    start = prepare_handler(handler, model_name, model_version, _resource_attributes(), _STATIC)
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
-        pipe, static, span_name, invocation_type = ready or setup()
-        attributes = {**static, sc.FAAS_TRIGGER: trigger_of(event)}
+        attributes = {sc.FAAS_TRIGGER: trigger_of(event)}
         arn = getattr(context, "invoked_function_arn", None)
         if arn:
             attributes[sc.CLOUD_RESOURCE_ID] = arn
             parts = arn.split(":")
             if len(parts) > 4 and parts[4]:
                 attributes[sc.CLOUD_ACCOUNT_ID] = parts[4]
-        with invocation_type(pipe, span_name, parent_of(event), attributes, model) as invocation:
+        with start(parent_of(event), attributes) as invocation:
             invocation.set_invocation_id(getattr(context, "aws_request_id", None))
             result = handler(event, context, *args, **kwargs)
             invocation.set_http_status(_status_code(result))

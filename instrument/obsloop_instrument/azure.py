@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _semconv as sc
-from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
+from ._runtime import decorator_factory, prepare_handler
 
 if TYPE_CHECKING:
     from ._invocation import Invocation
@@ -89,51 +89,38 @@ def _parent(context: Any, arguments: dict[str, Any]) -> Parent | None:
     return None
 
 
+_STATIC = (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_MAX_MEMORY)
+"""The resource attributes every invocation span repeats (``faas.name`` is per function)."""
+
+
 def _wrap(
     handler: Callable[..., Any], model_name: str | None, model_version: str | None
 ) -> Callable[..., Any]:
-    settings = prepare(_resource_attributes())
-    model = (model_name or settings.model_name, model_version or settings.model_version)
-    ready: tuple[Any, ...] | None = None
-
-    def setup() -> tuple[Any, ...]:
-        """On the first call: the pipeline (built by the set-up) and the static attributes."""
-        nonlocal ready
-        pipe = pipeline()
-        from ._invocation import Invocation  # loaded by the set-up
-
-        static = static_attributes(pipe, (sc.CLOUD_PROVIDER, sc.CLOUD_REGION, sc.FAAS_MAX_MEMORY))
-        static.update(model_attributes(*model))
-        ready = (pipe, static, Invocation)
-        return ready
-
+    start = prepare_handler(handler, model_name, model_version, _resource_attributes(), _STATIC)
     app, subscription, group = _app_environment()
     signature = inspect.signature(handler)
     wants_context = "context" in signature.parameters
     takes_any_keyword = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
 
-    def begin(kwargs: dict[str, Any]) -> tuple[Invocation, dict[str, Any]]:
-        pipe, static, invocation_type = ready or setup()
+    def begin(kwargs: dict[str, Any]) -> tuple[Invocation, str | None]:
+        """The call's invocation (flushed by the caller) and its id."""
         context = (
             kwargs.get("context")
             if wants_context or takes_any_keyword
             else kwargs.pop("context", None)
         )
         function = getattr(context, "function_name", None) or handler.__name__
-        attributes = {**static, sc.FAAS_TRIGGER: _trigger(kwargs)}
-        attributes[sc.FAAS_NAME] = f"{app}/{function}" if app else function
+        attributes = {
+            sc.FAAS_TRIGGER: _trigger(kwargs),
+            sc.FAAS_NAME: f"{app}/{function}" if app else function,
+        }
         if app and subscription and group:
             attributes[sc.CLOUD_RESOURCE_ID] = (
                 f"/subscriptions/{subscription}/resourceGroups/{group}"
                 f"/providers/Microsoft.Web/sites/{app}/functions/{function}"
             )
-        invocation = invocation_type(
-            pipe, function, _parent(context, kwargs), attributes, model, flush=False
-        )
-        return invocation, {
-            "invocation_id": getattr(context, "invocation_id", None),
-            "flush": pipe.flush,
-        }
+        invocation = start(_parent(context, kwargs), attributes, function, flush=False)
+        return invocation, getattr(context, "invocation_id", None)
 
     def status_of(result: Any) -> int | None:
         status = getattr(result, "status_code", None)
@@ -146,31 +133,31 @@ def _wrap(
             import asyncio  # the worker runs on asyncio: already loaded
 
             # The pipeline was built while decorating: the first call has nothing to wait for.
-            invocation, info = begin(kwargs)
+            invocation, invocation_id = begin(kwargs)
             try:
                 with invocation:
-                    invocation.set_invocation_id(info["invocation_id"])
+                    invocation.set_invocation_id(invocation_id)
                     result = await handler(*args, **kwargs)
                     invocation.set_http_status(status_of(result))
                     return result
             finally:
                 # Off the event loop: other invocations of this worker keep running.
-                await asyncio.to_thread(info["flush"])
+                await asyncio.to_thread(invocation.flush)
 
         wrapper: Callable[..., Any] = async_wrapper
     else:
 
         @functools.wraps(handler)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            invocation, info = begin(kwargs)
+            invocation, invocation_id = begin(kwargs)
             try:
                 with invocation:
-                    invocation.set_invocation_id(info["invocation_id"])
+                    invocation.set_invocation_id(invocation_id)
                     result = handler(*args, **kwargs)
                     invocation.set_http_status(status_of(result))
                     return result
             finally:
-                info["flush"]()
+                invocation.flush()
 
         wrapper = sync_wrapper
 

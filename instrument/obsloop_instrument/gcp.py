@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 
 from . import _semconv as sc
-from ._runtime import decorator_factory, model_attributes, pipeline, prepare, static_attributes
+from ._runtime import decorator_factory, prepare_handler
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
@@ -86,41 +86,26 @@ def _status_code(result: object) -> int | None:
     return status if isinstance(status, int) else None
 
 
+_STATIC = (
+    sc.CLOUD_PROVIDER,
+    sc.CLOUD_REGION,
+    sc.CLOUD_RESOURCE_ID,
+    sc.FAAS_NAME,
+    sc.FAAS_VERSION,
+    sc.FAAS_MAX_MEMORY,
+)
+"""The resource attributes every invocation span repeats."""
+
+
 def _wrap(
     handler: Callable[..., Any], model_name: str | None, model_version: str | None
 ) -> Callable[..., Any]:
-    settings = prepare(_resource_attributes())
-    model = (model_name or settings.model_name, model_version or settings.model_version)
-    ready: tuple[Any, ...] | None = None
-
-    def setup() -> tuple[Any, ...]:
-        """On the first call: the pipeline (built by the set-up) and the static attributes."""
-        nonlocal ready
-        pipe = pipeline()
-        from ._invocation import Invocation  # loaded by the set-up
-
-        static = static_attributes(
-            pipe,
-            (
-                sc.CLOUD_PROVIDER,
-                sc.CLOUD_REGION,
-                sc.CLOUD_RESOURCE_ID,
-                sc.FAAS_NAME,
-                sc.FAAS_VERSION,
-                sc.FAAS_MAX_MEMORY,
-            ),
-        )
-        static.update(model_attributes(*model))
-        ready = (pipe, static, str(static.get(sc.FAAS_NAME) or handler.__name__), Invocation)
-        return ready
+    start = prepare_handler(handler, model_name, model_version, _resource_attributes(), _STATIC)
 
     @functools.wraps(handler)
     def wrapper(argument: Any, *args: Any, **kwargs: Any) -> Any:
-        pipe, static, span_name, invocation_type = ready or setup()
         trigger, parent, invocation_id = _describe(argument)
-        with invocation_type(
-            pipe, span_name, parent, {**static, sc.FAAS_TRIGGER: trigger}, model
-        ) as invocation:
+        with start(parent, {sc.FAAS_TRIGGER: trigger}) as invocation:
             invocation.set_invocation_id(invocation_id)
             result = handler(argument, *args, **kwargs)
             invocation.set_http_status(_status_code(result))

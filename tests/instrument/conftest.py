@@ -61,11 +61,44 @@ def otlp(_receiver: OtlpCaptureReceiver, monkeypatch: pytest.MonkeyPatch) -> Otl
     return _receiver
 
 
+# What each platform sets in every function instance's environment.
+LAMBDA_ENV = {
+    "AWS_REGION": "eu-west-1",
+    "AWS_LAMBDA_FUNCTION_NAME": "fraud-scorer",
+    "AWS_LAMBDA_FUNCTION_VERSION": "7",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+    "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/27/[7]0123456789abcdef",
+}
+GCP_ENV = {  # Cloud Functions gen2, with the gen1 region name
+    "K_SERVICE": "fraud-scorer",
+    "K_REVISION": "fraud-scorer-00007-xam",
+    "FUNCTION_TARGET": "predict",
+    "FUNCTION_REGION": "europe-west1",
+    "GOOGLE_CLOUD_PROJECT": "ml-prod-4711",
+}
+AZURE_ENV = {  # App Service
+    "WEBSITE_SITE_NAME": "ml-scoring",
+    "REGION_NAME": "West Europe",
+    "WEBSITE_OWNER_NAME": "0d5b1f7e-0000-4000-8000-000000000001+ml-rg-WestEuropewebspace",
+    "WEBSITE_RESOURCE_GROUP": "ml-rg",
+}
+
+
+def _setenv(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def lambda_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The variables the Lambda runtime sets in every execution environment."""
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fraud-scorer")
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-    monkeypatch.setenv("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/27/[7]0123456789abcdef")
+    _setenv(monkeypatch, LAMBDA_ENV)
+
+
+@pytest.fixture
+def gcp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    _setenv(monkeypatch, GCP_ENV)
+
+
+@pytest.fixture
+def azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    _setenv(monkeypatch, AZURE_ENV)

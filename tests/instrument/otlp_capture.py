@@ -38,6 +38,12 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
 
 
+def picked(actual: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """``actual``'s items under ``expected``'s keys (None where missing): assert it equals
+    ``expected``, and a failure shows every differing attribute at once."""
+    return {key: actual.get(key) for key in expected}
+
+
 class OtlpCaptureReceiver:
     """An OTLP/HTTP (protobuf) receiver that keeps every parsed export request."""
 

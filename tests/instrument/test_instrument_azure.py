@@ -11,7 +11,7 @@ import azure.functions as func
 import pytest
 from azure.functions._abc import RetryContext, TraceContext
 from obsloop_instrument import instrument_azure_function, log_prediction
-from otlp_capture import OtlpCaptureReceiver, attributes
+from otlp_capture import OtlpCaptureReceiver, attributes, picked
 
 
 class HostTraceContext(TraceContext):
@@ -73,16 +73,6 @@ def call_like_worker(
     return user_function(**kwargs)
 
 
-@pytest.fixture
-def azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WEBSITE_SITE_NAME", "ml-scoring")
-    monkeypatch.setenv("REGION_NAME", "West Europe")
-    monkeypatch.setenv(
-        "WEBSITE_OWNER_NAME", "0d5b1f7e-0000-4000-8000-000000000001+ml-rg-WestEuropewebspace"
-    )
-    monkeypatch.setenv("WEBSITE_RESOURCE_GROUP", "ml-rg")
-
-
 HOST_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 REQUEST = func.HttpRequest(
     "POST",
@@ -113,18 +103,18 @@ def test_http_trigger_without_context_parameter_gets_one(
 
     assert json.loads(response.get_body()) == {"fraud_probability": 0.1825}
     [(resource, span)] = otlp.spans()
-    attrs = attributes(span.attributes)
-    assert attrs["faas.trigger"] == "http"
-    assert attrs["faas.invocation_id"] == "3f6a1c2e-inv-1"
-    assert attrs["faas.name"] == "ml-scoring/predict"
-    assert attrs["faas.coldstart"] is True
-    assert attrs["cloud.provider"] == "azure"
-    assert attrs["cloud.region"] == "West Europe"
-    assert attrs["cloud.resource_id"] == (
-        "/subscriptions/0d5b1f7e-0000-4000-8000-000000000001/resourceGroups/ml-rg"
-        "/providers/Microsoft.Web/sites/ml-scoring/functions/predict"
-    )
-    assert attrs["model.version"] == "2026.11.1"
+    expected = {
+        "faas.trigger": "http",
+        "faas.invocation_id": "3f6a1c2e-inv-1",
+        "faas.name": "ml-scoring/predict",
+        "faas.coldstart": True,
+        "cloud.provider": "azure",
+        "cloud.region": "West Europe",
+        "cloud.resource_id": "/subscriptions/0d5b1f7e-0000-4000-8000-000000000001"
+        "/resourceGroups/ml-rg/providers/Microsoft.Web/sites/ml-scoring/functions/predict",
+        "model.version": "2026.11.1",
+    }
+    assert picked(attributes(span.attributes), expected) == expected
     assert resource["service.name"] == "fraud-scorer"  # OTEL_SERVICE_NAME beats the app name
     # the host's trace context (the function context) wins over the request header
     assert span.trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736"
