@@ -96,7 +96,9 @@ def any_value(value: AttributeValue) -> bytes:
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
-        return b"\x18" + varint(value)
+        if -(1 << 63) <= value < (1 << 63):
+            return b"\x18" + varint(value)
+        return b"\x21" + _double(float(value))  # past int64: a double, not a wrapped integer
     if isinstance(value, float):
         return b"\x21" + _double(value)
     return _length_delimited(b"\x0a", _utf8(str(value)))

@@ -92,6 +92,14 @@ def test_varint_matches_protobuf_for_negative_and_large_values() -> None:
     assert varint(-1) == _VarintBytes(2**64 - 1)
 
 
+def test_an_integer_past_int64_becomes_a_double_not_a_wrapped_integer() -> None:
+    builder = LogsBuilder()
+    builder.add({"service.name": "f"}, time_ns=1, body="", attributes={"big": 2**70, "small": -5})
+    record = ExportLogsServiceRequest.FromString(builder.serialize()).resource_logs[0].scope_logs[0].log_records[0]
+    values = {kv.key: kv.value for kv in record.attributes}
+    assert values["big"].double_value == float(2**70) and values["small"].int_value == -5
+
+
 def _attributes(payload: bytes) -> dict:
     record = ExportLogsServiceRequest.FromString(payload).resource_logs[0].scope_logs[0].log_records[0]
     return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in record.attributes}
