@@ -34,6 +34,8 @@ from obsloop.collectors.normalize import Invocation
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_TIMESTAMP_MS = (1 << 64) // 1_000_000
+"""Past it the time in nanoseconds no longer fits OTLP's ``fixed64``."""
 
 
 class PayloadError(ValueError):
@@ -138,6 +140,11 @@ class SubscriptionEncoder:
                 events = [(e["timestamp"], e["message"]) for e in message["logEvents"]]
             except (KeyError, TypeError) as exc:
                 raise PayloadError(f"logEvents entry without {exc}") from None
+            # Checked before use: a string timestamp would be repeated a million times by
+            # the conversion to nanoseconds, an out-of-range one fails the encoding.
+            if not all(type(t) is int and 0 <= t < _MAX_TIMESTAMP_MS and type(m) is str for t, m in events):
+                raise PayloadError("logEvents entries need an integer timestamp in ms since the "
+                                   "epoch and a string message")
             self.decoder.add_cloudwatch_events(builder, source, events)
         payload = builder.serialize() if builder.count else None
         return Encoded(payload, builder.count, control)

@@ -84,6 +84,15 @@ def _utf8(text: str) -> bytes:
         return _SURROGATE.sub("\ufffd", text).encode()
 
 
+def _time(time_ns: int) -> bytes:
+    """``time_unix_nano``; a time outside ``fixed64`` (a source's year 9999) becomes 0,
+    OTLP's "unknown", so that one bad field costs the record its time, not the delivery."""
+    try:
+        return _fixed64(time_ns)
+    except struct.error:
+        return _fixed64(0)
+
+
 def _length_delimited(tag: bytes, payload: bytes) -> bytes:
     return tag + varint(len(payload)) + payload
 
@@ -150,7 +159,7 @@ def log_record(
 
     ``attributes`` is already encoded (:func:`attributes_bytes`). An id of the wrong
     length is left out: the receiver would drop the whole record for it."""
-    parts = [_TIME, _fixed64(time_ns)]
+    parts = [_TIME, _time(time_ns)]
     if severity_number:
         parts += [_SEVERITY_NUMBER, varint(severity_number)]
     if severity_text:
@@ -170,7 +179,7 @@ def line_record(time_ns: int, body: str, invocation_id: str | None) -> bytes:
     """The hot path's plain log line: time, body and maybe ``faas.invocation_id``."""
     body_bytes = _utf8(body)
     value = b"\x0a" + varint(len(body_bytes)) + body_bytes
-    record = _TIME + _fixed64(time_ns) + _BODY + varint(len(value)) + value
+    record = _TIME + _time(time_ns) + _BODY + varint(len(value)) + value
     if invocation_id:
         global _last_invocation_id
         last_id, encoded = _last_invocation_id

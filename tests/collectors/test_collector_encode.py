@@ -100,6 +100,14 @@ def test_an_integer_past_int64_becomes_a_double_not_a_wrapped_integer() -> None:
     assert values["big"].double_value == float(2**70) and values["small"].int_value == -5
 
 
+def test_a_time_outside_fixed64_is_unknown_not_a_failed_delivery() -> None:
+    builder = LogsBuilder()
+    builder.add({"service.name": "f"}, time_ns=2**64 + 5, body="year 9999")
+    builder.add({"service.name": "f"}, time_ns=-1, body="before 1970")
+    records = ExportLogsServiceRequest.FromString(builder.serialize()).resource_logs[0].scope_logs[0].log_records
+    assert [(r.time_unix_nano, r.body.string_value) for r in records] == [(0, "year 9999"), (0, "before 1970")]
+
+
 def _attributes(payload: bytes) -> dict:
     record = ExportLogsServiceRequest.FromString(payload).resource_logs[0].scope_logs[0].log_records[0]
     return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in record.attributes}

@@ -304,3 +304,16 @@ def test_gzip_bombs_and_truncated_bodies_are_refused_not_inflated(sink, enrich, 
     assert gunzip(two_members) == b'{"a": 1}{"b": 2}'
     status, reply = post(subscription_handler(sink, enrich), gzip.compress(json.dumps(data_message(["x"])).encode())[:-6])
     assert status == 400 and "truncated" in reply["error"] and sink.payloads == []
+
+
+def test_log_events_with_unusable_timestamps_or_messages_are_refused(sink, enrich, post):
+    handler = subscription_handler(sink, enrich)
+    for bad in ({"id": "1", "timestamp": "1" * 1000, "message": "x"},  # would be repeated 1e6 times
+                {"id": "1", "timestamp": 1.7e12, "message": "x"},
+                {"id": "1", "timestamp": -1, "message": "x"},
+                {"id": "1", "timestamp": 2**63, "message": "x"},
+                {"id": "1", "timestamp": 1, "message": {"not": "a string"}}):
+        message = dict(data_message(["ok"]), logEvents=[bad])
+        status, reply = post(handler, gzip.compress(json.dumps(message).encode()))
+        assert status == 400 and "integer timestamp" in reply["error"], bad
+    assert sink.payloads == []
