@@ -95,7 +95,7 @@ class ObsloopServer:
             lambda: storage_client(config), database=config.storage.database,
             embedded=clickhouse.is_embedded(config.storage_dsn),
             ensure_schema=lambda: apply_schema(config),
-            schema_directory=config.data_dir / "format_schemas",
+            schema_directory=config.data_dir / "format_schemas", cluster=config.storage.cluster,
         )
         self.pipeline: Intake
         if config.kafka is None:
