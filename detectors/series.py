@@ -25,10 +25,11 @@ The pipeline, per point, and why:
    smears such a 5-minute spike away, so without this every one of them is a page (on
    NAB's AWS series they were the largest source of false positives: one per day per
    affected series). A spike larger than what this time of day usually does still scores.
-   ``env_start`` keeps the first points (whose surprise only says that the scale is not
-   known yet) out of the envelope; off by default because on NAB the start-of-file slot
-   happens to profit from that blindness (-0.5 standard score), but with it off the time of
-   day a series started at ignores in-range spikes for weeks.
+   ``env_start`` (30) keeps the first points (whose surprise only says that the scale is not
+   known yet) out of the envelope; without it the time of day a series started at ignores
+   in-range spikes for weeks (its envelope slot holds the start-up surprise, about
+   ``z = 14``). It costs 0.5 of the NAB standard score: on NAB the start-of-file slot
+   happens to profit from that blindness (a few unlabelled spikes at that time of day).
 4. **Anomaly likelihood** -- the surprise, averaged over a couple of points
    (``short_alpha``; Numenta's likelihood averages its raw scores the same way, so a
    sustained change outranks a lone blip of the same size, while a lone 15-sigma spike
@@ -49,23 +50,36 @@ The pipeline, per point, and why:
    shift of about one standard deviation within a few dozen points, which no single point
    reveals; it adds 6 scalars and a counter (``sn``: it re-warms after a restore from an
    older checkpoint).
-   With ``shift_deseason`` it watches the value minus the seasonal offset used for the
-   prediction, so a shift on a series with a daily rhythm is seen within a few dozen points
-   (off by default: it costs 0.9 of the NAB standard score, a few extra near-threshold false
-   positives, see ``bench/nab/synthetic.py`` for what it gains).
+   On a series with a strong rhythm the raw value's long standard deviation is mostly the
+   rhythm, so a shift of several noise standard deviations stays invisible; with
+   ``shift_deseason`` (on) the detector then watches the value minus this hour of the day's
+   seasonal offset (yesterday's, the freshest) and sees a 3-sigma shift on a daily-seasonal
+   series within about 10 points (``bench/nab/synthetic.py``). It switches to that view only
+   once a seasonal predictor is *confidently* better than the flat one: the ratio of its
+   error to the flat predictor's, averaged slowly (``shift_long_alpha``, ~200 points, so a
+   shift, which also raises the seasonal error, does not switch the view away while it is
+   being detected), below ``shift_season_on`` (0.3), back off above ``shift_season_off``
+   (0.5), and never before ``shift_season_after`` (7) days of data (before a whole week the
+   first weekend of a weekly rhythm would look like a shift). Each switch restarts the
+   mean-shift detector (it re-warms on the new input). Series without a clear rhythm keep
+   the raw value (14 of NAB's 17 series throughout; the view leaves NAB's score unchanged);
+   feeding every series its chosen predictor's de-seasonalised value instead cost 0.9 of
+   the NAB standard score (predictor switches on weakly seasonal series look like shifts)
+   and raised false alarms on weekly rhythms.
 6. **Refractory period** -- after a score reaches ``alarm_level`` the following
    ``refractory`` points are multiplied by ``damping`` (0: silenced), so a single incident
    yields one alarm and not a page per point (the service keeps an episode open while the
    values stay outside their expected range, whatever the score).
 
 On NAB's AWS CloudWatch series (``bench/nab/run.py``) these choices took the standard score
-from 61.1 to 70.6 (66.1 without the mean-shift detector); ``bench/nab/analyse.py`` shows,
-per window and per false positive, where the remaining points are lost.
+from 61.1 to 70.1 (66.1 without the mean-shift detector; 70.6 with ``env_start=0``, which
+leaves the start-up blindness in); ``bench/nab/analyse.py`` shows, per window and per false
+positive, where the remaining points are lost.
 
 Everything is ``O(1)`` in time and memory per point (no windows of raw values): the state
-is 384 float32 slots (24 daily, 168 weekly, 2 x 96 envelope) plus about 30 scalars, about
-3.7 KB of Python objects per series (see ``bench/nab/memory.py``), so 50,000 live series
-take about 185 MB, and the whole state is a small JSON-serialisable dict (about 4 KB).
+is 384 float32 slots (24 daily, 168 weekly, 2 x 96 envelope) plus about 35 scalars, about
+3.8 KB of Python objects per series (see ``bench/nab/memory.py``), so 50,000 live series
+take about 188 MB, and the whole state is a small JSON-serialisable dict (about 4 KB).
 
 The arithmetic is the recurrences of ``river.stats.EWMean`` / ``EWVar`` written out on plain
 floats: river's implementations are Rust objects whose state can only be pickled, and a
@@ -88,8 +102,8 @@ _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
 _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 4
-_OLD_VERSIONS = (1, 2, 3)  # readable: the new parts start empty
+STATE_VERSION = 5
+_OLD_VERSIONS = (1, 2, 3, 4)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -150,8 +164,11 @@ class SeriesAnomalyDetector:
         shift_alpha: float = 0.05,
         shift_long_alpha: float = 0.005,
         shift_clip: float = 3.0,
-        env_start: int = 0,
-        shift_deseason: bool = False,
+        env_start: int = 30,
+        shift_deseason: bool = True,
+        shift_season_on: float = 0.3,
+        shift_season_off: float = 0.5,
+        shift_season_after: float = 7.0,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -177,6 +194,9 @@ class SeriesAnomalyDetector:
         self.shift_clip = shift_clip
         self.env_start = env_start
         self.shift_deseason = shift_deseason
+        self.shift_season_on = shift_season_on
+        self.shift_season_off = shift_season_off
+        self.shift_season_after = shift_season_after
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -210,6 +230,12 @@ class SeriesAnomalyDetector:
         self.l2_mean = 0.0
         self.l2_var = 0.0
         self.sn = 0  # points seen by the mean-shift detector (it may start after a restore)
+        # shift_deseason: slow EW means of (error of the daily / weekly predictor / error of
+        # the flat one), whether the mean-shift detector watches the de-seasonalised value,
+        # and the time of the first point (NaN: unknown, e.g. restored from an old checkpoint).
+        self.sconf = [1.0, 1.0]  # daily, weekly
+        self.sdes = False
+        self.t0 = math.nan
         self.since_alarm = 1 << 30
         self.last_t = -math.inf
 
@@ -238,6 +264,7 @@ class SeriesAnomalyDetector:
             "lik_mean": self.lik_mean,
             "lik_var": self.lik_var,
             "shift": [self.sn, self.sm, self.lm, self.lv, self.l2_mean, self.l2_var],
+            "season": [*self.sconf, int(self.sdes), _finite_or_none(self.t0)],
             "since_alarm": self.since_alarm,
             "last_t": _finite_or_none(self.last_t),
         }
@@ -257,6 +284,11 @@ class SeriesAnomalyDetector:
             # Before version 3 env_decay was per visit of a slot, now it is per day: the old
             # value would fade the envelope several times more slowly, so take the default.
             params.pop("env_decay", None)
+        if version in (1, 2, 3, 4):
+            # Before version 5 env_start and shift_deseason were off by default, and a
+            # checkpoint records every parameter: take today's defaults, not the old ones.
+            params.pop("env_start", None)
+            params.pop("shift_deseason", None)
         det = cls(**params)
         det.n = int(state["n"])
         det.level = float(state["level"])
@@ -278,6 +310,13 @@ class SeriesAnomalyDetector:
             sn, *rest = state["shift"]
             det.sn = int(sn)
             det.sm, det.lm, det.lv, det.l2_mean, det.l2_var = (float(v) for v in rest)
+        if "season" in state:
+            sd, sw, sdes, t0 = state["season"]
+            det.sconf = [float(sd), float(sw)]
+            det.sdes, det.t0 = bool(sdes), _none_to(t0, math.nan)
+        elif det.err[0] > 0.0:  # before version 5: today's error ratios; t0 unknown, so the
+            # de-seasonalised view waits shift_season_after days from the restore
+            det.sconf = [min(det.err[k] / det.err[0], 1.0) for k in (1, 2)]
         det.since_alarm = int(state["since_alarm"])
         det.last_t = _none_to(state["last_t"], -math.inf)
         return det
@@ -308,6 +347,9 @@ class SeriesAnomalyDetector:
             "shift_clip": self.shift_clip,
             "env_start": self.env_start,
             "shift_deseason": self.shift_deseason,
+            "shift_season_on": self.shift_season_on,
+            "shift_season_off": self.shift_season_off,
+            "shift_season_after": self.shift_season_after,
         }
 
     def __repr__(self) -> str:
@@ -366,7 +408,7 @@ class SeriesAnomalyDetector:
         short = self.short + self.short_alpha * (raw - self.short)
         likelihood = 1.0 - _tail((short - self.lik_mean) / lik_sd)
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
-            r2 = self._shift_raw(self._shift_input(x, resid))
+            r2 = self._shift_raw(self._shift_input(x, d_slot))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
             l2 = 1.0 - _tail((r2 - self.l2_mean) / l2_sd)
             if l2 > likelihood:
@@ -383,7 +425,9 @@ class SeriesAnomalyDetector:
         self, x: float, ts: float, evaluated: tuple[float, float, float, int, int, int, float, int]
     ) -> None:
         score, raw, resid, choice, d_slot, w_slot, e, e_slot = evaluated
-        sx = self._shift_input(x, resid) if self.n > 0 else x
+        sx = self._shift_input(x, d_slot) if self.n > 0 else x
+        if self.t0 != self.t0:  # NaN: first point, or first point after an old checkpoint
+            self.t0 = ts
         if self.n == 0:
             self.level = x
         else:
@@ -440,6 +484,27 @@ class SeriesAnomalyDetector:
             delta = self.short - self.lik_mean
             self.lik_mean += la * delta
             self.lik_var = (1.0 - la) * (self.lik_var + la * delta * delta)
+        if self.shift_deseason and self.seasonality and self.n > 0:
+            # How much better the seasonal predictors are, averaged over ~1/shift_long_alpha
+            # points (slow: a level shift also raises the seasonal error, and the view must
+            # not switch away during the anomaly it is meant to see). On and off with
+            # hysteresis, never before a whole week (before that the first weekend would look
+            # like a shift); the mean-shift detector starts afresh on the new input.
+            e0, err, sconf = self.err[0], self.err, self.sconf
+            b = self.shift_long_alpha
+            for k in (0, 1):
+                ratio = err[k + 1] / e0 if e0 > 0.0 else 1.0
+                sconf[k] += b * ((ratio if ratio < 1.0 else 1.0) - sconf[k])
+            best = sconf[0] if sconf[0] < sconf[1] else sconf[1]
+            if self.sdes:
+                flip = best > self.shift_season_off
+            else:
+                flip = (best < self.shift_season_on
+                        and ts - self.t0 >= self.shift_season_after * _DAY)
+            if flip:
+                self.sdes = not self.sdes
+                self.sn = 0
+                sx = self._shift_input(x, d_slot)
         if self.shift_alpha > 0.0:
             if self.sn == 0:
                 self.sm = self.lm = sx
@@ -467,10 +532,15 @@ class SeriesAnomalyDetector:
         self.last_t = ts
         self.n += 1
 
-    def _shift_input(self, x: float, resid: float) -> float:
-        """The value the mean-shift detector sees: with ``shift_deseason``, the value minus
-        the seasonal offset the prediction used (the daily rhythm is not a shift)."""
-        return self.level + resid if self.shift_deseason else x
+    def _shift_input(self, x: float, d_slot: int) -> float:
+        """The value the mean-shift detector sees: once a seasonal predictor is confidently
+        better than the flat one (``sdes``, see ``shift_deseason``), the value minus this hour
+        of the day's offset (the daily rhythm is not a shift); otherwise the value itself."""
+        if self.sdes:
+            off = self.daily[d_slot]
+            if off == off:
+                return x - off
+        return x
 
     def _shift_clip(self, x: float) -> float:
         lim = self.shift_clip * math.sqrt(self.lv)

@@ -3,7 +3,8 @@
 False alarms per 10,000 points (score >= 0.5, the service threshold) on anomaly-free
 families (Gaussian, heavy-tailed, low-count Poisson, daily / weekly seasonal, random walk,
 log-normal latency, AR(1)), and detection delay in points for injected anomalies (spike,
-level shifts of 1 and 3 standard deviations, variance doubling, slow drift), five seeds each.
+level shifts of 1 and 3 standard deviations, variance doubling, slow drift), five seeds each;
+and whether the time of day a series started at is blind to in-range spikes (start-up).
 
     .venv/bin/python bench/nab/synthetic.py [key=value ...]   (detector parameters)
 """
@@ -86,6 +87,19 @@ def main(argv: list[str]) -> None:
             hit = next((i - AT for i in range(AT, min(N, AT + 576)) if s[i] >= 0.5), None)
             delays.append("-" if hit is None else str(hit))
         print(f"  {name:<20} {' '.join(f'{d:>4}' for d in delays)}   ({before} before)")
+    print("in-range spike of 8 noise sd on daily_season at day 10, at the time of day the series "
+          "started (00:00) / at 12:00: the point detector's excess over the time-of-day envelope "
+          "(0 = blind), per seed:")
+    cells = []
+    for seed in range(SEEDS):
+        xs = families(random.Random(seed))["daily_season"]
+        det = SeriesAnomalyDetector(**kwargs)
+        for i, x in enumerate(xs[:AT]):
+            det.learn_one(x, STEP * i)
+        start = det._evaluate(xs[AT] + 16.0, STEP * AT)[1]
+        noon = det._evaluate(xs[AT + 144] + 16.0, STEP * (AT + 144))[1]
+        cells.append(f"{start:.2f}/{noon:.2f}")
+    print("  " + "  ".join(cells))
 
 
 if __name__ == "__main__":
