@@ -109,7 +109,8 @@ class DetectorLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_checkpoint = monotonic()
-        self.restore()
+        self.restored = self.restore()
+        """Whether the state came from a checkpoint (a detector worker reports it on assign)."""
 
     def forget_open_episodes(self) -> int:
         """Drop open anomaly episodes without clearing them; returns how many.
@@ -167,11 +168,7 @@ class DetectorLoop:
         detections: list[Detection] = []
         start, p = self.closed_until, 0
         while start < end:
-            windows = by_start.get(start, [])
-            detections += self.scorer.process(start, windows)
-            detections += self.canary.compare(start, windows)
-            detections += self.budgets.observe(
-                start.timestamp(), [(w.key.function, w.cost_usd) for w in windows if w.cost_usd])
+            detections += self.score(start, by_start.get(start, []))
             next_start = start + timedelta(seconds=seconds)
             while p < len(predictions) and predictions[p][0] < next_start:
                 found = self.drift.update(predictions[p][1], predictions[p][2])
@@ -187,6 +184,22 @@ class DetectorLoop:
             self.metrics.detections.labels(detection.kind, "cleared" if detection.cleared else "opened").inc()
         self._emit(detections)
         return detections
+
+    def score(self, start: datetime, windows: list[Window]) -> list[Detection]:
+        """The detections of the windows starting at ``start``: series models (with
+        cost-center spend), canary comparisons, budget forecasts. A detector worker's global
+        loop overrides this to score cost-center spend only (its partition loops do the rest)."""
+        detections = self.scorer.process(start, windows)
+        detections += self.canary.compare(start, windows)
+        detections += self.budgets.observe(
+            start.timestamp(), [(w.key.function, w.cost_usd) for w in windows if w.cost_usd])
+        return detections
+
+    def forecast_monthly_usd(self, function: str) -> float | None:
+        """The month-end spend forecast of ``function`` (None without a budget or spend yet):
+        the feedback loop's budget guardrail refuses scale-ups it cannot price."""
+        forecaster = self.budgets.forecasters.get(function)
+        return forecaster.forecast() if forecaster is not None and forecaster.now is not None else None
 
     def read_windows(self, start: datetime, end: datetime) -> Iterator[Window]:
         """The windows starting in ``[start, end)`` that this loop scores: all of them here;

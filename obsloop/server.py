@@ -114,7 +114,7 @@ class ObsloopServer:
         self._collector_threads: list[threading.Thread] = []
         self.endpoints: Endpoints | None = None
         self.feedback = None
-        """The feedback loop (``obsloop.feedback.loop.FeedbackLoop``) when enabled."""
+        """The feedback runner (``obsloop.feedback.runner.FeedbackRunner``) when enabled."""
         self.detectors = None
         """The detector loop (``obsloop.detectors.loop.DetectorLoop``) once started; the
         feedback loop subscribes to its detections with ``self.detectors.subscribe``."""
@@ -207,49 +207,25 @@ class ObsloopServer:
     def start_feedback(self) -> None:
         """Detections → alerts, retraining triggers, GitOps commits (``feedback.enabled``).
 
-        Detections arrive on the detector thread; they are queued onto this event loop and
-        handled one at a time, so two detections never edit the GitOps checkout at once.
+        Detections arrive on the detector thread; the runner queues them onto this event loop
+        and handles them one at a time, so two detections never edit the GitOps checkout at once.
         """
         if not self.config.feedback.enabled:
             return
         if self.detectors is None:
             log.warning("feedback is enabled but detectors are not: no detection will reach it")
             return
-        from obsloop.feedback.build import build_loop
+        from obsloop.feedback.runner import FeedbackRunner
 
-        self.feedback = build_loop(self.config.feedback, self.client, self.config.data_dir,
-                                   self.config.storage.database)
-        queue: asyncio.Queue = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        self.detectors.subscribe(lambda detection: loop.call_soon_threadsafe(queue.put_nowait, detection))
-        self._feedback_queue = queue
-        self._feedback_task = asyncio.create_task(self._handle_detections(queue))
-
-    async def _handle_detections(self, queue: asyncio.Queue) -> None:
-        while True:
-            detection = await queue.get()
-            try:
-                await self.feedback.handle(detection, self._forecast_monthly_usd(detection))
-            except Exception:  # noqa: BLE001 - one failed detection must not stop the loop
-                log.exception("feedback failed for a detection", extra={"detection": detection.id})
-            finally:
-                queue.task_done()
-
-    def _forecast_monthly_usd(self, detection) -> float | None:
-        """The detectors' month-end spend forecast for the detection's function, if any:
-        the budget guardrail refuses scale-ups it cannot price."""
-        forecaster = self.detectors.budgets.forecasters.get(detection.function or "")
-        return forecaster.forecast() if forecaster is not None and forecaster.now is not None else None
+        detectors = self.detectors
+        self.feedback = FeedbackRunner.build(
+            self.config.feedback, self.client, self.config.data_dir, self.config.storage.database,
+            forecast=lambda detection: detectors.forecast_monthly_usd(detection.function or ""))
+        self.feedback.start(detectors.subscribe)
 
     async def _stop_feedback(self) -> None:
-        if self.feedback is None:
-            return
-        try:
-            await asyncio.wait_for(self._feedback_queue.join(), timeout=30)
-        except TimeoutError:
-            log.warning("stopping with detections not yet handled by feedback")
-        self._feedback_task.cancel()
-        await self.feedback.alerter.sender.close()
+        if self.feedback is not None:
+            await self.feedback.stop()
 
     # -- platform collectors ---------------------------------------------------------------
     def _mount_push_collectors(self, app: web.Application) -> None:

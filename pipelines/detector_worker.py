@@ -30,9 +30,17 @@ the series and the window). The partition count is part of the file name: after 
 gains partitions the functions map elsewhere, and the loops start afresh rather than
 restore other functions' models.
 
-What is not partitioned: model drift (prediction events name a model version, not a
-function; they stay with ``obsloop serve``'s loop) and cost-center spend (a sum over many
-functions, which no single partition sees; per-function spend is still scored).
+What is not partitioned runs in one worker, the owner of partition 0 (:class:`GlobalLoop`):
+model drift (prediction events name a model version, not a function) and cost-center spend
+(a sum over functions of every partition). Partition 0 always exists and has exactly one
+owner per group generation, so this leader needs no election of its own; it changes only on
+a rebalance, and its state moves like a partition's, through ``<dir>/global.json``.
+Per-function spend and month-end budget forecasts stay with the function's partition.
+
+With ``feedback.enabled`` each worker runs the feedback loop (alerts, GitOps commits,
+retraining triggers) on the detections it produces, as ``serve`` does on its own
+(:class:`~obsloop.feedback.runner.FeedbackRunner`, on the worker's event loop); a scale-up's
+budget check asks the partition loop that owns the function for its spend forecast.
 """
 
 from __future__ import annotations
@@ -41,10 +49,11 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError
@@ -53,17 +62,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from obsloop.config import Config
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, load_budgets
+from obsloop.detectors.detections import DetectionBus
 from obsloop.detectors.loop import DetectorLoop, DetectorMetrics
+from obsloop.detectors.scoring import COST_CENTER_PREFIX
 from obsloop.detectors.windows import Window
+from obsloop.feedback.detection import Detection
 from obsloop.pipelines.detector_partitions import PartitionedStates, partition_of
 from obsloop.pipelines.kafka_config import Signal
 from obsloop.pipelines.kafka_consumer import GroupConsumer, OwnedPartition
 from obsloop.pipelines.kafka_worker import KafkaWorker
 
+if TYPE_CHECKING:
+    from obsloop.feedback.runner import FeedbackRunner
+
 log = logging.getLogger(__name__)
 
 OWNERSHIP_SIGNAL: Signal = "traces"
 """The topic whose partitions divide the functions between detector workers."""
+LEADER_PARTITION = 0
+"""Its owner also runs the :class:`GlobalLoop` (drift, cost centers)."""
+GLOBAL_CHECKPOINT = "global.json"
 
 
 def checkpoint_file(directory: Path, owned: OwnedPartition, partitions: int) -> Path:
@@ -98,14 +116,8 @@ class PartitionLoop(DetectorLoop):
             raise ValueError(f"partition {owned.partition} is not one of {partitions}")
         self.owned = owned
         self.partitions = partitions
-        self.restored = False
-        """Whether the state came from a checkpoint (a previous owner's, or this worker's)."""
         own_budgets = {f: b for f, b in budgets.items() if self.owns(f)}
         super().__init__(config, client, data_dir, database, budgets=own_budgets, metrics=metrics)
-
-    def restore(self) -> bool:
-        self.restored = super().restore()
-        return self.restored
 
     def owns(self, function: str) -> bool:
         return partition_of(function, self.partitions) == self.owned.partition
@@ -116,6 +128,37 @@ class PartitionLoop(DetectorLoop):
                 # A cost center spans functions of other partitions: its sum here would be
                 # partial, so the partition loops score per-function spend only.
                 yield dataclasses.replace(window, cost_center="") if window.cost_center else window
+
+
+class GlobalLoop(DetectorLoop):
+    """The detector loop of what no partition sees whole, run by the owner of partition 0:
+    model drift on prediction events (``detectors.drift``) and cost-center spend.
+
+    Everything else is :class:`DetectorLoop`'s (watermark, catch-up, drift detections and
+    reports, the detections table, the checkpoint); it only reads the windows that carry a
+    cost center and scores their sums, not the functions (their partition loops do).
+    """
+
+    def read_windows(self, start: datetime, end: datetime) -> Iterator[Window]:
+        return (window for window in super().read_windows(start, end) if window.cost_center)
+
+    def score(self, start: datetime, windows: list[Window]) -> list[Detection]:
+        """Cost-center spend of the windows starting at ``start``, scored as ``serve``'s
+        :class:`~obsloop.detectors.scoring.WindowScorer` scores it: one series per cost
+        center (same ids, labels and episodes), but no per-function series, canary or
+        budget here. ``process`` would score every function again, so its per-entity step
+        is called directly."""
+        t = start.timestamp()
+        spend: dict[str, float] = defaultdict(float)
+        for window in windows:
+            spend[window.cost_center] += window.cost_usd
+        detections: list[Detection] = []
+        for center, cost in spend.items():
+            entity = COST_CENTER_PREFIX + center
+            self.scorer.last_seen[entity] = t
+            detections += self.scorer._score_entity(entity, {"cost_usd": cost}, start, self.config.window_seconds)
+        self.scorer._expire(t)
+        return detections
 
 
 class WorkerMetrics:
@@ -133,10 +176,14 @@ class WorkerMetrics:
         self.step_errors = Counter("obsloop_detector_worker_step_errors",
                                    "Failed partition steps (ClickHouse unreachable, usually).",
                                    registry=self.registry)
+        self.leader = Gauge("obsloop_detector_worker_leader",
+                            "1 while this worker owns partition 0 and scores drift and cost centers.",
+                            registry=self.registry)
 
 
 class DetectorWorker(KafkaWorker):
-    """One member of the detector group: a :class:`PartitionLoop` per owned partition."""
+    """One member of the detector group: a :class:`PartitionLoop` per owned partition, the
+    :class:`GlobalLoop` while it owns partition 0, and the feedback loop when enabled."""
 
     command = "detector-worker"
 
@@ -151,15 +198,22 @@ class DetectorWorker(KafkaWorker):
         super().__init__(config, self.metrics.registry, client=client)
         if not config.detectors.enabled:
             raise ValueError("detector-worker: detectors.enabled is false in the configuration")
+        if config.feedback.enabled and (config.feedback.git is None or not config.feedback.git.remote.strip()):
+            raise ValueError("feedback.enabled needs feedback.git.remote (the GitOps repository, a URL or a path)")
         self.group_id = group_id or self.kafka.detector_group
         self.checkpoint_dir = self.kafka.detector_checkpoint_dir or config.data_dir / "detectors" / "partitions"
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        # Drift is per model version, not per function: it stays with serve's loop.
+        # Drift is per model version, not per function: only the global loop scores it.
         self.detectors = config.detectors.model_copy(
             update={"drift": config.detectors.drift.model_copy(update={"enabled": False})})
         manifests = config.collectors.manifests_dir
         self.budgets = load_budgets(manifests) if manifests else {}
+        self.bus = DetectionBus()
+        """Every detection of this worker's loops (they come and go with ownership)."""
         self.loops: PartitionedStates[PartitionLoop] = PartitionedStates(self._open, self._save)
+        self.leading: PartitionedStates[GlobalLoop] = PartitionedStates(self._open_global, self._save)
+        """The global loop, under partition 0's key while this worker owns it."""
+        self.feedback: FeedbackRunner | None = None
         self.group: GroupConsumer | None = None
         self._schema_ready = False
 
@@ -178,33 +232,71 @@ class DetectorWorker(KafkaWorker):
         loop = PartitionLoop(owned, partitions, settings, self.client, self.config.data_dir,
                              database=self.config.storage.database, budgets=self.budgets,
                              metrics=self.metrics.detector)
+        loop.subscribe(self.bus.publish)
         self.metrics.assigned.labels("restored" if loop.restored else "fresh").inc()
         log.info("partition assigned", extra={"partition": owned.partition, "partitions": partitions,
                                                "restored": loop.restored})
         return loop
 
-    def _save(self, owned: OwnedPartition, loop: PartitionLoop) -> None:
+    def _open_global(self, owned: OwnedPartition) -> GlobalLoop:
+        """Partition 0 came with the global duties: restore them from ``global.json``. The
+        file does not depend on the partition count (neither model versions nor cost
+        centers hash to partitions)."""
+        settings = self.config.detectors.model_copy(
+            update={"checkpoint_path": self.checkpoint_dir / GLOBAL_CHECKPOINT})
+        loop = GlobalLoop(settings, self.client, self.config.data_dir, self.config.storage.database,
+                          metrics=self.metrics.detector)
+        loop.subscribe(self.bus.publish)
+        log.info("leading: drift and cost centers", extra={"restored": loop.restored})
+        return loop
+
+    def _save(self, owned: OwnedPartition, loop: DetectorLoop) -> None:
         loop.checkpoint()
+
+    def _ownership_changed(self) -> None:
+        self.metrics.partitions.set(len(self.loops.states))
+        self.metrics.leader.set(len(self.leading.states))
+
+    @staticmethod
+    def _leader(owned: list[OwnedPartition]) -> list[OwnedPartition]:
+        return [p for p in owned if p.partition == LEADER_PARTITION]
 
     def _assigned(self, owned: list[OwnedPartition]) -> None:
         """Ownership only: pause the partitions so polling fetches no records."""
         assert self.group is not None
         self.group.consumer.pause(*self.group.consumer.assignment())
         self.loops.on_assign(owned)
-        self.metrics.partitions.set(len(self.loops.states))
+        self.leading.on_assign(self._leader(owned))
+        self._ownership_changed()
 
     def _revoked(self, owned: list[OwnedPartition]) -> None:
         self.loops.on_revoke(owned)
-        self.metrics.partitions.set(len(self.loops.states))
+        self.leading.on_revoke(self._leader(owned))
+        self._ownership_changed()
 
     def _lost(self, owned: list[OwnedPartition]) -> None:
         log.warning("evicted from the detector group; partitions dropped unsaved",
                     extra={"partitions": [p.partition for p in owned]})
         self.loops.on_lost(owned)
-        self.metrics.partitions.set(len(self.loops.states))
+        self.leading.on_lost(self._leader(owned))
+        self._ownership_changed()
 
     def owned(self) -> set[OwnedPartition]:
         return set(self.loops.states)
+
+    @property
+    def global_loop(self) -> GlobalLoop | None:
+        """The global loop while this worker leads (owns partition 0), else None."""
+        return next(iter(self.leading.states.values()), None)
+
+    def forecast_monthly_usd(self, detection: Detection) -> float | None:
+        """The spend forecast of the detection's function, from the partition loop that
+        owns it (the feedback loop's budget guardrail); None when another worker owns it."""
+        function = detection.function or ""
+        for loop in list(self.loops.states.values()):
+            if loop.owns(function):
+                return loop.forecast_monthly_usd(function)
+        return None
 
     # -- the work ------------------------------------------------------------------------
     def join(self) -> GroupConsumer:
@@ -216,7 +308,7 @@ class DetectorWorker(KafkaWorker):
 
     def step(self, poll_ms: int = 0) -> bool:
         """Poll the group (rebalances happen here), then one bounded step of every owned
-        partition; True while some partition has more to read right away."""
+        partition (and of the global loop when leading); True while one has more to read."""
         assert self.group is not None
         self.group.consumer.poll(timeout_ms=poll_ms)
         if not self._schema_ready:
@@ -224,16 +316,18 @@ class DetectorWorker(KafkaWorker):
             if not self._schema_ready:
                 return False
         behind = False
-        for owned, loop in list(self.loops.states.items()):
+        loops: list[tuple[OwnedPartition, DetectorLoop]] = [*self.loops.states.items(), *self.leading.states.items()]
+        for owned, loop in loops:
             try:
                 behind = loop.step() or behind
             except Exception:  # noqa: BLE001 - ClickHouse down: keep polling, state is kept
                 self.metrics.step_errors.inc()
                 self.storage_healthy = False
-                log.exception("detector step failed", extra={"partition": owned.partition})
+                log.exception("detector step failed", extra={"partition": owned.partition,
+                                                             "global": isinstance(loop, GlobalLoop)})
                 return False
             self.storage_healthy = True
-        self.metrics.detector.series.set(sum(len(loop.scorer.pool) for loop in self.loops.states.values()))
+        self.metrics.detector.series.set(sum(len(loop.scorer.pool) for _, loop in loops))
         return behind
 
     def run_until(self, stop: threading.Event) -> None:
@@ -260,6 +354,27 @@ class DetectorWorker(KafkaWorker):
                 self.group.close()  # revokes first: every loop is checkpointed on the way out
         finally:
             self.loops.checkpoint()  # whatever a failed revoke left behind
+            self.leading.checkpoint()
+
+    async def start(self) -> str:
+        """With ``feedback.enabled``, subscribe the feedback runner (on this event loop)
+        before the work thread can publish a detection; then the admin endpoints and the work."""
+        if self.config.feedback.enabled:
+            from obsloop.feedback.runner import FeedbackRunner
+
+            self.feedback = FeedbackRunner.build(
+                self.config.feedback, self.client(), self.config.data_dir, self.config.storage.database,
+                forecast=self.forecast_monthly_usd, registry=self.registry)
+            self.feedback.start(self.bus.subscribe)
+        return await super().start()
+
+    async def stop(self) -> None:
+        """Stop the work (its last detections are queued), then drain the feedback."""
+        try:
+            await super().stop()
+        finally:
+            if self.feedback is not None:
+                await self.feedback.stop()
 
     def _work(self) -> None:
         self.group = self._member(self.join)
@@ -275,4 +390,4 @@ class DetectorWorker(KafkaWorker):
 
     def _describe(self) -> dict[str, Any]:
         return {"group": self.group_id, "topic": self.kafka.topic(OWNERSHIP_SIGNAL),
-                "checkpoints": str(self.checkpoint_dir)}
+                "checkpoints": str(self.checkpoint_dir), "feedback": self.config.feedback.enabled}

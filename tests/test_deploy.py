@@ -34,6 +34,31 @@ def _config(config_file: Path, environment: dict[str, str]) -> Config:
     return load_config(config_file, environ={k: v for k, v in environment.items() if k != "OBSLOOP_CONFIG"})
 
 
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def _compose_environment(service: dict[str, Any], shell: dict[str, str] | None = None) -> dict[str, str]:
+    """A compose service's environment as its container gets it, for the shell ``shell``:
+    ``${NAME:-default}`` substituted, and a variable without a value passed through from the
+    shell, or not set at all."""
+    shell = shell or {}
+    environment = {}
+    for name, value in service["environment"].items():
+        if value is None:
+            if name in shell:
+                environment[name] = shell[name]
+            continue
+        environment[name] = INTERPOLATION.sub(lambda match: _substitute(match, shell), str(value))
+    return environment
+
+
+def _substitute(match: re.Match[str], shell: dict[str, str]) -> str:
+    if match[1] in shell:
+        return shell[match[1]]
+    assert match[2] is not None, f"${{{match[1]}}} has no default: compose would leave it empty"
+    return match[2]
+
+
 def _compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
@@ -58,7 +83,7 @@ def test_compose_commands_environment_and_ports_match_the_configuration() -> Non
         module = _command_module(service["command"])
         assert module in COMMAND_MODULES
         commands[name] = module
-        environment = service["environment"]
+        environment = _compose_environment(service)
         mounts = dict(reversed(volume.split(":")[:2]) for volume in service["volumes"])
         config_file = ROOT / mounts[environment["OBSLOOP_CONFIG"]]
         config = _config(config_file, environment)
@@ -78,6 +103,16 @@ def test_compose_commands_environment_and_ports_match_the_configuration() -> Non
             assert config.detectors.enabled
             volume = mounts.get(str(config.kafka.detector_checkpoint_dir))
             assert volume in _compose()["volumes"], f"{name}: checkpoints are not on a shared named volume"
+            # The feedback loop runs here, off until a GitOps repository is given from the shell.
+            assert not config.feedback.enabled
+            shell = {"OBSLOOP_FEEDBACK_ENABLED": "true", "OBSLOOP_GITOPS_REMOTE": "https://git.example/gitops.git",
+                     "OBSLOOP_FEEDBACK__GIT__TOKEN": "s3cret"}
+            acting = _config(config_file, _compose_environment(service, shell))
+            assert acting.feedback.enabled and acting.feedback.git is not None
+            assert acting.feedback.git.remote == "https://git.example/gitops.git"
+            assert acting.feedback.git.token is not None and acting.feedback.git.token.get_secret_value() == "s3cret"
+        else:
+            assert not config.feedback.enabled, f"{name}: only detector workers have detections to act on"
     assert sorted(commands.values()) == [
         "obsloop.commands.detector_worker", "obsloop.commands.ingest_worker", "obsloop.commands.ingest_worker",
         "obsloop.commands.serve"]
@@ -98,7 +133,8 @@ def test_compose_prometheus_scrapes_every_obsloop_process_and_is_grafanas_promet
     expected = set()
     for name, service in _obsloop_services().items():
         mounts_of = dict(reversed(volume.split(":")[:2]) for volume in service["volumes"])
-        config = _config(ROOT / mounts_of[service["environment"]["OBSLOOP_CONFIG"]], service["environment"])
+        environment = _compose_environment(service)
+        config = _config(ROOT / mounts_of[environment["OBSLOOP_CONFIG"]], environment)
         expected.add((name, config.admin.port))
     assert targets == expected
     port = int(prometheus["ports"][0].split(":")[-1])
@@ -163,7 +199,10 @@ def test_kubernetes_workloads_match_commands_configuration_and_probes(tmp_path: 
             if not container["image"].startswith("obsloop"):
                 continue
             commands[name] = _command_module(container["args"])
-            environment = {e["name"]: e["value"] for e in container["env"]}
+            environment = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+            secrets = [e for e in container["env"] if "value" not in e]
+            assert all(e["valueFrom"]["secretKeyRef"].get("optional") for e in secrets), "a missing Secret blocks the pod"
+            _config(config_file, {**environment, **{e["name"]: "from-a-secret" for e in secrets}})
             assert environment["OBSLOOP_CONFIG"] == "/etc/obsloop/obsloop.yaml"
             assert {"name": "config", "mountPath": "/etc/obsloop"} in container["volumeMounts"]
             config = _config(config_file, environment)
@@ -176,7 +215,11 @@ def test_kubernetes_workloads_match_commands_configuration_and_probes(tmp_path: 
             assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
             if commands[name] == "obsloop.commands.serve":
                 assert not config.detectors.enabled, "the detector workers score; serve's loop would double it"
+            if commands[name] != "obsloop.commands.detector_worker":
+                assert not config.feedback.enabled, f"{name}: only detector workers have detections to act on"
             if commands[name] == "obsloop.commands.detector_worker":
+                assert "OBSLOOP_FEEDBACK__ENABLED" in environment, "the feedback loop runs in detector workers"
+                assert config.feedback.git is not None, "configmap.yaml: feedback.git for the detector workers"
                 mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
                 volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
                 claim = volumes[mounted[str(config.kafka.detector_checkpoint_dir)]]["persistentVolumeClaim"]

@@ -3,7 +3,9 @@
 Workers in one group (``kafka.detector_group``) split the functions by the partitions of
 the traces topic they own; a partition's model state moves between them through its
 checkpoint in ``kafka.detector_checkpoint_dir`` (a directory they all share). Run up to as
-many as the topic has partitions; more stand by.
+many as the topic has partitions; more stand by. The owner of partition 0 also scores model
+drift and cost-center spend; with ``feedback.enabled`` every worker runs the feedback loop on
+the detections it produces.
 """
 
 from __future__ import annotations
@@ -42,4 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from obsloop.pipelines.detector_worker import DetectorWorker
     from obsloop.pipelines.kafka_worker import run_worker
 
-    return run_worker(lambda: DetectorWorker(config, group_id=args.group), args.duration)
+    try:
+        # Configuration errors (here and when the feedback loop is built at start) are
+        # ValueErrors naming the key: a message, not a traceback.
+        return run_worker(lambda: DetectorWorker(config, group_id=args.group), args.duration)
+    except ValueError as exc:
+        print(f"obsloop detector-worker: {exc} ({config.source})", file=sys.stderr)
+        return 2

