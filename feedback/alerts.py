@@ -31,6 +31,8 @@ from .detection import Detection
 
 log = logging.getLogger(__name__)
 
+_RESOLVED_KEPT = 4096
+
 Status = Literal["firing", "resolved"]
 
 
@@ -145,6 +147,9 @@ class Alerter:
         self.clock = clock
         self.state_file = state_file
         self._firing: dict[str, _State] = self._load()
+        self._resolved: dict[str, None] = {}
+        """Ids of the detections resolved lately (insertion-ordered, bounded): a clearing
+        delivered twice resolves once."""
 
     def _load(self) -> dict[str, _State]:
         if self.state_file is None or not self.state_file.exists():
@@ -180,14 +185,22 @@ class Alerter:
 
     async def process(self, detection: Detection) -> list[Delivery]:
         """Notify about ``detection`` if it changes anything; returns one entry per target
-        that was sent to (empty when deduplicated or when there is nothing to resolve)."""
+        that was sent to (empty when deduplicated)."""
         now = self.clock()
         known = self._firing.get(detection.fingerprint)
         if detection.cleared:
-            if known is None:
+            if detection.id in self._resolved:
                 return []
-            del self._firing[detection.fingerprint]
-            changed = replace(alert_from(detection, known.alert.starts_at), ends_at=now)
+            self._resolved[detection.id] = None
+            if len(self._resolved) > _RESOLVED_KEPT:
+                del self._resolved[next(iter(self._resolved))]
+            # Not known here: fired by another process (a detector worker that owned the
+            # series before a rebalance) or before the state file was lost. Resolve anyway;
+            # a receiver ignores the resolve of an alert it does not have, while an
+            # unresolved page stays open for ever.
+            self._firing.pop(detection.fingerprint, None)
+            starts_at = known.alert.starts_at if known else detection.time
+            changed = replace(alert_from(detection, starts_at), ends_at=now)
         else:
             if known is not None and now - known.sent_at < self.repeat_interval:
                 return []

@@ -183,6 +183,22 @@ def test_an_alert_fired_before_a_restart_is_resolved_after_it(receiver, registry
     assert json.loads(state.read_text()) == []
 
 
+def test_an_alert_fired_by_another_process_is_resolved_here(receiver, registry):
+    """A detector worker that took a series over in a rebalance clears an episode whose
+    alert the previous owner sent: the page must not stay open."""
+
+    async def scenario():
+        a = alerter(receiver, registry, Clock())
+        first = await a.process(detection("latency", cleared=True))
+        assert sorted(d.target for d in first if d.delivered) == ["am", "hook", "pd", "slack"]
+        assert await a.process(detection("latency", cleared=True)) == []  # delivered twice, resolved once
+        await a.sender.close()
+
+    asyncio.run(scenario())
+    assert [r.json()["status"] for r in receiver.at("/am")] == ["resolved"]
+    assert [r.json()["event_action"] for r in receiver.at("/v2/enqueue")] == ["resolve"]
+
+
 def test_unreadable_alert_state_is_reported_and_alerting_goes_on(receiver, registry, tmp_path, caplog):
     state = tmp_path / "alerts-firing.json"
     state.write_text('[{"fingerprint": "abc"')
