@@ -27,7 +27,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from obsloop.pipelines.otlp_rows import MAPPINGS, RowMapping
+from obsloop.pipelines.otlp_rows import COMPLEX_VALUE_MARKER, MAPPINGS, RowMapping
 from obsloop.pipelines.protobuf_schema import format_settings, write_schema_file
 from obsloop.pipelines.wal import _VarintBytes
 
@@ -39,7 +39,57 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+_SEGMENT_PATH = "\x00segment\x00"
+"""Stands for the segment's path in a cached ``INSERT`` text (a NUL never occurs in SQL)."""
+
+
+_INSERT_SQL: dict[tuple[int, str, bool, bool], tuple[RowMapping, str]] = {}
+
+
+def _insert_sql(mapping: RowMapping, database: str, embedded: bool, scalars_only: bool) -> str:
+    """One table's ``INSERT … SELECT`` text (3-14 KB of projections), built once per table:
+    the embedded engine's with a placeholder for the segment file, a server's over ``input()``."""
+    key = (id(mapping), database, embedded, scalars_only)
+    cached = _INSERT_SQL.get(key)
+    if cached is not None and cached[0] is mapping:
+        return cached[1]
+    if embedded:
+        source = f"file({_SEGMENT_PATH}, 'Protobuf', {_sql_string(mapping.structure)})"
+        sql = mapping.insert(database, source, scalars_only)
+    else:
+        sql = mapping.insert(database, f"input({_sql_string(mapping.structure)})", scalars_only) + "\nFORMAT Protobuf"
+    _INSERT_SQL[key] = (mapping, sql)
+    return sql
+
+
+DEFERRED_SKIP_INDEXES = (
+    "idx_res_attr_key", "idx_res_attr_value", "idx_scope_attr_key", "idx_scope_attr_value",
+    "idx_log_attr_key", "idx_log_attr_value", "idx_span_attr_key", "idx_span_attr_value",
+    "idx_attr_key", "idx_attr_value",
+)
+"""The exporter's bloom filters over attribute map keys and values, built by the merges
+rather than by the insert (embedded engine; ``exclude_materialize_skip_indexes_on_insert``).
+
+A merge builds every skip index of the part it writes from the merged rows, whatever its
+source parts had, so an index an insert builds serves only until the part's first merge and
+is then built again. For Lambda subscription logs these six (ten names across the signals)
+cost 0.7-1.0 µs per record at insert, the largest single item of the insert after parsing,
+and the merges cost the same with or without them (1.7 µs per record in the end-to-end
+benchmark either way). The price: a part not merged yet (seconds to minutes under load; the
+last part of a partition that never merges stays so) is read without skipping granules by
+attribute key or value; results are the same. The trace id, body token, duration and time
+indexes are still built on insert. ``ALTER TABLE … MATERIALIZE INDEX`` builds them at will."""
+
+FULL_PROJECTION_SEGMENTS = 100
+"""Segments a table is inserted with the full projection after one held an array or
+key-value list value, before the scalars-only projection is tried again: a stream that often
+carries such values parses at most one segment in a hundred twice."""
+
+
 class ClickHouseSink:
+    deferred_skip_indexes: tuple[str, ...] = DEFERRED_SKIP_INDEXES
+    """Skip indexes left to the merges (:data:`DEFERRED_SKIP_INDEXES`); empty builds all on insert."""
+
     def __init__(
         self,
         client: Callable[[], Client],
@@ -58,6 +108,8 @@ class ClickHouseSink:
         """Run before the first insert; the server starts even while ClickHouse is down."""
         self._cluster = cluster
         """Set: the tables are ``Distributed`` ones, inserted into synchronously."""
+        self._full_projection: dict[str, int] = {}
+        """Table → segments still to insert with the full projection (see ``_insert``)."""
         self._schema_file = None
         if embedded:
             self._schema_file = write_schema_file(schema_directory or Path(tempfile.gettempdir()) / "obsloop")
@@ -71,16 +123,33 @@ class ClickHouseSink:
         }
         if self._cluster:
             settings[DISTRIBUTED_SYNC_SETTING] = 1
+        if self._embedded and self.deferred_skip_indexes:
+            settings["exclude_materialize_skip_indexes_on_insert"] = ", ".join(self.deferred_skip_indexes)
         return settings
 
     def _insert(self, mapping: RowMapping, signal: str, path: Path, token: str) -> None:
+        """Insert with the scalars-only projection, or the full one when a value of the
+        segment is an array or key-value list (rare: ClickHouse raises, the segment goes
+        again). Both run under the same deduplication token, and the blocks a failed attempt
+        may have stored (a segment past ``min_insert_block_size_rows``) hold the very rows the
+        full projection makes of them, so the second attempt skips them: nothing twice."""
         settings = self.insert_settings(mapping, signal, token)
+        remaining = self._full_projection.get(mapping.table, 0)
+        if mapping.scalar_columns is not None and remaining == 0:
+            try:
+                self._command(_insert_sql(mapping, self._database, self._embedded, True), path, settings)
+                return
+            except Exception as exc:
+                if COMPLEX_VALUE_MARKER not in str(exc):
+                    raise
+                remaining = FULL_PROJECTION_SEGMENTS
+        self._command(_insert_sql(mapping, self._database, self._embedded, False), path, settings)
+        self._full_projection[mapping.table] = max(remaining - 1, 0)
+
+    def _command(self, sql: str, path: Path, settings: dict[str, Any]) -> None:
         if self._embedded:
-            source = f"file({_sql_string(str(path))}, 'Protobuf', {_sql_string(mapping.structure)})"
-            self._connect().command(mapping.insert(self._database, source), settings=settings)
+            self._connect().command(sql.replace(_SEGMENT_PATH, _sql_string(str(path)), 1), settings=settings)
         else:
-            source = f"input({_sql_string(mapping.structure)})"
-            sql = mapping.insert(self._database, source) + "\nFORMAT Protobuf"
             self._connect().command(sql, data=path.read_bytes(), settings=settings)
 
     def insert_file(self, signal: str, path: Path, token: str) -> None:

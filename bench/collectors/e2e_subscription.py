@@ -1,7 +1,11 @@
 """CloudWatch Logs subscription payloads end to end, through a running ``obsloop serve``
 (pinned to one core): HTTP push → decode → normalize → write-ahead log → ClickHouse.
-Reports Lambda log events/s accepted and stored (wall clock), and stored records per CPU-second
-of the server process (the per-core figure on a shared machine).
+Reports Lambda log events/s accepted and stored (wall clock), stored records per CPU-second
+of the server process (the per-core figure on a shared machine), and that CPU per record by
+thread: ``python`` (the event loop: HTTP, decode, normalize, write-ahead log),
+``obsloop-insert`` (query analysis, on the inserter thread), ``ThreadPool`` (ClickHouse
+parsing, projecting and writing parts, skip indexes, materialized views) and
+``MergeMutate`` (background merges started within the run).
 
     .venv/bin/python bench/collectors/e2e_subscription.py --seconds 15
 """
@@ -48,6 +52,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (``comm``) of a process: the Python threads (the event
+    loop answering HTTP, ``obsloop-inserter``) and ClickHouse's own pools (query pipeline,
+    background merges), summed per name. A thread that exited is missing."""
+    totals: dict[str, float] = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return totals
+
+
 async def post(url: str, messages: list[bytes], seconds: float, connections: int) -> tuple[int, float]:
     import aiohttp
 
@@ -78,6 +98,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--events", type=int, default=2000, help="log events per payload")
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--segment-mb", type=float, default=32, help="wal.segment_max_bytes in MiB")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
     args = parser.parse_args()
@@ -89,7 +110,7 @@ def main() -> None:
         "admin": {"port": 0},
         "clickhouse_http": {"enabled": False},
         "detectors": {"enabled": False},
-        "wal": {"segment_max_bytes": 32 << 20, "max_pending_bytes": 2 << 30, "fsync": "never"},
+        "wal": {"segment_max_bytes": int(args.segment_mb * (1 << 20)), "max_pending_bytes": 2 << 30, "fsync": "never"},
         "logging": {"level": "WARNING"},
     }
     (workdir / "obsloop.yaml").write_text(yaml.safe_dump(config))
@@ -105,6 +126,7 @@ def main() -> None:
         endpoints = json.loads(state.read_text())
         os.sched_setaffinity(0, {args.load_cpu})
         cpu_before = cpu_seconds(server.pid)
+        threads_before = thread_cpu_seconds(server.pid)
         messages = [gzip.decompress(base64.b64decode(make_payload(args.events, seed))) for seed in range(8)]
         accepted, elapsed = asyncio.run(post(f"{endpoints['http']}/aws/cloudwatch-logs?region=us-east-1",
                                              messages, args.seconds, args.connections))
@@ -120,6 +142,10 @@ def main() -> None:
             time.sleep(0.5)
         drained = time.monotonic() - load_end
         server_cpu = cpu_seconds(server.pid) - cpu_before
+        threads = thread_cpu_seconds(server.pid)
+        by_thread = {name: round(1e6 * (seconds - threads_before.get(name, 0.0)) / max(stored, 1), 2)
+                     for name, seconds in sorted(threads.items(), key=lambda kv: -kv[1])
+                     if seconds - threads_before.get(name, 0.0) >= 0.05}
         print(json.dumps({
             "events_accepted": accepted,
             "accepted_events_per_s": round(accepted / elapsed),
@@ -129,6 +155,7 @@ def main() -> None:
             "stored_records_per_cpu_second": round(stored / server_cpu),
             "insert_seconds": round(_insert_seconds(endpoints["admin"]), 1),
             "server_peak_rss_mb": round(_rss_peak_mb(server.pid)),
+            "server_cpu_us_per_record_by_thread": by_thread,
         }, indent=2))
     finally:
         server.terminate()
