@@ -91,3 +91,34 @@ def test_insert_payloads_writes_a_batch(tmp_path: Path, chdb_client, database: s
     assert chdb_client.command(f"SELECT count() FROM {database}.otel_logs") == before + 48
     event = chdb_client.command(f"SELECT any(EventName) FROM {database}.otel_logs")
     assert event == "obsloop.model.prediction"
+
+
+def _logs_with(value) -> bytes:
+    """One log record whose attribute ``a`` holds ``value`` (an AnyValue), beside a string."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    request = ExportLogsServiceRequest()
+    record = request.resource_logs.add().scope_logs.add().log_records.add()
+    record.time_unix_nano = 1_700_000_000_000_000_000
+    record.body.string_value = "hello"
+    record.attributes.append(KeyValue(key="a", value=value))
+    record.attributes.add(key="s").value.string_value = "plain"
+    return request.SerializeToString()
+
+
+def test_a_segment_with_a_kvlist_value_is_stored_once_with_the_full_projection(
+        tmp_path: Path, chdb_client, database: str) -> None:
+    """Inserts try a scalars-only projection first; a key-value list makes ClickHouse refuse
+    it, and the segment goes again with the full one under the same token."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
+
+    kvlist = AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key="k", value=AnyValue(int_value=42))]))
+    sink = ClickHouseSink(lambda: chdb_client, database=database, embedded=True, schema_directory=tmp_path)
+    sink.insert_payloads("logs", [_logs_with(AnyValue(string_value="scalar"))], "scalar-batch")
+    sink.insert_payloads("logs", [_logs_with(kvlist)], "kvlist-batch")
+    sink.insert_payloads("logs", [_logs_with(kvlist)], "kvlist-batch")  # a replay: stored once
+    rows = chdb_client.query(
+        f"SELECT LogAttributes['a'], LogAttributes['s'] FROM {database}.otel_logs ORDER BY LogAttributes['a']"
+    ).result_rows
+    assert rows == [("scalar", "plain"), ('{"k":42}', "plain")]
