@@ -10,6 +10,19 @@ when it opens and one clearing after ``clear_after`` normal windows, sharing an 
 the feedback loop acts once and resolves the alert. A window is scored once, when it
 closes; data arriving later updates the stored window but never opens a second episode.
 
+Episodes take the place of the series detector's refractory period here, so the scorer asks
+the detector for its *undamped* score (``score_learn_one(..., damped=False)``). The
+refractory period (after an alarm, the next ``refractory`` = 50 points score 0) is right for
+``obsloop score-series`` and NAB, where every point is scored on its own and an incident
+must yield one alarm, and it stays their default. In the service it would make a series
+blind for 50 windows after any alarm, a false one included: a false latency alarm
+followed three windows later by a real slowdown, or a regression arriving after an episode
+cleared but within the 50 windows, went undetected. While an episode is open, a *relapse*
+(anomalous again after ``relapse_after`` normal windows) or an *escalation* (values
+``escalate_ratio`` times as far past the baseline as the episode's worst) opens a new
+episode with a new id, so the feedback loop can act on it (see :meth:`WindowScorer._episode`).
+``bench/detect/run.py --spike-at`` measures it end to end.
+
 Windows in which a known function received nothing are scored as zero throughput (that is
 what a throughput drop looks like), but only while the function was seen within the idle
 expiry, so a deleted function is forgotten rather than alarmed about forever.
@@ -46,6 +59,9 @@ COST_CENTER_PREFIX = "cost_center:"
 
 def severity(score: float) -> Severity:
     return "critical" if score >= 0.99 else "error" if score >= 0.9 else "warning"
+
+
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 
 
 class ExpectedRange:
@@ -98,8 +114,19 @@ class Episode:
     opened: float
     baseline: dict[str, tuple[float, float]]
     """Expected range of each metric when the episode opened: it is over when values are
-    back inside, not merely when the model has got used to the new level."""
+    back inside, not merely when the model has got used to the new level. An episode that
+    follows another one (a relapse or an escalation) inherits it: the range from before the
+    incident, not one that has learnt the incident's values."""
     normal_run: int = 0
+    severity: Severity = "critical"
+    """The severity of its detection (``critical`` for an episode restored from a checkpoint
+    written before severities were kept: it is never escalated on severity)."""
+    peak: float | None = None
+    """The largest :meth:`excess` of its windows so far (``None``: not known yet, e.g.
+    restored from an older checkpoint; the next window sets it)."""
+    recovered: bool = False
+    """Whether it has had ``relapse_after`` normal windows in a row (it is kept open until
+    ``clear_after``, but a new anomalous window is then a new incident)."""
 
     def is_normal(self, observed: dict[str, float]) -> bool:
         for metric, value in observed.items():
@@ -108,6 +135,27 @@ class Episode:
             if (direction == UP and value > high) or (direction == DOWN and value < low):
                 return False
         return True
+
+    def excess(self, observed: dict[str, float]) -> float:
+        """How far the worst metric is from the middle of its baseline range in the harmful
+        direction, in half-widths of that range (1 = at its edge, 0 or less = harmless).
+
+        >>> ep = Episode("e", 0.0, {"p50_ms": (30.0, 50.0), "p95_ms": (0.0, 200.0)})
+        >>> ep.excess({"p50_ms": 80.0, "p95_ms": 150.0})  # p50: (80 - 40) / 10
+        4.0
+        >>> ep.excess({"p50_ms": 35.0, "p95_ms": 90.0})
+        -0.1
+        """
+        worst = -math.inf
+        for metric, value in observed.items():
+            if metric not in self.baseline:
+                continue
+            low, high = self.baseline[metric]
+            mid, half = (low + high) / 2.0, (high - low) / 2.0
+            away = (value - mid) * METRICS[metric][1]
+            u = away / half if half > 0.0 else (math.inf if away > 0.0 else 0.0)
+            worst = max(worst, u)
+        return worst if worst > -math.inf else 0.0
 
 
 def _entity_labels(entity: str) -> dict[str, str]:
@@ -143,11 +191,26 @@ class WindowScorer:
         idle_seconds: float = 7 * 86_400.0,
         threshold: float = 0.5,
         clear_after: int = 5,
+        relapse_after: int = 2,
+        escalate_ratio: float = 2.5,
+        escalate_after: int = 2,
     ) -> None:
         self.pool = SeriesDetectorPool(max_series=max_series, idle_seconds=idle_seconds,
                                        factory=factory)
         self.threshold = threshold
         self.clear_after = clear_after
+        self.relapse_after = relapse_after
+        """Normal windows in a row after which a new anomalous window of an open episode is
+        a new incident (a relapse); 0 turns relapses off."""
+        self.escalate_ratio = escalate_ratio
+        """How many times the episode's peak :meth:`Episode.excess` a window must reach to
+        escalate (see :meth:`_episode`); 0 turns escalations off."""
+        self.escalate_after = escalate_after
+        """Windows after its opening before an episode can escalate: an incident that starts
+        within a window is only partly in its first one (p95 up, p50 not yet), and its first
+        full window must not count as an escalation of the partial one (simulated: an 8x
+        regression starting in the last 20-40 % of a window split in two in 4-6 runs of 20
+        without this, none with it)."""
         self.ranges: dict[str, ExpectedRange] = {}
         self.episodes: dict[str, Episode] = {}
         self.last_seen: dict[str, float] = {}
@@ -196,11 +259,13 @@ class WindowScorer:
             if rng is None:
                 rng = self.ranges[series_id] = ExpectedRange()
             # One-sided: the model sees a value in the harmless direction as the mean, so a
-            # function getting faster is never surprising and never starts the detector's
-            # refractory period, which would damp the score of a real regression after it.
+            # function getting faster is never surprising (and never learnt as a new normal
+            # range that would hide a real regression after it).
             fed = value if rng.n == 0 else (
                 max(value, rng.mean) if direction == UP else min(value, rng.mean))
-            score = self.pool.score_learn_one(series_id, fed, t)
+            # Undamped: episodes play the refractory period's role here (see the module
+            # docstring); the pool's own score_learn_one would apply it.
+            score = self.pool._model(series_id).score_learn_one(fed, t, damped=False)
             low, high = rng.interval()
             harmful = (value - rng.mean) * direction > 0 if rng.n else False
             rng.learn_one(value)
@@ -219,24 +284,68 @@ class WindowScorer:
 
     def _episode(self, entity: str, kind: Kind, entry: dict[str, Any], start: datetime,
                  end: datetime, t: float) -> Detection | None:
+        """One window of one series and kind through its episode: a detection when an
+        episode opens (or follows another one), a clearing when it is over, else nothing.
+
+        Scores here are the detector's *undamped* ones (see the module docstring), so an
+        open episode is what stands between a run of anomalous windows and a page per
+        window. Two things still open a new episode while one is open, because the first
+        detection (and the feedback action taken on it, which is idempotent per detection
+        id) was about something else:
+
+        * a **relapse**: the episode had ``relapse_after`` normal windows in a row (values
+          back inside its baseline, score below the threshold) and a window scores above the
+          threshold again. A one-window false alarm followed a few windows later by a real
+          regression is two incidents; a sustained regression whose score flickers around the
+          threshold is not a relapse, since its values stay outside the baseline.
+        * an **escalation**: a window at least ``escalate_after`` windows after the opening
+          scores above the threshold, at least at the episode's severity, with values
+          ``escalate_ratio`` times as far past the baseline as the episode's worst window so
+          far (:meth:`Episode.excess`): a 2x slowdown (or a false spike) followed by an 8x
+          one. Severity alone does not escalate: a level shift's score typically climbs from
+          ``warning`` to ``critical`` over its first windows as the detector's short average
+          builds up, and that is one regression, not two. The ratio is 2.5 rather than 2
+          because per-window percentiles of a few dozen invocations are noisy: on simulated
+          fleet traffic (20 invocations per window) a sustained 2x regression split in two at
+          2 (1 run in 20) and never at 2.5 (40 runs), while a 3x spike followed by an 8x
+          regression escalated in 39 of 40 runs (36 at 3).
+
+        The new episode inherits the baseline (the range from before the incident) and gets
+        a new id, so the feedback loop can act on it; the alert is the same (its fingerprint
+        is series and kind), so on-call is not paged again within ``repeat_interval``. The
+        episode it replaces gets no clearing of its own: its successor's clearing resolves
+        the alert.
+        """
         key = f"{kind}|{entity}"
         episode = self.episodes.get(key)
         score = entry["score"]
         labels = _entity_labels(entity)
-        if episode is None and score >= self.threshold:
-            digest = hashlib.sha256(f"{key}|{t}".encode()).hexdigest()[:16]
-            episode = self.episodes[key] = Episode(f"{kind}-{digest}", t, dict(entry["expected"]))
-            return Detection(
-                id=episode.id, time=end, series=labels, kind=kind, score=min(score, 1.0),
-                severity=severity(score), observed=entry["observed"], expected=entry["expected"],
-                summary=_summary(kind, labels, entry, start),
-            )
+        anomalous = score >= self.threshold
         if episode is None:
-            return None
-        if score >= self.threshold or not episode.is_normal(entry["observed"]):
+            if not anomalous:
+                return None
+            return self._open(key, kind, labels, entry, start, end, t, dict(entry["expected"]))
+        excess = episode.excess(entry["observed"])
+        if anomalous:
+            after = None
+            if episode.recovered:
+                after = "relapse"
+            elif (self.escalate_ratio > 0.0 and episode.peak is not None
+                  and t - episode.opened >= self.escalate_after * (end - start).total_seconds()
+                  and SEVERITY_RANK[severity(score)] >= SEVERITY_RANK[episode.severity]
+                  and math.isfinite(excess)  # not against a zero-width baseline
+                  and excess >= self.escalate_ratio * max(episode.peak, 1.0)):
+                after = "escalation"
+            if after is not None:
+                return self._open(key, kind, labels, entry, start, end, t, episode.baseline,
+                                  follows=(after, episode))
+        episode.peak = excess if episode.peak is None else max(episode.peak, excess)
+        if anomalous or not episode.is_normal(entry["observed"]):
             episode.normal_run = 0
             return None
         episode.normal_run += 1
+        if self.relapse_after > 0 and episode.normal_run >= self.relapse_after:
+            episode.recovered = True
         if episode.normal_run < self.clear_after:
             return None
         del self.episodes[key]
@@ -244,6 +353,25 @@ class WindowScorer:
             id=episode.id, time=end, series=labels, kind=kind, score=score, severity="info",
             observed=entry["observed"], expected=entry["expected"], cleared=True,
             summary=f"{kind} back to normal on {_target(labels)} since {start:%Y-%m-%d %H:%M}Z",
+        )
+
+    def _open(self, key: str, kind: Kind, labels: dict[str, str], entry: dict[str, Any],
+              start: datetime, end: datetime, t: float,
+              baseline: dict[str, tuple[float, float]],
+              follows: tuple[str, Episode] | None = None) -> Detection:
+        score = entry["score"]
+        digest = hashlib.sha256(f"{key}|{t}".encode()).hexdigest()[:16]
+        episode = self.episodes[key] = Episode(f"{kind}-{digest}", t, dict(baseline),
+                                               severity=severity(score))
+        episode.peak = episode.excess(entry["observed"])
+        expected = {m: baseline.get(m, r) for m, r in entry["expected"].items()}
+        summary = _summary(kind, labels, {**entry, "expected": expected}, start)
+        if follows is not None:
+            summary += f" ({follows[0]} after {follows[1].id})"
+        return Detection(
+            id=episode.id, time=end, series=labels, kind=kind, score=min(score, 1.0),
+            severity=episode.severity, observed=entry["observed"], expected=expected,
+            summary=summary,
         )
 
     def _expire(self, t: float) -> None:
@@ -262,7 +390,10 @@ class WindowScorer:
         return {
             "pool": self.pool.to_state(),
             "ranges": {sid: r.to_state() for sid, r in self.ranges.items()},
-            "episodes": {k: [e.id, e.opened, e.normal_run, e.baseline]
+            # [id, opened, normal_run, baseline, severity, peak, recovered]: the first four
+            # are the original format, which restore still reads.
+            "episodes": {k: [e.id, e.opened, e.normal_run, e.baseline, e.severity,
+                             None if e.peak is None else min(e.peak, 1e300), e.recovered]
                          for k, e in self.episodes.items()},
             "last_seen": self.last_seen,
         }
@@ -270,10 +401,21 @@ class WindowScorer:
     def restore(self, state: dict[str, Any]) -> None:
         self.pool.restore(state["pool"])
         self.ranges = {sid: ExpectedRange.from_state(r) for sid, r in state["ranges"].items()}
-        self.episodes = {
-            k: Episode(e[0], float(e[1]), {m: (r[0], r[1]) for m, r in e[3].items()}, int(e[2]))
-            for k, e in state["episodes"].items()}
+        self.episodes = {k: _episode_from_state(e) for k, e in state["episodes"].items()}
         self.last_seen = {e: float(s) for e, s in state["last_seen"].items()}
+
+
+def _episode_from_state(e: list[Any]) -> Episode:
+    """An episode from its checkpoint list; the fields after the fourth are optional (an
+    older checkpoint has none: see :class:`Episode` for what they then default to)."""
+    episode = Episode(e[0], float(e[1]), {m: (r[0], r[1]) for m, r in e[3].items()}, int(e[2]))
+    if len(e) > 4 and e[4] in SEVERITY_RANK:
+        episode.severity = e[4]
+    if len(e) > 5 and e[5] is not None:
+        episode.peak = float(e[5])
+    if len(e) > 6:
+        episode.recovered = bool(e[6])
+    return episode
 
 
 def _target(labels: dict[str, str]) -> str:

@@ -68,8 +68,12 @@ The pipeline, per point, and why:
    and raised false alarms on weekly rhythms.
 6. **Refractory period** -- after a score reaches ``alarm_level`` the following
    ``refractory`` points are multiplied by ``damping`` (0: silenced), so a single incident
-   yields one alarm and not a page per point (the service keeps an episode open while the
-   values stay outside their expected range, whatever the score).
+   yields one alarm and not a page per point. That is what ``obsloop score-series`` and NAB
+   (scored per point) get. The service's window scorer asks for the undamped score
+   (``score_learn_one(..., damped=False)``): its episodes already turn a run of anomalous
+   windows into one detection, and a refractory period there would leave a series blind
+   for 50 windows after any alarm, a false one included (see ``detectors/scoring.py``).
+   The model learns the same either way.
 
 On NAB's AWS CloudWatch series (``bench/nab/run.py``) these choices took the standard score
 from 61.1 to 70.1 (66.1 without the mean-shift detector; 70.6 with ``env_start=0``, which
@@ -360,7 +364,11 @@ class SeriesAnomalyDetector:
     def _evaluate(
         self, x: float, ts: float
     ) -> tuple[float, float, float, int, int, int, float, int]:
-        """Score ``x`` without changing state; also return what ``_learn`` needs."""
+        """Score ``x`` without changing state; also return what ``_learn`` needs.
+
+        The score is *undamped* (the refractory period is not applied here): ``_learn`` only
+        compares it with ``alarm_level`` once the refractory period is over, where damped and
+        undamped are the same, so the model evolves identically either way."""
         d_slot = int((ts % _DAY) // 3600.0)
         w_slot = int(((ts + 3 * _DAY) % _WEEK) // 3600.0)  # epoch day 0 was a Thursday
         choice = 0
@@ -417,8 +425,7 @@ class SeriesAnomalyDetector:
         score = min(max(score, 0.0), 1.0)
         if spatial and self.spatial_direct:
             score = 1.0
-        if self.since_alarm < self.refractory:
-            score *= self.damping
+        # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot
 
     def _learn(
@@ -571,9 +578,19 @@ class SeriesAnomalyDetector:
                 today[k] = 0.0
         self.env_day = day
 
-    def score_one(self, x: float, t: datetime | float = 0.0) -> float:
-        """Anomaly score of ``x`` at ``t`` in ``[0, 1]``; does not change the model."""
-        return self._evaluate(_check_value(x), to_epoch(t))[0]
+    @property
+    def in_refractory(self) -> bool:
+        """Whether the next score is damped (an alarm within the last ``refractory`` points)."""
+        return self.since_alarm < self.refractory
+
+    def score_one(self, x: float, t: datetime | float = 0.0, damped: bool = True) -> float:
+        """Anomaly score of ``x`` at ``t`` in ``[0, 1]``; does not change the model.
+
+        ``damped=False`` leaves out the refractory period (see :meth:`score_learn_one`)."""
+        score = self._evaluate(_check_value(x), to_epoch(t))[0]
+        if damped and self.since_alarm < self.refractory:
+            score *= self.damping
+        return score
 
     def learn_one(self, x: float, t: datetime | float = 0.0) -> None:
         """Update the model with ``x`` observed at ``t``."""
@@ -581,13 +598,36 @@ class SeriesAnomalyDetector:
         ts = to_epoch(t)
         self._learn(x, ts, self._evaluate(x, ts))
 
-    def score_learn_one(self, x: float, t: datetime | float = 0.0) -> float:
-        """Score ``x`` and then learn it, in one pass (what a stream processor calls)."""
+    def score_learn_one(self, x: float, t: datetime | float = 0.0, damped: bool = True) -> float:
+        """Score ``x`` and then learn it, in one pass (what a stream processor calls).
+
+        ``damped`` (the default, what ``obsloop score-series`` and NAB use) applies the
+        refractory period: one alarm per incident when every point is scored on its own.
+        ``damped=False`` returns the score as if there were no refractory period, for a
+        caller that groups alarms itself: the service's window scorer
+        (:class:`obsloop.detectors.scoring.WindowScorer`) turns runs of anomalous windows
+        into episodes, which play the refractory's role there, and must not be blind for
+        ``refractory`` windows after an alarm (a false one included). The model learns
+        exactly the same either way (the refractory state is kept for the damped view).
+
+        >>> det = SeriesAnomalyDetector(warmup=30)
+        >>> for i in range(200):
+        ...     _ = det.score_learn_one(10.0 + (i % 3), 60.0 * i)
+        >>> det.score_learn_one(40.0, 60.0 * 200) > 0.9  # an alarm...
+        True
+        >>> det.in_refractory, det.score_one(80.0, 60.0 * 201)  # ...silences the next points
+        (True, 0.0)
+        >>> det.score_one(80.0, 60.0 * 201, damped=False) > 0.9
+        True
+        """
         x = _check_value(x)
         ts = to_epoch(t)
         evaluated = self._evaluate(x, ts)
+        score = evaluated[0]
+        if damped and self.since_alarm < self.refractory:
+            score *= self.damping
         self._learn(x, ts, evaluated)
-        return evaluated[0]
+        return score
 
 
 def _check_value(x: float) -> float:

@@ -1,0 +1,110 @@
+"""Episodes in the service: no blind spell after an alarm.
+
+The series detector silences the ``refractory`` (50) points after an alarm, which is right for
+``score-series`` / NAB; the window scorer uses its undamped score and its own episodes
+instead, with relapses and escalations opening a new episode (a new detection id) while one
+is open. These tests fail with the refractory period in the service.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+from obsloop.detectors.scoring import WindowScorer
+from obsloop.detectors.series import SeriesAnomalyDetector
+from obsloop.detectors.windows import SeriesKey, Window
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+KEY = SeriesKey("aws_lambda", "fraud-scorer", "fraud", "2.1.0")
+WARM = 200  # windows of normal traffic before anything happens
+SETTLED = 100  # detections before this are the model's start-up, not the test's
+
+
+def window(i: int, factor: float, rng: random.Random) -> Window:
+    """One minute of ``fraud-scorer``: 100 invocations, p50 about 40 ms (times ``factor``)."""
+    p50 = 40.0 * factor * (1.0 + rng.gauss(0.0, 0.03))
+    return Window(T0 + timedelta(minutes=i), 60, KEY, "spans", 100, 1, 2,
+                  p50, p50 * 1.8, p50 * 2.2, 0.0, 0.0)
+
+
+def run(factors: dict[int, float], windows: int, scorer: WindowScorer | None = None,
+        seed: int = 5, start: int = 0) -> tuple[WindowScorer, list]:
+    """Feed windows ``start``..``windows - 1`` (latency factor 1 unless given); returns the
+    scorer and its latency detections from window ``SETTLED`` on, as (window, detection)."""
+    rng = random.Random(seed)
+    for _ in range(start):
+        window(0, 1.0, rng)  # the same noise as an uninterrupted run
+    scorer = scorer or WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
+    found = []
+    for i in range(start, windows):
+        for d in scorer.process(T0 + timedelta(minutes=i), [window(i, factors.get(i, 1.0), rng)]):
+            if d.kind == "latency" and i >= SETTLED:
+                found.append((i, d))
+    return scorer, found
+
+
+def test_a_regression_three_windows_after_a_false_spike_is_a_new_detection() -> None:
+    spike, regression = WARM, WARM + 3
+    factors = {spike: 2.0} | {i: 3.0 for i in range(regression, regression + 20)}
+    _, found = run(factors, regression + 20)
+    opened = [(i, d) for i, d in found if not d.cleared]
+    assert [i for i, _ in opened] == [spike, regression], [(i, d.describe()) for i, d in found]
+    (_, first), (_, second) = opened
+    assert second.id != first.id
+    assert second.observed["p50_ms"] > 2.5 * 40.0  # the regression's values, not the spike's
+    assert second.observed["p50_ms"] > second.expected["p50_ms"][1]
+    assert "relapse after " + first.id in second.summary
+
+
+def test_a_much_worse_regression_escalates_an_open_episode() -> None:
+    # A 1.5x slowdown, then 8x three windows later while the first episode is still open.
+    factors = {i: 1.5 for i in range(WARM, WARM + 3)} | {i: 8.0 for i in range(WARM + 3, WARM + 15)}
+    _, found = run(factors, WARM + 15)
+    opened = [(i, d) for i, d in found if not d.cleared]
+    assert [i for i, _ in opened] == [WARM, WARM + 3], [(i, d.describe()) for i, d in found]
+    second = opened[1][1]
+    assert second.observed["p50_ms"] > 6.0 * 40.0
+    assert "escalation after " in second.summary
+    # The baseline is the one from before the incident, not one that learnt the 1.5x.
+    assert second.expected["p50_ms"] == opened[0][1].expected["p50_ms"]
+
+
+def test_a_sustained_regression_is_one_detection() -> None:
+    _, found = run({i: 2.0 for i in range(WARM, WARM + 40)}, WARM + 40)
+    assert [i for i, d in found if not d.cleared] == [WARM]
+
+
+def test_a_regression_ten_windows_after_an_episode_cleared_is_detected() -> None:
+    spike = WARM
+    scorer, found = run({spike: 2.0}, spike + 12)
+    cleared = [i for i, d in found if d.cleared]
+    assert [i for i, d in found if not d.cleared] == [spike] and len(cleared) == 1
+    regression = cleared[0] + 10  # well within the detector's 50-point refractory period
+    assert regression < spike + scorer.pool.get(f"{KEY.id}#p50_ms").refractory
+    factors = {i: 3.0 for i in range(regression, regression + 10)}
+    _, later = run(factors, regression + 10, scorer=scorer, start=spike + 12)
+    opened = [i for i, d in later if not d.cleared]
+    assert opened == [regression], [(i, d.describe()) for i, d in later]
+    assert later[0][1].observed["p50_ms"] > 2.5 * 40.0
+
+
+def test_old_format_episode_state_restores() -> None:
+    scorer, found = run({WARM: 3.0}, WARM + 2)
+    [(_, opened)] = found
+    state = json.loads(json.dumps(scorer.to_state()))
+    [entry] = state["episodes"].values()
+    assert len(entry) == 7 and entry[4] == opened.severity and entry[6] is False
+    # The format before severities, peaks and relapses: [id, opened, normal_run, baseline].
+    state["episodes"] = {k: e[:4] for k, e in state["episodes"].items()}
+    restored = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
+    restored.restore(state)
+    [episode] = restored.episodes.values()
+    assert episode.id == opened.id and episode.severity == "critical" and episode.peak is None
+    _, after = run({}, WARM + 12, scorer=restored, start=WARM + 2)
+    assert [(d.id, d.cleared) for _, d in after] == [(opened.id, True)]
+    # And the new format round-trips.
+    again = WindowScorer()
+    again.restore(json.loads(json.dumps(scorer.to_state())))
+    assert again.episodes == scorer.episodes
