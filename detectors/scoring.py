@@ -265,7 +265,7 @@ class WindowScorer:
                 max(value, rng.mean) if direction == UP else min(value, rng.mean))
             # Undamped: episodes play the refractory period's role here (see the module
             # docstring); the pool's own score_learn_one would apply it.
-            score = self.pool._model(series_id).score_learn_one(fed, t, damped=False)
+            score = self.pool.score_learn_one(series_id, fed, t, damped=False)
             low, high = rng.interval()
             harmful = (value - rng.mean) * direction > 0 if rng.n else False
             rng.learn_one(value)

@@ -85,9 +85,10 @@ class SeriesDetectorPool:
     def learn_one(self, series_id: str, x: float, t: datetime | float) -> None:
         self._model(series_id).learn_one(x, t)
 
-    def score_learn_one(self, series_id: str, x: float, t: datetime | float) -> float:
-        """Score then learn ``x`` for ``series_id`` (creates the model on first sight)."""
-        return self._model(series_id).score_learn_one(x, t)
+    def score_learn_one(self, series_id: str, x: float, t: datetime | float, *, damped: bool = True) -> float:
+        """Score then learn ``x`` for ``series_id`` (creates the model on first sight);
+        ``damped=False`` skips the refractory damping (the window scorer's episodes do that job)."""
+        return self._model(series_id).score_learn_one(x, t, damped=damped)
 
     def expire(self, now: datetime | float) -> list[str]:
         """Drop series whose last point is more than ``idle_seconds`` before ``now``."""
