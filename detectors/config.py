@@ -62,6 +62,12 @@ class DetectorsConfig(_Section):
     """A window whose anomaly score reaches this is a detection."""
     clear_after_windows: int = Field(5, ge=1)
     """Normal windows in a row that end an anomaly episode (and send its clearing)."""
+    relapse_after_windows: int = Field(2, ge=1)
+    """Normal windows in a row after which an anomalous one opens a new episode (a new
+    detection the feedback loop can act on) although the old one has not cleared yet."""
+    escalate_ratio: float = Field(2.5, ge=0)
+    """An open episode whose values go this many times further past the baseline than its
+    worst window so far opens a new one (an escalation); 0 turns escalations off."""
     warmup_windows: int | None = Field(None, ge=0)
     """Windows a series learns before it may alarm; ``None`` keeps the detector's default."""
     max_catchup_windows: int = Field(1440, ge=1)

@@ -98,7 +98,9 @@ class DetectorLoop:
         self.scorer = WindowScorer(factory=factory, max_series=config.max_series,
                                    idle_seconds=config.idle_expiry_seconds,
                                    threshold=config.score_threshold,
-                                   clear_after=config.clear_after_windows)
+                                   clear_after=config.clear_after_windows,
+                                   relapse_after=config.relapse_after_windows,
+                                   escalate_ratio=config.escalate_ratio)
         self.drift = DriftTracker(config.drift)
         self.canary = CanaryWatch(clear_after=config.clear_after_windows)
         self.budgets = BudgetWatch(budgets or {}, config.forecast_check_seconds)
