@@ -135,15 +135,14 @@ def report_invocation(
     if match is None:
         return _report_invocation_fields(message, time_ns, source, collector)
     request_id, duration, billed, memory, used, init, trace_a, trace_b, segment = match.groups()
-    invocation = source.invocation(request_id, time_ns, collector)
-    invocation.duration_ms = float(duration)
-    invocation.billed_duration_ms = float(billed)
-    invocation.memory_mb = int(memory)
-    invocation.memory_used_mb = float(used)
-    if init is not None:
-        invocation.init_duration_ms = float(init)
-    invocation.coldstart = init is not None
-    invocation.status = "success"
+    # Positional, in field order (platform … status): what source.invocation() and six
+    # assignments after it would give, at a third of the cost on the busiest line.
+    invocation = Invocation(
+        semconv.PLATFORM_AWS_LAMBDA, source.function, request_id, time_ns, collector,
+        semconv.PROVIDER_AWS, source.region, source.account_id, source.version,
+        float(duration), float(billed), int(memory), float(used),
+        None if init is None else float(init), init is not None, "success",
+    )
     if trace_a is not None:
         invocation.trace_id = bytes.fromhex(trace_a + trace_b)
         invocation.span_id = bytes.fromhex(segment)
@@ -340,8 +339,14 @@ def _request_id(message: str) -> str | None:
     if message.startswith(("START RequestId: ", "END RequestId: ")):
         start = message.index(": ") + 2
         return message[start : start + _UUID_LEN] if len(message) >= start + _UUID_LEN else None
-    if "\t" not in message:
+    tab = message.find("\t")
+    if tab < 0:
         return None
+    end = tab + 1 + _UUID_LEN  # the runtime format first: the id right after the first tab
+    candidate = message[tab + 1 : end]
+    if (message[end : end + 1] in ("\t", "") and len(candidate) == _UUID_LEN
+            and candidate.count("-") == 4 and "\t" not in candidate):
+        return candidate
     parts = message.split("\t", 3)
     for candidate in parts[1:3]:
         if len(candidate) == _UUID_LEN and candidate.count("-") == 4:

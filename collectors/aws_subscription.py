@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
 from aiohttp import web
 
 from obsloop.collectors import selfmetrics
@@ -42,8 +43,57 @@ class PayloadError(ValueError):
     """A body that is not a subscription payload at all (answered with 400)."""
 
 
-def _json_documents(text: bytes) -> list[dict]:
-    """One or more concatenated JSON documents (Firehose may join records)."""
+def _json_documents(data: bytes) -> list:
+    """One or more concatenated JSON documents (Firehose may join records).
+
+    orjson parses about three times faster than ``json`` (the JSON was ~10 % of the event
+    loop's CPU on this path) but has no ``raw_decode``. Two documents joined as ``}{`` are
+    split at the last such pair when what precedes it parses alone (an object that parses
+    ends exactly there, so this is where ``json`` would split too); otherwise see
+    :func:`_orjson_documents`."""
+    view = memoryview(data)
+    boundary = data.rfind(b"}{") + 1
+    if boundary > 0:
+        try:
+            head = orjson.loads(view[:boundary])
+        except orjson.JSONDecodeError:
+            pass  # more documents before it, or a "}{" inside a string: the general way
+        else:
+            return [head, *_orjson_documents(data[boundary:])]
+    return _orjson_documents(data)
+
+
+def _orjson_documents(data: bytes) -> list:
+    """A concatenation fails in orjson with "unexpected content after document" at the
+    next document's position, in characters, which are bytes when the payload is ASCII
+    (as CloudWatch's escaped JSON nearly always is); that document is then parsed alone,
+    and so on. Anything orjson refuses that ``json`` takes (a lone surrogate escape,
+    ``NaN``) and a non-ASCII concatenation go through ``json``, so the result and the
+    errors are ``json``'s."""
+    documents: list = []
+    view = memoryview(data)
+    ascii_only: bool | None = None
+    while True:
+        try:
+            documents.append(orjson.loads(view))
+            return documents
+        except orjson.JSONDecodeError as exc:
+            if not exc.msg.startswith("unexpected content after document"):
+                break
+            if ascii_only is None:
+                ascii_only = data.isascii()
+            if not ascii_only or not 0 < exc.pos < len(view):
+                break
+            end = exc.pos
+        try:
+            documents.append(orjson.loads(view[:end]))
+        except orjson.JSONDecodeError:
+            break
+        view = view[end:]
+    return documents + _json_documents_slow(bytes(view))
+
+
+def _json_documents_slow(text: bytes) -> list:
     decoder = json.JSONDecoder()
     source = text.decode()
     documents, index = [], 0
@@ -142,12 +192,18 @@ class SubscriptionEncoder:
                 raise PayloadError(f"logEvents entry without {exc}") from None
             # Checked before use: a string timestamp would be repeated a million times by
             # the conversion to nanoseconds, an out-of-range one fails the encoding.
-            if not all(type(t) is int and 0 <= t < _MAX_TIMESTAMP_MS and type(m) is str for t, m in events):
-                raise PayloadError("logEvents entries need an integer timestamp in ms since the "
-                                   "epoch and a string message")
+            for t, m in events:
+                if type(t) is not int or not 0 <= t < _MAX_TIMESTAMP_MS or type(m) is not str:
+                    raise PayloadError("logEvents entries need an integer timestamp in ms "
+                                       "since the epoch and a string message")
             self.decoder.add_cloudwatch_events(builder, source, events)
         payload = builder.serialize() if builder.count else None
         return Encoded(payload, builder.count, control)
+
+
+def _json_response(body: dict, status: int = 200) -> web.Response:
+    """``web.json_response`` with orjson: its ``json.dumps`` showed in the profile."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def _region_from_arn(arn: str | None) -> str | None:
@@ -173,22 +229,22 @@ def subscription_handler(
         key = body_key(body)
         if recent.seen(key):
             selfmetrics.DUPLICATES.labels(collector).inc()
-            return web.json_response({"accepted": 0, "duplicate": True})
+            return _json_response({"accepted": 0, "duplicate": True})
         try:
             encoded = encoder.encode(decode_body(body), request.query.get("region", region))
         except PayloadError as exc:
             selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
-            return web.json_response({"error": str(exc)}, status=400)
+            return _json_response({"error": str(exc)}, status=400)
         if encoded.payload is not None:
             try:
                 await deliver(submit, "logs", encoded.payload, encoded.events)
             except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
                 log.warning("ingest path refused a subscription payload", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
-                return web.json_response({"error": "ingest path busy"}, status=503)
+                return _json_response({"error": "ingest path busy"}, status=503)
         recent.accepted(key)
         _count(collector, encoded, encoder)
-        return web.json_response({"accepted": encoded.events})
+        return _json_response({"accepted": encoded.events})
 
     return handler
 
@@ -212,7 +268,7 @@ def firehose_handler(
         body: dict = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
         if error is not None:
             body["errorMessage"] = error
-        return web.json_response(body, status=status)
+        return _json_response(body, status=status)
 
     async def handler(request: web.Request) -> web.Response:
         request_id = request.headers.get("X-Amz-Firehose-Request-Id", "")

@@ -252,11 +252,30 @@ def _fresh_key_value(key_field: bytes, value: AttributeValue) -> bytes:
     return _ATTRIBUTE + varint(len(kv)) + kv
 
 
+_INVOCATION_ID_FIELD = _FRESH_KEY_FIELDS[0]
+_FRESH_NUMBERS = tuple(zip(_FRESH_KEY_FIELDS[1:], _FRESH_FLOAT_PREFIXES[1:], strict=True))
+"""(key field, double prefix) of the per-invocation numbers, after ``invocation_id``."""
+
+
 def invocation_attributes(invocation: Invocation) -> bytes:
-    """The encoded attributes of :meth:`Invocation.attributes`: same keys and values."""
+    """The encoded attributes of :meth:`Invocation.attributes`: same keys and values.
+
+    The invocation id was usually just encoded for the invocation's ``END`` line (the
+    same ``KeyValue`` bytes :func:`line_record` caches), so it is reused from there."""
+    global _last_invocation_id
+    invocation_id, *numbers = _fresh_values(invocation)
     parts = [_static_attributes(_static_values(invocation))]
-    for key_field, float_prefix, value in zip(_FRESH_KEY_FIELDS, _FRESH_FLOAT_PREFIXES,
-                                              _fresh_values(invocation), strict=True):
+    if invocation_id is not None:
+        last_id, encoded = _last_invocation_id
+        if type(invocation_id) is not str:
+            parts.append(_fresh_key_value(_INVOCATION_ID_FIELD, invocation_id))
+        elif last_id == invocation_id:
+            parts.append(encoded)
+        else:
+            encoded = _fresh_key_value(_INVOCATION_ID_FIELD, invocation_id)
+            _last_invocation_id = (invocation_id, encoded)
+            parts.append(encoded)
+    for (key_field, float_prefix), value in zip(_FRESH_NUMBERS, numbers, strict=True):
         if value is None:
             continue
         if type(value) is float:
@@ -264,6 +283,9 @@ def invocation_attributes(invocation: Invocation) -> bytes:
         else:
             parts.append(_fresh_key_value(key_field, value))
     return b"".join(parts)
+
+
+_INVOCATION_EVENT_NAME = _length_delimited(_EVENT_NAME, semconv.INVOCATION_REPORT_EVENT.encode())
 
 
 class LogsBuilder:
@@ -316,11 +338,20 @@ class LogsBuilder:
     ) -> None:
         """One normalized invocation report (the ``faas_invocations`` input); ``resource``
         defaults to the invocation's own, a log stream passes its richer one."""
-        self.records(resource or invocation.resource()).append(log_record(
-            invocation.time_ns, body, invocation_attributes(invocation),
-            event_name=semconv.INVOCATION_REPORT_EVENT,
-            trace_id=invocation.trace_id, span_id=invocation.span_id,
-        ))
+        # log_record's fields in the same order, its optional ones known absent here
+        body_bytes = _utf8(body)
+        value = b"\x0a" + varint(len(body_bytes)) + body_bytes
+        parts = [_TIME, _time(invocation.time_ns), _BODY, varint(len(value)), value,
+                 invocation_attributes(invocation)]
+        trace_id, span_id = invocation.trace_id, invocation.span_id
+        if trace_id and len(trace_id) == 16:
+            parts += (_TRACE_ID, trace_id)
+        if span_id and len(span_id) == 8:
+            parts += (_SPAN_ID, span_id)
+        parts.append(_INVOCATION_EVENT_NAME)
+        record = b"".join(parts)
+        self.records(resource or invocation.resource()).append(
+            _LOG_RECORD + varint(len(record)) + record)
         self.count += 1
 
     def add_raw(self, resource: Mapping[str, str], time_ns: int, raw: str, reason: str) -> None:

@@ -92,6 +92,8 @@ def load_manifests(directory: Path) -> list[Deployment]:
 
 
 TagLookup = Callable[[Invocation], Mapping[str, str]]
+_DEFAULT_RESOURCES = Resources()
+"""Shared (frozen): building one per invocation showed in the profile."""
 
 
 class Enricher:
@@ -126,7 +128,7 @@ class Enricher:
         deployment = self._deployments.get(invocation.function)
         if deployment is not None and deployment.platform not in (None, invocation.platform):
             deployment = None
-        spec = self._resources.get(invocation.function, Resources())
+        spec = self._resources.get(invocation.function, _DEFAULT_RESOURCES)
         if deployment is not None:
             invocation.model_name = invocation.model_name or deployment.model_name
             invocation.model_version = invocation.model_version or deployment.model_version

@@ -119,9 +119,9 @@ class SignalLog:
     def append(self, payload: bytes, items: int) -> int:
         """Append one request; returns the bytes written."""
         segment = self._open or self._open_new()
-        record = _VarintBytes(len(payload)) + payload
-        written = os.write(segment.fd, record)
-        if written != len(record):  # disk full: undo, so the segment stays well-formed
+        header = _VarintBytes(len(payload))
+        written = os.writev(segment.fd, (header, payload))  # no copy of the payload
+        if written != len(header) + len(payload):  # disk full: undo, so the segment stays well-formed
             os.ftruncate(segment.fd, segment.size)
             raise OSError(f"short write to {segment.path}")
         if self.fsync == "always":

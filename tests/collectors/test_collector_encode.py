@@ -114,6 +114,14 @@ def _attributes(payload: bytes) -> dict:
 
 
 def test_invocation_record_carries_exactly_the_invocation_attributes() -> None:
+    seen: set[int] = set()
+
+    def builder_count(invocation: Invocation) -> bool:
+        """False the first time an invocation comes, True the second."""
+        first = id(invocation) not in seen
+        seen.add(id(invocation))
+        return not first
+
     invocations = [
         Invocation(platform="aws_lambda", function="f", invocation_id="r1", time_ns=5, source="s",
                    provider="aws", region="us-east-1", duration_ms=10.5, billed_duration_ms=11.0,
@@ -127,7 +135,12 @@ def test_invocation_record_carries_exactly_the_invocation_attributes() -> None:
         Invocation(platform="gcp_cloud_run", function="g", invocation_id="r3", time_ns=7,
                    source="s", duration_ms=12, http_status=503),  # type: ignore[arg-type]
     ]
-    for invocation in invocations:
+    from obsloop.collectors.encode import line_record
+
+    # each twice: after a line of another invocation, and after a line of its own (the
+    # invocation id's encoding is then reused from line_record's cache)
+    for invocation in [inv for inv in invocations for _ in range(2)]:
+        line_record(1, "END", invocation.invocation_id if builder_count(invocation) else "other")
         builder = LogsBuilder()
         builder.add_invocation(invocation, "body")
         payload = builder.serialize()

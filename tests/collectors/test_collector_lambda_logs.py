@@ -317,3 +317,35 @@ def test_log_events_with_unusable_timestamps_or_messages_are_refused(sink, enric
         status, reply = post(handler, gzip.compress(json.dumps(message).encode()))
         assert status == 400 and "integer timestamp" in reply["error"], bad
     assert sink.payloads == []
+
+
+def test_concatenated_json_documents_split_as_json_would():
+    """orjson has no raw_decode: the split at ``}{``, the split at orjson's error position
+    and the fallback to ``json`` must all give what ``json.JSONDecoder.raw_decode`` gives."""
+    import pytest
+
+    from obsloop.collectors.aws_subscription import PayloadError, _json_documents, decode_data
+
+    cases = [
+        b'{"a": 1}',
+        b'{"a": 1}{"b": 2}',
+        b'{"a": 1}{"b": 2}{"c": 3}',  # more than two: the last "}{" head does not parse alone
+        b'{"a": 1} {"b": 2}\n{"c": 3}\n',
+        b'{"a": "}{"}{"b": "x}{"}',  # "}{" inside strings
+        '{"a": "é€😀"}{"b": 1} {"c": "ü"}'.encode(),  # non-ASCII: positions are not bytes
+        b'{"a": "\\ud800"}{"b": NaN}',  # what orjson refuses and json takes
+        b"  ",
+    ]
+    for text in cases:
+        decoder, source, expected, index = json.JSONDecoder(), text.decode(), [], 0
+        while True:
+            while index < len(source) and source[index] in " \t\r\n":
+                index += 1
+            if index >= len(source):
+                break
+            document, index = decoder.raw_decode(source, index)
+            expected.append(document)
+        assert repr(_json_documents(text)) == repr(expected), text
+    for bad in (b'{"a": 1} xx', b'{"a": 1}{', b'{"a": 1}{"b"', b'{"a": 1}\xff', b"{"):
+        with pytest.raises(PayloadError):
+            decode_data(bad)
