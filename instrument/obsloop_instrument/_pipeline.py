@@ -37,7 +37,7 @@ from ._semconv import (
     METRIC_INVOKE_DURATION,
     SERVICE_NAME,
 )
-from ._span import InvocationSpan, SpanLimits, sampler_from_env
+from ._span import InvocationSpan, SpanLimits, env_int, sampler_from_env
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
@@ -75,17 +75,6 @@ class _Buffer:
         with self._lock:
             items, self._items = self._items, []
         return items
-
-
-def _env_int(env: Mapping[str, str], *names: str) -> int | None:
-    for name in names:
-        value = env.get(name)
-        if value:
-            try:
-                return int(value)
-            except ValueError:
-                _logger.warning("%s must be an integer, got %r", name, value)
-    return None
 
 
 class Pipeline:
@@ -135,12 +124,12 @@ class Pipeline:
         self._log_exporter: OtlpHttpExporter | None = None
         if settings.logs_enabled:
             self._log_exporter = OtlpHttpExporter("logs", env)
-        self._log_attribute_limit = _env_int(
+        self._log_attribute_limit = env_int(
             env, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"
         )
         if self._log_attribute_limit is None:
             self._log_attribute_limit = _DEFAULT_ATTRIBUTE_COUNT_LIMIT
-        self._log_value_limit = _env_int(
+        self._log_value_limit = env_int(
             env,
             "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
             "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",

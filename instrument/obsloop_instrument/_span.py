@@ -133,7 +133,8 @@ def _warn(message: str) -> None:
 # --- limits --------------------------------------------------------------------------------
 
 
-def _env_limit(env: Mapping[str, str], *names: str) -> int | None:
+def env_int(env: Mapping[str, str], *names: str) -> int | None:
+    """The first of ``names`` set in ``env``, as an integer (a bad value is logged and skipped)."""
     for name in names:
         value = env.get(name)
         if value:
@@ -151,13 +152,13 @@ class SpanLimits:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        generic = _env_limit(env, "OTEL_ATTRIBUTE_COUNT_LIMIT")
-        span = _env_limit(env, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT")
-        event = _env_limit(env, "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT")
+        generic = env_int(env, "OTEL_ATTRIBUTE_COUNT_LIMIT")
+        span = env_int(env, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT")
+        event = env_int(env, "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT")
         default = generic if generic is not None else _DEFAULT_COUNT_LIMIT
         self.max_attributes = span if span is not None else default
         self.max_event_attributes = event if event is not None else default
-        self.max_value_length = _env_limit(
+        self.max_value_length = env_int(
             env, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
         )
 
