@@ -12,3 +12,22 @@ def config_from(args: argparse.Namespace) -> Config:
     config = load_config(getattr(args, "config", None))
     configure(config.logging.level, config.logging.format)
     return config
+
+
+def worker_config(args: argparse.Namespace, command: str) -> Config | None:
+    """The configuration of a Kafka worker command, or ``None`` after printing why it cannot
+    run (no ``kafka:`` section, a non-positive ``--duration``, an empty ``--group``)."""
+    import sys
+
+    config = config_from(args)
+    problem = None
+    if config.kafka is None:
+        problem = f"{config.source} has no kafka: section"
+    elif args.duration is not None and args.duration <= 0:
+        problem = "--duration must be positive"
+    elif args.group is not None and not args.group.strip():
+        problem = "--group must name a consumer group"
+    if problem is not None:
+        print(f"{command}: {problem}", file=sys.stderr)
+        return None
+    return config

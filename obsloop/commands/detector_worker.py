@@ -26,20 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from obsloop.commands._common import config_from
+    from obsloop.commands._common import worker_config
 
-    config = config_from(args)
-    if config.kafka is None:
-        print(f"obsloop detector-worker: {config.source} has no kafka: section", file=sys.stderr)
+    config = worker_config(args, "obsloop detector-worker")
+    if config is None:
         return 2
     if not config.detectors.enabled:
         print(f"obsloop detector-worker: detectors.enabled is false in {config.source}", file=sys.stderr)
-        return 2
-    if args.duration is not None and args.duration <= 0:
-        print("obsloop detector-worker: --duration must be positive", file=sys.stderr)
-        return 2
-    if args.group is not None and not args.group.strip():
-        print("obsloop detector-worker: --group must name a consumer group", file=sys.stderr)
         return 2
     from obsloop.pipelines.detector_worker import DetectorWorker
     from obsloop.pipelines.kafka_worker import run_worker

@@ -22,13 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    from obsloop.commands._common import worker_config
 
-    from obsloop.commands._common import config_from
-
-    config = config_from(args)
-    if config.kafka is None:
-        print(f"obsloop ingest-worker: {config.source} has no kafka: section", file=sys.stderr)
+    config = worker_config(args, "obsloop ingest-worker")
+    if config is None:
         return 2
     from obsloop.pipelines.ingest_worker import IngestWorker
     from obsloop.pipelines.kafka_worker import run_worker

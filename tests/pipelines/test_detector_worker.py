@@ -268,6 +268,20 @@ def test_worker_commands_refuse_a_configuration_without_kafka(command: str, tmp_
     assert f"obsloop {command}: {config} has no kafka: section" in result.stderr.strip()
 
 
+@pytest.mark.parametrize("command", ["ingest-worker", "detector-worker"])
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--duration", "0"], "--duration must be positive"),
+    (["--group", " "], "--group must name a consumer group"),
+])
+def test_worker_commands_refuse_bad_flags(command: str, flags: list[str], message: str, tmp_path: Path) -> None:
+    config = tmp_path / "obsloop.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{}}\n")
+    result = subprocess.run([sys.executable, "-m", "obsloop", "--config", str(config), command, *flags],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"obsloop {command}: {message}" in result.stderr
+
+
 def test_detector_worker_refuses_disabled_detectors_bad_flags_and_an_empty_group(tmp_path: Path) -> None:
     config = tmp_path / "obsloop.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{}}\ndetectors: {{enabled: false}}\n")
