@@ -66,7 +66,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     import contextlib
     import signal
     import time
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from rich.console import Console
     from rich.live import Live
@@ -116,8 +116,11 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     # Live traffic follows the history without a gap (a gap would itself look like an outage).
     sender = asyncio.create_task(send_forever(endpoints.http, traffic, requests_per_second=args.rate, stop=stop))
     if replayed_until is not None:
+        # Up to the window after the one where replay and live traffic meet: that one holds
+        # part of a window's traffic, which looks like a throughput drop everywhere.
+        learned_until = replayed_until + timedelta(seconds=2 * args.window)
         with console.status("the detectors are learning the replayed history…"):
-            while not stop.is_set() and (server.detectors.closed_until or replayed_until) <= replayed_until:
+            while not stop.is_set() and (server.detectors.closed_until or replayed_until) <= learned_until:
                 await asyncio.sleep(0.5)
         server.detectors.forget_open_episodes()
         console.print(f"replayed {replayed} requests of history; the detectors have learned it. "
