@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
@@ -332,9 +333,16 @@ def _redact(dsn: str) -> str:
     return dsn
 
 
-async def serve_forever(server: ObsloopServer, *, duration: float | None = None) -> None:
-    """Run until SIGINT / SIGTERM (or ``duration`` seconds), then stop cleanly."""
-    await server.start()
+class Service(Protocol):
+    async def start(self) -> Any: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_until_signal(service: Service, *, duration: float | None = None, stopping: str = "") -> None:
+    """Start ``service``, run until SIGINT / SIGTERM (or ``duration`` seconds), then stop it
+    cleanly (``stopping`` is logged first); the one lifecycle of ``serve`` and the workers."""
+    await service.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -344,5 +352,6 @@ async def serve_forever(server: ObsloopServer, *, duration: float | None = None)
     except TimeoutError:
         pass
     finally:
-        log.info("obsloop stopping: draining the write-ahead log")
-        await server.stop()
+        if stopping:
+            log.info(stopping)
+        await service.stop()

@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,14 @@ from obsloop import clickhouse
 from obsloop.config import Config
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.schema import ddl
-from obsloop.server import SERVE_STATE_FILE, bound_port, query_response, schema_options, storage_client
+from obsloop.server import (
+    SERVE_STATE_FILE,
+    bound_port,
+    query_response,
+    run_until_signal,
+    schema_options,
+    storage_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,26 +154,12 @@ class KafkaWorker:
             await self._runner.cleanup()
         self.state_file.unlink(missing_ok=True)
 
-    async def run(self, duration: float | None = None) -> None:
-        """Work until SIGINT / SIGTERM (or ``duration`` seconds)."""
-        await self.start()
-        stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopped.set)
-        try:
-            await asyncio.wait_for(stopped.wait(), timeout=duration)
-        except TimeoutError:
-            pass
-        finally:
-            await self.stop()
-
 
 def run_worker(build: Callable[[], KafkaWorker], duration: float | None) -> int:
     """The body of a worker command: build the worker, run it until a signal (or
     ``duration``), and always shut the embedded engine down before the process exits."""
     try:
-        asyncio.run(build().run(duration=duration))
+        asyncio.run(run_until_signal(build(), duration=duration))
     finally:
         clickhouse.close_all()
     return 0

@@ -16,11 +16,12 @@ def run(args: argparse.Namespace) -> int:
 
     from obsloop import clickhouse
     from obsloop.commands._common import config_from
-    from obsloop.server import ObsloopServer, serve_forever
+    from obsloop.server import ObsloopServer, run_until_signal
 
     config = config_from(args)
     try:
-        asyncio.run(serve_forever(ObsloopServer(config), duration=args.duration))
+        asyncio.run(run_until_signal(ObsloopServer(config), duration=args.duration,
+                                     stopping="obsloop stopping: draining the write-ahead log"))
     finally:
         clickhouse.close_all()  # the embedded engine must shut down before exit
     return 0
