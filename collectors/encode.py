@@ -219,24 +219,36 @@ _FRESH_KEY_FIELDS = tuple(_length_delimited(b"\x0a", _KEYS[name].encode()) for n
 _FRESH_FLOAT_PREFIXES = tuple(_ATTRIBUTE + varint(len(key) + 11) + key + b"\x12\x09\x21"
                               for key in _FRESH_KEY_FIELDS)
 """Everything before the 8 value bytes of a ``KeyValue`` holding a double: fixed length."""
+_RESOURCE_LEVEL_KEYS = tuple(_KEYS[name] for name in
+                             ("platform", "provider", "region", "account_id", "function", "version"))
+"""Invocation facts that are resource attributes too (:meth:`Invocation.resource`). A record
+under a resource that already says the same is not told again: every reader takes a record
+attribute with the resource's as fallback (``coalesce(LogAttributes[k], ResourceAttributes[k])``,
+the ``faas_invocations`` view, the detectors, the dashboards), so no result changes, and
+they were a third of an invocation record's attributes, parsed, stored and merged by
+ClickHouse for nothing."""
 _CACHE_LIMIT = 4096
 _static_cache: dict[tuple, bytes] = {}
 
 
-def _static_attributes(values: tuple) -> bytes:
-    """Encoded attributes of the repeating fields (``values`` from ``_static_values``); the
-    cache is bounded (cleared when full), so distinct combinations never grow it without
-    limit. ``True`` and ``1`` hash alike, but no field holds both a bool and an int."""
-    encoded = _static_cache.get(values)
+def _static_attributes(values: tuple, on_resource: tuple) -> bytes:
+    """Encoded attributes of the repeating fields (``values`` from ``_static_values``),
+    without those the resource holds with the same value (``on_resource``: its values of
+    ``_RESOURCE_LEVEL_KEYS``). The cache is bounded (cleared when full), so distinct
+    combinations never grow it without limit. ``True`` and ``1`` hash alike, but no field
+    holds both a bool and an int."""
+    key = (values, on_resource)
+    encoded = _static_cache.get(key)
     if encoded is None:
         if len(_static_cache) >= _CACHE_LIMIT:
             _static_cache.clear()
         *fields, memory_mb = values
+        told = dict(zip(_RESOURCE_LEVEL_KEYS, on_resource, strict=True))
         attributes = {_KEYS[name]: value for name, value in zip(_STATIC_FIELDS, fields, strict=True)
-                      if value is not None}
+                      if value is not None and told.get(_KEYS[name]) != value}
         if memory_mb is not None:  # the semantic convention counts bytes
             attributes[semconv.FAAS_MAX_MEMORY] = memory_mb * 1024 * 1024
-        encoded = _static_cache[values] = attributes_bytes(attributes)
+        encoded = _static_cache[key] = attributes_bytes(attributes)
     return encoded
 
 
@@ -257,14 +269,15 @@ _FRESH_NUMBERS = tuple(zip(_FRESH_KEY_FIELDS[1:], _FRESH_FLOAT_PREFIXES[1:], str
 """(key field, double prefix) of the per-invocation numbers, after ``invocation_id``."""
 
 
-def invocation_attributes(invocation: Invocation) -> bytes:
-    """The encoded attributes of :meth:`Invocation.attributes`: same keys and values.
+def invocation_attributes(invocation: Invocation, on_resource: tuple) -> bytes:
+    """The encoded attributes of :meth:`Invocation.attributes`: same keys and values, less
+    those the record's resource holds (``on_resource``, see :func:`_static_attributes`).
 
     The invocation id was usually just encoded for the invocation's ``END`` line (the
     same ``KeyValue`` bytes :func:`line_record` caches), so it is reused from there."""
     global _last_invocation_id
     invocation_id, *numbers = _fresh_values(invocation)
-    parts = [_static_attributes(_static_values(invocation))]
+    parts = [_static_attributes(_static_values(invocation), on_resource)]
     if invocation_id is not None:
         last_id, encoded = _last_invocation_id
         if type(invocation_id) is not str:
@@ -292,9 +305,9 @@ class LogsBuilder:
     """Accumulates encoded records per resource; :meth:`serialize` returns the request bytes."""
 
     def __init__(self, scope_name: str = SCOPE_NAME) -> None:
-        self._groups: dict[tuple[tuple[str, str], ...], tuple[bytes, list[bytes]]] = {}
+        self._groups: dict[tuple[tuple[str, str], ...], tuple[bytes, list[bytes], tuple]] = {}
         self._scope = _length_delimited(_SCOPE, _length_delimited(b"\x0a", _utf8(scope_name)))
-        self._last: tuple[Mapping[str, str] | None, list[bytes]] = (None, [])
+        self._last: tuple[Mapping[str, str] | None, list[bytes], tuple] = (None, [], ())
         self.count = 0
 
     def records(self, resource: Mapping[str, str]) -> list[bytes]:
@@ -302,16 +315,21 @@ class LogsBuilder:
         encoded record (:func:`line_record`) to it is the cheapest way in, the caller then
         adds to :attr:`count`. The mapping passed last is recognised by identity (a log
         stream passes the same one for each of its lines), so it must not change after."""
-        last, records = self._last
+        return self._group(resource)[0]
+
+    def _group(self, resource: Mapping[str, str]) -> tuple[list[bytes], tuple]:
+        """(records, the resource's values of the invocation facts it can hold)."""
+        last, records, on_resource = self._last
         if resource is last:
-            return records
+            return records, on_resource
         key = tuple(sorted(resource.items()))
         group = self._groups.get(key)
         if group is None:
             encoded = _length_delimited(_RESOURCE, attributes_bytes(resource, _RESOURCE_ATTRIBUTE))
-            group = self._groups[key] = (encoded, [])
-        self._last = (resource, group[1])
-        return group[1]
+            on_resource = tuple(map(resource.get, _RESOURCE_LEVEL_KEYS))
+            group = self._groups[key] = (encoded, [], on_resource)
+        self._last = (resource, group[1], group[2])
+        return group[1], group[2]
 
     def add(
         self,
@@ -341,8 +359,9 @@ class LogsBuilder:
         # log_record's fields in the same order, its optional ones known absent here
         body_bytes = _utf8(body)
         value = b"\x0a" + varint(len(body_bytes)) + body_bytes
+        records, on_resource = self._group(resource or invocation.resource())
         parts = [_TIME, _time(invocation.time_ns), _BODY, varint(len(value)), value,
-                 invocation_attributes(invocation)]
+                 invocation_attributes(invocation, on_resource)]
         trace_id, span_id = invocation.trace_id, invocation.span_id
         if trace_id and len(trace_id) == 16:
             parts += (_TRACE_ID, trace_id)
@@ -350,8 +369,7 @@ class LogsBuilder:
             parts += (_SPAN_ID, span_id)
         parts.append(_INVOCATION_EVENT_NAME)
         record = b"".join(parts)
-        self.records(resource or invocation.resource()).append(
-            _LOG_RECORD + varint(len(record)) + record)
+        records.append(_LOG_RECORD + varint(len(record)) + record)
         self.count += 1
 
     def add_raw(self, resource: Mapping[str, str], time_ns: int, raw: str, reason: str) -> None:
@@ -370,7 +388,7 @@ class LogsBuilder:
         """The ``ExportLogsServiceRequest`` bytes (resources without records left out),
         joined once: the records are the bulk of the payload and are not copied per level."""
         pieces: list[bytes] = []
-        for resource, records in self._groups.values():
+        for resource, records, _ in self._groups.values():
             if not records:
                 continue
             scope_logs_length = len(self._scope) + sum(map(len, records))

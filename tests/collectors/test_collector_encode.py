@@ -113,6 +113,26 @@ def _attributes(payload: bytes) -> dict:
     return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in record.attributes}
 
 
+def _resource(payload: bytes) -> dict:
+    resource = ExportLogsServiceRequest.FromString(payload).resource_logs[0].resource
+    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in resource.attributes}
+
+
+def test_an_invocation_fact_the_resource_says_otherwise_stays_on_the_record() -> None:
+    invocation = Invocation(platform="aws_lambda", function="f", invocation_id="r1", time_ns=5,
+                            source="s", provider="aws", region="us-east-1", version="7")
+    builder = LogsBuilder()
+    builder.add_invocation(invocation, "", {"service.name": "f", "faas.name": "f",
+                                            "cloud.region": "eu-west-1", "cloud.provider": "aws"})
+    builder.add_invocation(invocation, "", {"service.name": "f"})
+    request = ExportLogsServiceRequest.FromString(builder.serialize())
+    first, second = ([{kv.key: kv.value.string_value for kv in r.attributes}
+                      for r in group.scope_logs[0].log_records] for group in request.resource_logs)
+    assert first[0]["cloud.region"] == "us-east-1" and first[0]["faas.version"] == "7"
+    assert "faas.name" not in first[0] and "cloud.provider" not in first[0]
+    assert second[0]["faas.name"] == "f" and second[0]["cloud.region"] == "us-east-1"
+
+
 def test_invocation_record_carries_exactly_the_invocation_attributes() -> None:
     seen: set[int] = set()
 
@@ -146,9 +166,14 @@ def test_invocation_record_carries_exactly_the_invocation_attributes() -> None:
         payload = builder.serialize()
         expected = invocation.attributes()
         got = _attributes(payload)
-        assert got.keys() == expected.keys()
+        resource = _resource(payload)
+        # what the resource already says is not repeated on the record; together they
+        # carry every attribute, and a reader's record-then-resource lookup finds each
+        assert not got.keys() & resource.keys()
+        assert got.keys() | (resource.keys() & expected.keys()) == expected.keys()
         for key, value in expected.items():
-            assert got[key] == value and type(got[key]) is type(value), key
+            found = got.get(key, resource.get(key))
+            assert found == value and type(found) is type(value), key
         record = ExportLogsServiceRequest.FromString(payload).resource_logs[0].scope_logs[0].log_records[0]
         assert record.event_name == semconv.INVOCATION_REPORT_EVENT
         assert record.time_unix_nano == invocation.time_ns
