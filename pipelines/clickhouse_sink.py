@@ -53,11 +53,11 @@ def _insert_sql(mapping: RowMapping, database: str, embedded: bool, scalars_only
     cached = _INSERT_SQL.get(key)
     if cached is not None and cached[0] is mapping:
         return cached[1]
+    structure = _sql_string(mapping.input_structure(scalars_only))
     if embedded:
-        source = f"file({_SEGMENT_PATH}, 'Protobuf', {_sql_string(mapping.structure)})"
-        sql = mapping.insert(database, source, scalars_only)
+        sql = mapping.insert(database, f"file({_SEGMENT_PATH}, 'Protobuf', {structure})", scalars_only)
     else:
-        sql = mapping.insert(database, f"input({_sql_string(mapping.structure)})", scalars_only) + "\nFORMAT Protobuf"
+        sql = mapping.insert(database, f"input({structure})", scalars_only) + "\nFORMAT Protobuf"
     _INSERT_SQL[key] = (mapping, sql)
     return sql
 

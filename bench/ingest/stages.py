@@ -153,9 +153,8 @@ def main() -> None:
     def settings() -> dict:
         return {**sink.insert_settings(mapping, args.signal, f"stages-{next(tokens)}"), **extra}
 
-    source = f"file('{segment}', 'Protobuf', '{mapping.structure}')"
-
     scalars_only = not args.full_projection  # what the sink runs first (the data is all scalars)
+    source = f"file('{segment}', 'Protobuf', '{mapping.input_structure(scalars_only)}')"
 
     def insert_into(name: str):
         return lambda: client.command(mapping.insert("default", source, scalars_only).replace(
@@ -164,9 +163,10 @@ def main() -> None:
     def truncate(name: str):
         return lambda: client.command(f"TRUNCATE TABLE `default`.`{name}`")
 
+    array_join = (mapping.scalar_array_join or mapping.array_join) if scalars_only else mapping.array_join
     stages = {
         "python-upb-parse": (lambda: [request_type.FromString(b) for b in bodies], None),
-        "ch-parse": (lambda: client.command(f"SELECT count() FROM {source} {mapping.array_join}",
+        "ch-parse": (lambda: client.command(f"SELECT count() FROM {source} {array_join}",
                                             settings=settings()), None),
         "ch-project": (lambda: client.command(mapping.select(source, scalars_only) + " FORMAT Null",
                                               settings=settings()), None),
