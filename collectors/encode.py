@@ -267,28 +267,23 @@ def _fresh_key_value(key_field: bytes, value: AttributeValue) -> bytes:
 _INVOCATION_ID_FIELD = _FRESH_KEY_FIELDS[0]
 _FRESH_NUMBERS = tuple(zip(_FRESH_KEY_FIELDS[1:], _FRESH_FLOAT_PREFIXES[1:], strict=True))
 """(key field, double prefix) of the per-invocation numbers, after ``invocation_id``."""
+_DURATION, _BILLED, _USED, _INIT, _COST = _FRESH_FLOAT_PREFIXES[1:]
+_pack_warm = struct.Struct(f"<{len(_DURATION)}sd{len(_BILLED)}sd{len(_USED)}sd{len(_COST)}sd").pack
+_pack_cold = struct.Struct(f"<{len(_DURATION)}sd{len(_BILLED)}sd{len(_USED)}sd{len(_INIT)}sd"
+                           f"{len(_COST)}sd").pack
+"""The numbers of a priced Lambda REPORT, warm and cold start, in one ``pack`` each."""
 
 
-def invocation_attributes(invocation: Invocation, on_resource: tuple) -> bytes:
-    """The encoded attributes of :meth:`Invocation.attributes`: same keys and values, less
-    those the record's resource holds (``on_resource``, see :func:`_static_attributes`).
-
-    The invocation id was usually just encoded for the invocation's ``END`` line (the
-    same ``KeyValue`` bytes :func:`line_record` caches), so it is reused from there."""
-    global _last_invocation_id
-    invocation_id, *numbers = _fresh_values(invocation)
-    parts = [_static_attributes(_static_values(invocation), on_resource)]
-    if invocation_id is not None:
-        last_id, encoded = _last_invocation_id
-        if type(invocation_id) is not str:
-            parts.append(_fresh_key_value(_INVOCATION_ID_FIELD, invocation_id))
-        elif last_id == invocation_id:
-            parts.append(encoded)
-        else:
-            encoded = _fresh_key_value(_INVOCATION_ID_FIELD, invocation_id)
-            _last_invocation_id = (invocation_id, encoded)
-            parts.append(encoded)
-    for (key_field, float_prefix), value in zip(_FRESH_NUMBERS, numbers, strict=True):
+def _numbers_bytes(duration: object, billed: object, used: object, init: object, cost: object) -> bytes:
+    """The per-invocation numbers' ``KeyValue`` fields, absent ones left out."""
+    if type(duration) is float and type(billed) is float and type(used) is float and type(cost) is float:
+        if init is None:
+            return _pack_warm(_DURATION, duration, _BILLED, billed, _USED, used, _COST, cost)
+        if type(init) is float:
+            return _pack_cold(_DURATION, duration, _BILLED, billed, _USED, used, _INIT, init, _COST, cost)
+    parts = []
+    for (key_field, float_prefix), value in zip(_FRESH_NUMBERS, (duration, billed, used, init, cost),
+                                                strict=True):
         if value is None:
             continue
         if type(value) is float:
@@ -296,6 +291,20 @@ def invocation_attributes(invocation: Invocation, on_resource: tuple) -> bytes:
         else:
             parts.append(_fresh_key_value(key_field, value))
     return b"".join(parts)
+
+
+def _invocation_id_bytes(invocation_id: object) -> bytes:
+    """The ``faas.invocation_id`` field. It was usually just encoded for the invocation's
+    ``END`` line (the same ``KeyValue`` bytes :func:`line_record` caches), so it is
+    reused from there."""
+    global _last_invocation_id
+    if type(invocation_id) is not str:
+        return _fresh_key_value(_INVOCATION_ID_FIELD, invocation_id)
+    last_id, encoded = _last_invocation_id
+    if last_id != invocation_id:
+        encoded = _fresh_key_value(_INVOCATION_ID_FIELD, invocation_id)
+        _last_invocation_id = (invocation_id, encoded)
+    return encoded
 
 
 _INVOCATION_EVENT_NAME = _length_delimited(_EVENT_NAME, semconv.INVOCATION_REPORT_EVENT.encode())
@@ -356,12 +365,16 @@ class LogsBuilder:
     ) -> None:
         """One normalized invocation report (the ``faas_invocations`` input); ``resource``
         defaults to the invocation's own, a log stream passes its richer one."""
-        # log_record's fields in the same order, its optional ones known absent here
+        # log_record's fields in the same order, its optional ones known absent here;
+        # attributes as Invocation.attributes() gives them, less what the resource holds
+        records, on_resource = self._group(resource or invocation.resource())
+        invocation_id, *numbers = _fresh_values(invocation)
         body_bytes = _utf8(body)
         value = b"\x0a" + varint(len(body_bytes)) + body_bytes
-        records, on_resource = self._group(resource or invocation.resource())
         parts = [_TIME, _time(invocation.time_ns), _BODY, varint(len(value)), value,
-                 invocation_attributes(invocation, on_resource)]
+                 _static_attributes(_static_values(invocation), on_resource),
+                 b"" if invocation_id is None else _invocation_id_bytes(invocation_id),
+                 _numbers_bytes(*numbers)]
         trace_id, span_id = invocation.trace_id, invocation.span_id
         if trace_id and len(trace_id) == 16:
             parts += (_TRACE_ID, trace_id)

@@ -118,15 +118,40 @@ class MonthlyUsage:
             return before
 
 
+@dataclass(frozen=True, slots=True)
+class _LambdaRates:
+    """The ``aws_lambda`` section as the per-invocation formula reads it: looked up once,
+    not a dozen times for every REPORT line."""
+
+    duration: dict[str, tuple[float | None, Tiers]]
+    """Architecture → (flat GB-second rate or ``None``, tiers used when there is none)."""
+    request: float
+    storage_free_mb: float
+    storage_gb_second: float
+    bill_init: bool
+    granularity_ms: float
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> _LambdaRates:
+        return cls(
+            duration={arch: (rates.get("gb_second"),
+                             () if "gb_second" in rates else tier_bounds(rates["gb_second_tiers"]))
+                      for arch, rates in table["architectures"].items()},
+            request=table["request"],
+            storage_free_mb=table["ephemeral_storage_free_mb"],
+            storage_gb_second=table["ephemeral_storage_gb_second"],
+            bill_init=table["bill_init"],
+            granularity_ms=table["billing_granularity_ms"],
+        )
+
+
 class Pricing:
     def __init__(self, table: dict[str, Any]) -> None:
         self.table = table
         self.version = str(table["version"])
         self.usage = MonthlyUsage(table.get("aws_lambda", {}).get("month_to_date_gb_seconds"))
         self._check()
-        self._lambda_tiers = {arch: tier_bounds(rates["gb_second_tiers"])
-                              for arch, rates in table.get("aws_lambda", {}).get("architectures", {}).items()
-                              if "gb_second" not in rates}
+        self._lambda_rates = _LambdaRates.from_table(table["aws_lambda"]) if "aws_lambda" in table else None
 
     def _check(self) -> None:
         """Refuse at load, not at the first invocation: a missing rate found while pricing
@@ -174,31 +199,32 @@ class Pricing:
         return None
 
     def _lambda(self, inv: Invocation, spec: Resources) -> float | None:
-        table = self.table["aws_lambda"]
+        rates = self._lambda_rates
         memory_mb = inv.memory_mb or spec.memory_mb
-        if memory_mb is None:
+        if rates is None or memory_mb is None:
             return None
         billed_ms = inv.billed_duration_ms
         if billed_ms is None:
             if inv.duration_ms is None:
                 return None
             raw = inv.duration_ms
-            if table["bill_init"] and inv.init_duration_ms:
+            if rates.bill_init and inv.init_duration_ms:
                 raw += inv.init_duration_ms
-            step = table["billing_granularity_ms"]
+            step = rates.granularity_ms
             billed_ms = math.ceil(raw / step) * step
         arch = inv.arch or spec.arch
-        rates = table["architectures"][arch]
+        flat, tiers = rates.duration[arch]
         seconds = billed_ms / 1000
         gb_seconds = seconds * memory_mb / 1024
-        if "gb_second" in rates:  # a flat (negotiated) rate overrides the tiers
-            cost = gb_seconds * rates["gb_second"]
+        if flat is not None:  # a flat (negotiated) rate overrides the tiers
+            cost = gb_seconds * flat
         else:
             before = self.usage.add(inv.account_id or "", inv.region or "", arch, inv.time_ns, gb_seconds)
-            cost = tiered_cost(gb_seconds, before, self._lambda_tiers[arch])
-        cost += table["request"]
-        extra_storage_mb = max(0, spec.ephemeral_storage_mb - table["ephemeral_storage_free_mb"])
-        cost += seconds * extra_storage_mb / 1024 * table["ephemeral_storage_gb_second"]
+            cost = tiered_cost(gb_seconds, before, tiers)
+        cost += rates.request
+        if spec.ephemeral_storage_mb > rates.storage_free_mb:
+            extra_storage_mb = spec.ephemeral_storage_mb - rates.storage_free_mb
+            cost += seconds * extra_storage_mb / 1024 * rates.storage_gb_second
         return cost
 
     def _cloud_run(self, inv: Invocation, spec: Resources) -> float | None:

@@ -151,6 +151,10 @@ def test_invocation_record_carries_exactly_the_invocation_attributes() -> None:
         Invocation(platform="aws_lambda", function="f", invocation_id="r2", time_ns=6, source="s",
                    provider="aws", region="us-east-1", duration_ms=3.0, memory_mb=1024,
                    coldstart=False, status="error", error_type="Runtime.ExitError"),
+        # a cold start: the init duration between the memory used and the cost
+        Invocation(platform="aws_lambda", function="f", invocation_id="r4", time_ns=8, source="s",
+                   duration_ms=10.5, billed_duration_ms=11.0, memory_used_mb=80.0,
+                   init_duration_ms=250.25, cost_usd=2.5e-06, coldstart=True),
         # an int where the others had floats (a source reporting whole milliseconds)
         Invocation(platform="gcp_cloud_run", function="g", invocation_id="r3", time_ns=7,
                    source="s", duration_ms=12, http_status=503),  # type: ignore[arg-type]
