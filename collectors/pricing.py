@@ -31,16 +31,7 @@ import yaml
 
 from obsloop import semconv
 from obsloop.collectors.normalize import Invocation
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+from obsloop.config import deep_merge
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +174,7 @@ class Pricing:
             text = resources.files("obsloop.collectors").joinpath("pricing.yaml").read_text()
         else:
             text = Path(path).read_text()
-        return cls(_deep_merge(yaml.safe_load(text), overrides or {}))
+        return cls(deep_merge(yaml.safe_load(text), overrides or {}))
 
     def cost(self, invocation: Invocation, spec: Resources) -> float | None:
         """USD for ``invocation``, or ``None`` when the platform or inputs are unknown."""

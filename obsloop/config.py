@@ -151,11 +151,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return overrides
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` on top, nested mappings merged key by key."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -197,7 +198,7 @@ def load_config(
     overrides = _env_overrides(environ)
     if overrides:
         source = f"{source} + {ENV_PREFIX}* environment"
-        data = _merge(data, overrides)
+        data = deep_merge(data, overrides)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
