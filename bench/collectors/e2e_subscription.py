@@ -18,21 +18,16 @@ import base64
 import gzip
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "collectors"))
 sys.path.insert(0, str(ROOT / "bench" / "ingest"))
 
 from bench_subscription import make_payload  # noqa: E402
-from run import _insert_seconds, _query, _rss_peak_mb  # noqa: E402
+from run import _insert_seconds, _query, _rss_peak_mb, running_server  # noqa: E402
 
 
 def unique_body(message_json: bytes, index: int) -> bytes:
@@ -98,33 +93,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--events", type=int, default=2000, help="log events per payload")
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--segment-mb", type=float, default=32, help="wal.segment_max_bytes in MiB")
+    parser.add_argument("--segment-mb", type=float, default=64,
+                        help="wal.segment_max_bytes in MiB (default: the server's)")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="obsloop-e2e-subscription-"))
-    config = {
-        "data_dir": str(workdir / "data"),
-        "receiver": {"http_port": 0, "grpc_enabled": False},
-        "admin": {"port": 0},
-        "clickhouse_http": {"enabled": False},
-        "detectors": {"enabled": False},
-        "wal": {"segment_max_bytes": int(args.segment_mb * (1 << 20)), "max_pending_bytes": 2 << 30, "fsync": "never"},
-        "logging": {"level": "WARNING"},
-    }
-    (workdir / "obsloop.yaml").write_text(yaml.safe_dump(config))
-    command = ["taskset", "-c", str(args.server_cpu), sys.executable, "-m", "obsloop",
-               "--config", str(workdir / "obsloop.yaml"), "serve"]
-    server = subprocess.Popen(command, cwd=workdir)
-    try:
-        state = workdir / "data" / "serve.json"
-        while not state.exists():
-            if server.poll() is not None:
-                raise SystemExit("obsloop serve exited")
-            time.sleep(0.05)
-        endpoints = json.loads(state.read_text())
-        os.sched_setaffinity(0, {args.load_cpu})
+    wal = {"segment_max_bytes": int(args.segment_mb * (1 << 20))}
+    serving = running_server(wal, args.server_cpu, args.load_cpu, detectors={"enabled": False})
+    with serving as (server, endpoints, data_dir):
         cpu_before = cpu_seconds(server.pid)
         threads_before = thread_cpu_seconds(server.pid)
         messages = [gzip.decompress(base64.b64decode(make_payload(args.events, seed))) for seed in range(8)]
@@ -135,7 +112,7 @@ def main() -> None:
         while time.monotonic() - load_end < 300:
             stored = int(_query(endpoints["admin"], "SELECT count() FROM otel_logs"))
             if stored == previous and _query(endpoints["admin"], "SELECT 1") == 1:
-                wal = list((workdir / "data" / "wal" / "logs").glob("*"))
+                wal = list((data_dir / "wal" / "logs").glob("*"))
                 if not wal:
                     break
             previous = stored
@@ -157,10 +134,6 @@ def main() -> None:
             "server_peak_rss_mb": round(_rss_peak_mb(server.pid)),
             "server_cpu_us_per_record_by_thread": by_thread,
         }, indent=2))
-    finally:
-        server.terminate()
-        server.wait(120)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -120,21 +122,28 @@ def _insert_seconds(admin: str) -> float:
     )
 
 
-def run(args: argparse.Namespace) -> dict:
+@contextmanager
+def running_server(wal: dict, server_cpu: int | None, load_cpu: int | None,
+                   **sections: dict) -> Iterator[tuple[subprocess.Popen, dict, Path]]:
+    """``obsloop serve`` on a fresh data directory, pinned to ``server_cpu`` (HTTP receiver
+    and admin on free ports, no gRPC, the write-ahead log as ``wal`` says, ``sections``
+    added to its configuration) and this process pinned to ``load_cpu``; yields the server
+    process, its endpoints (``serve.json``) and its data directory, stops it and removes the
+    directory after."""
     workdir = Path(tempfile.mkdtemp(prefix="obsloop-bench-"))
     config = {
         "data_dir": str(workdir / "data"),
         "receiver": {"http_port": 0, "grpc_enabled": False, "max_request_bytes": 64 << 20},
         "admin": {"port": 0},
         "clickhouse_http": {"enabled": False},
-        "wal": {"segment_max_bytes": args.segment_mb << 20, "segment_max_age_seconds": args.segment_age,
-                "max_pending_bytes": 2 << 30, "fsync": "never"},
+        "wal": {"max_pending_bytes": 2 << 30, "fsync": "never", **wal},
         "logging": {"level": "WARNING"},
+        **sections,
     }
     (workdir / "obsloop.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "obsloop", "--config", str(workdir / "obsloop.yaml"), "serve"]
-    if args.server_cpu is not None and shutil.which("taskset"):
-        command = ["taskset", "-c", str(args.server_cpu), *command]
+    if server_cpu is not None and shutil.which("taskset"):
+        command = ["taskset", "-c", str(server_cpu), *command]
     server = subprocess.Popen(command, cwd=workdir)
     try:
         state = workdir / "data" / "serve.json"
@@ -142,9 +151,18 @@ def run(args: argparse.Namespace) -> dict:
             if server.poll() is not None:
                 raise SystemExit("obsloop serve exited")
             time.sleep(0.05)
-        endpoints = json.loads(state.read_text())
-        if args.load_cpu is not None:
-            os.sched_setaffinity(0, {args.load_cpu})
+        if load_cpu is not None:
+            os.sched_setaffinity(0, {load_cpu})
+        yield server, json.loads(state.read_text()), workdir / "data"
+    finally:
+        server.terminate()
+        server.wait(120)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> dict:
+    wal = {"segment_max_bytes": args.segment_mb << 20, "segment_max_age_seconds": args.segment_age}
+    with running_server(wal, args.server_cpu, args.load_cpu) as (server, endpoints, _):
         table = {"traces": "otel_traces", "logs": "otel_logs", "metrics": None}[args.signal]
         bodies = payloads(args.signal, args.items)
         ceiling = parse_ceiling(args.signal, bodies)
@@ -179,10 +197,6 @@ def run(args: argparse.Namespace) -> dict:
             "server_peak_rss_mb": round(_rss_peak_mb(server.pid)),
             "parse_only_ceiling_per_s": round(ceiling),
         }
-    finally:
-        server.terminate()
-        server.wait(120)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
