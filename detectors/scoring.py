@@ -23,6 +23,24 @@ cleared but within the 50 windows, went undetected. While an episode is open, a 
 episode with a new id, so the feedback loop can act on it (see :meth:`WindowScorer._episode`).
 ``bench/detect/run.py --spike-at`` measures it end to end.
 
+An episode is *confirmed* once the anomaly has been there ``confirm_after`` windows in a
+row: each scoring above the threshold or with values still outside the episode's baseline
+(the score alone would not do: after a recent blip, a sustained 3x regression scored 1.0 in
+its first window and 0.49 in the next ones, as the detector's surprise history had widened).
+Its opening detection alerts at once, with a severity of at most ``error``; when it is
+confirmed, a second detection with the same id and severity ``critical`` follows, and that
+is what the feedback loop changes deployments on (the policy's ``minSeverity``). The alert
+is not sent again (same fingerprint, already firing).
+
+Why: a window's percentiles jump on their own. With 3 % cold starts, its p95 sits at the
+edge of the cold-start mass and leaps from about 2x to 10x the median whenever a few more
+invocations than usual start cold. Replayed through this scorer, three runs of the demo
+(eight functions, 200 invocations per 10-second window) opened 98 latency, cold-start and
+error-rate episodes on normal traffic; one of them was still there in the next window (where
+replayed and live traffic meet, before the feedback loop starts), while both injected
+regressions were, in every run. Acting on the first window committed memory changes for
+those blips, and a blip's cooldown then held back the real fix.
+
 Windows in which a known function received nothing are scored as zero throughput (that is
 what a throughput drop looks like), but only while the function was seen within the idle
 expiry, so a deleted function is forgotten rather than alarmed about forever.
@@ -62,6 +80,17 @@ def severity(score: float) -> Severity:
 
 
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2, "critical": 3}
+
+
+def reported_severity(score: float, confirmed: bool) -> Severity:
+    """The severity a window detection carries: ``critical`` once its episode is confirmed,
+    else its score's, at most ``error`` (one window, however extreme, is not yet a reason
+    to change a deployment).
+
+    >>> reported_severity(1.0, False), reported_severity(0.6, False), reported_severity(0.6, True)
+    ('error', 'warning', 'critical')
+    """
+    return "critical" if confirmed else "error" if score >= 0.9 else "warning"
 
 
 class ExpectedRange:
@@ -119,14 +148,22 @@ class Episode:
     incident, not one that has learnt the incident's values."""
     normal_run: int = 0
     severity: Severity = "critical"
-    """The severity of its detection (``critical`` for an episode restored from a checkpoint
-    written before severities were kept: it is never escalated on severity)."""
+    """Its score's severity when it opened: an escalation must score at least as high
+    (``critical`` for an episode restored from a checkpoint written before severities were
+    kept: it is never escalated on severity)."""
     peak: float | None = None
     """The largest :meth:`excess` of its windows so far (``None``: not known yet, e.g.
     restored from an older checkpoint; the next window sets it)."""
     recovered: bool = False
     """Whether it has had ``relapse_after`` normal windows in a row (it is kept open until
     ``clear_after``, but a new anomalous window is then a new incident)."""
+    anomalous_run: int = 1
+    """Windows in a row, up to the latest, in which the anomaly was there: a score above
+    the threshold, or values still outside the baseline."""
+    confirmed: bool = True
+    """Whether ``anomalous_run`` has reached ``confirm_after`` (the confirmation was sent).
+    True for an episode restored from a checkpoint written before confirmations: its
+    detection was acted on when it opened."""
 
     def is_normal(self, observed: dict[str, float]) -> bool:
         for metric, value in observed.items():
@@ -194,6 +231,7 @@ class WindowScorer:
         relapse_after: int = 2,
         escalate_ratio: float = 2.5,
         escalate_after: int = 2,
+        confirm_after: int = 2,
     ) -> None:
         self.pool = SeriesDetectorPool(max_series=max_series, idle_seconds=idle_seconds,
                                        factory=factory)
@@ -211,6 +249,10 @@ class WindowScorer:
         full window must not count as an escalation of the partial one (simulated: an 8x
         regression starting in the last 20-40 % of a window split in two in 4-6 runs of 20
         without this, none with it)."""
+        self.confirm_after = confirm_after
+        """Windows in a row with the anomaly still there that confirm an episode (its
+        ``critical`` detection, the one the feedback loop acts on); 1 confirms it when it
+        opens."""
         self.ranges: dict[str, ExpectedRange] = {}
         self.episodes: dict[str, Episode] = {}
         self.last_seen: dict[str, float] = {}
@@ -342,7 +384,12 @@ class WindowScorer:
         episode.peak = excess if episode.peak is None else max(episode.peak, excess)
         if anomalous or not episode.is_normal(entry["observed"]):
             episode.normal_run = 0
+            episode.anomalous_run += 1
+            if not episode.confirmed and episode.anomalous_run >= self.confirm_after:
+                episode.confirmed = True
+                return self._confirm(episode, kind, labels, entry, start, end)
             return None
+        episode.anomalous_run = 0
         episode.normal_run += 1
         if self.relapse_after > 0 and episode.normal_run >= self.relapse_after:
             episode.recovered = True
@@ -362,7 +409,8 @@ class WindowScorer:
         score = entry["score"]
         digest = hashlib.sha256(f"{key}|{t}".encode()).hexdigest()[:16]
         episode = self.episodes[key] = Episode(f"{kind}-{digest}", t, dict(baseline),
-                                               severity=severity(score))
+                                               severity=severity(score),
+                                               confirmed=self.confirm_after <= 1)
         episode.peak = episode.excess(entry["observed"])
         expected = {m: baseline.get(m, r) for m, r in entry["expected"].items()}
         summary = _summary(kind, labels, {**entry, "expected": expected}, start)
@@ -370,8 +418,21 @@ class WindowScorer:
             summary += f" ({follows[0]} after {follows[1].id})"
         return Detection(
             id=episode.id, time=end, series=labels, kind=kind, score=min(score, 1.0),
-            severity=episode.severity, observed=entry["observed"], expected=expected,
-            summary=summary,
+            severity=reported_severity(score, episode.confirmed), observed=entry["observed"],
+            expected=expected, summary=summary,
+        )
+
+    def _confirm(self, episode: Episode, kind: Kind, labels: dict[str, str],
+                 entry: dict[str, Any], start: datetime, end: datetime) -> Detection:
+        """The confirmation of an open episode: its id, this window's values against the
+        episode's baseline, severity ``critical``."""
+        expected = {m: episode.baseline.get(m, r) for m, r in entry["expected"].items()}
+        summary = _summary(kind, labels, {**entry, "expected": expected}, start)
+        return Detection(
+            id=episode.id, time=end, series=labels, kind=kind, score=min(entry["score"], 1.0),
+            severity=reported_severity(entry["score"], True), observed=entry["observed"],
+            expected=expected,
+            summary=f"{summary} (confirmed: {episode.anomalous_run} anomalous windows in a row)",
         )
 
     def _expire(self, t: float) -> None:
@@ -390,10 +451,11 @@ class WindowScorer:
         return {
             "pool": self.pool.to_state(),
             "ranges": {sid: r.to_state() for sid, r in self.ranges.items()},
-            # [id, opened, normal_run, baseline, severity, peak, recovered]: the first four
-            # are the original format, which restore still reads.
+            # [id, opened, normal_run, baseline, severity, peak, recovered, anomalous_run,
+            # confirmed]: the first four are the original format, which restore still reads.
             "episodes": {k: [e.id, e.opened, e.normal_run, e.baseline, e.severity,
-                             None if e.peak is None else min(e.peak, 1e300), e.recovered]
+                             None if e.peak is None else min(e.peak, 1e300), e.recovered,
+                             e.anomalous_run, e.confirmed]
                          for k, e in self.episodes.items()},
             "last_seen": self.last_seen,
         }
@@ -415,6 +477,8 @@ def _episode_from_state(e: list[Any]) -> Episode:
         episode.peak = float(e[5])
     if len(e) > 6:
         episode.recovered = bool(e[6])
+    if len(e) > 8:
+        episode.anomalous_run, episode.confirmed = int(e[7]), bool(e[8])
     return episode
 
 

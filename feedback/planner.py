@@ -12,13 +12,14 @@ guess what the loop did from the alert alone:
 - anything else (``error_rate`` on blue): alert only.
 
 The size of a step grows with the detection's score; the policy then cuts it to the
-configured maximum step and the manifest's bounds.
+configured maximum step and the manifest's bounds, and acts only on detections severe
+enough (``minSeverity``): the proposal carries the detection's severity.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from obsloop import semconv
@@ -41,6 +42,11 @@ def _above_range(detection: Detection) -> bool:
 
 
 def plan(detection: Detection, manifest: Manifest) -> Proposal | None:
+    proposal = _wanted(detection, manifest)
+    return None if proposal is None else replace(proposal, severity=detection.severity)
+
+
+def _wanted(detection: Detection, manifest: Manifest) -> Proposal | None:
     if detection.cleared:
         return None
     ask = max(1, math.ceil(detection.score * MAX_REPLICA_ASK))

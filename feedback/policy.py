@@ -10,6 +10,7 @@ guardrails is reviewed and versioned like any deployment change. Its shape::
       maxMemoryStep: 2048MB        # memory per change
       cooldown: 30m                # between two actions on one deployment
       maxActionsPerDay: 6          # per deployment, rolling 24 hours
+      minSeverity: critical        # detections below it only alert
       memory: {min: 128MB, max: 10240MB}
     pricing:
       replicaGbMonthUsd: 10.8      # one warm replica with 1 GB for a month
@@ -20,9 +21,18 @@ guardrails is reviewed and versioned like any deployment change. Its shape::
       model-explainability-required: {allowedActions: [alert, rollback]}
 
 A named policy may only tighten the rules (the smaller step, the longer cooldown, the
-intersection of allowed actions), so attaching a policy to a manifest can never grant it
-more than its namespace allows. Evaluation is a pure function of the manifest, the proposal,
-the action history and the clock, which is what the property-based tests drive.
+intersection of allowed actions, the higher severity), so attaching a policy to a manifest
+can never grant it more than its namespace allows.
+
+``minSeverity`` is how sure the detectors must be before anything changes. The detectors
+send a window anomaly as ``warning`` or ``error`` when it opens and as ``critical`` once it
+has lasted ``detectors.confirm_after_windows`` windows; a drift is ``critical`` when the
+predictions after it confirm the change, a canary regression and a budget forecast past
+the budget always are. The default acts on those only: a single anomalous window (most of
+them are noise: a p95 that a few extra cold starts lift) alerts on-call and changes nothing.
+
+Evaluation is a pure function of the manifest, the proposal, the action history and the
+clock, which is what the property-based tests drive.
 """
 
 from __future__ import annotations
@@ -32,13 +42,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from .detection import Severity
 from .manifests import Manifest, ManifestError, parse_memory_mb
 
 POLICY_KIND = "FeedbackPolicy"
@@ -51,6 +62,8 @@ REPLICAS = "autoscaling.minReplicas"
 MEMORY = "runtime.memory"
 BLUE = "trafficSplit.blue"
 GREEN = "trafficSplit.green"
+
+SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(get_args(Severity))}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -86,6 +99,7 @@ class RuleSet(_Strict):
     max_memory_step: int | None = Field(None, alias="maxMemoryStep")
     cooldown: timedelta | None = None
     max_actions_per_day: int | None = Field(None, alias="maxActionsPerDay", ge=0)
+    min_severity: Severity | None = Field(None, alias="minSeverity")
     memory: _Bounds | None = None
     description: str = ""
 
@@ -126,6 +140,8 @@ class Rules:
     max_memory_step_mb: int = 2048
     cooldown: timedelta = timedelta(minutes=30)
     max_actions_per_day: int = 6
+    min_severity: Severity = "critical"
+    """Detections less severe than this are alerted on, never acted on."""
     memory_min_mb: int = 128
     memory_max_mb: int = 10240
 
@@ -142,6 +158,7 @@ class Rules:
             max_actions_per_day=rules.max_actions_per_day
             if rules.max_actions_per_day is not None
             else self.max_actions_per_day,
+            min_severity=rules.min_severity or self.min_severity,
             memory_min_mb=rules.memory.min if rules.memory else self.memory_min_mb,
             memory_max_mb=rules.memory.max if rules.memory else self.memory_max_mb,
         )
@@ -159,6 +176,9 @@ class Rules:
             max_actions_per_day=min(
                 self.max_actions_per_day,
                 10**9 if rules.max_actions_per_day is None else rules.max_actions_per_day,
+            ),
+            min_severity=max(
+                self.min_severity, rules.min_severity or "info", key=SEVERITY_RANK.__getitem__
             ),
             memory_min_mb=max(self.memory_min_mb, rules.memory.min if rules.memory else 0),
             memory_max_mb=min(self.memory_max_mb, rules.memory.max if rules.memory else 10**9),
@@ -180,6 +200,8 @@ class Proposal:
 
     action: Action
     changes: dict[str, float] = field(default_factory=dict)
+    severity: Severity = "critical"
+    """The severity of the detection asking (see ``minSeverity``)."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +289,11 @@ class Policy:
         permission = _PERMISSION[action]
         if permission not in rules.allowed_actions:
             return refuse(f"'{permission}' is not allowed for namespace {manifest.namespace}")
+        if SEVERITY_RANK[proposal.severity] < SEVERITY_RANK[rules.min_severity]:
+            return refuse(
+                f"severity {proposal.severity} is below minSeverity {rules.min_severity}: "
+                "alert only (not confirmed yet)"
+            )
         own = sorted((t for t in history if t.deployment == manifest.key), key=lambda t: t.time)
         today = [t for t in own if now - t.time < timedelta(days=1)]
         if len(today) >= rules.max_actions_per_day:

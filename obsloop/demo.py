@@ -46,6 +46,7 @@ defaults:
   maxMemoryStep: 4096MB
   cooldown: 20s
   maxActionsPerDay: 20
+  minSeverity: critical  # act on confirmed anomalies only; a one-window blip just alerts
   memory: {min: 128MB, max: 10240MB}
 namespaces:
   ai-production:
@@ -226,6 +227,7 @@ def story(workdir: Path, client, scenario: Scenario, started: float) -> list[str
     the feedback loop did not act on them."""
     timeline: list[tuple[float, str]] = list(scenario.events)
     opened_while_learning: set[str] = set()
+    told: set[str] = set()
     learning = client.command(
         f"SELECT count() FROM detections WHERE toUnixTimestamp64Milli(time) / 1000 < {started} AND NOT cleared")
     for t, detection, kind, cleared, score, summary in client.query(
@@ -234,7 +236,10 @@ def story(workdir: Path, client, scenario: Scenario, started: float) -> list[str
         if t < started or detection in opened_while_learning:
             opened_while_learning.add(detection)
             continue
-        what = "cleared" if cleared else f"detected (score {score:.2f})"
+        # A second row of an open episode is its confirmation: what the feedback loop acts on.
+        state = "cleared" if cleared else "confirmed" if detection in told else "detected"
+        told.add(detection)
+        what = state if cleared else f"{state} (score {score:.2f})"
         timeline.append((t - started, f"{kind} {what}: {summary}"))
     for t, deployment, action, outcome, reason, before, after in client.query(
         "SELECT toUnixTimestamp64Milli(time) / 1000, deployment, action, outcome, reason, before, after "

@@ -45,11 +45,22 @@ def run(factors: dict[int, float], windows: int, scorer: WindowScorer | None = N
     return scorer, found
 
 
+def openings(found: list) -> list:
+    """The (window, detection) that opened each episode (a confirmation repeats its id)."""
+    seen: set[str] = set()
+    out = []
+    for i, d in found:
+        if not d.cleared and d.id not in seen:
+            seen.add(d.id)
+            out.append((i, d))
+    return out
+
+
 def test_a_regression_three_windows_after_a_false_spike_is_a_new_detection() -> None:
     spike, regression = WARM, WARM + 3
     factors = {spike: 2.0} | {i: 3.0 for i in range(regression, regression + 20)}
     _, found = run(factors, regression + 20)
-    opened = [(i, d) for i, d in found if not d.cleared]
+    opened = openings(found)
     assert [i for i, _ in opened] == [spike, regression], [(i, d.describe()) for i, d in found]
     (_, first), (_, second) = opened
     assert second.id != first.id
@@ -62,7 +73,7 @@ def test_a_much_worse_regression_escalates_an_open_episode() -> None:
     # A 1.5x slowdown, then 8x three windows later while the first episode is still open.
     factors = {i: 1.5 for i in range(WARM, WARM + 3)} | {i: 8.0 for i in range(WARM + 3, WARM + 15)}
     _, found = run(factors, WARM + 15)
-    opened = [(i, d) for i, d in found if not d.cleared]
+    opened = openings(found)
     assert [i for i, _ in opened] == [WARM, WARM + 3], [(i, d.describe()) for i, d in found]
     second = opened[1][1]
     assert second.observed["p50_ms"] > 6.0 * 40.0
@@ -73,19 +84,54 @@ def test_a_much_worse_regression_escalates_an_open_episode() -> None:
 
 def test_a_sustained_regression_is_one_detection() -> None:
     _, found = run({i: 2.0 for i in range(WARM, WARM + 40)}, WARM + 40)
-    assert [i for i, d in found if not d.cleared] == [WARM]
+    assert [(i, d.severity == "critical") for i, d in found if not d.cleared] == [(WARM, False), (WARM + 1, True)]
+    assert len({d.id for _, d in found}) == 1
+
+
+def test_a_one_window_blip_is_alerted_but_never_confirmed() -> None:
+    _, found = run({WARM: 3.0}, WARM + 10)
+    assert [(i, d.cleared) for i, d in found] == [(WARM, False), (WARM + 5, True)]
+    blip = found[0][1]
+    assert blip.score >= 0.99 and blip.severity == "error"  # however extreme: one window
+    assert "critical" not in {d.severity for _, d in found}
+
+
+def test_a_regression_confirms_in_its_second_window() -> None:
+    _, found = run({i: 3.0 for i in range(WARM, WARM + 10)}, WARM + 10)
+    [(i, opened), (j, confirmed)] = [(i, d) for i, d in found if not d.cleared]
+    assert (i, opened.severity != "critical") == (WARM, True)
+    assert (j, confirmed.severity, confirmed.id) == (WARM + 1, "critical", opened.id)
+    assert confirmed.summary.endswith("(confirmed: 2 anomalous windows in a row)")
+    assert confirmed.expected == opened.expected  # the range from before the regression
+
+
+def test_a_regression_right_after_a_blip_confirms_the_open_episode() -> None:
+    # The blip's episode is still open (one normal window is not a recovery) when the
+    # regression starts: its windows in a row count from the regression's first one.
+    blip, regression = WARM, WARM + 2
+    factors = {blip: 2.0} | {i: 3.0 for i in range(regression, regression + 10)}
+    _, found = run(factors, regression + 10)
+    critical = [(i, d) for i, d in found if d.severity == "critical"]
+    assert [i for i, _ in critical][:1] == [regression + 1], [(i, d.describe()) for i, d in found]
+    assert critical[0][1].observed["p50_ms"] > 2.5 * 40.0
+
+
+def test_confirming_after_one_window_confirms_when_the_episode_opens() -> None:
+    scorer = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30), confirm_after=1)
+    _, found = run({i: 3.0 for i in range(WARM, WARM + 10)}, WARM + 10, scorer=scorer)
+    assert [(i, d.severity) for i, d in found if not d.cleared] == [(WARM, "critical")]
 
 
 def test_a_regression_ten_windows_after_an_episode_cleared_is_detected() -> None:
     spike = WARM
     scorer, found = run({spike: 2.0}, spike + 12)
     cleared = [i for i, d in found if d.cleared]
-    assert [i for i, d in found if not d.cleared] == [spike] and len(cleared) == 1
+    assert [i for i, _ in openings(found)] == [spike] and len(cleared) == 1
     regression = cleared[0] + 10  # well within the detector's 50-point refractory period
     assert regression < spike + scorer.pool.get(f"{KEY.id}#p50_ms").refractory
     factors = {i: 3.0 for i in range(regression, regression + 10)}
     _, later = run(factors, regression + 10, scorer=scorer, start=spike + 12)
-    opened = [i for i, d in later if not d.cleared]
+    opened = [i for i, _ in openings(later)]
     assert opened == [regression], [(i, d.describe()) for i, d in later]
     assert later[0][1].observed["p50_ms"] > 2.5 * 40.0
 
@@ -95,7 +141,7 @@ def test_old_format_episode_state_restores() -> None:
     [(_, opened)] = found
     state = json.loads(json.dumps(scorer.to_state()))
     [entry] = state["episodes"].values()
-    assert len(entry) == 7 and entry[4] == opened.severity and entry[6] is False
+    assert len(entry) == 9 and entry[6] is False and entry[7:] == [0, False]  # a normal window since
     # The format before severities, peaks and relapses: [id, opened, normal_run, baseline].
     state["episodes"] = {k: e[:4] for k, e in state["episodes"].items()}
     restored = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))

@@ -23,8 +23,8 @@ def test_serve_detects_a_latency_regression(obsloop_factory) -> None:
                                          headers={"Content-Type": "application/x-protobuf"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
-    server.wait_for(
-        "SELECT count() FROM detections WHERE kind = 'latency' "
+    server.wait_for(  # one episode: its opening and its confirmation share the id
+        "SELECT uniqExact(id) FROM detections WHERE kind = 'latency' "
         "AND series['faas.name'] = 'fraud-scorer' AND NOT cleared", 1, timeout=30)
     first = server.scalar(
         "SELECT toUnixTimestamp(min(time)) FROM detections WHERE kind = 'latency' "

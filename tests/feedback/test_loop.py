@@ -1,6 +1,7 @@
 """The loop end to end: a real bare remote, real HTTP receivers, the embedded audit table."""
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
@@ -231,3 +232,37 @@ def test_github_actions_and_argo_triggers(receiver, tmp_path):
     assert (body["resourceKind"], body["resourceName"]) == ("WorkflowTemplate", "retrain")
     assert "detection-id=d9" in body["submitOptions"]["parameters"]
     assert submit.headers["Authorization"] == "Bearer t2"
+
+
+def test_a_one_window_anomaly_alerts_and_only_its_confirmation_changes_the_manifest(
+    tmp_path, receiver, clickhouse, database
+):
+    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
+    # What the window scorer sends: the opening window (at most "error"), then, one window
+    # later and with the same id, the confirmation ("critical").
+    opened = replace(detection("latency", "ep1"), severity="error", observed={"p95_ms": 900.0},
+                     expected={"p95_ms": (0.0, 300.0)})
+    confirmed = replace(opened, severity="critical", time=opened.time + timedelta(minutes=1))
+    blip = replace(opened, id="ep0", kind="cold_start", severity="warning")
+
+    async def scenario():
+        held = [await loop.handle(d, forecast_monthly_usd=0.0) for d in (blip, opened)]
+        clock.now += timedelta(minutes=1)
+        acted = await loop.handle(confirmed, forecast_monthly_usd=0.0)
+        await sender.close()
+        return held, acted
+
+    held, acted = asyncio.run(scenario())
+    assert [(e.action, e.outcome) for e in held] == [("scale_up", "refused"), ("scale_up", "refused")]
+    assert all("below minSeverity critical" in e.reason for e in held)
+    assert acted.outcome == "applied" and acted.after == {"runtime.memory": 6144}
+    assert log(remote) == [
+        "obsloop: scale up ai-production/fraud-detection-model-v2: runtime.memory 4096 -> 6144",
+        "initial manifests",
+    ]
+    # On-call heard of both anomalies when they opened; the confirmation pages nobody again.
+    firing = [r.json()["status"] for r in receiver.at("/am")]
+    assert firing == ["firing", "firing"]
+    # Nothing the blip did counts against the cooldown: the confirmation was not refused.
+    assert [e.outcome for e in audit.entries() if e.action == "scale_up"] == ["refused", "refused", "applied"]
+

@@ -115,6 +115,29 @@ def test_namespace_permissions():
     assert policy().evaluate(manifest(), Proposal("retrain"), [], NOW).allowed
 
 
+def test_a_detection_below_min_severity_only_alerts():
+    # The detectors send a window anomaly as warning or error when it opens, and as critical
+    # once it has lasted detectors.confirm_after_windows windows: the default acts on that.
+    p = policy()
+    for severity in ("warning", "error"):
+        decision = p.evaluate(manifest(), Proposal("scale_up", {REPLICAS: 3}, severity), [], NOW, 0.0)
+        assert decision.outcome == "refused" and decision.after == {}
+        assert decision.reason.startswith(f"severity {severity} is below minSeverity critical")
+    assert p.evaluate(manifest(), Proposal("scale_up", {REPLICAS: 3}, "critical"), [], NOW, 0.0).allowed
+    # A namespace may act on less; a policy a manifest names may only ask for more.
+    eager = policy(POLICY.replace("    allowedActions: [alert, scale, rollback, retrain]\n",
+                                  "    allowedActions: [alert, scale, rollback, retrain]\n"
+                                  "    minSeverity: error\n"))
+    assert eager.evaluate(manifest(), Proposal("retrain", severity="error"), [], NOW).allowed
+    assert not eager.evaluate(manifest(), Proposal("retrain", severity="warning"), [], NOW).allowed
+    strict = eager.document.model_copy(deep=True)
+    strict.policies["model-explainability-required"].min_severity = "critical"
+    assert not Policy(strict).evaluate(manifest(), Proposal("retrain", severity="error"), [], NOW).allowed
+    lax = eager.document.model_copy(deep=True)
+    lax.policies["model-explainability-required"].min_severity = "warning"
+    assert not Policy(lax).evaluate(manifest(), Proposal("retrain", severity="warning"), [], NOW).allowed
+
+
 def test_budget_rule_refuses_unaffordable_scale_up():
     p = policy()
     # 1 -> 3 replicas of 4 GB: 8 GB more at $10.8 per GB-month, for 15.5 of 30 days.
@@ -151,6 +174,7 @@ def test_every_policy_name_must_be_defined():
             "namespaces.ai-production.allowedActions.1",
         ),
         (POLICY.replace("kind: FeedbackPolicy", "kind: Policy"), 1, "kind"),
+        (POLICY.replace("maxActionsPerDay: 3", "minSeverity: high"), 7, "defaults.minSeverity"),
         (POLICY + "  bad: [\n", 20, "not valid YAML"),
     ],
 )

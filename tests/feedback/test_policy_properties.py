@@ -1,5 +1,6 @@
-"""No sequence of detections drives a manifest outside its bounds, breaks a cooldown or
-exceeds the daily action limit: planner + policy + the real manifest edit, step by step."""
+"""No sequence of detections drives a manifest outside its bounds, breaks a cooldown,
+exceeds the daily action limit or acts on a detection below ``minSeverity``: planner +
+policy + the real manifest edit, step by step."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,7 @@ detections = st.lists(
         st.sampled_from(["blue", "green"]),
         st.booleans(),  # observed above the expected range
         st.sampled_from([0, 5, 10, 40, 60]),  # green traffic percent
+        st.sampled_from(["warning", "error", "critical"]),  # critical: confirmed by the detectors
     ),
     max_size=40,
 )
@@ -59,7 +61,7 @@ def test_no_detection_sequence_escapes_the_guardrails(events, knobs, lo, hi):
     [manifest], _ = parse_manifests("a.yaml", text)
     rules = policy.rules_for(manifest)
     now, taken = START, []
-    for number, (gap, kind, score, variant, above, green) in enumerate(events):
+    for number, (gap, kind, score, variant, above, green, severity) in enumerate(events):
         now += timedelta(seconds=gap)
         if manifest.green_percent == 0 and green:
             text = text.replace('blue: "100%"', f'blue: "{100 - green}%"').replace(
@@ -72,6 +74,7 @@ def test_no_detection_sequence_escapes_the_guardrails(events, knobs, lo, hi):
             series={semconv.FAAS_NAME: manifest.name, VARIANT: variant},
             kind=kind,
             score=score,
+            severity=severity,
             observed={"value": 10.0 if above else 0.0},
             expected={"value": (1.0, 5.0)},
         )
@@ -81,6 +84,7 @@ def test_no_detection_sequence_escapes_the_guardrails(events, knobs, lo, hi):
         decision = policy.evaluate(manifest, proposal, taken, now, forecast_monthly_usd=0.0)
         if not decision.allowed:
             continue
+        assert severity == rules.min_severity == "critical"
         for path, value in decision.after.items():
             if path == "autoscaling.minReplicas":
                 assert abs(value - decision.before[path]) <= knobs["step"]
