@@ -9,7 +9,12 @@ guess what the loop did from the alert alone:
 - ``cost``, ``budget_forecast`` above range: fewer warm replicas;
 - ``latency`` or ``error_rate`` on the green (canary) side: roll traffic back to blue;
 - ``drift``: retrain;
-- anything else (``error_rate`` on blue): alert only.
+- anything else (``error_rate`` on blue, anything else about the green side): alert only.
+
+The green side is a detection labelled so (a canary comparison), or one about a model
+version other than the manifest's ``modelRef`` (the window series of the canary version
+itself): the deployment's capacity is sized for its declared version, so a slow canary is
+rolled back, never answered with more memory for everyone.
 
 The size of a step grows with the detection's score; the policy then cuts it to the
 configured maximum step and the manifest's bounds, and acts only on detections severe
@@ -41,6 +46,14 @@ def _above_range(detection: Detection) -> bool:
     return any(detection.observed[name] > detection.expected[name][1] for name in judged)
 
 
+def _green(detection: Detection, manifest: Manifest) -> bool:
+    """Whether the detection is about the canary side rather than the declared version."""
+    version = detection.series.get(semconv.MODEL_VERSION)
+    return detection.series.get(VARIANT) == "green" or (
+        version is not None and version != manifest.model_version
+    )
+
+
 def plan(detection: Detection, manifest: Manifest) -> Proposal | None:
     proposal = _wanted(detection, manifest)
     return None if proposal is None else replace(proposal, severity=detection.severity)
@@ -50,11 +63,10 @@ def _wanted(detection: Detection, manifest: Manifest) -> Proposal | None:
     if detection.cleared:
         return None
     ask = max(1, math.ceil(detection.score * MAX_REPLICA_ASK))
-    canary = detection.series.get(VARIANT) == "green"
-    if canary and detection.kind in ("latency", "error_rate"):
-        return Proposal("rollback")
     if detection.kind == "drift":
         return Proposal("retrain")
+    if _green(detection, manifest):
+        return Proposal("rollback") if detection.kind in ("latency", "error_rate") else None
     if not _above_range(detection):
         return None
     if detection.kind in ("cold_start", "throughput"):

@@ -266,3 +266,29 @@ def test_a_one_window_anomaly_alerts_and_only_its_confirmation_changes_the_manif
     # Nothing the blip did counts against the cooldown: the confirmation was not refused.
     assert [e.outcome for e in audit.entries() if e.action == "scale_up"] == ["refused", "refused", "applied"]
 
+
+def test_a_window_anomaly_of_the_canary_version_rolls_back_instead_of_scaling(
+    tmp_path, receiver, clickhouse, database
+):
+    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
+
+    def of_version(kind, id_, version):
+        # A window series of the canary's model version, as the window scorer labels it:
+        # no deployment.variant, the version the invocations reported.
+        return Detection(id=id_, time=T0, kind=kind, score=1.0, severity="critical",
+                         series={semconv.FAAS_NAME: "fraud-detection-model-v2", NAMESPACE: "ai-production",
+                                 semconv.MODEL_VERSION: version},
+                         observed={"p95_ms": 900.0, "cold_start_rate": 0.2},
+                         expected={"p95_ms": (0.0, 300.0), "cold_start_rate": (0.0, 0.05)})
+
+    async def scenario():
+        cold = await loop.handle(of_version("cold_start", "c1", "2.2.0"), forecast_monthly_usd=0.0)
+        slow = await loop.handle(of_version("latency", "c2", "2.2.0"), forecast_monthly_usd=0.0)
+        await sender.close()
+        return cold, slow
+
+    cold, slow = asyncio.run(scenario())
+    assert cold is None  # the canary's cold starts say nothing about the deployment's replicas
+    assert (slow.action, slow.outcome) == ("rollback", "applied")
+    text = show(remote, "main", PATH)
+    assert 'blue: "100%"' in text and 'memory: "4096MB"' in text and "minReplicas: 1" in text
