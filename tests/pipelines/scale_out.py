@@ -1,4 +1,5 @@
-"""Helpers for the scale-out tests: OTLP requests, posting them, an ingest-worker process."""
+"""Helpers for the scale-out tests: OTLP requests, posting them, an ingest-worker process,
+waiting for a condition."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,27 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from obsloop.pipelines.kafka_config import KafkaConfig
 
 
-def traces_request(service: str, first_id: int, spans: int) -> bytes:
-    """An export request of ``spans`` spans with ids from ``first_id`` (unique per test)."""
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout_s} s"
+        time.sleep(0.05)
+
+
+def traces_request(service: str, first_id: int, spans: int, *, attributes: dict[str, str] | None = None,
+                   duration_ns: int = 100_000) -> bytes:
+    """An export request of ``spans`` spans with ids from ``first_id`` (unique per test),
+    each with ``attributes`` (the benchmark's spans carry a model name, like real ones)."""
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     resource_spans.resource.attributes.add(key="service.name").value.string_value = service
     scope = resource_spans.scope_spans.add()
     for n in range(first_id, first_id + spans):
-        scope.spans.add(trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"), name="predict",
-                        start_time_unix_nano=1_700_000_000_000_000_000 + n,
-                        end_time_unix_nano=1_700_000_000_000_100_000 + n)
+        span = scope.spans.add(trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"), name="predict",
+                               start_time_unix_nano=1_700_000_000_000_000_000 + n,
+                               end_time_unix_nano=1_700_000_000_000_000_000 + n + duration_ns)
+        for key, value in (attributes or {}).items():
+            span.attributes.add(key=key).value.string_value = value
     return request.SerializeToString()
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from kafka import KafkaConsumer
+from scale_out import wait_for
 
 from obsloop.pipelines.detector_partitions import PartitionedPools, partition_of
 from obsloop.pipelines.kafka_config import KafkaConfig
@@ -16,12 +15,6 @@ from obsloop.pipelines.kafka_publisher import OtlpPublisher
 
 SERVICES = [f"service-{n}" for n in range(12)]
 
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def test_partition_of_matches_where_the_publisher_puts_a_service(kafka_config: KafkaConfig) -> None:

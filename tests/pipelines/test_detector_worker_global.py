@@ -13,13 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from scale_out import wait_for
 from test_detector_worker import (
     FUNCTIONS,
     T0,
     RunningWorker,
     insert_minutes,
     traces_partitions,
-    wait_for,
     worker_config,
 )
 

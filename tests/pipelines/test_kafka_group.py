@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from kafka import KafkaConsumer
+from scale_out import wait_for
 
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import IngestConsumer, OwnedPartition
@@ -43,12 +43,6 @@ class Worker:
         self._thread.join(timeout=10)
         self.consumer.close()
 
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def test_two_workers_share_partitions_and_rebalance_when_one_stops(

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TansuBroker
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from tansu_broker import TansuBroker
 
 from obsloop.pipelines.ingest import PipelineFull
 from obsloop.pipelines.kafka_config import KafkaConfig

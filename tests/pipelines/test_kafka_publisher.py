@@ -18,7 +18,7 @@ from obsloop.pipelines.kafka_config import (
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
 
 if TYPE_CHECKING:
-    from conftest import TansuBroker
+    from tansu_broker import TansuBroker
 
 
 def test_broker_down_fails_within_the_publish_timeout_then_publishing_resumes(
