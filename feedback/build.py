@@ -1,5 +1,5 @@
-"""Building the feedback loop from its configuration (``serve`` only: this pulls in
-aiohttp, git and ruamel.yaml)."""
+"""Building the feedback loop from its configuration (``serve`` and ``detector-worker``
+only: this pulls in aiohttp, git and ruamel.yaml)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,87 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
+class LoopBuilder:
+    """A feedback loop in two steps, so a process starts while ClickHouse is down.
+
+    The constructor builds everything that needs no ClickHouse (notifiers, retraining
+    triggers, forge, GitOps checkout, alert state), so a configuration error is a
+    ``ValueError`` naming the key at start-up. :meth:`connect` adds what does (the audit
+    and dead-letter tables) and may be retried until ClickHouse answers.
+    """
+
+    def __init__(
+        self, config: FeedbackConfig, data_dir: Path, registry: CollectorRegistry = REGISTRY
+    ) -> None:
+        if config.git is None:
+            raise ValueError("feedback.git is required when feedback is enabled")
+        git = config.git
+        self.git = git
+        self.dry_run = config.dry_run
+        self.registry = registry
+        retry = RetryPolicy(
+            config.retry_attempts, config.retry_base_delay_seconds, config.retry_max_delay_seconds
+        )
+        self.sender = Sender(retry, registry=registry)
+        self.forge: Forge | None = None
+        if git.forge is not None:
+            if git.forge_project is None or git.token is None:
+                raise ValueError("feedback.git: forge needs forge_project and token")
+            if git.forge == "github":
+                self.forge = GitHub(
+                    self.sender,
+                    git.forge_project,
+                    git.token,
+                    git.forge_api_url or "https://api.github.com",
+                )
+            else:
+                self.forge = GitLab(
+                    self.sender,
+                    git.forge_project,
+                    git.token,
+                    git.forge_api_url or "https://gitlab.com/api/v4",
+                )
+        self.repo = GitOpsRepo(
+            git.remote,
+            data_dir / "gitops",
+            branch=git.branch,
+            author=Author(git.author_name, git.author_email),
+            mode=git.mode,
+            skip_ci=git.skip_ci,
+            token=git.token,
+            token_user="oauth2" if git.forge == "gitlab" else "x-access-token",
+        )
+        self.alerter = Alerter(
+            [_notifier(n) for n in config.notifiers],
+            self.sender,
+            group_by=config.group_by,
+            repeat_interval=timedelta(seconds=config.repeat_interval_seconds),
+            state_file=data_dir / "alerts-firing.json",
+        )
+        self.triggers = [_trigger(r, self.sender) for r in config.retrain]
+
+    def connect(self, client: Any, database: str = "default") -> FeedbackLoop:
+        """The loop, with its tables created through ``client`` (the process's shared
+        ClickHouse client); raises while ClickHouse does not answer. Call it until it
+        returns, then no more. Call ``await loop.alerter.sender.close()`` on shutdown."""
+        # A scratch registry: an attempt that fails after the dead-letter gauge was made
+        # must not leave it in the process's registry, where the next attempt's collides.
+        dead_letters = DeadLetters(client, database, CollectorRegistry())
+        audit = AuditLog(client, database)
+        self.registry.register(dead_letters.gauge)
+        self.sender.dead_letters = dead_letters
+        return FeedbackLoop(
+            self.repo,
+            audit,
+            self.alerter,
+            self.triggers,
+            self.forge,
+            policy_file=self.git.policy_file,
+            manifest_globs=self.git.manifest_globs,
+            dry_run=self.dry_run,
+        )
+
+
 def build_loop(
     config: FeedbackConfig,
     client: Any,
@@ -90,54 +171,7 @@ def build_loop(
     database: str = "default",
     registry: CollectorRegistry = REGISTRY,
 ) -> FeedbackLoop:
-    """The loop for ``config``; ``client`` is the process's shared ClickHouse client.
-    Call ``await loop.alerter.sender.close()`` on shutdown."""
-    if config.git is None:
-        raise ValueError("feedback.git is required when feedback is enabled")
-    git = config.git
-    retry = RetryPolicy(
-        config.retry_attempts, config.retry_base_delay_seconds, config.retry_max_delay_seconds
-    )
-    sender = Sender(retry, DeadLetters(client, database, registry), registry=registry)
-    forge: Forge | None = None
-    if git.forge is not None:
-        if git.forge_project is None or git.token is None:
-            raise ValueError("feedback.git: forge needs forge_project and token")
-        if git.forge == "github":
-            forge = GitHub(
-                sender, git.forge_project, git.token, git.forge_api_url or "https://api.github.com"
-            )
-        else:
-            forge = GitLab(
-                sender,
-                git.forge_project,
-                git.token,
-                git.forge_api_url or "https://gitlab.com/api/v4",
-            )
-    repo = GitOpsRepo(
-        git.remote,
-        data_dir / "gitops",
-        branch=git.branch,
-        author=Author(git.author_name, git.author_email),
-        mode=git.mode,
-        skip_ci=git.skip_ci,
-        token=git.token,
-        token_user="oauth2" if git.forge == "gitlab" else "x-access-token",
-    )
-    alerter = Alerter(
-        [_notifier(n) for n in config.notifiers],
-        sender,
-        group_by=config.group_by,
-        repeat_interval=timedelta(seconds=config.repeat_interval_seconds),
-        state_file=data_dir / "alerts-firing.json",
-    )
-    return FeedbackLoop(
-        repo,
-        AuditLog(client, database),
-        alerter,
-        [_trigger(r, sender) for r in config.retrain],
-        forge,
-        policy_file=git.policy_file,
-        manifest_globs=git.manifest_globs,
-        dry_run=config.dry_run,
-    )
+    """The loop for ``config`` at once (ClickHouse must answer); ``client`` is the
+    process's shared ClickHouse client. Call ``await loop.alerter.sender.close()`` on
+    shutdown."""
+    return LoopBuilder(config, data_dir, registry).connect(client, database)

@@ -220,7 +220,7 @@ class ObsloopServer:
 
         detectors = self.detectors
         self.feedback = FeedbackRunner.build(
-            self.config.feedback, self.client, self.config.data_dir, self.config.storage.database,
+            self.config.feedback, lambda: self.client, self.config.data_dir, self.config.storage.database,
             forecast=lambda detection: detectors.forecast_monthly_usd(detection.function or ""))
         self.feedback.start(detectors.subscribe)
 

@@ -41,6 +41,10 @@ With ``feedback.enabled`` each worker runs the feedback loop (alerts, GitOps com
 retraining triggers) on the detections it produces, as ``serve`` does on its own
 (:class:`~obsloop.feedback.runner.FeedbackRunner`, on the worker's event loop); a scale-up's
 budget check asks the partition loop that owns the function for its spend forecast.
+
+The worker starts while ClickHouse is down: it joins the group and keeps its partitions'
+state, steps again with backoff (and the feedback runner creates its tables with backoff),
+and ``/readyz`` answers 503 until ClickHouse answered the tables, the steps and the feedback.
 """
 
 from __future__ import annotations
@@ -320,19 +324,20 @@ class DetectorWorker(KafkaWorker):
         for owned, loop in loops:
             try:
                 behind = loop.step() or behind
-            except Exception:  # noqa: BLE001 - ClickHouse down: keep polling, state is kept
+            except Exception as exc:  # noqa: BLE001 - ClickHouse down: keep polling, state is kept
                 self.metrics.step_errors.inc()
-                self.storage_healthy = False
-                log.exception("detector step failed", extra={"partition": owned.partition,
-                                                             "global": isinstance(loop, GlobalLoop)})
+                self.storage.failed(exc)  # logged once per outage; each failure at debug level
+                log.debug("detector step failed", exc_info=True,
+                          extra={"partition": owned.partition, "global": isinstance(loop, GlobalLoop)})
                 return False
-            self.storage_healthy = True
+        self.storage.succeeded()
         self.metrics.detector.series.set(sum(len(loop.scorer.pool) for _, loop in loops))
         return behind
 
     def run_until(self, stop: threading.Event) -> None:
         """Step until ``stop`` is set; between steps, wait in ``poll`` (so the member stays
-        in the group) for ``detectors.poll_seconds``, in slices so a stop is noticed soon."""
+        in the group) for ``detectors.poll_seconds``, or the backoff while ClickHouse does
+        not answer, in slices so a stop is noticed soon."""
         assert self.group is not None
         poll_seconds = self.detectors.poll_seconds
         next_step = 0.0
@@ -342,7 +347,9 @@ class DetectorWorker(KafkaWorker):
                 if now < next_step:
                     self.group.consumer.poll(timeout_ms=int(min(next_step - now, 0.5) * 1000) or 1)
                     continue
-                next_step = now if self.step() else now + poll_seconds
+                behind = self.step()
+                wait = poll_seconds if self.storage.ok else self.storage.delay  # backoff while down
+                next_step = now if behind else now + wait
             except KafkaError:
                 log.exception("Kafka error while polling the detector group; retrying")
                 stop.wait(1.0)
@@ -363,7 +370,7 @@ class DetectorWorker(KafkaWorker):
             from obsloop.feedback.runner import FeedbackRunner
 
             self.feedback = FeedbackRunner.build(
-                self.config.feedback, self.client(), self.config.data_dir, self.config.storage.database,
+                self.config.feedback, self.client, self.config.data_dir, self.config.storage.database,
                 forecast=self.forecast_monthly_usd, registry=self.registry)
             self.feedback.start(self.bus.subscribe)
         return await super().start()
@@ -387,6 +394,12 @@ class DetectorWorker(KafkaWorker):
 
     def _joined(self) -> bool:
         return self.group is not None
+
+    def _readiness(self) -> dict[str, str]:
+        parts = super()._readiness()
+        if self.feedback is not None:
+            parts["feedback"] = "ok" if self.feedback.ready else "connecting"
+        return parts
 
     def _describe(self) -> dict[str, Any]:
         return {"group": self.group_id, "topic": self.kafka.topic(OWNERSHIP_SIGNAL),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -28,7 +28,6 @@ from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.kafka_config import SIGNALS, Signal
 from obsloop.pipelines.kafka_consumer import IngestConsumer
 from obsloop.pipelines.kafka_worker import KafkaWorker
-from obsloop.server import apply_schema
 
 log = logging.getLogger(__name__)
 
@@ -59,33 +58,36 @@ class WorkerMetrics:
 class IngestWorker(KafkaWorker):
     command = "ingest-worker"
 
-    def __init__(self, config: Config, *, group_id: str | None = None, signals: Iterable[Signal] = SIGNALS) -> None:
+    def __init__(
+        self, config: Config, *, group_id: str | None = None, signals: Iterable[Signal] = SIGNALS,
+        client: Callable[[], Any] | None = None,
+    ) -> None:
         self.metrics = WorkerMetrics()
-        super().__init__(config, self.metrics.registry)
+        super().__init__(config, self.metrics.registry, client=client)
         self.group_id = group_id or self.kafka.ingest_group
         self.signals = tuple(signals)
         self.consumer: IngestConsumer | None = None
         # Start anyway while ClickHouse is down; the first insert applies the schema then.
-        ensure_schema = None if self.apply_schema() else self._apply_schema
+        ensure_schema = None if self.apply_schema() else self.create_tables
         self.sink = ClickHouseSink(
             self.client, database=config.storage.database,
             embedded=clickhouse.is_embedded(config.storage_dsn), ensure_schema=ensure_schema,
             schema_directory=config.data_dir / "format_schemas", cluster=config.storage.cluster,
         )
 
-    def _apply_schema(self) -> None:
-        apply_schema(self.config)
-
     # -- consuming -----------------------------------------------------------------------
     def insert(self, signal: str, payloads: list[bytes], token: str) -> None:
         started = time.perf_counter()
         try:
             self.sink.insert_payloads(signal, payloads, token)
-        except Exception:
+        except Exception as exc:
             self.metrics.insert_errors.labels(signal).inc()
-            self.storage_healthy = self.sink.ping()
+            if self.sink.ping():
+                self.storage.succeeded()  # ClickHouse answers: the batch failed, not ClickHouse
+            else:
+                self.storage.failed(exc)
             raise
-        self.storage_healthy = True
+        self.storage.succeeded()
         self.metrics.insert_duration.labels(signal).observe(time.perf_counter() - started)
         self.metrics.batches.labels(signal).inc()
         self.metrics.requests.labels(signal).inc(len(payloads))

@@ -40,6 +40,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from obsloop.pipelines.kafka_config import SIGNALS, KafkaConfig, Signal, client_kwargs
+from obsloop.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class PollOutcome:
     inserted_batches: int = 0
     inserted_records: int = 0
     failed_batches: int = 0
+    error: Exception | None = None
+    """Why the last failed batch failed."""
 
 
 class GroupConsumer:
@@ -195,7 +198,8 @@ class IngestConsumer(GroupConsumer):
 
         A failed batch (the intent not recorded, the callable raised, or the commit
         failed) rewinds its partition, so the next poll delivers the same batch with the same
-        token; the failure is logged and counted, and the caller backs off.
+        token; the failure is counted and returned (logged at debug level only: :meth:`run`
+        logs when batches start and stop failing), and the caller backs off.
         """
         outcome = PollOutcome()
         polled = self.consumer.poll(timeout_ms=timeout_ms)
@@ -210,20 +214,30 @@ class IngestConsumer(GroupConsumer):
                 self._intent.commit({tp: OffsetAndMetadata(last + 1, "", -1)})
                 self._insert(self._config.signal_of(tp.topic), payloads, token)
                 self.consumer.commit({tp: OffsetAndMetadata(last + 1, "", -1)})
-            except Exception:
+            except Exception as exc:
                 # Also after a failed commit: inserting the same batch again is harmless
                 # (same token), skipping it is not.
-                log.exception("batch %s not committed; it will be retried", token)
+                log.debug("batch %s not committed; it will be retried", token, exc_info=True)
                 self.consumer.seek(tp, first)
                 self._replay_last[tp] = last
                 outcome.failed_batches += 1
+                outcome.error = exc
                 continue
             outcome.inserted_batches += 1
             outcome.inserted_records += len(batch)
         return outcome
 
-    def run(self, stop: threading.Event, *, retry_backoff_s: float = 1.0) -> None:
-        """Poll until ``stop`` is set, backing off after a failed insert or broker error."""
+    def run(self, stop: threading.Event, *, retry_backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+        """Poll until ``stop`` is set, backing off after a broker error, and after failed
+        batches for ``retry_backoff_s`` doubling up to ``max_backoff_s`` while they keep
+        failing (ClickHouse down), logged when they start and stop failing.
+
+        The backoff stays below half of ``max_poll_interval_ms``: no poll happens while
+        waiting, and a longer wait would get the member evicted from the group.
+        """
+        longest = max(retry_backoff_s, min(max_backoff_s, self._config.max_poll_interval_ms / 2000))
+        batches = Retry(log, "consumed batches not stored; replaying them with backoff",
+                        "consumed batches stored again", first_delay=retry_backoff_s, max_delay=longest)
         while not stop.is_set():
             try:
                 outcome = self.poll_once()
@@ -231,8 +245,10 @@ class IngestConsumer(GroupConsumer):
                 log.exception("Kafka error while consuming; retrying")
                 stop.wait(retry_backoff_s)
                 continue
-            if outcome.failed_batches:
-                stop.wait(retry_backoff_s)
+            if outcome.error is not None:
+                stop.wait(batches.failed(outcome.error))
+            elif outcome.inserted_batches:
+                batches.succeeded()
 
     def close(self) -> None:
         super().close()

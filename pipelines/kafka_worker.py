@@ -4,12 +4,17 @@
 A worker is one consumer-group member doing its work in a thread, plus the admin endpoints
 every obsloop process has, so Kubernetes and compose probe them the same way:
 ``/healthz`` (the process runs), ``/readyz`` (ClickHouse answered last time, and the group
-member exists), ``/metrics`` (the worker's own registry and the process's) and ``/query``.
+member exists; 503 with the part that is not, while either is down or not yet reached),
+``/metrics`` (the worker's own registry and the process's) and ``/query``.
 With the embedded engine the worker owns its data directory, so it writes ``serve.json``
 there, as ``serve`` does, and ``obsloop query`` with the worker's configuration goes
 through it. SIGINT / SIGTERM stop the thread first (its step in flight finishes, the group
 is left at once so partitions move without waiting for a session timeout), then the
 endpoints.
+
+A worker starts while ClickHouse is down: it creates the tables when ClickHouse first
+answers, retrying with backoff, and logs when ClickHouse goes away and comes back, not each
+failed attempt (:class:`~obsloop.retry.Retry`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from obsloop import clickhouse
 from obsloop.config import Config
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.schema import ddl
+from obsloop.retry import Retry
 from obsloop.server import (
     SERVE_STATE_FILE,
     bound_port,
@@ -61,7 +67,8 @@ class KafkaWorker:
         self.config = config
         self.kafka: KafkaConfig = config.kafka
         self.registry = registry
-        self.storage_healthy = True
+        self.storage = Retry(log, "ClickHouse not answering; retrying with backoff", "ClickHouse answering again")
+        """Whether ClickHouse answered last time (``/readyz``), and when to try again."""
         self.client: Callable[[], Any] = client or (lambda: storage_client(config))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,17 +79,22 @@ class KafkaWorker:
     def state_file(self) -> Path:
         return self.config.data_dir / SERVE_STATE_FILE
 
+    def create_tables(self) -> None:
+        """Create the tables if needed, through this worker's client; raises while
+        ClickHouse is down."""
+        client = self.client()
+        for statement in ddl(schema_options(self.config)):
+            client.command(statement)
+
     def apply_schema(self) -> bool:
-        """Create the tables if needed; False (logged, unhealthy) while ClickHouse is down."""
+        """:meth:`create_tables`; False (unhealthy, logged once per outage) while ClickHouse
+        is down."""
         try:
-            client = self.client()
-            for statement in ddl(schema_options(self.config)):
-                client.command(statement)
+            self.create_tables()
         except Exception as exc:  # noqa: BLE001 - start anyway; the caller retries
-            self.storage_healthy = False
-            log.warning("ClickHouse unreachable", extra={"error": str(exc).splitlines()[0][:300]})
+            self.storage.failed(exc)
             return False
-        self.storage_healthy = True
+        self.storage.succeeded()
         return True
 
     # -- the work ------------------------------------------------------------------------
@@ -121,11 +133,15 @@ class KafkaWorker:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    def _readiness(self) -> dict[str, str]:
+        """Each part of readiness: ``ok``, or what it is doing instead."""
+        storage = {True: "ok", False: "unreachable", None: "connecting"}[self.storage.ok]
+        return {"storage": storage, "kafka": "ok" if self._joined() else "connecting"}
+
     async def _readyz(self, request: web.Request) -> web.Response:
-        joined = self._joined()
-        body = {"storage": "ok" if self.storage_healthy else "unreachable",
-                "kafka": "ok" if joined else "connecting"}
-        return web.json_response(body, status=200 if self.storage_healthy and joined else 503)
+        body = self._readiness()
+        ready = all(state == "ok" for state in body.values())
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry) + generate_latest(REGISTRY)

@@ -4,18 +4,20 @@ checkpoint when its owner leaves, and detections land in the detections table.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
-from scale_out import WorkerProcess, kafka_section
+from obsloop_process import ObsloopProcess
+from scale_out import WorkerProcess, kafka_section, wait_for
+from tansu_broker import free_port
 
 from obsloop.config import Config, StorageConfig
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
@@ -27,13 +29,6 @@ from obsloop.pipelines.kafka_publisher import OtlpPublisher
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FUNCTIONS = [f"model-fn-{n}" for n in range(8)]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout_s} s"
-        time.sleep(0.05)
 
 
 def series_id(function: str, metric: str = "p95_ms") -> str:
@@ -256,6 +251,62 @@ def test_detector_worker_command_joins_serves_probes_and_checkpoints_on_sigterm(
     finally:
         assert process.stop() == 0
     assert sorted(p.name for p in checkpoints.glob("traces-*.json")), "no checkpoint written at stop"
+
+
+def test_detector_worker_with_feedback_starts_while_clickhouse_is_down_and_connects_when_it_answers(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    """ClickHouse (a server over HTTP) does not answer at start: the worker stays up, joins
+    the group, answers /readyz with 503 naming storage and feedback, and logs the outage
+    once however often it retries. Then a ClickHouse-compatible endpoint comes up on that
+    port (``obsloop serve``'s HTTP interface, writable): the worker creates its tables and
+    the feedback loop's, and becomes ready, without a restart."""
+    traces_partitions(kafka_config)
+    port = free_port()  # nothing listens here until the endpoint below starts
+    workdir = tmp_path / "worker"
+    workdir.mkdir()
+    # Without session ids: the process shares one HTTP client between its threads (the
+    # detector steps, the feedback loop), and clickhouse-connect refuses concurrent queries
+    # in one session ("Attempt to execute concurrent queries within the same session").
+    worker = DetectorWorkerProcess(
+        workdir, storage={"dsn": f"http://127.0.0.1:{port}/?autogenerate_session_id=false"},
+        kafka=kafka_section(kafka_config, detector_checkpoint_dir=str(tmp_path / "checkpoints")),
+        detectors={"poll_seconds": 0.2},
+        feedback={"enabled": True, "git": {"remote": str(tmp_path / "gitops.git")}}).start()
+
+    def readiness() -> tuple[int, dict[str, str]]:
+        status, body = worker.get("/readyz")
+        return status, json.loads(body)
+
+    try:
+        down = (503, {"storage": "unreachable", "kafka": "ok", "feedback": "connecting"})
+        wait_for(lambda: readiness() == down, what="/readyz naming ClickHouse while the group is joined")
+        time.sleep(4)  # retries after 1 s and 2 s, for the worker's steps and the feedback each
+        assert worker.process is not None and worker.process.poll() is None
+        assert readiness() == down
+        log = worker.log_path.read_text()
+        assert log.count("ClickHouse not answering; retrying with backoff") == 1, log[-3000:]
+        assert log.count("feedback waiting for ClickHouse") == 1, log[-3000:]
+
+        (tmp_path / "clickhouse").mkdir()
+        clickhouse = ObsloopProcess(tmp_path / "clickhouse", clickhouse_http={"port": port, "read_only": False},
+                                    detectors={"enabled": False}).start()
+        try:
+            # The backoff has grown to 4-8 s by now: ready within one more round of retries.
+            wait_for(lambda: readiness() == (200, {"storage": "ok", "kafka": "ok", "feedback": "ok"}),
+                     timeout_s=60, what="/readyz answering 200 once ClickHouse answers")
+            tables = {row["name"] for row in clickhouse.query(
+                "SELECT name FROM system.tables WHERE database = 'default'")}
+            assert {"feedback_audit", "feedback_dead_letters"} <= tables  # created by the worker only
+            log = worker.log_path.read_text()
+            assert log.count("ClickHouse answering again") == 1, log[-3000:]
+            assert log.count("feedback connected to ClickHouse") == 1, log[-3000:]
+            assert worker.process.poll() is None
+        finally:
+            assert worker.stop() == 0
+            clickhouse.stop()
+    finally:
+        worker.stop()
 
 
 @pytest.mark.parametrize("command", ["ingest-worker", "detector-worker"])

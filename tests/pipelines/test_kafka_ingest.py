@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from clickhouse_connect.driver.exceptions import OperationalError
 from kafka import TopicPartition
+from scale_out import traces_request
 
+from obsloop.config import AdminConfig, Config, StorageConfig
+from obsloop.pipelines.ingest_worker import IngestWorker
 from obsloop.pipelines.kafka_config import SIGNALS, KafkaConfig
 from obsloop.pipelines.kafka_consumer import IngestConsumer, dedup_token
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
@@ -173,3 +181,69 @@ def test_offsets_are_committed_only_after_insert(kafka_config: KafkaConfig) -> N
         consumer.close()
     assert before is None
     assert after == 1
+
+
+class Outage:
+    """A worker's storage client factory while ClickHouse is down, until :meth:`end`."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.down = True
+
+    def __call__(self) -> Any:
+        if self.down:
+            raise OperationalError("Error HTTPConnectionPool(host='127.0.0.1', port=9): Connection refused")
+        return self.client
+
+    def end(self) -> None:
+        self.down = False
+
+
+def readyz(admin: str) -> tuple[int, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(f"{admin}/readyz", timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_ingest_worker_stores_what_it_consumed_once_clickhouse_answers(
+    kafka_config: KafkaConfig, chdb_client: Any, db: str, tmp_path: Path
+) -> None:
+    """The real worker (admin endpoints, consumer, sink) started while ClickHouse is down:
+    not ready, nothing stored; once ClickHouse answers, everything consumed meanwhile is
+    stored, once, and the worker is ready."""
+    publish_all(kafka_config, [("traces", f"svc-{n % 3}", traces_request(f"svc-{n % 3}", n * 100, 5))
+                               for n in range(12)])
+    outage = Outage(chdb_client)
+    config = Config(data_dir=tmp_path / "worker", storage=StorageConfig(database=db), kafka=kafka_config,
+                    admin=AdminConfig(port=0))
+
+    def stored() -> int:
+        return chdb_client.query(f"SELECT count() FROM {db}.otel_traces").result_rows[0][0]
+
+    async def scenario() -> None:
+        worker = IngestWorker(config, client=outage)
+        admin = await worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while worker.metrics.registry.get_sample_value(
+                    "obsloop_ingest_worker_insert_errors_total", {"signal": "traces"}) is None:
+                assert time.monotonic() < deadline, "no batch consumed"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(4)
+            assert await asyncio.to_thread(readyz, admin) == (503, {"storage": "unreachable", "kafka": "ok"})
+            assert stored() == 0
+
+            outage.end()
+            deadline = time.monotonic() + 30
+            while stored() < 60:
+                assert time.monotonic() < deadline, f"stored {stored()} of 60 spans"
+                await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(readyz, admin) == (200, {"storage": "ok", "kafka": "ok"})
+        finally:
+            await worker.stop()
+
+    asyncio.run(scenario())
+    assert stored() == 60
+    assert chdb_client.query(f"SELECT uniqExact(SpanId) FROM {db}.otel_traces").result_rows[0][0] == 60

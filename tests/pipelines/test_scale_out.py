@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from scale_out import WorkerProcess, kafka_section, post, start_worker, traces_request
+from kafka import KafkaConsumer, TopicPartition
+from scale_out import WorkerProcess, kafka_section, post, start_worker, traces_request, wait_for
+from tansu_broker import free_port
+from test_kafka_ingest import publish_all
 
 from obsloop.pipelines.kafka_config import KafkaConfig
 
@@ -100,3 +104,41 @@ def test_worker_killed_between_insert_and_commit_loses_nothing_and_doubles_nothi
     assert worker.scalar("SELECT count() FROM otel_traces") == 40 * SPANS_PER_REQUEST
     assert worker.scalar("SELECT uniqExact(SpanId) FROM otel_traces") == 40 * SPANS_PER_REQUEST
     worker.stop()
+
+
+def test_ingest_worker_starts_while_clickhouse_is_down_and_commits_nothing_it_could_not_store(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    """ClickHouse (a server over HTTP) does not answer: the worker stays up, answers /readyz
+    with 503 and logs the outage once while it replays the same batches with backoff, and
+    commits no offset, so the next worker consumes everything again. (Storing after
+    ClickHouse is back is ``test_ingest_worker_stores_what_it_consumed_once_clickhouse_answers``:
+    ``obsloop serve``'s ClickHouse interface cannot stand in here, aiohttp refuses the
+    insert's URL, longer than 8 KiB, that a ClickHouse server takes.)"""
+    port = free_port()  # nothing listens here
+    publish_all(kafka_config, [("traces", f"svc-{n % 3}", traces_request(f"svc-{n % 3}", n * 100, SPANS_PER_REQUEST))
+                               for n in range(12)])
+    workdir = tmp_path / "worker"
+    workdir.mkdir()
+    worker = WorkerProcess(workdir, storage={"dsn": f"http://127.0.0.1:{port}"},
+                           kafka=kafka_section(kafka_config)).start()
+    try:
+        wait_for(lambda: "consumed batches not stored" in worker.log_path.read_text(), what="a failed batch")
+        time.sleep(4)  # replays after 1 s and 2 s
+        assert worker.process is not None and worker.process.poll() is None
+        status, body = worker.get("/readyz")
+        assert (status, json.loads(body)) == (503, {"storage": "unreachable", "kafka": "ok"})
+        log = worker.log_path.read_text()
+        assert log.count("ClickHouse not answering; retrying with backoff") == 1, log[-3000:]
+        assert log.count("consumed batches not stored; replaying them with backoff") == 1, log[-3000:]
+    finally:
+        assert worker.stop() == 0
+    probe = KafkaConsumer(bootstrap_servers=kafka_config.bootstrap_servers, group_id=kafka_config.ingest_group,
+                          enable_auto_commit=False)
+    try:
+        partitions = probe.partitions_for_topic(kafka_config.topic("traces")) or set()
+        assert partitions
+        assert [probe.committed(TopicPartition(kafka_config.topic("traces"), p)) for p in sorted(partitions)] == \
+            [None] * len(partitions)
+    finally:
+        probe.close()
