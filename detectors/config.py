@@ -69,10 +69,11 @@ class DetectorsConfig(_Section):
     """An open episode whose values go this many times further past the baseline than its
     worst window so far opens a new one (an escalation); 0 turns escalations off."""
     confirm_after_windows: int = Field(2, ge=1)
-    """Windows in a row with an anomaly still there (scoring above the threshold, or values
-    outside the range from before it) that confirm it: its detection then follows again as
-    ``critical``, the severity the feedback policy acts on by default (``minSeverity``); the
-    first window only alerts (at most ``error``). 1 confirms on the first window."""
+    """Windows in a row with an anomaly still there (from one scoring above the threshold,
+    each later one above it or with values outside the range from before the anomaly) that
+    confirm it: its detection then follows again as ``critical``, the severity the feedback
+    policy acts on by default (``minSeverity``); the first window only alerts (at most
+    ``error``). 1 confirms on the first window."""
     warmup_windows: int | None = Field(None, ge=0)
     """Windows a series learns before it may alarm; ``None`` keeps the detector's default."""
     max_catchup_windows: int = Field(1440, ge=1)

@@ -24,9 +24,13 @@ episode with a new id, so the feedback loop can act on it (see :meth:`WindowScor
 ``bench/detect/run.py --spike-at`` measures it end to end.
 
 An episode is *confirmed* once the anomaly has been there ``confirm_after`` windows in a
-row: each scoring above the threshold or with values still outside the episode's baseline
-(the score alone would not do: after a recent blip, a sustained 3x regression scored 1.0 in
-its first window and 0.49 in the next ones, as the detector's surprise history had widened).
+row, counted from a window scoring above the threshold, each later one scoring above it or
+with values still outside the episode's baseline. The score alone would not do: after a
+recent blip, a sustained 3x regression scored 1.0 in its first window and 0.49 in the next
+ones, as the detector's surprise history had widened. Values off the baseline alone must not
+start a run: with 20 invocations a window, two cold starts put p95 outside its range while
+the model, which has learnt that this p95 jumps, scores 0.3 (``bench/detect/run.py --seed
+12 --spike-at 357 --spike-factor 3 --factor 8``: two such windows in a row on embedder).
 Its opening detection alerts at once, with a severity of at most ``error``; when it is
 confirmed, a second detection with the same id and severity ``critical`` follows, and that
 is what the feedback loop changes deployments on (the policy's ``minSeverity``). The alert
@@ -158,8 +162,9 @@ class Episode:
     """Whether it has had ``relapse_after`` normal windows in a row (it is kept open until
     ``clear_after``, but a new anomalous window is then a new incident)."""
     anomalous_run: int = 1
-    """Windows in a row, up to the latest, in which the anomaly was there: a score above
-    the threshold, or values still outside the baseline."""
+    """Windows in a row, up to the latest, from one that scored above the threshold, in each
+    of which the anomaly was still there: a score above the threshold, or values still
+    outside the baseline (0 after a normal window, and until a window scores above it)."""
     confirmed: bool = True
     """Whether ``anomalous_run`` has reached ``confirm_after`` (the confirmation was sent).
     True for an episode restored from a checkpoint written before confirmations: its
@@ -384,7 +389,8 @@ class WindowScorer:
         episode.peak = excess if episode.peak is None else max(episode.peak, excess)
         if anomalous or not episode.is_normal(entry["observed"]):
             episode.normal_run = 0
-            episode.anomalous_run += 1
+            if anomalous or episode.anomalous_run:
+                episode.anomalous_run += 1
             if not episode.confirmed and episode.anomalous_run >= self.confirm_after:
                 episode.confirmed = True
                 return self._confirm(episode, kind, labels, entry, start, end)

@@ -116,6 +116,32 @@ def test_a_regression_right_after_a_blip_confirms_the_open_episode() -> None:
     assert critical[0][1].observed["p50_ms"] > 2.5 * 40.0
 
 
+class Scripted(SeriesAnomalyDetector):
+    """Learns as usual but answers the score the test scripted for the window (default 0)."""
+
+    scores: dict[float, float] = {}
+
+    def score_learn_one(self, x, t, *, damped=True):  # type: ignore[override]
+        super().score_learn_one(x, t, damped=damped)
+        return self.scores.get(t, 0.0)
+
+
+def test_values_off_the_baseline_confirm_only_after_a_window_scoring_above_the_threshold() -> None:
+    # p95 of a few dozen invocations sits outside its range for a window or two whenever two
+    # of them start cold, while the model (which knows the series is bimodal) scores low.
+    # Such windows keep an anomaly going, but they do not start one.
+    blip, off = 100, [102, 103]
+    at = {i: T0.timestamp() + 60 * i for i in range(120)}
+    Scripted.scores = {at[blip]: 1.0, at[104]: 1.0}
+    scorer = WindowScorer(factory=Scripted)
+    factors = {blip: 3.0} | {i: 3.0 for i in (*off, 104, 105)}
+    rng = random.Random(5)
+    found = []
+    for i in range(106):
+        found += [(i, d) for d in scorer.process(T0 + timedelta(minutes=i), [window(i, factors.get(i, 1.0), rng)])]
+    assert [(i, d.severity) for i, d in found] == [(blip, "error"), (105, "critical")]
+
+
 def test_confirming_after_one_window_confirms_when_the_episode_opens() -> None:
     scorer = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30), confirm_after=1)
     _, found = run({i: 3.0 for i in range(WARM, WARM + 10)}, WARM + 10, scorer=scorer)
