@@ -67,11 +67,13 @@ class IngestWorker(KafkaWorker):
         self.group_id = group_id or self.kafka.ingest_group
         self.signals = tuple(signals)
         self.consumer: IngestConsumer | None = None
-        # Start anyway while ClickHouse is down; the first insert applies the schema then.
-        ensure_schema = None if self.apply_schema() else self.create_tables
+        self._next_storage_check = 0.0
+        # Start anyway while ClickHouse is down: the work thread tries the tables again (with
+        # backoff), and the sink creates them before its first insert in any case.
+        self.check_storage()
         self.sink = ClickHouseSink(
-            self.client, database=config.storage.database,
-            embedded=clickhouse.is_embedded(config.storage_dsn), ensure_schema=ensure_schema,
+            self.client, database=config.storage.database, embedded=clickhouse.is_embedded(config.storage_dsn),
+            ensure_schema=None if self.storage.ok else self.create_tables,
             schema_directory=config.data_dir / "format_schemas", cluster=config.storage.cluster,
         )
 
@@ -84,13 +86,21 @@ class IngestWorker(KafkaWorker):
             self.metrics.insert_errors.labels(signal).inc()
             if self.sink.ping():
                 self.storage.succeeded()  # ClickHouse answers: the batch failed, not ClickHouse
-            else:
-                self.storage.failed(exc)
+            else:  # counts as the check_storage attempt
+                self._next_storage_check = time.monotonic() + self.storage.failed(exc)
             raise
         self.storage.succeeded()
         self.metrics.insert_duration.labels(signal).observe(time.perf_counter() - started)
         self.metrics.batches.labels(signal).inc()
         self.metrics.requests.labels(signal).inc(len(payloads))
+
+    def check_storage(self) -> None:
+        """Until ClickHouse has answered, create the tables whenever the backoff allows, so
+        ``/readyz`` follows ClickHouse even while no batch arrives to find out."""
+        if self.storage.ok or time.monotonic() < self._next_storage_check:
+            return
+        if not self.apply_schema():
+            self._next_storage_check = time.monotonic() + self.storage.delay
 
     def _work(self) -> None:
         self.consumer = self._member(
@@ -98,7 +108,7 @@ class IngestWorker(KafkaWorker):
         if self.consumer is None:
             return
         try:
-            self.consumer.run(self._stop)
+            self.consumer.run(self._stop, between_polls=self.check_storage)
         finally:
             self.consumer.close()  # leave the group now: the partitions move without a timeout
 

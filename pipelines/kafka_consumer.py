@@ -227,10 +227,14 @@ class IngestConsumer(GroupConsumer):
             outcome.inserted_records += len(batch)
         return outcome
 
-    def run(self, stop: threading.Event, *, retry_backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+    def run(
+        self, stop: threading.Event, *, retry_backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+        between_polls: Callable[[], None] | None = None,
+    ) -> None:
         """Poll until ``stop`` is set, backing off after a broker error, and after failed
         batches for ``retry_backoff_s`` doubling up to ``max_backoff_s`` while they keep
-        failing (ClickHouse down), logged when they start and stop failing.
+        failing (ClickHouse down), logged when they start and stop failing; call
+        ``between_polls`` after each poll.
 
         The backoff stays below half of ``max_poll_interval_ms``: no poll happens while
         waiting, and a longer wait would get the member evicted from the group.
@@ -245,6 +249,8 @@ class IngestConsumer(GroupConsumer):
                 log.exception("Kafka error while consuming; retrying")
                 stop.wait(retry_backoff_s)
                 continue
+            if between_polls is not None:
+                between_polls()
             if outcome.error is not None:
                 stop.wait(batches.failed(outcome.error))
             elif outcome.inserted_batches:

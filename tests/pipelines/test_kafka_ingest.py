@@ -247,3 +247,31 @@ def test_ingest_worker_stores_what_it_consumed_once_clickhouse_answers(
     asyncio.run(scenario())
     assert stored() == 60
     assert chdb_client.query(f"SELECT uniqExact(SpanId) FROM {db}.otel_traces").result_rows[0][0] == 60
+
+
+def test_ingest_worker_becomes_ready_when_clickhouse_answers_though_no_batch_arrives(
+    kafka_config: KafkaConfig, chdb_client: Any, db: str, tmp_path: Path
+) -> None:
+    """Readiness follows ClickHouse, not the last insert: with nothing to consume, the
+    worker still retries (creating the tables) until ClickHouse answers."""
+    outage = Outage(chdb_client)
+    config = Config(data_dir=tmp_path / "worker", storage=StorageConfig(database=db), kafka=kafka_config,
+                    admin=AdminConfig(port=0))
+
+    async def scenario() -> None:
+        worker = IngestWorker(config, client=outage)
+        admin = await worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while await asyncio.to_thread(readyz, admin) != (503, {"storage": "unreachable", "kafka": "ok"}):
+                assert time.monotonic() < deadline, "not joined, or ClickHouse not tried"
+                await asyncio.sleep(0.1)
+            outage.end()
+            deadline = time.monotonic() + 30
+            while await asyncio.to_thread(readyz, admin) != (200, {"storage": "ok", "kafka": "ok"}):
+                assert time.monotonic() < deadline, "not ready after ClickHouse came back"
+                await asyncio.sleep(0.1)
+        finally:
+            await worker.stop()
+
+    asyncio.run(scenario())
