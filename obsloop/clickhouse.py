@@ -37,6 +37,10 @@ def connect(
         if client is None:
             kwargs: dict[str, Any] = {"dsn": dsn}
             if not is_embedded(dsn):
+                # The client is shared between threads (the inserter, the detectors, the
+                # feedback audit), and a server refuses concurrent queries in one session:
+                # clickhouse-connect's default session id made them fail now and then.
+                kwargs["autogenerate_session_id"] = False
                 kwargs["database"] = database
                 if username:
                     kwargs["username"] = username

@@ -41,3 +41,10 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # They warn on every failed attempt to reach ClickHouse; obsloop's own retries log an
+    # outage once when it starts and once when it ends (obsloop.retry).
+    for name in _PER_ATTEMPT_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.ERROR, root.level))
+
+
+_PER_ATTEMPT_LOGGERS = ("urllib3.connectionpool", "clickhouse_connect.driver._backend.http_sync")

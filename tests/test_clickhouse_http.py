@@ -122,3 +122,19 @@ def test_http_compression_both_ways(url):
 def test_ping(url):
     with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
         assert response.read() == b"Ok.\n"
+
+
+def test_the_shared_server_client_takes_queries_from_several_threads_at_once(url):
+    """obsloop shares one client per process between threads (inserter, detectors, feedback):
+    with clickhouse-connect's default session id, a second query while one runs is refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from obsloop import clickhouse
+
+    client = clickhouse.connect(url, username="default", password=PASSWORD)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda n: client.command(f"SELECT sleep(0.3) + {n}"), range(4)))
+        assert results == [0, 1, 2, 3]
+    finally:
+        clickhouse.close_all()

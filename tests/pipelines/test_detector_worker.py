@@ -267,11 +267,8 @@ def test_detector_worker_with_feedback_starts_while_clickhouse_is_down_and_conne
     port = free_port()  # nothing listens here until the endpoint below starts
     workdir = tmp_path / "worker"
     workdir.mkdir()
-    # Without session ids: the process shares one HTTP client between its threads (the
-    # detector steps, the feedback loop), and clickhouse-connect refuses concurrent queries
-    # in one session ("Attempt to execute concurrent queries within the same session").
     worker = DetectorWorkerProcess(
-        workdir, storage={"dsn": f"http://127.0.0.1:{port}/?autogenerate_session_id=false"},
+        workdir, storage={"dsn": f"http://127.0.0.1:{port}/"},
         kafka=kafka_section(kafka_config, detector_checkpoint_dir=str(tmp_path / "checkpoints")),
         detectors={"poll_seconds": 0.2},
         feedback={"enabled": True, "git": {"remote": str(tmp_path / "gitops.git")}}).start()
