@@ -235,13 +235,8 @@ def subscription_handler(
         except PayloadError as exc:
             selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
             return _json_response({"error": str(exc)}, status=400)
-        if encoded.payload is not None:
-            try:
-                await deliver(submit, "logs", encoded.payload, encoded.events)
-            except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
-                log.warning("ingest path refused a subscription payload", exc_info=True)
-                selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
-                return _json_response({"error": "ingest path busy"}, status=503)
+        if not await _store(submit, encoded, collector):
+            return _json_response({"error": "ingest path busy"}, status=503)
         recent.accepted(key)
         _count(collector, encoded, encoder)
         return _json_response({"accepted": encoded.events})
@@ -291,19 +286,28 @@ def firehose_handler(
         except (PayloadError, ValueError, KeyError, TypeError, AttributeError) as exc:
             selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
             return answer(request_id, 400, f"malformed Firehose request: {exc}")
-        if encoded.payload is not None:
-            try:
-                await deliver(submit, "logs", encoded.payload, encoded.events)
-            except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
-                log.warning("ingest path refused a Firehose delivery", exc_info=True)
-                selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
-                return answer(request_id, 503, "ingest path busy, retry")
+        if not await _store(submit, encoded, collector):
+            return answer(request_id, 503, "ingest path busy, retry")
         if request_id:
             recent.accepted("firehose:" + str(request_id))
         _count(collector, encoded, encoder)
         return answer(request_id, 200)
 
     return handler
+
+
+async def _store(submit: Submit | AsyncSubmit, encoded: Encoded, collector: str) -> bool:
+    """Hand a delivery's records to the ingest path; ``False`` when it refused them (the
+    sender is then answered 503 and retries: nothing was accepted)."""
+    if encoded.payload is None:
+        return True
+    try:
+        await deliver(submit, "logs", encoded.payload, encoded.events)
+    except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
+        log.warning("ingest path refused a delivery", extra={"collector": collector}, exc_info=True)
+        selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
+        return False
+    return True
 
 
 def _count(collector: str, encoded: Encoded, encoder: SubscriptionEncoder) -> None:

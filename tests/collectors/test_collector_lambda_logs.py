@@ -107,6 +107,17 @@ def test_lambda_wrapper_and_garbage(sink, enrich, post):
     assert post(subscription_handler(sink, enrich), b"\x00\x01garbage")[0] == 400
 
 
+def test_a_refused_subscription_payload_is_answered_503_and_its_retry_stored_once(sink, enrich, post):
+    handler = subscription_handler(sink, enrich)
+    body = gz64(data_message([REPORT]))
+    sink.fail = 1
+    status, answer = post(handler, body)
+    assert status == 503 and "busy" in answer["error"] and sink.logs() == []
+    assert post(handler, body) == (200, {"accepted": 1})
+    assert post(handler, body)[1] == {"accepted": 0, "duplicate": True}
+    assert len(sink.logs()) == 1
+
+
 def test_firehose_envelope_response_and_retry(sink, enrich, post):
     envelope = {"requestId": "ed4acda5-034f-9f42-bba1-f29aea6d7d8f", "timestamp": 1578090901599,
                 "records": [{"data": gz64(data_message([REPORT])).decode()},
