@@ -169,6 +169,11 @@ class Episode:
     """Whether ``anomalous_run`` has reached ``confirm_after`` (the confirmation was sent).
     True for an episode restored from a checkpoint written before confirmations: its
     detection was acted on when it opened."""
+    confirmed_at: float | None = None
+    """Start (epoch) of the window that confirmed it. Escalations count ``escalate_after``
+    from there too: that window may be the first, partial one of the incident the feedback
+    loop then acts on (a blip followed by a regression), and the regression's first full
+    window is not a second incident."""
 
     def is_normal(self, observed: dict[str, float]) -> bool:
         for metric, value in observed.items():
@@ -378,7 +383,8 @@ class WindowScorer:
             if episode.recovered:
                 after = "relapse"
             elif (self.escalate_ratio > 0.0 and episode.peak is not None
-                  and t - episode.opened >= self.escalate_after * (end - start).total_seconds()
+                  and t - max(episode.opened, episode.confirmed_at or episode.opened)
+                  >= self.escalate_after * (end - start).total_seconds()
                   and SEVERITY_RANK[severity(score)] >= SEVERITY_RANK[episode.severity]
                   and math.isfinite(excess)  # not against a zero-width baseline
                   and excess >= self.escalate_ratio * max(episode.peak, 1.0)):
@@ -392,7 +398,7 @@ class WindowScorer:
             if anomalous or episode.anomalous_run:
                 episode.anomalous_run += 1
             if not episode.confirmed and episode.anomalous_run >= self.confirm_after:
-                episode.confirmed = True
+                episode.confirmed, episode.confirmed_at = True, t
                 return self._confirm(episode, kind, labels, entry, start, end)
             return None
         episode.anomalous_run = 0
@@ -458,10 +464,11 @@ class WindowScorer:
             "pool": self.pool.to_state(),
             "ranges": {sid: r.to_state() for sid, r in self.ranges.items()},
             # [id, opened, normal_run, baseline, severity, peak, recovered, anomalous_run,
-            # confirmed]: the first four are the original format, which restore still reads.
+            # confirmed, confirmed_at]: the first four are the original format, which
+            # restore still reads.
             "episodes": {k: [e.id, e.opened, e.normal_run, e.baseline, e.severity,
                              None if e.peak is None else min(e.peak, 1e300), e.recovered,
-                             e.anomalous_run, e.confirmed]
+                             e.anomalous_run, e.confirmed, e.confirmed_at]
                          for k, e in self.episodes.items()},
             "last_seen": self.last_seen,
         }
@@ -485,6 +492,8 @@ def _episode_from_state(e: list[Any]) -> Episode:
         episode.recovered = bool(e[6])
     if len(e) > 8:
         episode.anomalous_run, episode.confirmed = int(e[7]), bool(e[8])
+    if len(e) > 9 and e[9] is not None:
+        episode.confirmed_at = float(e[9])
     return episode
 
 

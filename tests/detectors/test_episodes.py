@@ -142,6 +142,17 @@ def test_values_off_the_baseline_confirm_only_after_a_window_scoring_above_the_t
     assert [(i, d.severity) for i, d in found] == [(blip, "error"), (105, "critical")]
 
 
+def test_the_first_full_window_of_a_regression_that_confirmed_a_blip_is_not_an_escalation() -> None:
+    # A blip, then a regression whose first window is only partly slow: that window confirms
+    # the blip's episode (the feedback loop acts on it, with the regression's values), and
+    # the regression's first full window, much worse than the partial one, must not open a
+    # second incident (a second scale-up) for the same regression.
+    factors = {WARM: 2.0, WARM + 1: 3.5} | {i: 8.0 for i in range(WARM + 2, WARM + 12)}
+    _, found = run(factors, WARM + 12)
+    assert len({d.id for _, d in found}) == 1, [(i, d.describe()) for i, d in found]
+    assert [(i, d.severity) for i, d in found if d.severity == "critical"] == [(WARM + 1, "critical")]
+
+
 def test_confirming_after_one_window_confirms_when_the_episode_opens() -> None:
     scorer = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30), confirm_after=1)
     _, found = run({i: 3.0 for i in range(WARM, WARM + 10)}, WARM + 10, scorer=scorer)
@@ -167,7 +178,7 @@ def test_old_format_episode_state_restores() -> None:
     [(_, opened)] = found
     state = json.loads(json.dumps(scorer.to_state()))
     [entry] = state["episodes"].values()
-    assert len(entry) == 9 and entry[6] is False and entry[7:] == [0, False]  # a normal window since
+    assert len(entry) == 10 and entry[6] is False and entry[7:] == [0, False, None]  # a normal window since
     # The format before severities, peaks and relapses: [id, opened, normal_run, baseline].
     state["episodes"] = {k: e[:4] for k, e in state["episodes"].items()}
     restored = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
