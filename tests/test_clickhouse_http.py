@@ -137,4 +137,4 @@ def test_the_shared_server_client_takes_queries_from_several_threads_at_once(url
             results = list(pool.map(lambda n: client.command(f"SELECT sleep(0.3) + {n}"), range(4)))
         assert results == [0, 1, 2, 3]
     finally:
-        clickhouse.close_all()
+        client.close()  # only this one: close_all would close the suite's embedded engine too
