@@ -215,7 +215,7 @@ def detections_and_feedback() -> Dashboard:
         annotations=ANNOTATIONS,
         items=(
             Panel("Detections per kind", (Sql(
-                "SELECT $__timeInterval(time) AS time, kind, count() AS detections FROM detections "
+                "SELECT $__timeInterval(time) AS time, kind, uniqExact(id) AS detections FROM detections "
                 "WHERE $__timeFilter(time) AND NOT cleared GROUP BY time, kind ORDER BY time"),), unit="short"),
             Panel("Feedback actions per outcome", (Sql(
                 "SELECT $__timeInterval(time) AS time, concat(action, ' ', outcome) AS action, count() AS actions "
