@@ -16,6 +16,7 @@ from pathlib import Path
 
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.wal import Segment, WriteAheadLog, iter_messages
+from obsloop.retry import Retry, summary
 from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class IngestPipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures: dict[Path, int] = {}
+        self._retry = Retry(log, "segments not stored (ClickHouse refused them or is unreachable); "
+                                 "retrying with backoff, they stay in the write-ahead log",
+                            "segments stored again", first_delay=0.5, max_delay=10.0)
+        """An outage is logged when it starts and when it ends, not once per attempt."""
         self.storage_healthy = True
         self.refresh_gauges()
 
@@ -98,7 +103,6 @@ class IngestPipeline:
     def _run(self) -> None:
         _name_os_thread("obsloop-insert")
         last_rotation = 0.0
-        backoff = 0.5
         while not self._stop.is_set():
             now = time.monotonic()
             if now - last_rotation >= self._rotate_interval:
@@ -107,11 +111,8 @@ class IngestPipeline:
             segment = self.wal.next_segment(timeout=self._rotate_interval)
             if segment is None:
                 continue
-            if self._store(segment):
-                backoff = 0.5
-            else:
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+            if not self._store(segment):
+                self._stop.wait(self._retry.delay)
             self.refresh_gauges()
 
     def _store(self, segment: Segment) -> bool:
@@ -124,15 +125,17 @@ class IngestPipeline:
             self._failures[segment.path] = failures
             reachable = self.sink.ping()
             self.storage_healthy = reachable
-            log.warning(
+            self._retry.failed(exc)
+            log.debug(
                 "segment insert failed",
                 extra={"segment": segment.path.name, "signal": segment.signal, "attempt": failures,
-                       "error": str(exc).splitlines()[0][:500]},
+                       "error": summary(exc)},
             )
             if reachable and failures >= QUARANTINE_AFTER_FAILURES:
                 self._quarantine(segment)
             return False
         self.storage_healthy = True
+        self._retry.succeeded()
         self._failures.pop(segment.path, None)
         elapsed = time.perf_counter() - started
         items = segment.items if segment.items is not None else count_items(segment.signal, segment.path)

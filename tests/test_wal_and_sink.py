@@ -122,3 +122,43 @@ def test_a_segment_with_a_kvlist_value_is_stored_once_with_the_full_projection(
         f"SELECT LogAttributes['a'], LogAttributes['s'] FROM {database}.otel_logs ORDER BY LogAttributes['a']"
     ).result_rows
     assert rows == [("scalar", "plain"), ('{"k":42}', "plain")]
+
+
+def test_an_outage_is_logged_once_and_the_segments_wait_in_the_log(
+        tmp_path: Path, chdb_client, database: str, caplog: pytest.LogCaptureFixture) -> None:
+    """ClickHouse unreachable for several attempts: one warning when it starts, one line
+    when it ends, the segment stored once after it."""
+    import logging
+    import time
+
+    from obsloop.pipelines.ingest import IngestPipeline
+    from obsloop.selfmetrics import SelfMetrics
+
+    down = {"attempts": 0}
+
+    def connect():
+        if down["attempts"] < 4:
+            down["attempts"] += 1
+            raise ConnectionError("ClickHouse unreachable")
+        return chdb_client
+
+    wal = _wal(tmp_path / "wal")
+    sink = ClickHouseSink(connect, database=database, embedded=True, schema_directory=tmp_path)
+    pipeline = IngestPipeline(wal, sink, SelfMetrics(), max_pending_bytes=1 << 30, rotate_interval=0.05)
+    request = ServerlessTraffic(seed=7).traces(8)
+    spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    caplog.set_level(logging.DEBUG, logger="obsloop.pipelines.ingest")
+    pipeline.submit("traces", request.SerializeToString(), spans)
+    wal.rotate(force=True)
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (chdb_client.command(f"SELECT count() FROM {database}.otel_traces") < spans
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+    finally:
+        pipeline.stop(drain_timeout=5)
+    assert chdb_client.command(f"SELECT count() FROM {database}.otel_traces") == spans
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert [level for level, _ in messages] == ["WARNING", "INFO"], messages
+    assert "segments not stored" in messages[0][1] and "stored again" in messages[1][1]
