@@ -105,6 +105,8 @@ _DAY_SLOTS = 24
 _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
 _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
+_TAIL_BINS = 64
+_TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
 STATE_VERSION = 5
 _OLD_VERSIONS = (1, 2, 3, 4)  # readable: the new parts start empty
@@ -173,6 +175,10 @@ class SeriesAnomalyDetector:
         shift_season_on: float = 0.3,
         shift_season_off: float = 0.5,
         shift_season_after: float = 7.0,
+        tail_alpha: float = 0.0,
+        tail_floor: float = 1e-12,
+        tail_prior: float = 1.0,
+        tail_mode: int = 1,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -201,6 +207,11 @@ class SeriesAnomalyDetector:
         self.shift_season_on = shift_season_on
         self.shift_season_off = shift_season_off
         self.shift_season_after = shift_season_after
+        self.tail_alpha = tail_alpha
+        self.tail_floor = tail_floor
+        self.tail_prior = tail_prior
+        self.tail_mode = tail_mode
+        self._log_tail_floor = math.log(tail_floor)
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -242,6 +253,11 @@ class SeriesAnomalyDetector:
         self.t0 = math.nan
         self.since_alarm = 1 << 30
         self.last_t = -math.inf
+        # Empirical tail: decayed counts of the likelihood statistic per log-spaced bin,
+        # stored scaled by ``tail_gain`` (grows instead of decaying every bin each point).
+        self.tail = array("f", [0.0]) * _TAIL_BINS if self.tail_alpha > 0.0 else array("f")
+        self.tail_total = 0.0
+        self.tail_gain = 1.0
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint.
@@ -354,6 +370,10 @@ class SeriesAnomalyDetector:
             "shift_season_on": self.shift_season_on,
             "shift_season_off": self.shift_season_off,
             "shift_season_after": self.shift_season_after,
+            "tail_alpha": self.tail_alpha,
+            "tail_floor": self.tail_floor,
+            "tail_prior": self.tail_prior,
+            "tail_mode": self.tail_mode,
         }
 
     def __repr__(self) -> str:
@@ -363,7 +383,7 @@ class SeriesAnomalyDetector:
     # ------------------------------------------------------------- scoring
     def _evaluate(
         self, x: float, ts: float
-    ) -> tuple[float, float, float, int, int, int, float, int]:
+    ) -> tuple[float, float, float, int, int, int, float, int, int]:
         """Score ``x`` without changing state; also return what ``_learn`` needs.
 
         The score is *undamped* (the refractory period is not applied here): ``_learn`` only
@@ -382,7 +402,7 @@ class SeriesAnomalyDetector:
             if ow == ow and self.err[2] < best:
                 choice, offset = 2, ow
         if self.n == 0:
-            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0
+            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -411,27 +431,51 @@ class SeriesAnomalyDetector:
         if spatial:
             raw = 1.0
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
-        likelihood = 1.0 - _tail((short - self.lik_mean) / lik_sd)
+        u = (short - self.lik_mean) / lik_sd
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
-            l2 = 1.0 - _tail((r2 - self.l2_mean) / l2_sd)
-            if l2 > likelihood:
-                likelihood = l2
-        score = math.log(1.0000000001 - likelihood) / _LOG_1E10
+            u2 = (r2 - self.l2_mean) / l2_sd
+            if u2 > u:
+                u = u2
+        p = _tail(u)
+        direct = spatial and self.spatial_direct
+        b = _TAIL_BINS - 1 if direct else (int(math.log1p(u) * _TAIL_RES) if u > 0.0 else 0)
+        if b >= _TAIL_BINS:
+            b = _TAIL_BINS - 1
+        if self.tail_alpha > 0.0:
+            k = self.tail_prior
+            w = sum(self.tail[b:]) / self.tail_gain
+            p = (w + k * p) / (self.tail_total + k)
+            score = math.log(p) / self._log_tail_floor if p > 0.0 else 1.0
+        else:
+            score = math.log(1.0000000001 - (1.0 - p)) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
-        if spatial and self.spatial_direct:
+        if direct and (self.tail_mode == 1 or w == 0.0):
             score = 1.0
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b
 
     def _learn(
-        self, x: float, ts: float, evaluated: tuple[float, float, float, int, int, int, float, int]
+        self,
+        x: float,
+        ts: float,
+        evaluated: tuple[float, float, float, int, int, int, float, int, int],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b = evaluated
+        if b >= 0 and self.tail_alpha > 0.0:
+            g = self.tail_gain / (1.0 - self.tail_alpha)
+            if g > 1e30:  # renormalise the stored counts
+                tail = self.tail
+                for k in range(_TAIL_BINS):
+                    tail[k] = tail[k] / g
+                g = 1.0
+            self.tail[b] += g
+            self.tail_gain = g
+            self.tail_total = (1.0 - self.tail_alpha) * self.tail_total + 1.0
         sx = self._shift_input(x, d_slot) if self.n > 0 else x
         if self.t0 != self.t0:  # NaN: first point, or first point after an old checkpoint
             self.t0 = ts
@@ -578,6 +622,16 @@ class SeriesAnomalyDetector:
                 today[k] = 0.0
         self.env_day = day
 
+    def _clock(self, t: datetime | float) -> float:
+        """``t`` in epoch seconds, never before the last point learnt.
+
+        A real export's clock may step back (NAB's ``machine_temperature_system_failure``
+        does once); the point is still scored, at its place in the stream, but the seasonal
+        slots and the envelope's day see time as non-decreasing: a day folded twice would
+        inflate the envelope (its decay is per elapsed day)."""
+        ts = to_epoch(t)
+        return ts if ts >= self.last_t else self.last_t
+
     @property
     def in_refractory(self) -> bool:
         """Whether the next score is damped (an alarm within the last ``refractory`` points)."""
@@ -587,7 +641,7 @@ class SeriesAnomalyDetector:
         """Anomaly score of ``x`` at ``t`` in ``[0, 1]``; does not change the model.
 
         ``damped=False`` leaves out the refractory period (see :meth:`score_learn_one`)."""
-        score = self._evaluate(_check_value(x), to_epoch(t))[0]
+        score = self._evaluate(_check_value(x), self._clock(t))[0]
         if damped and self.since_alarm < self.refractory:
             score *= self.damping
         return score
@@ -595,7 +649,7 @@ class SeriesAnomalyDetector:
     def learn_one(self, x: float, t: datetime | float = 0.0) -> None:
         """Update the model with ``x`` observed at ``t``."""
         x = _check_value(x)
-        ts = to_epoch(t)
+        ts = self._clock(t)
         self._learn(x, ts, self._evaluate(x, ts))
 
     def score_learn_one(self, x: float, t: datetime | float = 0.0, damped: bool = True) -> float:
@@ -621,7 +675,7 @@ class SeriesAnomalyDetector:
         True
         """
         x = _check_value(x)
-        ts = to_epoch(t)
+        ts = self._clock(t)
         evaluated = self._evaluate(x, ts)
         score = evaluated[0]
         if damped and self.since_alarm < self.refractory:
