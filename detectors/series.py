@@ -108,8 +108,8 @@ _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant str
 _TAIL_BINS = 64
 _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 5
-_OLD_VERSIONS = (1, 2, 3, 4)  # readable: the new parts start empty
+STATE_VERSION = 6
+_OLD_VERSIONS = (1, 2, 3, 4, 5)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -175,10 +175,7 @@ class SeriesAnomalyDetector:
         shift_season_on: float = 0.3,
         shift_season_off: float = 0.5,
         shift_season_after: float = 7.0,
-        tail_alpha: float = 0.0,
-        tail_floor: float = 1e-12,
-        tail_prior: float = 1.0,
-        tail_mode: int = 1,
+        tail_alpha: float = 0.001,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -208,10 +205,6 @@ class SeriesAnomalyDetector:
         self.shift_season_off = shift_season_off
         self.shift_season_after = shift_season_after
         self.tail_alpha = tail_alpha
-        self.tail_floor = tail_floor
-        self.tail_prior = tail_prior
-        self.tail_mode = tail_mode
-        self._log_tail_floor = math.log(tail_floor)
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -287,6 +280,7 @@ class SeriesAnomalyDetector:
             "season": [*self.sconf, int(self.sdes), _finite_or_none(self.t0)],
             "since_alarm": self.since_alarm,
             "last_t": _finite_or_none(self.last_t),
+            "tail": [self.tail_total, self.tail_gain, *(_f32(v) for v in self.tail)],
         }
 
     @classmethod
@@ -339,6 +333,10 @@ class SeriesAnomalyDetector:
             det.sconf = [min(det.err[k] / det.err[0], 1.0) for k in (1, 2)]
         det.since_alarm = int(state["since_alarm"])
         det.last_t = _none_to(state["last_t"], -math.inf)
+        if "tail" in state and det.tail_alpha > 0.0:  # before version 6: an empty history
+            total, gain, *bins = state["tail"]
+            det.tail_total, det.tail_gain = float(total), float(gain)
+            det.tail = array("f", [float(v) for v in bins])
         return det
 
     def _params(self) -> dict[str, Any]:
@@ -371,9 +369,6 @@ class SeriesAnomalyDetector:
             "shift_season_off": self.shift_season_off,
             "shift_season_after": self.shift_season_after,
             "tail_alpha": self.tail_alpha,
-            "tail_floor": self.tail_floor,
-            "tail_prior": self.tail_prior,
-            "tail_mode": self.tail_mode,
         }
 
     def __repr__(self) -> str:
@@ -446,16 +441,18 @@ class SeriesAnomalyDetector:
         b = _TAIL_BINS - 1 if direct else (int(math.log1p(u) * _TAIL_RES) if u > 0.0 else 0)
         if b >= _TAIL_BINS:
             b = _TAIL_BINS - 1
-        if self.tail_alpha > 0.0:
-            k = self.tail_prior
+        if direct:
+            score = 1.0
+        elif self.tail_alpha > 0.0:
+            # How often this series' own recent history reached the statistic, with the
+            # Gaussian tail as a prior worth one horizon (1 / tail_alpha points) of history.
+            k = 1.0 / self.tail_alpha
             w = sum(self.tail[b:]) / self.tail_gain
             p = (w + k * p) / (self.tail_total + k)
-            score = math.log(p) / self._log_tail_floor if p > 0.0 else 1.0
+            score = math.log(p) / _LOG_1E10 if p > 0.0 else 1.0
         else:
             score = math.log(1.0000000001 - (1.0 - p)) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
-        if direct and (self.tail_mode == 1 or w == 0.0):
-            score = 1.0
         # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b
 
