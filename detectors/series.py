@@ -125,6 +125,14 @@ def to_epoch(t: datetime | float | int) -> float:
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 
 
+def _tail_bin(u: float) -> int:
+    """Histogram bin of a likelihood statistic: log-spaced, the last one open-ended."""
+    if u <= 0.0:
+        return 0
+    b = int(math.log1p(u) * _TAIL_RES)
+    return b if b < _TAIL_BINS else _TAIL_BINS - 1
+
+
 def _tail(z: float) -> float:
     """Upper tail probability of the standard normal distribution."""
     return 0.5 * math.erfc(z / math.sqrt(2.0))
@@ -248,7 +256,8 @@ class SeriesAnomalyDetector:
         self.last_t = -math.inf
         # Empirical tail: decayed counts of the likelihood statistic per log-spaced bin,
         # stored scaled by ``tail_gain`` (grows instead of decaying every bin each point).
-        self.tail = array("f", [0.0]) * _TAIL_BINS if self.tail_alpha > 0.0 else array("f")
+        # Bins 0-63 for the point view, 64-127 for the mean-shift view.
+        self.tail = array("f", [0.0]) * (2 * _TAIL_BINS) if self.tail_alpha > 0.0 else array("f")
         self.tail_total = 0.0
         self.tail_gain = 1.0
 
@@ -378,7 +387,7 @@ class SeriesAnomalyDetector:
     # ------------------------------------------------------------- scoring
     def _evaluate(
         self, x: float, ts: float
-    ) -> tuple[float, float, float, int, int, int, float, int, int]:
+    ) -> tuple[float, float, float, int, int, int, float, int, int, int]:
         """Score ``x`` without changing state; also return what ``_learn`` needs.
 
         The score is *undamped* (the refractory period is not applied here): ``_learn`` only
@@ -397,7 +406,7 @@ class SeriesAnomalyDetector:
             if ow == ow and self.err[2] < best:
                 choice, offset = 2, ow
         if self.n == 0:
-            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1
+            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -426,51 +435,53 @@ class SeriesAnomalyDetector:
         if spatial:
             raw = 1.0
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
         u = (short - self.lik_mean) / lik_sd
+        u2 = -math.inf
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
             u2 = (r2 - self.l2_mean) / l2_sd
-            if u2 > u:
-                u = u2
-        p = _tail(u)
         direct = spatial and self.spatial_direct
-        b = _TAIL_BINS - 1 if direct else (int(math.log1p(u) * _TAIL_RES) if u > 0.0 else 0)
-        if b >= _TAIL_BINS:
-            b = _TAIL_BINS - 1
+        b = _TAIL_BINS - 1 if direct else _tail_bin(u)
+        b2 = _tail_bin(u2) + _TAIL_BINS
         if direct:
             score = 1.0
         elif self.tail_alpha > 0.0:
-            # How often this series' own recent history reached the statistic, with the
-            # Gaussian tail as a prior worth one horizon (1 / tail_alpha points) of history.
+            # Each view's statistic against how often this series' own recent history
+            # reached it, with the Gaussian tail as a prior worth one horizon
+            # (1 / tail_alpha points) of history; the more surprising view counts.
             k = 1.0 / self.tail_alpha
-            w = sum(self.tail[b:]) / self.tail_gain
-            p = (w + k * p) / (self.tail_total + k)
+            tail, gain, norm = self.tail, self.tail_gain, self.tail_total + k
+            p = (sum(tail[b:_TAIL_BINS]) / gain + k * _tail(u)) / norm
+            p2 = (sum(tail[b2:]) / gain + k * _tail(u2)) / norm
+            if p2 < p:
+                p = p2
             score = math.log(p) / _LOG_1E10 if p > 0.0 else 1.0
         else:
-            score = math.log(1.0000000001 - (1.0 - p)) / _LOG_1E10
+            score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2)))) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2
 
     def _learn(
         self,
         x: float,
         ts: float,
-        evaluated: tuple[float, float, float, int, int, int, float, int, int],
+        evaluated: tuple[float, float, float, int, int, int, float, int, int, int],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2 = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
                 tail = self.tail
-                for k in range(_TAIL_BINS):
+                for k in range(2 * _TAIL_BINS):
                     tail[k] = tail[k] / g
                 g = 1.0
             self.tail[b] += g
+            self.tail[b2] += g
             self.tail_gain = g
             self.tail_total = (1.0 - self.tail_alpha) * self.tail_total + 1.0
         sx = self._shift_input(x, d_slot) if self.n > 0 else x
