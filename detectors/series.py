@@ -184,6 +184,7 @@ class SeriesAnomalyDetector:
         shift_season_off: float = 0.5,
         shift_season_after: float = 7.0,
         tail_alpha: float = 0.001,
+        shift_reset: bool = False,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -213,6 +214,7 @@ class SeriesAnomalyDetector:
         self.shift_season_off = shift_season_off
         self.shift_season_after = shift_season_after
         self.tail_alpha = tail_alpha
+        self.shift_reset = shift_reset
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -378,6 +380,7 @@ class SeriesAnomalyDetector:
             "shift_season_off": self.shift_season_off,
             "shift_season_after": self.shift_season_after,
             "tail_alpha": self.tail_alpha,
+            "shift_reset": self.shift_reset,
         }
 
     def __repr__(self) -> str:
@@ -586,6 +589,8 @@ class SeriesAnomalyDetector:
             self.hi = x
         if score >= self.alarm_level and self.since_alarm >= self.refractory:
             self.since_alarm = 0
+            if self.shift_reset and self.sn > 0:
+                self.lm = self.sm
         else:
             self.since_alarm += 1
         self.last_t = ts
