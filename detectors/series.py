@@ -184,7 +184,7 @@ class SeriesAnomalyDetector:
         shift_season_off: float = 0.5,
         shift_season_after: float = 7.0,
         tail_alpha: float = 0.001,
-        shift_reset: bool = False,
+        shift_reset: bool = True,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha

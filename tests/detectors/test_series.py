@@ -414,3 +414,19 @@ def test_bursts_a_series_keeps_making_are_not_anomalies() -> None:
     assert alarms <= 1 and alarms_gaussian >= 10  # 1 and 12 of 27 bursts
     xs[5500] += 60.0  # four times the largest burst so far: still an alarm
     assert run(xs)[5500] > 0.9
+
+
+def test_a_level_shift_is_adapted_to_after_its_alarm() -> None:
+    """shift_reset: at an alarm the mean-shift view takes the new level as its reference, so
+    a regime change is reported when it starts and then learnt, not re-alarmed while the
+    slow long mean catches up (undamped scores, as the service's window scorer sees them)."""
+    xs = [x + (2.0 if i >= 3000 else 0.0) for i, x in enumerate(noise(4000, 3))]
+
+    def alarms(**kwargs: object) -> list[int]:
+        det = SeriesAnomalyDetector(**kwargs)
+        scores = [det.score_learn_one(x, 300.0 * i, damped=False) for i, x in enumerate(xs)]
+        return [i for i, s in enumerate(scores) if i >= 3000 and s >= 0.5]
+
+    adapted, kept = alarms(), alarms(shift_reset=False)
+    assert adapted[0] == kept[0] < 3010  # detected as early
+    assert len(adapted) < len(kept)  # 4 and 7
