@@ -1,93 +1,18 @@
 """Streaming anomaly detector for one numeric series (latency percentile, error rate,
-cold-start rate, throughput, cost per window).
+cold-start rate, throughput, cost per window): one point at a time, no look-ahead, O(1)
+time and bounded memory per point, checkpointed as plain JSON.
 
-The pipeline, per point, and why:
-
-1. **Prediction** -- an exponentially weighted level, optionally plus a daily or weekly
-   seasonal offset (one slot per hour of the day / of the week). Three predictors run side by
-   side (none, daily, weekly) and the one with the lowest recent absolute error is used, so a
-   series with a daily rhythm is compared with "this hour yesterday" and the rhythm itself
-   never raises an alarm, while a flat series is not penalised by an empty seasonal model.
-2. **Surprise** -- the residual divided by its exponentially weighted standard deviation,
-   ``z``, on a log scale, ``e = log(1 + z)``. The first ``1/alpha`` points use a running
-   mean (``warm_start``) so a series that starts far from zero does not spend hundreds of
-   points converging. The scale is robust: a residual enters the variance clipped to
-   ``var_clip`` standard deviations (one spike or the first points of a level shift must
-   not blind the detector for days), and the variance forgets at ``var_alpha`` (faster than
-   the level), so it recovers from a start-up transient within a few hundred points.
-3. **Time-of-day envelope** -- for each ``env_slots``-th of the day (15 minutes by default)
-   the largest surprise seen in that slot on *previous* days (today's maxima are kept
-   apart and folded in when the day changes, decayed by ``env_decay`` per day, so it fades
-   over a few weeks; a burst must not excuse its own later points). Only the excess of
-   ``e`` over the envelope of its slot and its neighbours (``env_width`` slots either
-   side, for jitter) counts, scaled so that ``z = cap`` over a quiet slot gives 1. A
-   nightly backup or cron job spikes at the same minute every day; an hourly seasonal mean
-   smears such a 5-minute spike away, so without this every one of them is a page (on
-   NAB's AWS series they were the largest source of false positives: one per day per
-   affected series). A spike larger than what this time of day usually does still scores.
-   ``env_start`` (30) keeps the first points (whose surprise only says that the scale is not
-   known yet) out of the envelope; without it the time of day a series started at ignores
-   in-range spikes for weeks (its envelope slot holds the start-up surprise, about
-   ``z = 14``). It costs 0.5 of the NAB standard score: on NAB the start-of-file slot
-   happens to profit from that blindness (a few unlabelled spikes at that time of day).
-4. **Anomaly likelihood** -- the surprise, averaged over a couple of points
-   (``short_alpha``; Numenta's likelihood averages its raw scores the same way, so a
-   sustained change outranks a lone blip of the same size, while a lone 15-sigma spike
-   still scores above 0.9), is compared with the series' own history of such surprises (a
-   Gaussian tail on their long-term mean and variance, as in Numenta's anomaly likelihood)
-   and log-scaled, ``log(1 - L) / log(1e-10)``. This is what makes one threshold work
-   across series: a noisy series has large surprises all the time and only its unusual
-   ones score high. A value that leaves the whole range seen so far by more than
-   ``spatial_tolerance`` of that range scores 1 outright (``spatial_direct``, Numenta's
-   "spatial anomaly"): a new extreme is what an operator wants to hear about first.
-5. **Mean-shift detector** (``shift_alpha > 0``) -- a second, independent view: a short EW
-   mean of the value (about 20 points) against a long EW mean and standard deviation
-   (about 200 points), both fed the value clipped to ``shift_clip`` (3) long standard
-   deviations so that a lone spike barely moves them: large changes are the point
-   detector's job, this one is for the small sustained ones. Its log-scaled distance has its own
-   likelihood history, and the two likelihoods are combined by their maximum (each is
-   calibrated on its own series, so the maximum is comparable). It catches a sustained
-   shift of about one standard deviation within a few dozen points, which no single point
-   reveals; it adds 6 scalars and a counter (``sn``: it re-warms after a restore from an
-   older checkpoint).
-   On a series with a strong rhythm the raw value's long standard deviation is mostly the
-   rhythm, so a shift of several noise standard deviations stays invisible; with
-   ``shift_deseason`` (on) the detector then watches the value minus this hour of the day's
-   seasonal offset (yesterday's, the freshest) and sees a 3-sigma shift on a daily-seasonal
-   series within about 10 points (``bench/nab/synthetic.py``). It switches to that view only
-   once a seasonal predictor is *confidently* better than the flat one: the ratio of its
-   error to the flat predictor's, averaged slowly (``shift_long_alpha``, ~200 points, so a
-   shift, which also raises the seasonal error, does not switch the view away while it is
-   being detected), below ``shift_season_on`` (0.3), back off above ``shift_season_off``
-   (0.5), and never before ``shift_season_after`` (7) days of data (before a whole week the
-   first weekend of a weekly rhythm would look like a shift). Each switch restarts the
-   mean-shift detector (it re-warms on the new input). Series without a clear rhythm keep
-   the raw value (14 of NAB's 17 series throughout; the view leaves NAB's score unchanged);
-   feeding every series its chosen predictor's de-seasonalised value instead cost 0.9 of
-   the NAB standard score (predictor switches on weakly seasonal series look like shifts)
-   and raised false alarms on weekly rhythms.
-6. **Refractory period** -- after a score reaches ``alarm_level`` the following
-   ``refractory`` points are multiplied by ``damping`` (0: silenced), so a single incident
-   yields one alarm and not a page per point. That is what ``obsloop score-series`` and NAB
-   (scored per point) get. The service's window scorer asks for the undamped score
-   (``score_learn_one(..., damped=False)``): its episodes already turn a run of anomalous
-   windows into one detection, and a refractory period there would leave a series blind
-   for 50 windows after any alarm, a false one included (see ``detectors/scoring.py``).
-   The model learns the same either way.
-
-On NAB's AWS CloudWatch series (``bench/nab/run.py``) these choices took the standard score
-from 61.1 to 70.1 (66.1 without the mean-shift detector; 70.6 with ``env_start=0``, which
-leaves the start-up blindness in); ``bench/nab/analyse.py`` shows, per window and per false
-positive, where the remaining points are lost.
-
-Everything is ``O(1)`` in time and memory per point (no windows of raw values): the state
-is 384 float32 slots (24 daily, 168 weekly, 2 x 96 envelope) plus about 35 scalars, about
-3.8 KB of Python objects per series (see ``bench/nab/memory.py``), so 50,000 live series
-take about 188 MB, and the whole state is a small JSON-serialisable dict (about 4 KB).
+Two views score each point -- the surprise of its residual against an EW level with daily /
+weekly seasonal offsets (minus a time-of-day envelope, so a nightly cron spike is expected),
+and a short-vs-long mean shift -- each as a Gaussian tail of its averaged surprise (Numenta's
+anomaly likelihood) corrected by how often this series' own recent history reached it (a
+decayed histogram: bursts a series keeps making are its normal). A value far outside the
+range seen so far scores 1; a refractory period turns an incident into one alarm for callers
+that score every point. Why each part is there, with its NAB figures, is in
+``docs/design/series-detector.md``.
 
 The arithmetic is the recurrences of ``river.stats.EWMean`` / ``EWVar`` written out on plain
-floats: river's implementations are Rust objects whose state can only be pickled, and a
-checkpoint must survive river upgrades and be safe to load (see :meth:`to_state`).
+floats: a checkpoint must survive river upgrades and be safe to load (see :meth:`to_state`).
 """
 
 from __future__ import annotations
