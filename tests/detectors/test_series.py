@@ -391,6 +391,26 @@ def test_version_4_checkpoint_takes_the_new_defaults() -> None:
     json.dumps(old.to_state(), allow_nan=False)
 
 
+def test_version_5_checkpoint_starts_an_empty_tail_history() -> None:
+    """A version 5 checkpoint (no tail history, no tail_alpha / shift_reset parameters) is
+    restored with today's defaults and an empty history, and scores on from there."""
+    xs, _ = _bursty(3000)
+    det = SeriesAnomalyDetector()
+    for i, x in enumerate(xs):
+        det.learn_one(x, STEP * i)
+    state = json.loads(json.dumps(det.to_state()))
+    assert state["version"] == 6 and sum(state["tail"][2:]) > 0.0
+    state["version"] = 5
+    del state["tail"]
+    for key in ("tail_alpha", "shift_reset"):
+        del state["params"][key]
+    old = SeriesAnomalyDetector.from_state(state)
+    assert old.tail_alpha == 0.001 and old.shift_reset and old.tail_total == 0.0
+    assert 0.0 <= old.score_learn_one(10.0, STEP * 3000) < 0.5
+    restored = SeriesAnomalyDetector.from_state(json.loads(json.dumps(old.to_state())))
+    assert restored.to_state() == old.to_state()
+
+
 def _bursty(n: int, seed: int = 5) -> tuple[list[float], list[int]]:  # values, burst rows
     """Noise with a short burst every 100-200 points, 8-15 noise standard deviations high
     (Twitter mention counts do this all day): bursts are this series' normal."""
