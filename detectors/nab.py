@@ -47,6 +47,7 @@ from pathlib import Path
 __all__ = [
     "PROFILES",
     "CorpusResult",
+    "by_category",
     "FileResult",
     "Profile",
     "ScoredRow",
@@ -269,3 +270,26 @@ def score_results(
     for name, (ts, sc) in results.items():
         rows.extend(sweep_file(name, ts, sc, windows.get(name, ())))
     return {p: score_corpus(rows, p) for p in profiles}
+
+
+def by_category(result: CorpusResult, profile: str | Profile = "standard") -> dict[str, float]:
+    """Normalised score of each category (the folder of ``category/file.csv``) at the
+    corpus's threshold, as :func:`score_corpus` normalises a corpus.
+
+    A category without windows (NAB's ``artificialNoAnomaly``) has no normalised score of
+    its own; its entry is what its false positives cost the whole corpus, in normalised
+    points (0 or negative)."""
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    cats: dict[str, list[FileResult]] = {}
+    for name, fr in result.files.items():
+        cats.setdefault(name.split("/", 1)[0] if "/" in name else "", []).append(fr)
+    out: dict[str, float] = {}
+    span = result.perfect - result.null
+    for cat, frs in sorted(cats.items()):
+        n = sum(f.tp + f.fn for f in frs)
+        raw = sum(f.score for f in frs)
+        if n:
+            out[cat] = 100.0 * (raw + prof.fn_weight * n) / ((prof.tp_weight + prof.fn_weight) * n)
+        else:
+            out[cat] = 100.0 * raw / span if span else 0.0
+    return out

@@ -6,12 +6,16 @@ Input ``timestamp,value`` (header required, extra columns ignored); output
 score can never depend on the future (the NAB rule, and what the live service does).
 
 Bad input raises :class:`SeriesInputError` naming the file, line and column, after which the
-partial output file is removed so that no half-scored file is mistaken for a result.
+partial output file is removed so that no half-scored file is mistaken for a result. A row
+whose timestamp steps back (a real export's clock glitch) is not bad input: it is scored at
+its place in the stream (the detector treats its clock as non-decreasing), with one warning
+per file.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +25,8 @@ from pathlib import Path
 from obsloop.detectors.series import SeriesAnomalyDetector
 
 __all__ = ["ScoreStats", "SeriesInputError", "iter_series", "score_file", "score_path"]
+
+log = logging.getLogger(__name__)
 
 
 class SeriesInputError(ValueError):
@@ -33,6 +39,7 @@ class ScoreStats:
 
     files: int = 0
     rows: int = 0
+    clock_steps: int = 0  # rows whose timestamp is before an earlier row's
 
 
 def _parse_timestamp(text: str) -> datetime:
@@ -47,8 +54,13 @@ def _parse_timestamp(text: str) -> datetime:
         raise ValueError(f"not a timestamp: {text!r}") from None
 
 
-def iter_series(path: Path) -> Iterator[tuple[str, datetime, float]]:
-    """Yield ``(timestamp text, timestamp, value)`` rows, validating as it goes."""
+def iter_series(
+    path: Path, stats: ScoreStats | None = None
+) -> Iterator[tuple[str, datetime, float]]:
+    """Yield ``(timestamp text, timestamp, value)`` rows, validating as it goes.
+
+    A timestamp before the previous row's is yielded as it is (the detector copes), counted
+    in ``stats.clock_steps`` and logged once per file."""
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         try:
@@ -65,7 +77,8 @@ def iter_series(path: Path) -> Iterator[tuple[str, datetime, float]]:
                 "expected 'timestamp,value'"
             )
         ti, vi = names.index("timestamp"), names.index("value")
-        prev: datetime | None = None
+        prev: datetime | None = None  # the latest timestamp so far
+        stepped = False
         for row in reader:
             line = reader.line_num
             if not row or all(not c.strip() for c in row):
@@ -87,11 +100,16 @@ def iter_series(path: Path) -> Iterator[tuple[str, datetime, float]]:
             if not math.isfinite(value):
                 raise SeriesInputError(f"{path}:{line}: column 'value': not finite: {row[vi]!r}")
             if prev is not None and ts < prev:
-                raise SeriesInputError(
-                    f"{path}:{line}: column 'timestamp': {row[ti].strip()} is before the previous "
-                    f"row's {prev.isoformat(sep=' ')} (rows must be in time order)"
-                )
-            prev = ts
+                if stats is not None:
+                    stats.clock_steps += 1
+                if not stepped:
+                    log.warning(
+                        "%s:%d: column 'timestamp': %s is before the previous row's %s; scored "
+                        "in file order (further steps back in this file are not reported)",
+                        path, line, row[ti].strip(), prev.isoformat(sep=" "))
+                    stepped = True
+            else:
+                prev = ts
             yield row[ti].strip(), ts, value
 
 
@@ -99,6 +117,7 @@ def score_file(
     src: Path,
     dst: Path,
     factory: Callable[[], SeriesAnomalyDetector] = SeriesAnomalyDetector,
+    stats: ScoreStats | None = None,
 ) -> int:
     """Score one CSV file into ``dst``; return the number of rows."""
     det = factory()
@@ -109,7 +128,7 @@ def score_file(
         with dst.open("w", newline="") as out:
             write = out.write
             write("timestamp,value,anomaly_score\n")
-            for text, ts, value in iter_series(src):
+            for text, ts, value in iter_series(src, stats):
                 score = step(value, ts)
                 write(f"{text},{value!r},{score:.10g}\n")
                 rows += 1
@@ -132,10 +151,10 @@ def score_path(
         if not files:
             raise SeriesInputError(f"{src}: no .csv files found")
         for f in files:
-            stats.rows += score_file(f, out / f.relative_to(src), factory)
+            stats.rows += score_file(f, out / f.relative_to(src), factory, stats)
             stats.files += 1
     elif src.is_file():
-        stats.rows += score_file(src, out, factory)
+        stats.rows += score_file(src, out, factory, stats)
         stats.files = 1
     else:
         raise SeriesInputError(f"{src}: no such file or directory")

@@ -1,93 +1,18 @@
 """Streaming anomaly detector for one numeric series (latency percentile, error rate,
-cold-start rate, throughput, cost per window).
+cold-start rate, throughput, cost per window): one point at a time, no look-ahead, O(1)
+time and bounded memory per point, checkpointed as plain JSON.
 
-The pipeline, per point, and why:
-
-1. **Prediction** -- an exponentially weighted level, optionally plus a daily or weekly
-   seasonal offset (one slot per hour of the day / of the week). Three predictors run side by
-   side (none, daily, weekly) and the one with the lowest recent absolute error is used, so a
-   series with a daily rhythm is compared with "this hour yesterday" and the rhythm itself
-   never raises an alarm, while a flat series is not penalised by an empty seasonal model.
-2. **Surprise** -- the residual divided by its exponentially weighted standard deviation,
-   ``z``, on a log scale, ``e = log(1 + z)``. The first ``1/alpha`` points use a running
-   mean (``warm_start``) so a series that starts far from zero does not spend hundreds of
-   points converging. The scale is robust: a residual enters the variance clipped to
-   ``var_clip`` standard deviations (one spike or the first points of a level shift must
-   not blind the detector for days), and the variance forgets at ``var_alpha`` (faster than
-   the level), so it recovers from a start-up transient within a few hundred points.
-3. **Time-of-day envelope** -- for each ``env_slots``-th of the day (15 minutes by default)
-   the largest surprise seen in that slot on *previous* days (today's maxima are kept
-   apart and folded in when the day changes, decayed by ``env_decay`` per day, so it fades
-   over a few weeks; a burst must not excuse its own later points). Only the excess of
-   ``e`` over the envelope of its slot and its neighbours (``env_width`` slots either
-   side, for jitter) counts, scaled so that ``z = cap`` over a quiet slot gives 1. A
-   nightly backup or cron job spikes at the same minute every day; an hourly seasonal mean
-   smears such a 5-minute spike away, so without this every one of them is a page (on
-   NAB's AWS series they were the largest source of false positives: one per day per
-   affected series). A spike larger than what this time of day usually does still scores.
-   ``env_start`` (30) keeps the first points (whose surprise only says that the scale is not
-   known yet) out of the envelope; without it the time of day a series started at ignores
-   in-range spikes for weeks (its envelope slot holds the start-up surprise, about
-   ``z = 14``). It costs 0.5 of the NAB standard score: on NAB the start-of-file slot
-   happens to profit from that blindness (a few unlabelled spikes at that time of day).
-4. **Anomaly likelihood** -- the surprise, averaged over a couple of points
-   (``short_alpha``; Numenta's likelihood averages its raw scores the same way, so a
-   sustained change outranks a lone blip of the same size, while a lone 15-sigma spike
-   still scores above 0.9), is compared with the series' own history of such surprises (a
-   Gaussian tail on their long-term mean and variance, as in Numenta's anomaly likelihood)
-   and log-scaled, ``log(1 - L) / log(1e-10)``. This is what makes one threshold work
-   across series: a noisy series has large surprises all the time and only its unusual
-   ones score high. A value that leaves the whole range seen so far by more than
-   ``spatial_tolerance`` of that range scores 1 outright (``spatial_direct``, Numenta's
-   "spatial anomaly"): a new extreme is what an operator wants to hear about first.
-5. **Mean-shift detector** (``shift_alpha > 0``) -- a second, independent view: a short EW
-   mean of the value (about 20 points) against a long EW mean and standard deviation
-   (about 200 points), both fed the value clipped to ``shift_clip`` (3) long standard
-   deviations so that a lone spike barely moves them: large changes are the point
-   detector's job, this one is for the small sustained ones. Its log-scaled distance has its own
-   likelihood history, and the two likelihoods are combined by their maximum (each is
-   calibrated on its own series, so the maximum is comparable). It catches a sustained
-   shift of about one standard deviation within a few dozen points, which no single point
-   reveals; it adds 6 scalars and a counter (``sn``: it re-warms after a restore from an
-   older checkpoint).
-   On a series with a strong rhythm the raw value's long standard deviation is mostly the
-   rhythm, so a shift of several noise standard deviations stays invisible; with
-   ``shift_deseason`` (on) the detector then watches the value minus this hour of the day's
-   seasonal offset (yesterday's, the freshest) and sees a 3-sigma shift on a daily-seasonal
-   series within about 10 points (``bench/nab/synthetic.py``). It switches to that view only
-   once a seasonal predictor is *confidently* better than the flat one: the ratio of its
-   error to the flat predictor's, averaged slowly (``shift_long_alpha``, ~200 points, so a
-   shift, which also raises the seasonal error, does not switch the view away while it is
-   being detected), below ``shift_season_on`` (0.3), back off above ``shift_season_off``
-   (0.5), and never before ``shift_season_after`` (7) days of data (before a whole week the
-   first weekend of a weekly rhythm would look like a shift). Each switch restarts the
-   mean-shift detector (it re-warms on the new input). Series without a clear rhythm keep
-   the raw value (14 of NAB's 17 series throughout; the view leaves NAB's score unchanged);
-   feeding every series its chosen predictor's de-seasonalised value instead cost 0.9 of
-   the NAB standard score (predictor switches on weakly seasonal series look like shifts)
-   and raised false alarms on weekly rhythms.
-6. **Refractory period** -- after a score reaches ``alarm_level`` the following
-   ``refractory`` points are multiplied by ``damping`` (0: silenced), so a single incident
-   yields one alarm and not a page per point. That is what ``obsloop score-series`` and NAB
-   (scored per point) get. The service's window scorer asks for the undamped score
-   (``score_learn_one(..., damped=False)``): its episodes already turn a run of anomalous
-   windows into one detection, and a refractory period there would leave a series blind
-   for 50 windows after any alarm, a false one included (see ``detectors/scoring.py``).
-   The model learns the same either way.
-
-On NAB's AWS CloudWatch series (``bench/nab/run.py``) these choices took the standard score
-from 61.1 to 70.1 (66.1 without the mean-shift detector; 70.6 with ``env_start=0``, which
-leaves the start-up blindness in); ``bench/nab/analyse.py`` shows, per window and per false
-positive, where the remaining points are lost.
-
-Everything is ``O(1)`` in time and memory per point (no windows of raw values): the state
-is 384 float32 slots (24 daily, 168 weekly, 2 x 96 envelope) plus about 35 scalars, about
-3.8 KB of Python objects per series (see ``bench/nab/memory.py``), so 50,000 live series
-take about 188 MB, and the whole state is a small JSON-serialisable dict (about 4 KB).
+Two views score each point -- the surprise of its residual against an EW level with daily /
+weekly seasonal offsets (minus a time-of-day envelope, so a nightly cron spike is expected),
+and a short-vs-long mean shift -- each as a Gaussian tail of its averaged surprise (Numenta's
+anomaly likelihood) corrected by how often this series' own recent history reached it (a
+decayed histogram: bursts a series keeps making are its normal). A value far outside the
+range seen so far scores 1; a refractory period turns an incident into one alarm for callers
+that score every point. Why each part is there, with its NAB figures, is in
+``docs/design/series-detector.md``.
 
 The arithmetic is the recurrences of ``river.stats.EWMean`` / ``EWVar`` written out on plain
-floats: river's implementations are Rust objects whose state can only be pickled, and a
-checkpoint must survive river upgrades and be safe to load (see :meth:`to_state`).
+floats: a checkpoint must survive river upgrades and be safe to load (see :meth:`to_state`).
 """
 
 from __future__ import annotations
@@ -105,9 +30,11 @@ _DAY_SLOTS = 24
 _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
 _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
+_TAIL_BINS = 64
+_TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 5
-_OLD_VERSIONS = (1, 2, 3, 4)  # readable: the new parts start empty
+STATE_VERSION = 6
+_OLD_VERSIONS = (1, 2, 3, 4, 5)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -121,6 +48,14 @@ def to_epoch(t: datetime | float | int) -> float:
 
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+def _tail_bin(u: float) -> int:
+    """Histogram bin of a likelihood statistic: log-spaced, the last one open-ended."""
+    if u <= 0.0:
+        return 0
+    b = int(math.log1p(u) * _TAIL_RES)
+    return b if b < _TAIL_BINS else _TAIL_BINS - 1
 
 
 def _tail(z: float) -> float:
@@ -173,6 +108,8 @@ class SeriesAnomalyDetector:
         shift_season_on: float = 0.3,
         shift_season_off: float = 0.5,
         shift_season_after: float = 7.0,
+        tail_alpha: float = 0.001,
+        shift_reset: bool = True,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -201,6 +138,8 @@ class SeriesAnomalyDetector:
         self.shift_season_on = shift_season_on
         self.shift_season_off = shift_season_off
         self.shift_season_after = shift_season_after
+        self.tail_alpha = tail_alpha
+        self.shift_reset = shift_reset
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -242,6 +181,12 @@ class SeriesAnomalyDetector:
         self.t0 = math.nan
         self.since_alarm = 1 << 30
         self.last_t = -math.inf
+        # Empirical tail: decayed counts of the likelihood statistic per log-spaced bin,
+        # stored scaled by ``tail_gain`` (grows instead of decaying every bin each point).
+        # Bins 0-63 for the point view, 64-127 for the mean-shift view.
+        self.tail = array("f", [0.0]) * (2 * _TAIL_BINS) if self.tail_alpha > 0.0 else array("f")
+        self.tail_total = 0.0
+        self.tail_gain = 1.0
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint.
@@ -271,6 +216,7 @@ class SeriesAnomalyDetector:
             "season": [*self.sconf, int(self.sdes), _finite_or_none(self.t0)],
             "since_alarm": self.since_alarm,
             "last_t": _finite_or_none(self.last_t),
+            "tail": [self.tail_total, self.tail_gain, *(_f32(v) for v in self.tail)],
         }
 
     @classmethod
@@ -323,6 +269,10 @@ class SeriesAnomalyDetector:
             det.sconf = [min(det.err[k] / det.err[0], 1.0) for k in (1, 2)]
         det.since_alarm = int(state["since_alarm"])
         det.last_t = _none_to(state["last_t"], -math.inf)
+        if "tail" in state and det.tail_alpha > 0.0:  # before version 6: an empty history
+            total, gain, *bins = state["tail"]
+            det.tail_total, det.tail_gain = float(total), float(gain)
+            det.tail = array("f", [float(v) for v in bins])
         return det
 
     def _params(self) -> dict[str, Any]:
@@ -354,6 +304,8 @@ class SeriesAnomalyDetector:
             "shift_season_on": self.shift_season_on,
             "shift_season_off": self.shift_season_off,
             "shift_season_after": self.shift_season_after,
+            "tail_alpha": self.tail_alpha,
+            "shift_reset": self.shift_reset,
         }
 
     def __repr__(self) -> str:
@@ -363,7 +315,7 @@ class SeriesAnomalyDetector:
     # ------------------------------------------------------------- scoring
     def _evaluate(
         self, x: float, ts: float
-    ) -> tuple[float, float, float, int, int, int, float, int]:
+    ) -> tuple[float, float, float, int, int, int, float, int, int, int]:
         """Score ``x`` without changing state; also return what ``_learn`` needs.
 
         The score is *undamped* (the refractory period is not applied here): ``_learn`` only
@@ -382,7 +334,7 @@ class SeriesAnomalyDetector:
             if ow == ow and self.err[2] < best:
                 choice, offset = 2, ow
         if self.n == 0:
-            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0
+            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -411,27 +363,55 @@ class SeriesAnomalyDetector:
         if spatial:
             raw = 1.0
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
-        likelihood = 1.0 - _tail((short - self.lik_mean) / lik_sd)
+        u = (short - self.lik_mean) / lik_sd
+        u2 = -math.inf
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
-            l2 = 1.0 - _tail((r2 - self.l2_mean) / l2_sd)
-            if l2 > likelihood:
-                likelihood = l2
-        score = math.log(1.0000000001 - likelihood) / _LOG_1E10
-        score = min(max(score, 0.0), 1.0)
-        if spatial and self.spatial_direct:
+            u2 = (r2 - self.l2_mean) / l2_sd
+        direct = spatial and self.spatial_direct
+        b = _TAIL_BINS - 1 if direct else _tail_bin(u)
+        b2 = _tail_bin(u2) + _TAIL_BINS
+        if direct:
             score = 1.0
+        elif self.tail_alpha > 0.0:
+            # Each view's statistic against how often this series' own recent history
+            # reached it, with the Gaussian tail as a prior worth one horizon
+            # (1 / tail_alpha points) of history; the more surprising view counts.
+            k = 1.0 / self.tail_alpha
+            tail, gain, norm = self.tail, self.tail_gain, self.tail_total + k
+            p = (sum(tail[b:_TAIL_BINS]) / gain + k * _tail(u)) / norm
+            p2 = (sum(tail[b2:]) / gain + k * _tail(u2)) / norm
+            if p2 < p:
+                p = p2
+            score = math.log(p) / _LOG_1E10 if p > 0.0 else 1.0
+        else:
+            score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2)))) / _LOG_1E10
+        score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2
 
     def _learn(
-        self, x: float, ts: float, evaluated: tuple[float, float, float, int, int, int, float, int]
+        self,
+        x: float,
+        ts: float,
+        evaluated: tuple[float, float, float, int, int, int, float, int, int, int],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2 = evaluated
+        if b >= 0 and self.tail_alpha > 0.0:
+            g = self.tail_gain / (1.0 - self.tail_alpha)
+            if g > 1e30:  # renormalise the stored counts
+                tail = self.tail
+                for k in range(2 * _TAIL_BINS):
+                    tail[k] = tail[k] / g
+                g = 1.0
+            self.tail[b] += g
+            self.tail[b2] += g
+            self.tail_gain = g
+            self.tail_total = (1.0 - self.tail_alpha) * self.tail_total + 1.0
         sx = self._shift_input(x, d_slot) if self.n > 0 else x
         if self.t0 != self.t0:  # NaN: first point, or first point after an old checkpoint
             self.t0 = ts
@@ -534,6 +514,8 @@ class SeriesAnomalyDetector:
             self.hi = x
         if score >= self.alarm_level and self.since_alarm >= self.refractory:
             self.since_alarm = 0
+            if self.shift_reset and self.sn > 0:
+                self.lm = self.sm
         else:
             self.since_alarm += 1
         self.last_t = ts
@@ -578,6 +560,16 @@ class SeriesAnomalyDetector:
                 today[k] = 0.0
         self.env_day = day
 
+    def _clock(self, t: datetime | float) -> float:
+        """``t`` in epoch seconds, never before the last point learnt.
+
+        A real export's clock may step back (NAB's ``machine_temperature_system_failure``
+        does once); the point is still scored, at its place in the stream, but the seasonal
+        slots and the envelope's day see time as non-decreasing: a day folded twice would
+        inflate the envelope (its decay is per elapsed day)."""
+        ts = to_epoch(t)
+        return ts if ts >= self.last_t else self.last_t
+
     @property
     def in_refractory(self) -> bool:
         """Whether the next score is damped (an alarm within the last ``refractory`` points)."""
@@ -587,7 +579,7 @@ class SeriesAnomalyDetector:
         """Anomaly score of ``x`` at ``t`` in ``[0, 1]``; does not change the model.
 
         ``damped=False`` leaves out the refractory period (see :meth:`score_learn_one`)."""
-        score = self._evaluate(_check_value(x), to_epoch(t))[0]
+        score = self._evaluate(_check_value(x), self._clock(t))[0]
         if damped and self.since_alarm < self.refractory:
             score *= self.damping
         return score
@@ -595,7 +587,7 @@ class SeriesAnomalyDetector:
     def learn_one(self, x: float, t: datetime | float = 0.0) -> None:
         """Update the model with ``x`` observed at ``t``."""
         x = _check_value(x)
-        ts = to_epoch(t)
+        ts = self._clock(t)
         self._learn(x, ts, self._evaluate(x, ts))
 
     def score_learn_one(self, x: float, t: datetime | float = 0.0, damped: bool = True) -> float:
@@ -621,7 +613,7 @@ class SeriesAnomalyDetector:
         True
         """
         x = _check_value(x)
-        ts = to_epoch(t)
+        ts = self._clock(t)
         evaluated = self._evaluate(x, ts)
         score = evaluated[0]
         if damped and self.since_alarm < self.refractory:

@@ -1,4 +1,5 @@
-"""In-memory NAB harness for detector development: all files, and a fixed dev/hold-out split.
+"""In-memory NAB harness for detector development: all 45 files of every category, per
+category, and a fixed dev/hold-out split.
 
     .venv/bin/python bench/nab/harness.py [module:factory] [key=value ...]
 
@@ -19,19 +20,21 @@ from pathlib import Path
 from obsloop.detectors import nab
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / ".." / "shared" / "data" / "nab"
-CORPUS = "realAWSCloudwatch"
+# ../shared/data/nab beside the checkout (a worktree sits one level deeper than the main one).
+DATA = next((d / "shared" / "data" / "nab" for d in REPO.parents
+             if (d / "shared" / "data" / "nab").is_dir()), REPO.parent / "shared" / "data" / "nab")
 
 
-def load() -> dict[str, tuple[list[datetime], list[float]]]:
+def load(data: Path = DATA) -> dict[str, tuple[list[datetime], list[float]]]:
+    """Every ``category/file.csv`` under ``data``, as (timestamps, values)."""
     out = {}
-    for p in sorted((DATA / CORPUS).glob("*.csv")):
+    for p in sorted(data.glob("*/*.csv")):
         ts, xs = [], []
         with p.open() as fh:
             for row in csv.DictReader(fh):
                 ts.append(datetime.fromisoformat(row["timestamp"]))
                 xs.append(float(row["value"]))
-        out[f"{CORPUS}/{p.name}"] = (ts, xs)
+        out[p.relative_to(data).as_posix()] = (ts, xs)
     return out
 
 
@@ -64,7 +67,10 @@ def report(res, windows, label=""):
         r = evaluate(res, windows, sub)
         line.append(f"{tag} {r['standard'].normalized:5.1f}/{r['reward_low_FP_rate'].normalized:5.1f}"
                     f"/{r['reward_low_FN_rate'].normalized:5.1f}")
-    return f"{label:<40} " + "  ".join(line)
+    std = evaluate(res, windows)["standard"]
+    cats = nab.by_category(std, "standard")
+    line.append("| " + " ".join(f"{c[:9]} {v:.1f}" for c, v in cats.items()))
+    return f"{label:<30} " + "  ".join(line)
 
 
 def main(argv):

@@ -178,3 +178,15 @@ def test_sweep_matches_the_rules_written_out_at_every_threshold() -> None:
             ref_best = max(ref_best, raw)
         assert best.raw == pytest.approx(ref_best, abs=1e-9)  # the sweep finds the optimum
         assert best.null == -prof.fn_weight * n_windows
+
+
+def test_per_category_scores_at_the_corpus_threshold() -> None:
+    # At the corpus threshold 0.4 (as above): cat1/a earns 1 of its window (100), cat2/b 1
+    # and an FP of -0.11 ((0.89 + 1) / 2 = 94.5), and cat3/c (no windows) pays an FP at 0.5:
+    # -0.11 on the corpus span of 2 windows x (1 + 1) = 4 -> -0.11 / 4 * 100 = -2.75.
+    rows = nab.sweep_file("cat1/a", ts(N), scores(N, {10: 0.8}), WIN)
+    rows += nab.sweep_file("cat2/b", ts(N), scores(N, {10: 0.4, 5: 0.6}), WIN)
+    rows += nab.sweep_file("cat3/c", ts(N), scores(N, {5: 0.5}), [])
+    res = nab.score_corpus(rows, "standard", threshold=0.4)
+    cats = nab.by_category(res, "standard")
+    assert cats == pytest.approx({"cat1": 100.0, "cat2": 94.5, "cat3": -2.75})
