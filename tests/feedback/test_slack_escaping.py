@@ -12,10 +12,13 @@ from pydantic import SecretStr
 from obsloop.feedback.alerts import Alerter, GroupChange, alert_from
 from obsloop.feedback.delivery import Sender
 from obsloop.feedback.detection import NAMESPACE
-from obsloop.feedback.notifiers import SLACK_MAX_BLOCKS, SLACK_SECTION_CHARS, Slack
+from obsloop.feedback.notifiers import Slack
 
 from .test_alerts import FAST, SLACK_PATH, T0, Clock, detection
 
+SLACK_SECTION_CHARS = 3000
+"""Slack's documented limits (Block Kit reference): a section's text, blocks per message."""
+SLACK_MAX_BLOCKS = 50
 HOSTILE = "<!channel> & <https://evil.example|click here> <@U123>"
 
 
