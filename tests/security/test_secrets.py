@@ -121,6 +121,11 @@ def test_configuration_errors_do_not_show_secrets(tmp_path: Path) -> None:
     error = str(pytest.raises(ConfigError, load_config, path, environ={}).value)
     assert "not valid YAML at line" in error
     assert_hidden(error)
+    # a password inside the storage DSN would be a plain string: refused, without echoing it
+    environ = {"OBSLOOP_STORAGE__DSN": f"https://reader:{SECRETS['storage.password']}@ch.internal:8443"}
+    error = str(pytest.raises(ConfigError, load_config, None, environ=environ).value)
+    assert "'storage.dsn'" in error and "credentials" in error
+    assert_hidden(error)
     # a secret in the environment, with an error elsewhere
     environ = {"OBSLOOP_RECEIVER__BEARER_TOKEN": SECRETS["receiver.bearer_token"],
                "OBSLOOP_RECEIVER__GRPC_PORT": "-5"}
