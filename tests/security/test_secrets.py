@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -163,6 +164,15 @@ def test_a_served_process_shows_no_secret(obsloop_factory) -> None:
                                          headers={"Authorization": f"Basic {auth}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert_hidden(response.read().decode())
+    in_url = urllib.parse.urlencode({"user": "default", "password": password,
+                                     "query": "SELECT * FROM system.settings WHERE changed FORMAT TSV"})
+    with urllib.request.urlopen(f"{server.endpoints['clickhouse_http']}/?{in_url}", timeout=30) as response:
+        assert_hidden(response.read().decode())
+    wrong = urllib.parse.urlencode({"user": "default", "password": password + "x", "query": "SELECT 1"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server.endpoints['clickhouse_http']}/?{wrong}", timeout=30)
+    assert refused.value.code in (401, 403, 516)
+    assert_hidden(refused.value.read().decode(errors="replace"))
     server.stop()
     log = server.log_path.read_text()
     assert "obsloop serving" in log
