@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.files import private_dir, write_private
 from obsloop.loadgen import ServerlessTraffic
+from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.protobuf_schema import write_schema_file
+from obsloop.pipelines.schema import SchemaOptions, ddl
 from obsloop.pipelines.wal import WriteAheadLog
+from obsloop.selfmetrics import SelfMetrics
 
 GROUP_OR_OTHER = stat.S_IRWXG | stat.S_IRWXO
 
@@ -54,6 +59,29 @@ def test_wal_checkpoints_and_format_schemas_are_private(tmp_path: Path, open_uma
     CheckpointStore(tmp_path / "data" / "checkpoints", "aws").put("group", {"token": "t"})
     write_schema_file(tmp_path / "data" / "format_schemas")
     assert len(list((tmp_path / "data").rglob("*.seg*"))) == 1
+    assert exposed(tmp_path / "data") == []
+
+
+def test_a_quarantined_segment_stays_private(tmp_path: Path, chdb_client, chdb_database: str,
+                                            open_umask) -> None:
+    """A segment ClickHouse keeps refusing (not Protobuf) is moved to ``quarantine/``."""
+    for statement in ddl(SchemaOptions(database=chdb_database)):
+        chdb_client.command(statement)
+    wal = WriteAheadLog(tmp_path / "data" / "wal", ("traces",), max_bytes=1 << 20, max_age=60, fsync="never")
+    sink = ClickHouseSink(lambda: chdb_client, database=chdb_database, embedded=True,
+                          schema_directory=tmp_path / "data" / "format_schemas")
+    pipeline = IngestPipeline(wal, sink, SelfMetrics(), max_pending_bytes=1 << 30, rotate_interval=0.05)
+    wal.append("traces", b"\xff" * 64, 1)
+    wal.rotate(force=True)
+    pipeline.start()
+    quarantine = tmp_path / "data" / "wal" / "quarantine"
+    try:
+        deadline = time.monotonic() + 60
+        while not list(quarantine.rglob("*.seg")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        pipeline.stop(drain_timeout=1)
+    assert len(list(quarantine.rglob("*.seg"))) == 1
     assert exposed(tmp_path / "data") == []
 
 
