@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from obsloop.files import private_dir
+
 
 class CheckpointStore:
     """Checkpoints of one collector, keyed by source (log group, project, workspace…)."""
@@ -30,7 +32,7 @@ class CheckpointStore:
 
     def put(self, key: str, value: Any) -> None:
         self._state[key] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as handle:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from obsloop.secret import Secret
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -36,7 +38,7 @@ class AwsCollectorConfig(_Pull):
     overlap_seconds: int = Field(120, ge=0)
     read_tags: bool = True
     """Read Lambda tags for the cost-center fallback (``lambda:GetFunction``)."""
-    firehose_access_key: str | None = None
+    firehose_access_key: Secret | None = None
     push_region: str | None = None
     """Region stamped on subscription pushes (their payload does not carry one)."""
 

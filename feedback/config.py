@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from obsloop.pipelines.kafka_config import KafkaConfig
+from obsloop.secret import Secret
 
 from .detection import NAMESPACE
 
@@ -36,7 +37,7 @@ class GitConfig(_Section):
     forge_api_url: str | None = None
     forge_project: str | None = None
     """``owner/repo`` on GitHub, ``group/project`` (or its id) on GitLab."""
-    token: SecretStr | None = None
+    token: Secret | None = None
     author_name: str = "obsloop"
     author_email: str = "obsloop@localhost"
     skip_ci: bool = False
@@ -47,10 +48,10 @@ class GitConfig(_Section):
 class NotifierConfig(_Section):
     name: str
     type: Literal["alertmanager", "pagerduty", "slack", "webhook"]
-    url: SecretStr | None = None
+    url: Secret | None = None
     """Receiver URL; for Slack the incoming-webhook URL, which is itself the secret."""
-    routing_key: SecretStr | None = None
-    hmac_key: SecretStr | None = None
+    routing_key: Secret | None = None
+    hmac_key: Secret | None = None
 
 
 class RetrainConfig(_Section):
@@ -58,7 +59,7 @@ class RetrainConfig(_Section):
     type: Literal["webhook", "github_actions", "argo", "kafka"]
     url: str | None = None
     """Webhook URL, GitHub API URL, or Argo server URL."""
-    token: SecretStr | None = None
+    token: Secret | None = None
     repository: str | None = None
     workflow: str | None = None
     ref: str = "main"

@@ -47,6 +47,27 @@ class GitError(Exception):
     """A git command failed; the message has URL credentials removed."""
 
 
+MAX_DETECTION_ID = 256
+
+
+def valid_detection_id(detection_id: str) -> str:
+    """``detection_id`` if it can go into a commit trailer and a ``git log`` search as is.
+
+    Ids embed data (function and model names), so one with a line break could forge other
+    trailers or message lines, an empty one would match every obsloop commit, and one that
+    starts with ``-`` reads as an option wherever it stands alone on a command line."""
+    if (
+        not detection_id
+        or len(detection_id) > MAX_DETECTION_ID
+        or not detection_id.isprintable()
+        or detection_id.startswith("-")
+        or detection_id != detection_id.strip()
+    ):
+        raise GitError(f"detection id {detection_id[:80]!r} cannot be used in git: it must be "
+                         f"1-{MAX_DETECTION_ID} printable characters, not starting with '-'")
+    return detection_id
+
+
 @dataclass(frozen=True)
 class Author:
     name: str = "obsloop"
@@ -141,13 +162,20 @@ class GitOpsRepo:
         return self._git("rev-parse", "HEAD").stdout.strip()
 
     def _find(self, ref: str, detection_id: str) -> str:
-        """The commit on ``ref`` that carries this detection's trailer, or ``""``."""
+        """The commit on ``ref`` that carries this detection's trailer, or ``""``.
+
+        ``--grep`` matches a fixed substring (never a pattern), which would also find the
+        trailer of a longer id that starts with this one; the match is confirmed on whole
+        message lines."""
         if self._git("rev-parse", "--verify", "-q", ref, check=False).returncode != 0:
             return ""
-        found = self._git(
-            "log", ref, "-F", f"--grep={TRAILER}: {detection_id}", "--format=%H", "-n", "1"
-        )
-        return found.stdout.strip()
+        trailer = f"{TRAILER}: {valid_detection_id(detection_id)}"
+        found = self._git("log", ref, "--fixed-strings", f"--grep={trailer}", "--format=%H%x00%B%x00")
+        fields = found.stdout.split("\0")
+        for sha, message in zip(fields[0::2], fields[1::2], strict=False):
+            if trailer in message.splitlines():
+                return sha.strip()
+        return ""
 
     def pull_request_branch(self, change: Change) -> str:
         digest = hashlib.sha256(change.detection_id.encode()).hexdigest()[:10]
@@ -163,6 +191,7 @@ class GitOpsRepo:
     def commit(self, change: Change) -> Result:
         """Commit ``change`` and push it to the branch (``push``) or to a branch of its own
         for a pull request (``pull_request``); safe to call again for the same detection."""
+        valid_detection_id(change.detection_id)
         target = self.branch if self.mode == "push" else self.pull_request_branch(change)
         for attempt in range(1, self.max_attempts + 1):
             self.sync()

@@ -110,29 +110,76 @@ class PagerDuty:
 
 
 class Slack:
+    """Incoming-webhook messages. Summaries carry data (function and model names, attribute
+    values), so ``&``, ``<`` and ``>`` are escaped as Slack asks: a name such as
+    ``<!channel>`` or ``<https://x|click>`` shows as text instead of pinging or linking.
+    Lines are packed into section blocks of at most :data:`SLACK_SECTION_CHARS` characters,
+    at most :data:`SLACK_MAX_BLOCKS` per message; a larger group is sent as several messages."""
+
     def __init__(self, name: str, webhook_url: SecretStr) -> None:
         self.name, self._url = name, webhook_url
 
     def requests(self, change: GroupChange) -> list[Request]:
         icon = ":rotating_light:" if change.status == "firing" else ":white_check_mark:"
-        lines = [f"{icon} *{change.status.upper()}* {len(change.alerts)} alert(s)"]
-        for a in change.alerts:
-            link = f" <{a.links[0]}|evidence>" if a.links else ""
-            lines.append(f"• [{a.status}] {a.summary}{link}")
-        text = "\n".join(lines)
-        payload = {
-            "text": text,
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-        }
-        return [
-            Request(
-                self.name,
-                self._url.get_secret_value(),
-                _json(payload),
-                record=payload,
-                key=change.group_key,
-            )
-        ]
+        heading = f"{icon} *{change.status.upper()}* {len(change.alerts)} alert(s)"
+        sections = _sections([_slack_line(a) for a in change.alerts])
+        per_message = SLACK_MAX_BLOCKS - 1  # the heading is a block too
+        messages = [sections[i : i + per_message] for i in range(0, len(sections), per_message)] or [[]]
+        result = []
+        for number, chunk in enumerate(messages, 1):
+            title = heading if len(messages) == 1 else f"{heading} ({number}/{len(messages)})"
+            payload = {
+                "text": title,
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}
+                           for text in (title, *chunk)],
+            }
+            result.append(Request(self.name, self._url.get_secret_value(), _json(payload),
+                                  record=payload, key=change.group_key))
+        return result
+
+
+SLACK_SECTION_CHARS = 3000
+"""Slack's limit on a section block's text."""
+SLACK_MAX_BLOCKS = 50
+"""Slack's limit on blocks in one message."""
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def slack_escape(text: str) -> str:
+    """``text`` as literal mrkdwn: Slack's three control characters escaped."""
+    return text.translate(_SLACK_ESCAPES)
+
+
+def _slack_line(alert: Alert) -> str:
+    """One alert's line, at most a section long: the summary is shortened by whole
+    characters (an escape is never cut in half); the link is obsloop's own and kept whole."""
+    link = ""
+    if alert.links:  # ``|`` would end the URL inside ``<url|label>``
+        link = f" <{slack_escape(alert.links[0]).replace('|', '%7C')}|evidence>"
+        link = link if len(link) <= SLACK_SECTION_CHARS // 2 else ""
+    prefix = f"• [{alert.status}] "
+    summary = slack_escape(alert.summary)
+    budget = SLACK_SECTION_CHARS - len(prefix) - len(link)
+    if len(summary) > budget:
+        pieces, used = [], 1  # room for the ellipsis
+        for piece in map(slack_escape, alert.summary):
+            if used + len(piece) > budget:
+                break
+            pieces.append(piece)
+            used += len(piece)
+        summary = "".join(pieces) + "…"
+    return f"{prefix}{summary}{link}"
+
+
+def _sections(lines: list[str]) -> list[str]:
+    """Consecutive lines joined by newlines into texts of at most a section's length."""
+    sections: list[str] = []
+    for line in lines:
+        if sections and len(sections[-1]) + 1 + len(line) <= SLACK_SECTION_CHARS:
+            sections[-1] += "\n" + line
+        else:
+            sections.append(line)
+    return sections
 
 
 class SignedWebhook:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from obsloop.clickhouse import embedded_path, is_embedded, is_read_only
+from obsloop.secret import reveal
 
 if TYPE_CHECKING:
     from obsloop.server import ObsloopServer
@@ -410,7 +411,7 @@ async def serve(server: ObsloopServer) -> str | None:
         return None
     interface = await asyncio.to_thread(
         build, embedded_path(config.storage_dsn), config.data_dir / "tmp" / "clickhouse_http",
-        HttpSettings(username=section.username, password=section.password, read_only=section.read_only),
+        HttpSettings(username=section.username, password=reveal(section.password), read_only=section.read_only),
     )
     # Bodies may be lz4 or zstd, which aiohttp cannot inflate: the handler does it.
     port = await server._serve(interface.app(), section.host, section.port, auto_decompress=False)

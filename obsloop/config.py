@@ -8,16 +8,18 @@ that name the key and the file, because a silently ignored typo is a page at 3 a
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePath
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from obsloop.collectors.config import CollectorsConfig
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.feedback.config import FeedbackConfig
 from obsloop.pipelines.kafka_config import KafkaConfig
+from obsloop.secret import Secret
 
 ENV_PREFIX = "OBSLOOP_"
 DEFAULT_CONFIG_FILE = "obsloop.yaml"
@@ -36,7 +38,7 @@ class ReceiverConfig(_Section):
     grpc_enabled: bool = True
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
     """Largest accepted request body, compressed or not (413 past it)."""
-    bearer_token: str | None = None
+    bearer_token: Secret | None = None
     """When set, every OTLP request must carry ``Authorization: Bearer <token>``."""
     retry_after_seconds: int = Field(1, ge=1)
 
@@ -65,13 +67,15 @@ class StorageConfig(_Section):
     ttl_days: int = Field(0, ge=0)
     """Rows older than this many days are dropped (0 keeps them forever)."""
     username: str | None = None
-    password: str | None = None
+    password: Secret | None = None
 
     @field_validator("dsn")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
+        if value is not None and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not hold credentials (set storage.username and storage.password)")
         return value
 
 
@@ -90,7 +94,7 @@ class ClickHouseHttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8123, ge=0, le=65535)
     username: str = "default"
-    password: str | None = None
+    password: Secret | None = None
     """``None``: no password, like a fresh ClickHouse server's ``default`` user."""
     read_only: bool = True
     """Refuse statements that write (ClickHouse's code 164, READONLY)."""
@@ -134,6 +138,9 @@ class ConfigError(ValueError):
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """``OBSLOOP_SECTION__KEY`` and ``OBSLOOP_<top-level field>`` variables as a nested dict.
 
+    A value for a string field (tokens, passwords, paths, names) is taken literally: parsed
+    as YAML, ``null``, ``~`` or an empty token would unset it, and an unset bearer token is
+    authentication off. Only other fields (numbers, booleans, lists, sections) are YAML.
     Other ``OBSLOOP_*`` names without ``__`` are left alone: they belong to the in-function
     library (``OBSLOOP_MODEL_NAME``, …), which may share an environment with the service.
     """
@@ -147,8 +154,64 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         node = overrides
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(value) if value else value
+        node[path[-1]] = _env_value(name, value, _field_annotation(path))
     return overrides
+
+
+def _env_value(name: str, value: str, annotation: Any) -> Any:
+    """One variable's value for the field it names; errors never show the value, which may
+    be a secret."""
+    if _is_secret(annotation) and not value:
+        raise ConfigError(f"{name} is empty: a secret cannot be empty (unset the variable instead)")
+    if annotation is None or _is_text(annotation) or not value:
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"{name}: not valid YAML (its value is not shown)") from None
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation allows, without ``None``, ``Optional`` and ``Annotated``."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [member for arg in get_args(annotation) for member in _members(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _field_annotation(path: list[str]) -> Any:
+    """The annotation of the field ``path`` names from :class:`Config` down (through
+    sections and mapping values), or ``None`` when it names none (an unknown key)."""
+    annotation: Any = Config
+    for part in path:
+        members = _members(annotation)
+        model = next((m for m in members if isinstance(m, type) and issubclass(m, BaseModel)), None)
+        mapping = next((m for m in members if get_origin(m) is dict), None)
+        if model is not None:
+            field = next((f for key, f in model.model_fields.items() if part in (key, f.alias)), None)
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif mapping is not None:
+            annotation = get_args(mapping)[1]
+        else:
+            return None
+    return annotation
+
+
+def _is_text(annotation: Any) -> bool:
+    """Whether every type the field allows is text (``str``, a secret, a path, string literals)."""
+    members = _members(annotation)
+    return bool(members) and all(
+        (isinstance(m, type) and issubclass(m, (str, SecretStr, PurePath)))
+        or (get_origin(m) is Literal and all(isinstance(arg, str) for arg in get_args(m)))
+        for m in members
+    )
+
+
+def _is_secret(annotation: Any) -> bool:
+    return any(isinstance(m, type) and issubclass(m, SecretStr) for m in _members(annotation))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +236,15 @@ def _describe(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _yaml_position(error: yaml.YAMLError) -> str:
+    """Where a YAML error is and what it is, without PyYAML's snippet of the line (which
+    may hold a secret)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None)
+    return f"{where}: {problem}" if problem else where
+
+
 def load_config(
     path: str | Path | None = None, environ: dict[str, str] | None = None
 ) -> Config:
@@ -191,7 +263,7 @@ def load_config(
         except FileNotFoundError as exc:
             raise ConfigError(f"{source}: file not found") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{source}: not valid YAML{_yaml_position(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: the top level must be a mapping")
         data = loaded or {}

@@ -29,11 +29,13 @@ from obsloop.collectors.otlp_decode import SIGNALS
 from obsloop.collectors.otlp_grpc import OtlpGrpcReceiver
 from obsloop.collectors.otlp_http import OtlpHttpReceiver
 from obsloop.config import Config
+from obsloop.files import private_dir, write_private
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.intake import Intake
 from obsloop.pipelines.schema import SchemaOptions, ddl
 from obsloop.pipelines.wal import WriteAheadLog
+from obsloop.secret import reveal
 from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ def storage_client(config: Config):
         config.storage_dsn,
         database=config.storage.database,
         username=config.storage.username,
-        password=config.storage.password,
+        password=reveal(config.storage.password),
     )
 
 
@@ -84,7 +86,7 @@ class ObsloopServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = SelfMetrics()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)
         self.wal = WriteAheadLog(
             config.wal_directory,
             SIGNALS,
@@ -144,7 +146,7 @@ class ObsloopServer:
         receiver = self.config.receiver
         http = OtlpHttpReceiver(
             self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
-            bearer_token=receiver.bearer_token, retry_after_seconds=receiver.retry_after_seconds,
+            bearer_token=reveal(receiver.bearer_token), retry_after_seconds=receiver.retry_after_seconds,
         )
         # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
         otlp_app = http.app()
@@ -154,7 +156,7 @@ class ObsloopServer:
         if receiver.grpc_enabled:
             grpc_receiver = OtlpGrpcReceiver(
                 self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
-                bearer_token=receiver.bearer_token,
+                bearer_token=reveal(receiver.bearer_token),
             )
             self._grpc, grpc_port = grpc_receiver.server(f"{receiver.host}:{receiver.grpc_port}")
             await self._grpc.start()
@@ -174,10 +176,10 @@ class ObsloopServer:
         self._start_detectors()
         if feedback:
             self.start_feedback()
-        self.state_file.write_text(json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
+        write_private(self.state_file, json.dumps({"pid": os.getpid(), **vars(self.endpoints)}))
         log.info("obsloop serving", extra={"otlp_http": self.endpoints.http,
                                            "otlp_grpc": grpc_address, "admin": self.endpoints.admin,
-                                           "storage": _redact(self.config.storage_dsn)})
+                                           "storage": self.config.storage_dsn})  # holds no credentials
         return self.endpoints
 
     async def _serve(self, app: web.Application, host: str, port: int, **handler_options: bool) -> int:
@@ -241,7 +243,7 @@ class ObsloopServer:
         region = collectors.aws.push_region or collectors.aws.region
         app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(submit, enrich, region))
         app.router.add_post("/aws/firehose", aws_subscription.firehose_handler(
-            submit, enrich, collectors.aws.firehose_access_key, region))
+            submit, enrich, reveal(collectors.aws.firehose_access_key), region))
         app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich))
 
     def _start_pull_collectors(self) -> None:
@@ -324,13 +326,6 @@ async def query_response(request: web.Request, client: Callable[[], Client]) -> 
     except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
         return web.json_response({"error": str(exc)}, status=400)
     return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")
-
-
-def _redact(dsn: str) -> str:
-    if "@" in dsn:
-        scheme, rest = dsn.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return dsn
 
 
 class Service(Protocol):

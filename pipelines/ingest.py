@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from obsloop.files import private_dir
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.wal import Segment, WriteAheadLog, iter_messages
 from obsloop.retry import Retry, summary
@@ -149,7 +150,7 @@ class IngestPipeline:
 
     def _quarantine(self, segment: Segment) -> None:
         target = segment.path.parent.parent / "quarantine" / segment.signal / segment.path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         segment.path.replace(target)
         self.wal.done(segment)
         self._failures.pop(segment.path, None)

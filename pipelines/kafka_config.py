@@ -25,7 +25,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from obsloop.secret import Secret, reveal
 
 Signal = Literal["traces", "logs", "metrics"]
 SIGNALS: tuple[Signal, ...] = ("traces", "logs", "metrics")
@@ -56,11 +58,11 @@ class KafkaConfig(BaseModel):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_password: Secret | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    ssl_password: SecretStr | None = None
+    ssl_password: Secret | None = None
     ssl_check_hostname: bool = True
 
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
@@ -140,15 +142,12 @@ def client_kwargs(config: KafkaConfig) -> dict[str, Any]:
     optional = {
         "sasl_mechanism": config.sasl_mechanism,
         "sasl_plain_username": config.sasl_username,
-        "sasl_plain_password": _reveal(config.sasl_password),
+        "sasl_plain_password": reveal(config.sasl_password),
         "ssl_cafile": config.ssl_cafile,
         "ssl_certfile": config.ssl_certfile,
         "ssl_keyfile": config.ssl_keyfile,
-        "ssl_password": _reveal(config.ssl_password),
+        "ssl_password": reveal(config.ssl_password),
     }
     kwargs.update({key: value for key, value in optional.items() if value is not None})
     return kwargs
 
-
-def _reveal(secret: SecretStr | None) -> str | None:
-    return None if secret is None else secret.get_secret_value()

@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from obsloop import clickhouse
 from obsloop.config import Config
+from obsloop.files import private_dir, write_private
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.schema import ddl
 from obsloop.retry import Retry
@@ -73,7 +74,7 @@ class KafkaWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)
 
     @property
     def state_file(self) -> Path:
@@ -158,7 +159,7 @@ class KafkaWorker:
         admin_url = f"http://{admin.host}:{bound_port(site)}"
         self._thread = threading.Thread(target=self._work, name=f"obsloop-{self.command}")
         self._thread.start()
-        self.state_file.write_text(json.dumps({"pid": os.getpid(), "admin": admin_url}))
+        write_private(self.state_file, json.dumps({"pid": os.getpid(), "admin": admin_url}))
         log.info(f"obsloop {self.command} running", extra={**self._describe(), "admin": admin_url})
         return admin_url
 

@@ -20,6 +20,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from obsloop.files import private_dir, write_private
+
 _FDP = descriptor_pb2.FieldDescriptorProto
 _SCALAR_NAMES = {
     _FDP.TYPE_DOUBLE: "double",
@@ -127,10 +129,10 @@ def otlp_schema() -> str:
 
 def write_schema_file(directory: Path) -> Path:
     """Write the schema as ``otlp.proto`` under ``directory`` (unchanged files are kept)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     path = (directory / "otlp.proto").resolve()
     if not path.exists() or path.read_text() != otlp_schema():
-        path.write_text(otlp_schema())
+        write_private(path, otlp_schema())
     return path
 
 

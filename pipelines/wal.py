@@ -21,6 +21,8 @@ from pathlib import Path
 from google.protobuf.internal.decoder import _DecodeVarint
 from google.protobuf.internal.encoder import _VarintBytes
 
+from obsloop.files import open_private, private_dir
+
 OPEN_SUFFIX = ".open"
 CLOSED_SUFFIX = ".seg"
 
@@ -94,7 +96,7 @@ class SignalLog:
     _closed: list[Segment] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self._recover()
 
     def _recover(self) -> None:
@@ -136,7 +138,7 @@ class SignalLog:
         name = f"{self._next_sequence:012d}-{uuid.uuid4().hex}{OPEN_SUFFIX}"
         self._next_sequence += 1
         path = self.directory / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
         self._open = _OpenSegment(path, fd, time.monotonic())
         return self._open
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from obsloop.config import Config, load_config
+from obsloop.files import private_umask
 from obsloop.logsetup import configure
 
 
@@ -30,4 +31,5 @@ def worker_config(args: argparse.Namespace, command: str) -> Config | None:
     if problem is not None:
         print(f"{command}: {problem}", file=sys.stderr)
         return None
+    private_umask()  # a worker's files under data_dir are its user's only, like serve's
     return config

@@ -25,13 +25,14 @@ def run(args: argparse.Namespace) -> int:
     from obsloop.collectors import runner
     from obsloop.collectors.forward import http_submit
     from obsloop.commands._common import config_from
+    from obsloop.secret import reveal
 
     config = config_from(args)
     collectors = config.collectors
     receiver = config.receiver
     endpoint = args.endpoint or f"http://{receiver.host}:{receiver.http_port}"
     checkpoint_dir = collectors.checkpoint_dir or config.data_dir / "checkpoints"
-    scheduled = runner.build(args.platform, collectors, http_submit(endpoint, receiver.bearer_token),
+    scheduled = runner.build(args.platform, collectors, http_submit(endpoint, reveal(receiver.bearer_token)),
                              checkpoint_dir)
     if not scheduled:
         print(f"obsloop: nothing configured for collectors.{args.platform}")

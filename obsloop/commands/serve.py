@@ -16,9 +16,11 @@ def run(args: argparse.Namespace) -> int:
 
     from obsloop import clickhouse
     from obsloop.commands._common import config_from
+    from obsloop.files import private_umask
     from obsloop.server import ObsloopServer, run_until_signal
 
     config = config_from(args)
+    private_umask()  # the embedded engine's and git's files under data_dir too
     try:
         asyncio.run(run_until_signal(ObsloopServer(config), duration=args.duration,
                                      stopping="obsloop stopping: draining the write-ahead log"))
