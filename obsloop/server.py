@@ -32,8 +32,9 @@ from obsloop.config import Config
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.intake import Intake
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
 from obsloop.pipelines.wal import WriteAheadLog
+from obsloop.schema import ddl
 from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)

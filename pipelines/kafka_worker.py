@@ -35,8 +35,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from obsloop import clickhouse
 from obsloop.config import Config
 from obsloop.pipelines.kafka_config import KafkaConfig
-from obsloop.pipelines.schema import ddl
 from obsloop.retry import Retry
+from obsloop.schema import ddl
 from obsloop.server import (
     SERVE_STATE_FILE,
     bound_port,
