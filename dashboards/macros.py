@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
 _MACRO = re.compile(r"\$__(\w+)\(([^()]*)\)")
@@ -31,8 +32,10 @@ def _quote(value: str) -> str:
 
 
 def _render(values: Sequence[str], option: str | None) -> str:
-    if option in ("singlequote", "sqlstring"):
+    if option == "singlequote":
         return ",".join(_quote(value) for value in values)
+    if option == "sqlstring":  # Grafana doubles the quote here, where singlequote escapes it
+        return ",".join("'" + value.replace("'", "''") + "'" for value in values)
     if option == "doublequote":
         return ",".join('"' + value.replace('"', '\\"') + '"' for value in values)
     if option in (None, "raw", "text", "csv"):
@@ -40,13 +43,22 @@ def _render(values: Sequence[str], option: str | None) -> str:
     raise ValueError(f"unsupported variable format :{option}")
 
 
+def _date(seconds: int) -> str:
+    return f"toDate('{datetime.fromtimestamp(seconds, UTC):%Y-%m-%d}')"
+
+
 def _macros(time_range: TimeRange) -> dict[str, Callable[[list[str]], str]]:
+    """The plugin's pkg/macros (macros.go), argument for argument."""
     start, end, step = time_range.start, time_range.end, time_range.interval_seconds
+    date_filter = f">= {_date(start)} AND {{0}} <= {_date(end)}"
+    time_filter = f">= toDateTime({start}) AND {{0}} <= toDateTime({end})"
     return {
         "timeFilter": lambda a: f"{a[0]} >= toDateTime({start}) AND {a[0]} <= toDateTime({end})",
         "timeFilter_ms": lambda a: f"{a[0]} >= fromUnixTimestamp64Milli({start * 1000}) "
                                    f"AND {a[0]} <= fromUnixTimestamp64Milli({end * 1000})",
-        "dateFilter": lambda a: f"{a[0]} >= toDate({start}) AND {a[0]} <= toDate({end})",
+        "dateFilter": lambda a: f"{a[0]} " + date_filter.format(a[0]),
+        "dateTimeFilter": lambda a: f"({a[0]} {date_filter.format(a[0])}) AND ({a[1]} {time_filter.format(a[1])})",
+        "dt": lambda a: f"({a[0]} {date_filter.format(a[0])}) AND ({a[1]} {time_filter.format(a[1])})",
         "timeInterval": lambda a: f"toStartOfInterval(toDateTime({a[0]}), INTERVAL {step} second)",
         "timeInterval_ms": lambda a: f"toStartOfInterval(toDateTime64({a[0]}, 3), INTERVAL {step * 1000} millisecond)",
     }
@@ -62,6 +74,9 @@ def expand(sql: str, variables: Mapping[str, Sequence[str]], time_range: TimeRan
         "__toTime": [f"toDateTime({time_range.end})"],
         "__fromTime_ms": [f"fromUnixTimestamp64Milli({time_range.start * 1000})"],
         "__toTime_ms": [f"fromUnixTimestamp64Milli({time_range.end * 1000})"],
+        # Grafana's own global variables, in epoch milliseconds.
+        "__from": [str(time_range.start * 1000)],
+        "__to": [str(time_range.end * 1000)],
     }
     macros = _macros(time_range)
 
