@@ -8,6 +8,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -142,3 +143,20 @@ def test_without_resends_alertmanager_expires_the_alert(alertmanagers):
     asyncio.run(fire())
     assert wait_for(lambda: obsloop_alerts(first))
     wait_for(lambda: not obsloop_alerts(first), timeout=4 * RESEND.total_seconds() + 5)
+
+
+def test_the_readme_configuration_builds_the_notifier():
+    """The README's example: one notifier posting to both Alertmanagers of a cluster."""
+    import yaml
+
+    from obsloop.feedback.build import _notifier
+    from obsloop.feedback.config import FeedbackConfig
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "alertmanager_api" in b)
+    config = FeedbackConfig.model_validate(yaml.safe_load(block)["feedback"])
+    notifier = _notifier(config.notifiers[0])
+    assert isinstance(notifier, AlertmanagerApi) and notifier.resend_interval == timedelta(seconds=60)
+    [request_0, request_1] = notifier.resend([alert_from(detection(), datetime.now(UTC))])
+    assert (request_0.url, request_1.url) == ("http://alertmanager-0.monitoring:9093/api/v2/alerts",
+                                              "http://alertmanager-1.monitoring:9093/api/v2/alerts")
