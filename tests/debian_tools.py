@@ -1,6 +1,7 @@
 """The real Prometheus tools the suite checks obsloop against, installed from Debian when missing.
 
-``alertmanager`` comes from ``prometheus-alertmanager``, ``promtool`` from ``prometheus``.
+``alertmanager`` comes from ``prometheus-alertmanager``, ``prometheus`` and ``promtool``
+from ``prometheus``.
 The suite runs as root on a Debian machine (CI included), so a missing program is installed
 with apt-get on first use rather than skipped; a test is skipped only when apt itself is
 impossible (not root, no apt-get), with that reason. ``make test-tools`` does the same ahead
@@ -11,8 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +26,7 @@ import pytest
 PROGRAMS = {
     "alertmanager": ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     "promtool": ("prometheus", "/usr/bin/promtool"),
+    "prometheus": ("prometheus", "/usr/bin/prometheus"),
 }
 _lock = threading.Lock()
 
@@ -58,6 +65,42 @@ def program(name: str) -> str:
             found = shutil.which(path) or shutil.which(name)
             assert found, f"{package} installed but {path} is missing"
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Daemon:
+    """One of these programs running on 127.0.0.1 until :meth:`stop`; its output in ``log``."""
+
+    def __init__(self, command: list[str], ready_url: str, log: Path, timeout: float = 30.0) -> None:
+        self.log = log
+        with log.open("wb") as output:
+            self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"{command[0]} not ready at {ready_url}:\n{log.read_text()}")
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
 
 
 if __name__ == "__main__":  # ``make test-tools``
