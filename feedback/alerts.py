@@ -77,14 +77,11 @@ class Notifier(Protocol):
 
 
 @runtime_checkable
-class Resending(Protocol):
+class Resending(Notifier, Protocol):
     """A notifier whose receiver forgets a firing alert unless told again (Alertmanager's
     API): the firing alerts go to it every ``resend_interval``, not only on changes."""
 
-    name: str
     resend_interval: timedelta
-
-    def requests(self, change: GroupChange) -> list[Request]: ...
 
     def resend(self, firing: Sequence[Alert]) -> list[Request]: ...
 

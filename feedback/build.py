@@ -38,8 +38,8 @@ def _notifier(config: NotifierConfig) -> Notifier:
         return value
 
     if config.type == "alertmanager_api":
-        urls = [config.url.get_secret_value()] if config.url else []
-        return AlertmanagerApi(config.name, urls + config.urls, timedelta(seconds=config.resend_interval_seconds))
+        urls = [url.get_secret_value() for url in ([config.url] if config.url else []) + config.urls]
+        return AlertmanagerApi(config.name, urls, timedelta(seconds=config.resend_interval_seconds))
     if config.type == "pagerduty":
         url = config.url.get_secret_value() if config.url else PAGERDUTY_URL
         return PagerDuty(config.name, need(config.routing_key, "routing_key"), url)

@@ -52,8 +52,9 @@ class NotifierConfig(_Section):
     url: SecretStr | None = None
     """Receiver URL; for Slack the incoming-webhook URL, which is itself the secret; for
     ``alertmanager_api`` an Alertmanager's base URL (``http://alertmanager:9093``)."""
-    urls: list[str] = []
-    """``alertmanager_api``: more Alertmanagers (each member of a cluster); each gets every alert."""
+    urls: list[SecretStr] = []
+    """``alertmanager_api``: more Alertmanagers (each member of a cluster); each gets every
+    alert. Secret like ``url``: a URL may carry basic-auth credentials."""
     resend_interval_seconds: float = Field(60, gt=0)
     """``alertmanager_api``: firing alerts are sent again this often (Prometheus'
     ``--rules.alert.resend-delay``); each is valid for four intervals."""

@@ -123,13 +123,14 @@ class FeedbackRunner:
     async def _resend(self, loop: FeedbackLoop) -> None:
         """Re-send the firing alerts every ``resend_interval`` to the notifiers that need it
         (Alertmanager's API), as long as the runner runs."""
-        interval = loop.alerter.resend_interval if loop.alerter is not None else None
-        if interval is None:
+        alerter = loop.alerter
+        interval = alerter.resend_interval if alerter is not None else None
+        if alerter is None or interval is None:
             return
         while True:
             await asyncio.sleep(interval.total_seconds())
             try:
-                await loop.alerter.resend()
+                await alerter.resend()
             except Exception:  # noqa: BLE001 - the next interval tries again
                 log.exception("re-sending the firing alerts failed")
 

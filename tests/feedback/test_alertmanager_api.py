@@ -160,3 +160,15 @@ def test_the_readme_configuration_builds_the_notifier():
     [request_0, request_1] = notifier.resend([alert_from(detection(), datetime.now(UTC))])
     assert (request_0.url, request_1.url) == ("http://alertmanager-0.monitoring:9093/api/v2/alerts",
                                               "http://alertmanager-1.monitoring:9093/api/v2/alerts")
+
+
+def test_an_alertmanager_api_notifier_needs_a_url_and_keeps_credentials_out_of_repr():
+    from obsloop.feedback.build import _notifier
+    from obsloop.feedback.config import NotifierConfig
+
+    with pytest.raises(ValueError, match=r"feedback.notifiers\[am\]: url or urls is required"):
+        _notifier(NotifierConfig(name="am", type="alertmanager_api"))
+    config = NotifierConfig(name="am", type="alertmanager_api", urls=["http://obsloop:s3cret@am-1:9093"])
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config.model_dump())
+    assert _notifier(config).resend([alert_from(detection(), datetime.now(UTC))])[0].url == \
+        "http://obsloop:s3cret@am-1:9093/api/v2/alerts"
