@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test test-tools lint clean
 
 $(STAMP): pyproject.toml instrument/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,12 @@ run: $(STAMP)
 	$(BIN)/obsloop demo
 
 ## test: run the whole test suite
-test: $(STAMP)
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
+
+## test-tools: the real Alertmanager and promtool the suite checks against (Debian packages, apt-get when missing)
+test-tools: $(STAMP)
+	$(BIN)/python tests/debian_tools.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -87,9 +87,14 @@ class CloudWatchLogsPuller:
         page_limit: int = 10_000,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        discover: Callable[[], list[str]] | None = None,
     ) -> None:
+        """``discover`` (:meth:`LogGroupDiscovery.groups
+        <obsloop.collectors.aws_log_groups.LogGroupDiscovery.groups>`) replaces
+        ``log_groups`` at every poll."""
         self.client = client
         self.log_groups = log_groups
+        self.discover = discover
         self.checkpoints = checkpoints
         self.submit = submit
         self.decoder = LambdaLogDecoder(enrich, COLLECTOR)
@@ -114,8 +119,20 @@ class CloudWatchLogsPuller:
         return done, total
 
     def poll_once(self) -> int:
-        """Catch every group up to ``now - settle``; returns the records handed over."""
-        return sum(self._catch_up(group) for group in self.log_groups)
+        """Catch every group up to ``now - settle``; returns the records handed over. With
+        ``discover``, the groups are listed again first (new functions join here)."""
+        if self.discover is not None:
+            self.log_groups = self.discover()
+        handed = 0
+        for group in self.log_groups:
+            try:
+                handed += self._catch_up(group)
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                if self.discover is None or code != "ResourceNotFoundException":
+                    raise
+                log.info("log group %s was deleted since it was discovered", group)
+        return handed
 
     def _catch_up(self, group: str) -> int:
         handed = 0

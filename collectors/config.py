@@ -32,6 +32,13 @@ class AwsCollectorConfig(_Pull):
     endpoint_url: str | None = None
     """Only for tests or VPC endpoints; boto3 resolves the public endpoint otherwise."""
     log_groups: list[str] = []
+    """The log groups to pull; empty: every group under ``log_group_prefix``, discovered
+    again at every poll (functions deployed later are picked up)."""
+    log_group_prefix: str = "/aws/lambda/"
+    log_group_limit: int = Field(1000, gt=0)
+    """At most this many discovered groups are pulled (the first in name order)."""
+    log_group_exclude: list[str] = []
+    """Discovered groups to skip: names or shell patterns (``/aws/lambda/*-canary``)."""
     metric_functions: list[str] = []
     """Functions whose ``AWS/Lambda`` metrics ``GetMetricData`` pulls."""
     settle_seconds: int = Field(30, ge=0)

@@ -70,6 +70,7 @@ def build(kind: str, config: CollectorsConfig, submit: Submit, checkpoint_dir: P
     """The pullers of one collector kind, as configured."""
     now = time.time()
     if kind == "aws":
+        from obsloop.collectors.aws_log_groups import LogGroupDiscovery
         from obsloop.collectors.aws_logs_pull import CloudWatchLogsPuller, lambda_tag_lookup
         from obsloop.collectors.aws_metrics import LambdaMetricsPuller
         from obsloop.collectors.extras import require
@@ -82,12 +83,15 @@ def build(kind: str, config: CollectorsConfig, submit: Submit, checkpoint_dir: P
         enrich = build_enricher(config, tags).enrich
         start = now - aws.backfill_seconds
         scheduled = []
-        if aws.log_groups:
-            scheduled.append(Scheduled("aws.logs", CloudWatchLogsPuller(
-                make("logs"), aws.log_groups, CheckpointStore(checkpoint_dir, "aws.logs"),
-                submit, enrich, region=aws.region, account_id=aws.account_id,
-                initial_start_ms=int(start * 1000), settle_ms=aws.settle_seconds * 1000,
-                overlap_ms=aws.overlap_seconds * 1000), aws.poll_interval_seconds))
+        logs = make("logs")
+        discovery = None if aws.log_groups else LogGroupDiscovery(
+            logs, aws.log_group_prefix, aws.log_group_limit, aws.log_group_exclude)
+        scheduled.append(Scheduled("aws.logs", CloudWatchLogsPuller(
+            logs, aws.log_groups, CheckpointStore(checkpoint_dir, "aws.logs"),
+            submit, enrich, region=aws.region, account_id=aws.account_id,
+            initial_start_ms=int(start * 1000), settle_ms=aws.settle_seconds * 1000,
+            overlap_ms=aws.overlap_seconds * 1000, discover=discovery.groups if discovery else None),
+            aws.poll_interval_seconds))
         if aws.metric_functions:
             scheduled.append(Scheduled("aws.metrics", LambdaMetricsPuller(
                 make("cloudwatch"), aws.metric_functions,

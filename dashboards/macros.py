@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
-_MACRO = re.compile(r"\$__(\w+)\(([^()]*)\)")
+_MACRO = re.compile(r"\$__(\w+)(\()?")
+"""A plugin macro, with its arguments or without (``$__fromTime`` and ``$__fromTime()``)."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,10 @@ def _quote(value: str) -> str:
 
 
 def _render(values: Sequence[str], option: str | None) -> str:
-    if option in ("singlequote", "sqlstring"):
+    if option == "singlequote":
         return ",".join(_quote(value) for value in values)
+    if option == "sqlstring":  # Grafana doubles the quote here, where singlequote escapes it
+        return ",".join("'" + value.replace("'", "''") + "'" for value in values)
     if option == "doublequote":
         return ",".join('"' + value.replace('"', '\\"') + '"' for value in values)
     if option in (None, "raw", "text", "csv"):
@@ -40,13 +44,27 @@ def _render(values: Sequence[str], option: str | None) -> str:
     raise ValueError(f"unsupported variable format :{option}")
 
 
+def _date(seconds: int) -> str:
+    return f"toDate('{datetime.fromtimestamp(seconds, UTC):%Y-%m-%d}')"
+
+
 def _macros(time_range: TimeRange) -> dict[str, Callable[[list[str]], str]]:
+    """The plugin's pkg/macros (macros.go), argument for argument."""
     start, end, step = time_range.start, time_range.end, time_range.interval_seconds
+    date_filter = f">= {_date(start)} AND {{0}} <= {_date(end)}"
+    time_filter = f">= toDateTime({start}) AND {{0}} <= toDateTime({end})"
     return {
+        "fromTime": lambda a: f"toDateTime({start})",
+        "toTime": lambda a: f"toDateTime({end})",
+        "fromTime_ms": lambda a: f"fromUnixTimestamp64Milli({start * 1000})",
+        "toTime_ms": lambda a: f"fromUnixTimestamp64Milli({end * 1000})",
+        "interval_s": lambda a: str(step),
         "timeFilter": lambda a: f"{a[0]} >= toDateTime({start}) AND {a[0]} <= toDateTime({end})",
         "timeFilter_ms": lambda a: f"{a[0]} >= fromUnixTimestamp64Milli({start * 1000}) "
                                    f"AND {a[0]} <= fromUnixTimestamp64Milli({end * 1000})",
-        "dateFilter": lambda a: f"{a[0]} >= toDate({start}) AND {a[0]} <= toDate({end})",
+        "dateFilter": lambda a: f"{a[0]} " + date_filter.format(a[0]),
+        "dateTimeFilter": lambda a: f"({a[0]} {date_filter.format(a[0])}) AND ({a[1]} {time_filter.format(a[1])})",
+        "dt": lambda a: f"({a[0]} {date_filter.format(a[0])}) AND ({a[1]} {time_filter.format(a[1])})",
         "timeInterval": lambda a: f"toStartOfInterval(toDateTime({a[0]}), INTERVAL {step} second)",
         "timeInterval_ms": lambda a: f"toStartOfInterval(toDateTime64({a[0]}, 3), INTERVAL {step * 1000} millisecond)",
     }
@@ -54,22 +72,12 @@ def _macros(time_range: TimeRange) -> dict[str, Callable[[list[str]], str]]:
 
 def expand(sql: str, variables: Mapping[str, Sequence[str]], time_range: TimeRange) -> str:
     """``sql`` as the ClickHouse datasource would send it, with every variable holding ``values``."""
-    builtins = {
-        "__interval_s": [str(time_range.interval_seconds)],
+    builtins = {  # Grafana's own global variables; the from/to ones in epoch milliseconds
         "__interval": [f"{time_range.interval_seconds}s"],
         "__interval_ms": [str(time_range.interval_seconds * 1000)],
-        "__fromTime": [f"toDateTime({time_range.start})"],
-        "__toTime": [f"toDateTime({time_range.end})"],
-        "__fromTime_ms": [f"fromUnixTimestamp64Milli({time_range.start * 1000})"],
-        "__toTime_ms": [f"fromUnixTimestamp64Milli({time_range.end * 1000})"],
+        "__from": [str(time_range.start * 1000)],
+        "__to": [str(time_range.end * 1000)],
     }
-    macros = _macros(time_range)
-
-    def macro(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in macros:
-            raise ValueError(f"unknown macro $__{name}")
-        return macros[name]([argument.strip() for argument in match.group(2).split(",")])
 
     def variable(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(3)
@@ -80,4 +88,32 @@ def expand(sql: str, variables: Mapping[str, Sequence[str]], time_range: TimeRan
             raise KeyError(f"undefined variable ${name}")
         return _render(list(values), match.group(2))
 
-    return _MACRO.sub(macro, _VARIABLE.sub(variable, sql))
+    return _expand_macros(_VARIABLE.sub(variable, sql), _macros(time_range))
+
+
+def _arguments(sql: str, start: int) -> tuple[list[str], int]:
+    """The comma-separated arguments of the call whose ``(`` is at ``start`` (arguments may
+    hold calls of their own, as the plugin allows), and the index after its ``)``."""
+    depth, arguments, current = 0, [], start + 1
+    for index in range(start, len(sql)):
+        if sql[index] == "(":
+            depth += 1
+        elif sql[index] == ")":
+            depth -= 1
+            if depth == 0:
+                arguments.append(sql[current:index].strip())
+                return arguments, index + 1
+        elif sql[index] == "," and depth == 1:
+            arguments.append(sql[current:index].strip())
+            current = index + 1
+    raise ValueError(f"unbalanced parentheses after {sql[:start]!r}")
+
+
+def _expand_macros(sql: str, macros: Mapping[str, Callable[[list[str]], str]]) -> str:
+    while match := _MACRO.search(sql):
+        name = match.group(1)
+        if name not in macros:
+            raise ValueError(f"unknown macro $__{name}")
+        arguments, end = _arguments(sql, match.end() - 1) if match.group(2) else ([], match.end())
+        sql = sql[:match.start()] + macros[name](arguments) + sql[end:]
+    return sql

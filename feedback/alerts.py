@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .config import DEFAULT_GROUP_BY
 from .delivery import DeliveryFailed, Request, Sender
@@ -74,6 +74,16 @@ class Notifier(Protocol):
     name: str
 
     def requests(self, change: GroupChange) -> list[Request]: ...
+
+
+@runtime_checkable
+class Resending(Notifier, Protocol):
+    """A notifier whose receiver forgets a firing alert unless told again (Alertmanager's
+    API): the firing alerts go to it every ``resend_interval``, not only on changes."""
+
+    resend_interval: timedelta
+
+    def resend(self, firing: Sequence[Alert]) -> list[Request]: ...
 
 
 @dataclass(frozen=True)
@@ -224,9 +234,22 @@ class Alerter:
         results = await asyncio.gather(*(self._deliver(r) for r in requests))
         return list(results)
 
-    async def _deliver(self, request: Request) -> Delivery:
+    @property
+    def resend_interval(self) -> timedelta | None:
+        """How often :meth:`resend` must run: the shortest interval of the notifiers that
+        need it; None when none does."""
+        return min((n.resend_interval for n in self.notifiers if isinstance(n, Resending)), default=None)
+
+    async def resend(self) -> list[Delivery]:
+        """Send the firing alerts again to the notifiers that need it. A failed resend is
+        not a dead letter: the next one follows within the interval."""
+        firing = self.firing
+        requests = [r for n in self.notifiers if isinstance(n, Resending) for r in n.resend(firing)]
+        return list(await asyncio.gather(*(self._deliver(r, dead_letter=False) for r in requests)))
+
+    async def _deliver(self, request: Request, dead_letter: bool = True) -> Delivery:
         try:
-            await self.sender.send(request)
+            await self.sender.send(request, dead_letter)
         except DeliveryFailed as exc:
             log.error("alert not delivered: %s", exc)
             return Delivery(request.target, False, exc.reason)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from obsloop.pipelines.schema import SchemaOptions
+
 from .policy import TakenAction
 
 AuditOutcome = Literal["applied", "dry_run", "refused", "noop", "failed", "invalid"]
@@ -21,9 +23,8 @@ AuditOutcome = Literal["applied", "dry_run", "refused", "noop", "failed", "inval
 AUDIT_TABLE = "feedback_audit"
 
 
-def audit_ddl(database: str = "default") -> str:
-    return f"""
-CREATE TABLE IF NOT EXISTS {database}.{AUDIT_TABLE} (
+def audit_ddl(options: SchemaOptions) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS `{options.database}`.{AUDIT_TABLE} {options.on_cluster} (
     time DateTime64(3, 'UTC'),
     deployment LowCardinality(String),
     manifest String,
@@ -34,8 +35,7 @@ CREATE TABLE IF NOT EXISTS {database}.{AUDIT_TABLE} (
     before String,
     after String,
     reference String
-) ENGINE = MergeTree ORDER BY (deployment, time)
-"""
+) ENGINE = {options.engine()} ORDER BY (deployment, time)"""
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class AuditLog:
     def __init__(self, client: Any, database: str = "default") -> None:
         self._client = client
         self._table = f"{database}.{AUDIT_TABLE}"
-        client.command(audit_ddl(database))
+        client.command(audit_ddl(SchemaOptions(database=database)))
 
     def record(self, entry: AuditEntry) -> None:
         row = [

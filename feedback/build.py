@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from obsloop.pipelines.kafka_config import KafkaConfig
 
+from .alertmanager_api import AlertmanagerApi
 from .alerts import Alerter, Notifier
 from .audit import AuditLog
 from .config import FeedbackConfig, NotifierConfig, RetrainConfig
@@ -36,6 +37,9 @@ def _notifier(config: NotifierConfig) -> Notifier:
             raise ValueError(f"feedback.notifiers[{config.name}]: {what} is required")
         return value
 
+    if config.type == "alertmanager_api":
+        urls = [url.get_secret_value() for url in ([config.url] if config.url else []) + config.urls]
+        return AlertmanagerApi(config.name, urls, timedelta(seconds=config.resend_interval_seconds))
     if config.type == "pagerduty":
         url = config.url.get_secret_value() if config.url else PAGERDUTY_URL
         return PagerDuty(config.name, need(config.routing_key, "routing_key"), url)

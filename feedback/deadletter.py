@@ -14,12 +14,13 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
+from obsloop.pipelines.schema import SchemaOptions
+
 DEAD_LETTER_TABLE = "feedback_dead_letters"
 
 
-def dead_letter_ddl(database: str = "default") -> str:
-    return f"""
-CREATE TABLE IF NOT EXISTS {database}.{DEAD_LETTER_TABLE} (
+def dead_letter_ddl(options: SchemaOptions) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS `{options.database}`.{DEAD_LETTER_TABLE} {options.on_cluster} (
     time DateTime64(3, 'UTC'),
     target LowCardinality(String),
     kind LowCardinality(String),
@@ -27,8 +28,7 @@ CREATE TABLE IF NOT EXISTS {database}.{DEAD_LETTER_TABLE} (
     attempts UInt16,
     error String,
     payload String
-) ENGINE = MergeTree ORDER BY (target, time)
-"""
+) ENGINE = {options.engine()} ORDER BY (target, time)"""
 
 
 class DeadLetters:
@@ -37,7 +37,7 @@ class DeadLetters:
     ) -> None:
         self._client = client
         self._table = f"{database}.{DEAD_LETTER_TABLE}"
-        client.command(dead_letter_ddl(database))
+        client.command(dead_letter_ddl(SchemaOptions(database=database)))
         self.gauge = Gauge(
             "obsloop_feedback_dead_letters",
             "Notifications and triggers that could not be delivered, per target.",

@@ -66,6 +66,7 @@ class FeedbackRunner:
                             first_delay=first_delay, max_delay=max_delay)
         self._queue: asyncio.Queue[Detection] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resender: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     @classmethod
@@ -119,8 +120,23 @@ class FeedbackRunner:
             self.loop = loop
             return loop
 
+    async def _resend(self, loop: FeedbackLoop) -> None:
+        """Re-send the firing alerts every ``resend_interval`` to the notifiers that need it
+        (Alertmanager's API), as long as the runner runs."""
+        alerter = loop.alerter
+        interval = alerter.resend_interval if alerter is not None else None
+        if alerter is None or interval is None:
+            return
+        while True:
+            await asyncio.sleep(interval.total_seconds())
+            try:
+                await alerter.resend()
+            except Exception:  # noqa: BLE001 - the next interval tries again
+                log.exception("re-sending the firing alerts failed")
+
     async def _handle(self, queue: asyncio.Queue[Detection], arrived: asyncio.Event) -> None:
         loop = await self._connected(arrived)
+        self._resender = asyncio.create_task(self._resend(loop))
         while True:
             detection = await queue.get()
             try:
@@ -155,5 +171,8 @@ class FeedbackRunner:
                 log.warning("stopping with detections not yet handled by feedback")
         self._task.cancel()
         self._task = None
+        if self._resender is not None:
+            self._resender.cancel()
+            self._resender = None
         if self.loop is not None and self.loop.alerter is not None:
             await self.loop.alerter.sender.close()

@@ -28,17 +28,31 @@ COMMAND_MODULES = (
 )
 
 
+CONFIG_HELP = "YAML configuration file (default: $OBSLOOP_CONFIG or ./obsloop.yaml)"
+
+
+def _accept_config_after(parser: argparse.ArgumentParser) -> None:
+    """Let ``--config`` follow a sub-command too (``obsloop serve --config F``), as users type
+    it. ``SUPPRESS`` keeps a sub-command that was not given the option from overwriting the
+    value given before it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for command in {id(p): p for p in action.choices.values()}.values():  # aliases share a parser
+            command.add_argument("-c", "--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+            _accept_config_after(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="obsloop",
         description="Observability and feedback loop for AI models on serverless platforms.",
     )
-    parser.add_argument(
-        "-c", "--config", help="YAML configuration file (default: $OBSLOOP_CONFIG or ./obsloop.yaml)"
-    )
+    parser.add_argument("-c", "--config", help=CONFIG_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    _accept_config_after(parser)
     return parser
 
 

@@ -33,8 +33,9 @@ from obsloop.files import private_dir, write_private
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.intake import Intake
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
 from obsloop.pipelines.wal import WriteAheadLog
+from obsloop.schema import ddl
 from obsloop.secret import reveal
 from obsloop.selfmetrics import SelfMetrics
 

@@ -36,8 +36,8 @@ from obsloop import clickhouse
 from obsloop.config import Config
 from obsloop.files import private_dir, write_private
 from obsloop.pipelines.kafka_config import KafkaConfig
-from obsloop.pipelines.schema import ddl
 from obsloop.retry import Retry
+from obsloop.schema import ddl
 from obsloop.server import (
     SERVE_STATE_FILE,
     bound_port,

@@ -291,11 +291,14 @@ def _clustered(statements: list[str], options: SchemaOptions) -> list[str]:
     return clustered
 
 
-def ddl(options: SchemaOptions) -> list[str]:
-    """Every statement of the schema, idempotent (``IF NOT EXISTS``), in order."""
+def ddl(
+    options: SchemaOptions, builders: Iterable[Callable[[SchemaOptions], Iterable[str]]] = DDL_BUILDERS
+) -> list[str]:
+    """Every statement of ``builders`` (this module's tables unless told; the whole schema is
+    :func:`obsloop.schema.ddl`), idempotent (``IF NOT EXISTS``), in order."""
     statements = []
     if options.database != "default":
         statements.append(f"CREATE DATABASE IF NOT EXISTS `{options.database}` {options.on_cluster}")
-    for build in DDL_BUILDERS:
+    for build in builders:
         statements.extend(build(options))
     return _clustered(statements, options) if options.cluster else statements

@@ -70,3 +70,24 @@ def test_a_port_in_use_is_explained(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "address already in use" in result.stderr and "receiver.http_port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_is_accepted_after_the_sub_command(tmp_path: Path) -> None:
+    """``obsloop schema show --config F`` reads F as ``obsloop --config F schema show`` does."""
+    config = tmp_path / "elsewhere.yaml"
+    config.write_text("storage:\n  database: otel_elsewhere\n")
+    after = obsloop("schema", "show", "--config", str(config), cwd=tmp_path)
+    before = obsloop("--config", str(config), "schema", "show", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert "`otel_elsewhere`.otel_logs" in after.stdout
+    assert after.stdout == before.stdout
+    nested = obsloop("feedback", "audit", "-c", str(tmp_path / "missing.yaml"), cwd=tmp_path)
+    assert nested.returncode == 2 and "missing.yaml" in nested.stderr
+
+
+def test_config_after_the_sub_command_does_not_erase_the_one_before() -> None:
+    from obsloop.cli import build_parser
+
+    assert build_parser().parse_args(["--config", "a.yaml", "serve"]).config == "a.yaml"
+    assert build_parser().parse_args(["serve", "-c", "b.yaml"]).config == "b.yaml"
+    assert build_parser().parse_args(["serve"]).config is None

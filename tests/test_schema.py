@@ -1,10 +1,13 @@
-"""The tables match the OpenTelemetry Collector clickhouseexporter layout."""
+"""The tables match the OpenTelemetry Collector clickhouseexporter layout; the whole schema
+(:func:`obsloop.schema.ddl`, what ``obsloop schema apply`` and ``serve`` create) holds every
+layer's tables, the feedback loop's included, single-node and clustered."""
 
 from __future__ import annotations
 
 import re
 
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
+from obsloop.schema import ddl
 
 EXPORTER_TRACE_COLUMNS = [
     ("Timestamp", "DateTime64(9)"), ("TraceId", "String"), ("SpanId", "String"), ("ParentSpanId", "String"),
@@ -33,7 +36,8 @@ def test_schema_applies_idempotently_with_exporter_columns(chdb_client, chdb_dat
     tables = {row[0] for row in client.query(f"SELECT name FROM system.tables WHERE database = '{db}'").result_rows}
     assert {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv", "otel_logs",
             "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
-            "otel_metrics_exponential_histogram", "otel_metrics_summary"} <= tables
+            "otel_metrics_exponential_histogram", "otel_metrics_summary", "detections",
+            "feedback_audit", "feedback_dead_letters"} <= tables
     ttl = client.command(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' AND name = 'otel_logs'")
     assert "TTL TimestampTime + toIntervalDay(3)" in ttl
     assert "non_replicated_deduplication_window = 10000" in ttl
@@ -47,7 +51,8 @@ def test_cluster_ddl_uses_on_cluster_replicated_local_tables_and_distributed_tab
     local = {s.split()[5].split(".")[1]: s for s in tables if "ENGINE = Replicated" in s}
     distributed = {s.split()[5].split(".")[1]: s for s in tables if "ENGINE = Distributed(" in s}
     assert len(local) + len(distributed) == len(tables)
-    assert {"otel_traces_local", "otel_logs_local", "otel_metrics_sum_local", "faas_invocations_local"} <= set(local)
+    assert {"otel_traces_local", "otel_logs_local", "otel_metrics_sum_local", "faas_invocations_local",
+            "feedback_audit_local", "feedback_dead_letters_local"} <= set(local)
     assert set(distributed) == {name.removesuffix("_local") for name in local}
     assert all(name.endswith("_local") for name in local)
     assert "Distributed(`prod`, `otel`, otel_logs_local, cityHash64(ServiceName))" in distributed["otel_logs"]

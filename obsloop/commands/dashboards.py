@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
@@ -21,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="push: Grafana's URL (default: $GRAFANA_URL or http://127.0.0.1:3000)")
     parser.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN"),
                         help="push: a service-account token (default: $GRAFANA_TOKEN)")
+    parser.add_argument("--clickhouse-datasource", default=os.environ.get("GRAFANA_CLICKHOUSE_DATASOURCE"),
+                        help="push: the name of Grafana's ClickHouse datasource to use (default: "
+                        "$GRAFANA_CLICKHOUSE_DATASOURCE, else the only or default one of its type)")
+    parser.add_argument("--prometheus-datasource", default=os.environ.get("GRAFANA_PROMETHEUS_DATASOURCE"),
+                        help="push: the name of Grafana's Prometheus datasource to use (default: "
+                        "$GRAFANA_PROMETHEUS_DATASOURCE, else the only or default one of its type)")
     parser.set_defaults(func=run)
 
 
@@ -32,8 +39,14 @@ def run(args: argparse.Namespace) -> int:
         for path in write(args.output or PACKAGE_DIRECTORY, settings):
             print(path)
         return 0
+    from obsloop.dashboards.datasources import DatasourceError
     from obsloop.dashboards.push import push
 
-    for answer in push(args.url, args.token):
+    try:
+        answers = push(args.url, args.token, args.clickhouse_datasource, args.prometheus_datasource)
+    except DatasourceError as exc:
+        print(f"obsloop dashboards push: {exc}", file=sys.stderr)
+        return 2
+    for answer in answers:
         print(f"{answer.get('uid')}: {answer.get('status')} version {answer.get('version')} {answer.get('url')}")
     return 0

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from obsloop.commands._common import config_from
-    from obsloop.pipelines.schema import ddl
+    from obsloop.schema import ddl
     from obsloop.server import apply_schema, schema_options
 
     config = config_from(args)

@@ -1,5 +1,5 @@
-"""boto3 against a moto server: FilterLogEvents with checkpoints, throttling, 5xx, and
-GetMetricData."""
+"""boto3 against a moto server: FilterLogEvents with checkpoints, throttling, 5xx, log groups
+discovered by prefix with DescribeLogGroups, and GetMetricData."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from moto.server import ThreadedMotoServer
 
 from obsloop import semconv
 from obsloop.collectors import selfmetrics
+from obsloop.collectors.aws_log_groups import LogGroupDiscovery
 from obsloop.collectors.aws_logs_pull import CloudWatchLogsPuller, lambda_tag_lookup
 from obsloop.collectors.aws_metrics import LambdaMetricsPuller
 from obsloop.collectors.checkpoint import CheckpointStore
@@ -176,3 +177,66 @@ def test_cost_center_from_lambda_tags(moto_endpoint):
     invocation = enricher.enrich(Invocation(platform="aws_lambda", function="tagged",
                                             invocation_id="x", time_ns=1, source="t"))
     assert invocation.cost_center == "Search"
+
+
+def make_group(logs, group: str, lines: int = 0, tag: str = "x") -> None:
+    with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+        logs.delete_log_group(logGroupName=group)
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=STREAM)
+    if lines:
+        now_ms = int(time.time() * 1000) - 60_000
+        logs.put_log_events(logGroupName=group, logStreamName=STREAM, logEvents=[
+            {"timestamp": now_ms + i, "message": f"{tag} line {i}"} for i in range(lines)])
+
+
+def test_groups_are_discovered_by_prefix_and_a_new_one_is_pulled_on_the_next_poll(logs, tmp_path, sink, enrich):
+    make_group(logs, "/aws/lambda/disc-a", 3, "a")
+    make_group(logs, "/aws/lambda/disc-a-canary", 2, "canary")
+    make_group(logs, "/aws/ecs/disc-a", 2, "ecs")
+    discovery = LogGroupDiscovery(logs, "/aws/lambda/disc-", exclude=["*-canary"])
+    discovering = puller(logs, tmp_path, sink, enrich, discover=discovery.groups)
+    assert discovering.poll_once() == 3
+    assert sorted(bodies(sink)) == [f"a line {i}" for i in range(3)]
+
+    make_group(logs, "/aws/lambda/disc-b", 4, "b")  # a function deployed after the first poll
+    assert discovering.poll_once() == 4
+    assert discovering.log_groups == ["/aws/lambda/disc-a", "/aws/lambda/disc-b"]
+    assert sorted(bodies(sink)) == sorted([f"a line {i}" for i in range(3)] + [f"b line {i}" for i in range(4)])
+    assert {row["resource"][semconv.FAAS_NAME] for row in sink.logs()} == {"disc-a", "disc-b"}
+    checkpoints = CheckpointStore(tmp_path, "aws.logs")  # as a restarted process reads them
+    assert checkpoints.get("/aws/lambda/disc-b") is not None  # checkpointed per group as named ones
+    assert checkpoints.get("/aws/lambda/disc-a-canary") is None
+
+    logs.delete_log_group(logGroupName="/aws/lambda/disc-a")  # a function removed
+    assert discovering.poll_once() == 0
+    assert discovering.log_groups == ["/aws/lambda/disc-b"]
+
+
+def test_discovery_pages_through_groups_and_stops_at_the_limit(logs, caplog):
+    names = [f"/aws/lambda/page-{i:03d}" for i in range(57)]  # more than one page of 50
+    for name in names:
+        make_group(logs, name)
+    assert LogGroupDiscovery(logs, "/aws/lambda/page-").groups() == names
+    limited = LogGroupDiscovery(logs, "/aws/lambda/page-", limit=52, exclude=["/aws/lambda/page-000"])
+    with caplog.at_level("WARNING"):
+        assert limited.groups() == names[1:53]
+        assert limited.groups() == names[1:53]
+    assert [r.getMessage() for r in caplog.records].count(
+        "more than 52 log groups under '/aws/lambda/page-': the others are not collected "
+        "(raise collectors.aws.log_group_limit or exclude some)") == 1
+
+
+def test_the_aws_collector_discovers_groups_unless_they_are_named(moto_endpoint, tmp_path, monkeypatch):
+    from obsloop.collectors.config import CollectorsConfig
+    from obsloop.collectors.runner import build
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    aws = {"enabled": True, "region": "us-east-1", "endpoint_url": moto_endpoint, "read_tags": False}
+    [discovering] = [s for s in build("aws", CollectorsConfig(aws=aws), lambda *a: None, tmp_path) if s.name == "aws.logs"]
+    assert discovering.puller.discover is not None
+    assert discovering.puller.discover.__self__.prefix == "/aws/lambda/"
+    named = CollectorsConfig(aws={**aws, "log_groups": [GROUP]})
+    [fixed] = [s for s in build("aws", named, lambda *a: None, tmp_path) if s.name == "aws.logs"]
+    assert fixed.puller.discover is None and fixed.puller.log_groups == [GROUP]

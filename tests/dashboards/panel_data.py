@@ -1,8 +1,8 @@
 """Seed data for every dashboard, and every ClickHouse query the dashboards send.
 
-Rows go through the real DDL (the exporter schema, ``faas_invocations`` and its
-materialized view, the feedback audit and dead-letter tables, and the detections table
-when ``obsloop.detectors.detections`` exists), so a panel returns rows only if its SQL
+Rows go through the real DDL (the whole schema ``obsloop schema apply`` creates: the
+exporter tables, ``faas_invocations`` and its materialized view, the detections, the
+feedback audit and dead-letter tables), so a panel returns rows only if its SQL
 matches what obsloop really stores.
 """
 
@@ -19,9 +19,10 @@ from obsloop import semconv as sc
 from obsloop.dashboards.boards import all_dashboards
 from obsloop.dashboards.grafana import Constant, Sql, Variable
 from obsloop.dashboards.macros import TimeRange, expand
-from obsloop.feedback.audit import AUDIT_TABLE, audit_ddl
-from obsloop.feedback.deadletter import DEAD_LETTER_TABLE, dead_letter_ddl
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.feedback.audit import AUDIT_TABLE
+from obsloop.feedback.deadletter import DEAD_LETTER_TABLE
+from obsloop.pipelines.schema import SchemaOptions
+from obsloop.schema import ddl
 
 try:
     from obsloop.detectors.detections import DetectionStore, detections_ddl
@@ -71,14 +72,16 @@ def time_range() -> TimeRange:
 
 
 def variable_values(run: Callable[[str], list[tuple[Any, ...]]], dashboard: str) -> dict[str, list[str]]:
-    """Each variable as Grafana fills it with ``All`` selected: every value its query returns."""
+    """Each variable as Grafana fills it with ``All`` selected: every value its query returns
+    (on an empty installation none, and Grafana selects its "None" option, an empty value)."""
     board = next(b for b in all_dashboards() if b.uid == dashboard)
     values: dict[str, list[str]] = {}
     for variable in board.variables:
         if isinstance(variable, Constant):
             values[variable.name] = [variable.default]
         else:
-            values[variable.name] = [str(row[0]) for row in run(expand(variable.sql, values, time_range()))]
+            found = [str(row[0]) for row in run(expand(variable.sql, values, time_range()))]
+            values[variable.name] = found or [""]  # Grafana's "None" option of an empty variable
     return values
 
 
@@ -127,12 +130,11 @@ def _spans(rng: random.Random) -> list[list[Any]]:
 
 
 def seed(client: Any, database: str) -> None:
-    """Create the schema in ``database`` and fill every table a dashboard reads."""
+    """Create the schema in ``database`` (what ``obsloop schema apply`` creates) and fill every
+    table a dashboard reads."""
     rng = random.Random(11)
     for statement in ddl(SchemaOptions(database=database)):
         client.command(statement)
-    client.command(audit_ddl(database))
-    client.command(dead_letter_ddl(database))
     client.insert("otel_logs", _logs(rng), database=database, column_names=[
         "Timestamp", "ServiceName", "EventName", "Body", "ResourceAttributes", "LogAttributes"])
     client.insert("otel_traces", _spans(rng), database=database, column_names=[
