@@ -47,28 +47,20 @@ class GitConfig(_Section):
 
 class NotifierConfig(_Section):
     name: str
-<<<<<<< HEAD
-    type: Literal["alertmanager", "pagerduty", "slack", "webhook"]
-    url: Secret | None = None
-    """Receiver URL; for Slack the incoming-webhook URL, which is itself the secret."""
-    routing_key: Secret | None = None
-    hmac_key: Secret | None = None
-=======
     type: Literal["alertmanager", "alertmanager_api", "pagerduty", "slack", "webhook"]
     """``alertmanager``: Alertmanager's webhook body, for receivers that accept it;
     ``alertmanager_api``: the alerts posted into running Alertmanagers, as Prometheus does."""
-    url: SecretStr | None = None
+    url: Secret | None = None
     """Receiver URL; for Slack the incoming-webhook URL, which is itself the secret; for
     ``alertmanager_api`` an Alertmanager's base URL (``http://alertmanager:9093``)."""
-    urls: list[SecretStr] = []
+    urls: list[Secret] = []
     """``alertmanager_api``: more Alertmanagers (each member of a cluster); each gets every
     alert. Secret like ``url``: a URL may carry basic-auth credentials."""
     resend_interval_seconds: float = Field(60, gt=0)
     """``alertmanager_api``: firing alerts are sent again this often (Prometheus'
     ``--rules.alert.resend-delay``); each is valid for four intervals."""
-    routing_key: SecretStr | None = None
-    hmac_key: SecretStr | None = None
->>>>>>> eco
+    routing_key: Secret | None = None
+    hmac_key: Secret | None = None
 
 
 class RetrainConfig(_Section):
