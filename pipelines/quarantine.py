@@ -1,0 +1,180 @@
+"""Split a batch ClickHouse refuses: store what it can read, set aside only what it cannot.
+
+A write-ahead segment (or a consumed Kafka batch) holds many clients' acknowledged
+requests. When ClickHouse refuses it because some of it cannot be read
+(:data:`~obsloop.pipelines.storage_errors.Cause.DATA`), :func:`split` bisects it with
+:meth:`ClickHouseSink.check_payloads`, which runs the very insert into Null-engine copies of
+the tables and so stores nothing, down to the requests that fail on their own. Such a
+request is first re-serialized as protobuf reads it (what receivers acknowledge since they
+write canonical bytes; older versions wrote bodies as received): if ClickHouse reads that,
+it is stored so. Only a request neither can read is set aside, in the quarantine directory
+with a reason file, and counted.
+
+The rest is inserted under the batch's own deduplication token. A refused insert may
+already have stored its first blocks (ClickHouse writes a block once it has read enough
+rows), and those hold exactly the rows the same requests, in the same order, give again:
+the second insert skips them and stores each row once. A crash anywhere in between replays
+the same segment, finds the same offenders and inserts the same remainder under the same
+token, so nothing is lost or stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from obsloop.collectors.otlp_decode import InvalidRequest, validate
+from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.storage_errors import Cause, classify, error_name
+from obsloop.pipelines.wal import _VarintBytes
+from obsloop.retry import summary
+from obsloop.selfmetrics import SelfMetrics
+
+log = logging.getLogger(__name__)
+
+RETRY_DIRECTORY = "retry"
+"""Under ``<quarantine>/<signal>/``: files moved there are queued again, no restart needed."""
+
+
+@dataclass(frozen=True)
+class Offender:
+    """A request ClickHouse cannot read, and neither can protobuf or ClickHouse its canonical form."""
+
+    index: int
+    """Its position in the batch."""
+    payload: bytes
+    error: BaseException
+    """What ClickHouse answered when it was inserted alone."""
+    items: int
+    """Items protobuf finds in it (0 when it cannot be parsed)."""
+
+    @property
+    def reason(self) -> str:
+        return error_name(self.error)
+
+
+@dataclass(frozen=True)
+class Split:
+    keep: list[bytes]
+    """The requests to store, in their order; a salvaged one as its canonical bytes."""
+    offenders: list[Offender]
+    salvaged: int
+    """Requests stored as re-serialized rather than as received."""
+
+
+class _Search:
+    def __init__(self, sink: ClickHouseSink, signal: str, messages: list[bytes]) -> None:
+        self.sink = sink
+        self.signal = signal
+        self.messages = messages
+        self.offenders: list[Offender] = []
+        self.salvaged: dict[int, bytes] = {}
+
+    def check(self, payloads: list[bytes]) -> BaseException | None:
+        """ClickHouse's refusal of ``payloads`` as data, or None; raises any other failure."""
+        try:
+            self.sink.check_payloads(self.signal, payloads)
+        except Exception as exc:  # noqa: BLE001 - classified: only data errors are answers
+            if classify(exc) is not Cause.DATA:
+                raise
+            return exc
+        return None
+
+    def bisect(self, start: int, end: int) -> bool:
+        """Find the offenders in ``messages[start:end]``; False when it is all readable."""
+        error = self.check(self.messages[start:end])
+        if error is None:
+            return False
+        if end - start == 1:
+            self.single(start, error)
+            return True
+        middle = (start + end) // 2
+        found = self.bisect(start, middle)
+        found = self.bisect(middle, end) or found
+        if not found:  # refused together, read apart: nothing to set aside, so not the data
+            raise error
+        return True
+
+    def single(self, index: int, error: BaseException) -> None:
+        payload = self.messages[index]
+        try:
+            valid = validate(self.signal, payload)
+        except InvalidRequest:
+            self.offenders.append(Offender(index, payload, error, 0))
+            return
+        if self.check([valid.payload]) is None:
+            self.salvaged[index] = valid.payload
+        else:
+            self.offenders.append(Offender(index, payload, error, valid.items))
+
+
+def split(sink: ClickHouseSink, signal: str, messages: list[bytes]) -> Split | None:
+    """The requests of a refused batch to store and those to set aside; None when ClickHouse
+    reads every request (the refusal was not about the data: retry the batch as it is).
+
+    Raises when a check fails for a reason other than the data (ClickHouse went away)."""
+    search = _Search(sink, signal, messages)
+    if not search.bisect(0, len(messages)):
+        return None
+    refused = {offender.index for offender in search.offenders}
+    keep = [search.salvaged.get(i, m) for i, m in enumerate(messages) if i not in refused]
+    return Split(keep, search.offenders, len(search.salvaged))
+
+
+class Quarantine:
+    """The quarantine directory: one file per request set aside, with its reason beside it.
+
+    ``<directory>/<signal>/<batch>-r<index>.seg`` holds the request as a one-request
+    segment, ``….seg.reason.json`` ClickHouse's error, the signal and the time. Moved into
+    ``<directory>/<signal>/retry/``, a file is queued again on the next rotation
+    (:meth:`returned`).
+    """
+
+    def __init__(self, directory: Path, metrics: SelfMetrics) -> None:
+        self.directory = directory
+        self._metrics = metrics
+
+    def put(self, signal: str, batch: str, offender: Offender) -> Path:
+        """Write ``offender`` aside (durably: the batch it came from is deleted next)."""
+        target = self.directory / signal / f"{batch}-r{offender.index:06d}.seg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_durably(target, _VarintBytes(len(offender.payload)) + offender.payload)
+        reason = {
+            "signal": signal,
+            "batch": batch,
+            "request": offender.index,
+            "items": offender.items,
+            "reason": offender.reason,
+            "error": str(offender.error)[:4000],
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _write_durably(target.with_name(target.name + ".reason.json"),
+                       (json.dumps(reason, indent=2) + "\n").encode())
+        self._metrics.items_quarantined.labels(signal, offender.reason).inc(offender.items)
+        self._metrics.requests_quarantined.labels(signal, offender.reason).inc()
+        log.error("request set aside: ClickHouse cannot read it",
+                  extra={"path": str(target), "signal": signal, "items": offender.items,
+                         "reason": offender.reason, "error": summary(offender.error)})
+        return target
+
+    def returned(self, signals: tuple[str, ...]) -> Iterator[tuple[str, Path]]:
+        """(signal, file) of each file moved into a ``retry`` folder."""
+        for signal in signals:
+            folder = self.directory / signal / RETRY_DIRECTORY
+            if folder.is_dir():
+                for path in sorted(folder.glob("*.seg")):
+                    yield signal, path
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
