@@ -21,7 +21,7 @@ from pathlib import Path
 
 from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
-from obsloop.pipelines.quarantine import Quarantine, split
+from obsloop.pipelines.quarantine import Quarantine
 from obsloop.pipelines.storage_errors import Cause, classify
 from obsloop.pipelines.wal import Segment, WriteAheadLog, iter_messages
 from obsloop.retry import Retry, summary
@@ -160,21 +160,11 @@ class IngestPipeline:
 
     def _split(self, segment: Segment, error: Exception) -> int:
         """Store the readable requests of a refused segment under its own token, set the
-        others aside; raises ``error`` when ClickHouse reads every request on its own."""
+        others aside (:meth:`Quarantine.store_readable`); returns the items stored."""
         messages = list(iter_messages(segment.path.read_bytes()))
-        parts = split(self.sink, segment.signal, messages)
-        if parts is None:
-            raise error
-        for offender in parts.offenders:
-            self.quarantine.put(segment.signal, segment.path.stem, offender)
-        if parts.keep:
-            self.sink.insert_payloads(segment.signal, parts.keep, segment.token)
-        if parts.offenders:
-            self.metrics.segments_quarantined.labels(segment.signal).inc()
-        log.warning("segment split: ClickHouse could not read all of it",
-                    extra={"segment": segment.path.name, "signal": segment.signal, "requests": len(messages),
-                           "set_aside": len(parts.offenders), "reserialized": parts.salvaged})
-        return sum(_items(segment.signal, message) for message in parts.keep)
+        stored = self.quarantine.store_readable(self.sink, segment.signal, segment.path.stem, messages,
+                                                segment.token, error)
+        return sum(_items(segment.signal, message) for message in stored)
 
     def _requeue_returned(self) -> None:
         """Queue the set-aside files moved into a quarantine ``retry`` folder."""

@@ -27,13 +27,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
+
+from prometheus_client import Counter
 
 from obsloop.collectors.otlp_decode import InvalidRequest, validate
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.storage_errors import Cause, classify, error_name
 from obsloop.pipelines.wal import _VarintBytes
 from obsloop.retry import summary
-from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,14 @@ def split(sink: ClickHouseSink, signal: str, messages: list[bytes]) -> Split | N
     return Split(keep, search.offenders, len(search.salvaged))
 
 
+class QuarantineMetrics(Protocol):
+    """The counters of a :class:`Quarantine` (``SelfMetrics``, an ingest worker's metrics)."""
+
+    items_quarantined: Counter
+    requests_quarantined: Counter
+    segments_quarantined: Counter
+
+
 class Quarantine:
     """The quarantine directory: one file per request set aside, with its reason beside it.
 
@@ -135,12 +145,34 @@ class Quarantine:
     (:meth:`returned`).
     """
 
-    def __init__(self, directory: Path, metrics: SelfMetrics) -> None:
+    def __init__(self, directory: Path, metrics: QuarantineMetrics) -> None:
         self.directory = directory
         self._metrics = metrics
 
+    def store_readable(self, sink: ClickHouseSink, signal: str, batch: str, messages: list[bytes],
+                       token: str, error: Exception) -> list[bytes]:
+        """Store what ClickHouse can read of a batch it refused with ``error``, under the
+        batch's ``token``, and set the rest aside; returns the requests stored. Raises
+        ``error`` when ClickHouse reads every request on its own (the data is fine: retry the
+        batch), and whatever else fails meanwhile (nothing is set aside before the check is
+        complete, nor the batch forgotten before the rest is stored)."""
+        parts = split(sink, signal, messages)
+        if parts is None:
+            raise error
+        for offender in parts.offenders:
+            self.put(signal, batch, offender)
+        if parts.keep:
+            sink.insert_payloads(signal, parts.keep, token)
+        if parts.offenders:
+            self._metrics.segments_quarantined.labels(signal).inc()
+        log.warning("batch split: ClickHouse could not read all of it",
+                    extra={"batch": batch, "signal": signal, "requests": len(messages),
+                           "set_aside": len(parts.offenders), "reserialized": parts.salvaged})
+        return parts.keep
+
     def put(self, signal: str, batch: str, offender: Offender) -> Path:
         """Write ``offender`` aside (durably: the batch it came from is deleted next)."""
+        batch = batch.replace(os.sep, "_").replace(":", "_")
         target = self.directory / signal / f"{batch}-r{offender.index:06d}.seg"
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_durably(target, _VarintBytes(len(offender.payload)) + offender.payload)

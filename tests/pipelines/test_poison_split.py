@@ -158,3 +158,46 @@ def test_only_errors_about_the_data_lead_to_a_split(tmp_path: Path, sink: ClickH
     space = Exception("Code: 243. DB::Exception: Cannot reserve 140.00 MiB, not enough space. (NOT_ENOUGH_SPACE)")
     for error in (space, OSError(errno.ENOSPC, "No space left on device"), ConnectionRefusedError(111, "refused")):
         assert classify(error) is Cause.STORAGE
+
+
+def test_an_ingest_worker_splits_a_consumed_batch_it_cannot_store_whole(
+        kafka_config, chdb_client, db: str, tmp_path: Path) -> None:
+    """Kafka mode: a record ClickHouse cannot read (published past the receivers, as older
+    versions let through) is set aside; the batch's other records are stored once and the
+    partition goes on."""
+    import asyncio
+
+    from scale_out import traces_request
+    from test_kafka_ingest import publish_all
+
+    from obsloop.config import AdminConfig, Config, StorageConfig
+    from obsloop.pipelines.ingest_worker import IngestWorker
+
+    records = [("traces", "svc", traces_request("svc", n * 100, 5)) for n in range(6)]
+    records.insert(3, ("traces", "svc", UNREADABLE))
+    publish_all(kafka_config, records)
+    config = Config(data_dir=tmp_path / "worker", storage=StorageConfig(database=db), kafka=kafka_config,
+                    admin=AdminConfig(port=0))
+
+    def stored() -> int:
+        return chdb_client.command(f"SELECT count() FROM {db}.otel_traces")
+
+    async def scenario() -> IngestWorker:
+        worker = IngestWorker(config, client=lambda: chdb_client)
+        await worker.start()
+        try:
+            deadline = time.monotonic() + 60
+            while stored() < 30:
+                assert time.monotonic() < deadline, f"stored {stored()} of 30 spans"
+                await asyncio.sleep(0.1)
+        finally:
+            await worker.stop()
+        return worker
+
+    worker = asyncio.run(scenario())
+    assert stored() == 30
+    assert chdb_client.command(f"SELECT uniqExact(SpanId) FROM {db}.otel_traces") == 30
+    (aside,) = (tmp_path / "worker" / "quarantine" / "traces").glob("*.seg")
+    assert aside.read_bytes() == _VarintBytes(len(UNREADABLE)) + UNREADABLE
+    assert sum(sample.value for family in worker.metrics.registry.collect() for sample in family.samples
+               if sample.name == "obsloop_storage_requests_quarantined_total") == 1
