@@ -2,8 +2,8 @@
 gets a message. Checked on wire-level variations of valid OTLP requests (see
 ``wire_variations``), through the real sink into chDB.
 
-``OBSLOOP_WIRE_EXAMPLES`` sets the number of examples (``bench/ingest/wire_variations.py``
-runs many more).
+``OBSLOOP_WIRE_EXAMPLES`` sets the number of examples and ``OBSLOOP_WIRE_SEED`` the seed
+(``bench/ingest/wire_variations.py`` runs many more).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.otlp_rows import MAPPINGS
 
 EXAMPLES = int(os.environ.get("OBSLOOP_WIRE_EXAMPLES", "150"))
+SEED = int(os.environ.get("OBSLOOP_WIRE_SEED", "20261204"))
 
 
 def _base_requests() -> dict[str, bytes]:
@@ -74,7 +75,7 @@ def sink(tmp_path, chdb_client, db: str) -> ClickHouseSink:
     return ClickHouseSink(lambda: chdb_client, database=db, embedded=True, schema_directory=tmp_path)
 
 
-@seed(20261204)
+@seed(SEED)
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
