@@ -170,8 +170,8 @@ class ClickHouseSink:
             self.insert_file(signal, path, token)
 
     def check_payloads(self, signal: str, payloads: list[bytes]) -> None:
-        """Raise what inserting ``payloads`` raises, storing nothing: the same insert (full
-        projection, conversion to the column types) into a Null-engine copy of each table,
+        """Raise what inserting ``payloads`` raises, storing nothing: the same insert
+        (projections, conversion to the column types) into a Null-engine copy of each table,
         ``<table>_insert_check``, created the first time. How a refused segment is searched
         for the requests ClickHouse cannot read (:mod:`obsloop.pipelines.quarantine`)."""
         if self._ensure_schema is not None:
@@ -179,9 +179,7 @@ class ClickHouseSink:
             self._ensure_schema = None
         with self._segment(signal, payloads) as path:
             for mapping in MAPPINGS[signal]:
-                check = self._check_mapping(mapping)
-                sql = _insert_sql(check, self._database, self._embedded, False)
-                self._command(sql, path, format_settings(signal, self._schema_file))
+                self._insert(self._check_mapping(mapping), signal, path, "check")
 
     def _check_mapping(self, mapping: RowMapping) -> RowMapping:
         check = self._check_mappings.get(mapping.table)

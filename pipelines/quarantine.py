@@ -87,20 +87,27 @@ class _Search:
             return exc
         return None
 
-    def bisect(self, start: int, end: int) -> bool:
-        """Find the offenders in ``messages[start:end]``; False when it is all readable."""
-        error = self.check(self.messages[start:end])
-        if error is None:
-            return False
+    def bisect(self, start: int, end: int, error: BaseException | None) -> bool:
+        """Find the requests of ``messages[start:end]`` ClickHouse refuses on their own;
+        False when there are none. ``error``: ClickHouse refused the range with it; None:
+        the range was not tried alone, but its enclosing one was refused and the other half
+        of that read, so the refusal should lie here (checked once down to one request).
+
+        One check per level for a single offender: the left half is tried, and when it
+        reads the right half is taken to be refused without trying it."""
         if end - start == 1:
+            error = error or self.check(self.messages[start:end])
+            if error is None:
+                return False  # refused only together with its neighbours
             self.single(start, error)
             return True
         middle = (start + end) // 2
-        found = self.bisect(start, middle)
-        found = self.bisect(middle, end) or found
-        if not found:  # refused together, read apart: nothing to set aside, so not the data
-            raise error
-        return True
+        left = self.check(self.messages[start:middle])
+        if left is None:
+            return self.bisect(middle, end, None)
+        found = self.bisect(start, middle, left)
+        right = self.check(self.messages[middle:end])
+        return (right is not None and self.bisect(middle, end, right)) or found
 
     def single(self, index: int, error: BaseException) -> None:
         payload = self.messages[index]
@@ -115,13 +122,14 @@ class _Search:
             self.offenders.append(Offender(index, payload, error, valid.items))
 
 
-def split(sink: ClickHouseSink, signal: str, messages: list[bytes]) -> Split | None:
-    """The requests of a refused batch to store and those to set aside; None when ClickHouse
-    reads every request (the refusal was not about the data: retry the batch as it is).
+def split(sink: ClickHouseSink, signal: str, messages: list[bytes], error: BaseException) -> Split | None:
+    """The requests of a batch ClickHouse refused with ``error`` to store, and those to set
+    aside; None when ClickHouse reads every request on its own (the refusal was not about
+    any one request: retry the batch as it is).
 
     Raises when a check fails for a reason other than the data (ClickHouse went away)."""
     search = _Search(sink, signal, messages)
-    if not search.bisect(0, len(messages)):
+    if not messages or not search.bisect(0, len(messages), error):
         return None
     refused = {offender.index for offender in search.offenders}
     keep = [search.salvaged.get(i, m) for i, m in enumerate(messages) if i not in refused]
@@ -156,7 +164,7 @@ class Quarantine:
         ``error`` when ClickHouse reads every request on its own (the data is fine: retry the
         batch), and whatever else fails meanwhile (nothing is set aside before the check is
         complete, nor the batch forgotten before the rest is stored)."""
-        parts = split(sink, signal, messages)
+        parts = split(sink, signal, messages, error)
         if parts is None:
             raise error
         for offender in parts.offenders:

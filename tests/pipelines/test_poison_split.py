@@ -119,6 +119,22 @@ def test_a_segment_with_an_unreadable_request_is_split_and_the_rest_stored_once(
     assert [p.name for p in quarantine.glob("*.seg")] == [aside.name]
 
 
+def test_the_bisection_finds_every_unreadable_request_wherever_it_lies(sink: ClickHouseSink) -> None:
+    """First, last, side by side: each found (a right half is taken as refused when its left
+    half reads, so the single request at the bottom is checked alone before it is set aside)."""
+    from obsloop.pipelines.quarantine import split
+
+    good = [ServerlessTraffic(seed=23, fleet=FLEET[:1]).traces(2).SerializeToString() for _ in range(4)]
+    messages = [UNREADABLE, good[0], good[1], UNREADABLE, UNREADABLE, good[2], good[3], UNREADABLE]
+    with pytest.raises(Exception) as refused:  # noqa: PT011 - whatever chDB raises
+        sink.insert_payloads("traces", messages, "bisect")
+    parts = split(sink, "traces", messages, refused.value)
+    assert parts is not None
+    assert [o.index for o in parts.offenders] == [0, 3, 4, 7]
+    assert parts.keep == good and parts.salvaged == 0
+    assert split(sink, "traces", good, refused.value) is None  # all readable: not the data
+
+
 def test_a_file_moved_into_the_retry_folder_is_stored_without_a_restart(
         tmp_path: Path, sink: ClickHouseSink, chdb_client, db: str) -> None:
     """A whole segment an older version set aside, sent back while the pipeline runs."""
