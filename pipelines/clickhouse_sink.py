@@ -156,11 +156,14 @@ class ClickHouseSink:
         else:
             self._connect().command(sql, data=path.read_bytes(), settings=settings)
 
-    def insert_file(self, signal: str, path: Path, token: str) -> None:
-        """Insert one length-delimited segment into every table of its signal."""
+    def _schema_ready(self) -> None:
         if self._ensure_schema is not None:
             self._ensure_schema()
             self._ensure_schema = None
+
+    def insert_file(self, signal: str, path: Path, token: str) -> None:
+        """Insert one length-delimited segment into every table of its signal."""
+        self._schema_ready()
         for mapping in MAPPINGS[signal]:
             self._insert(mapping, signal, path, token)
 
@@ -172,11 +175,10 @@ class ClickHouseSink:
     def check_payloads(self, signal: str, payloads: list[bytes]) -> None:
         """Raise what inserting ``payloads`` raises, storing nothing: the same insert
         (projections, conversion to the column types) into a Null-engine copy of each table,
-        ``<table>_insert_check``, created the first time. How a refused segment is searched
-        for the requests ClickHouse cannot read (:mod:`obsloop.pipelines.quarantine`)."""
-        if self._ensure_schema is not None:
-            self._ensure_schema()
-            self._ensure_schema = None
+        ``<table>_insert_check``, created the first time (on the node that answers, with a
+        cluster). How a refused segment is searched for the requests ClickHouse cannot read
+        (:mod:`obsloop.pipelines.quarantine`)."""
+        self._schema_ready()
         with self._segment(signal, payloads) as path:
             for mapping in MAPPINGS[signal]:
                 self._insert(self._check_mapping(mapping), signal, path, "check")
