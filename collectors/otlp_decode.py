@@ -1,9 +1,12 @@
 """Validate OTLP export requests before they are acknowledged.
 
-Every request gets a full protobuf parse (upb parses ~1.5M spans/s here, cheap next to
-storing them), so a malformed payload is refused with 400 while the client can still fix
-it, instead of poisoning a segment later. JSON requests are converted to the canonical
-protobuf bytes, so everything downstream sees one encoding. Spans and log records with
+Every request gets a full protobuf parse, so a malformed payload is refused with 400 while
+the client can still fix it, instead of poisoning a segment later. What is acknowledged and
+written to the write-ahead log is the parsed request serialized again (:func:`canonical`),
+never the body as received: ClickHouse's ``Protobuf`` reader refuses what protobuf's own
+parsers accept (a known field with the wrong wire type, a oneof set twice) and reads some of
+it differently (a repeated singular field), so only the canonical bytes are sure to be
+stored as parsed. JSON requests get the same canonical bytes. Spans and log records with
 ids of the wrong length are dropped and reported through OTLP partial success, as the
 specification asks, rather than failing the whole request.
 """
@@ -102,6 +105,14 @@ def parse_protobuf(signal: str, body: bytes) -> Message:
         raise InvalidRequest(f"invalid OTLP/protobuf {signal} request: {exc}") from None
 
 
+def canonical(request: Message) -> bytes:
+    """The bytes ClickHouse reads as protobuf parsed ``request``: unknown fields dropped
+    (protobuf keeps a known field with the wrong wire type among them; ClickHouse refuses
+    it), each field once, in field-number order, repeated scalars packed."""
+    request.DiscardUnknownFields()
+    return request.SerializeToString()
+
+
 def _drop_bad_ids(groups: Any, scope_field: str, item_field: str, *, ids_required: bool) -> tuple[int, int]:
     """Drop the items whose trace or span id has the wrong length; (kept, dropped).
 
@@ -148,11 +159,9 @@ def validate(signal: str, body: bytes, encoding: str = "protobuf") -> ValidReque
     """Parse ``body`` (``protobuf`` or ``json``) and return what may be acknowledged."""
     request = parse_json(signal, body) if encoding == "json" else parse_protobuf(signal, body)
     items, rejected = _CHECKS[signal](request)
-    if rejected or encoding == "json":
-        body = request.SerializeToString()
     message = ""
     if rejected:
         message = (
             f"{rejected} {_ITEM_NAMES[signal]} dropped: trace_id must be 16 bytes and span_id 8 bytes"
         )
-    return ValidRequest(signal, body, items, rejected, message)
+    return ValidRequest(signal, canonical(request), items, rejected, message)

@@ -41,8 +41,20 @@ class SelfMetrics:
             "obsloop_storage_insert_errors", "Failed segment inserts (each retried).", ["signal"], registry=r,
         )
         self.segments_quarantined = Counter(
-            "obsloop_storage_segments_quarantined", "Segments ClickHouse refused repeatedly, set aside.",
+            "obsloop_storage_segments_quarantined",
+            "Segments ClickHouse refused as unreadable: split, the unreadable requests set aside.",
             ["signal"], registry=r,
+        )
+        self.items_quarantined = Counter(
+            "obsloop_storage_items_quarantined",
+            "Items of requests set aside because ClickHouse cannot read them, by ClickHouse's error.",
+            ["signal", "reason"], registry=r,
+        )
+        self.requests_quarantined = Counter(
+            "obsloop_storage_requests_quarantined",
+            "Requests set aside because ClickHouse cannot read them (items counts what protobuf finds "
+            "in them, none when it cannot parse them either).",
+            ["signal", "reason"], registry=r,
         )
         self.insert_duration = Histogram(
             "obsloop_storage_insert_duration_seconds", "Time to insert one segment into ClickHouse.",

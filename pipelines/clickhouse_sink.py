@@ -19,9 +19,11 @@ local tables.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,8 @@ class ClickHouseSink:
         """Run before the first insert; the server starts even while ClickHouse is down."""
         self._cluster = cluster
         """Set: the tables are ``Distributed`` ones, inserted into synchronously."""
+        self._check_mappings: dict[str, RowMapping] = {}
+        """Table → the same mapping into its Null-engine copy (see :meth:`check_payloads`)."""
         self._full_projection: dict[str, int] = {}
         """Table → segments still to insert with the full projection (see ``_insert``)."""
         self._schema_file = None
@@ -152,23 +156,53 @@ class ClickHouseSink:
         else:
             self._connect().command(sql, data=path.read_bytes(), settings=settings)
 
-    def insert_file(self, signal: str, path: Path, token: str) -> None:
-        """Insert one length-delimited segment into every table of its signal."""
+    def _schema_ready(self) -> None:
         if self._ensure_schema is not None:
             self._ensure_schema()
             self._ensure_schema = None
+
+    def insert_file(self, signal: str, path: Path, token: str) -> None:
+        """Insert one length-delimited segment into every table of its signal."""
+        self._schema_ready()
         for mapping in MAPPINGS[signal]:
             self._insert(mapping, signal, path, token)
 
     def insert_payloads(self, signal: str, payloads: list[bytes], token: str) -> None:
         """Insert validated requests that are not in a segment yet (e.g. a consumed batch)."""
+        with self._segment(signal, payloads) as path:
+            self.insert_file(signal, path, token)
+
+    def check_payloads(self, signal: str, payloads: list[bytes]) -> None:
+        """Raise what inserting ``payloads`` raises, storing nothing: the same insert
+        (projections, conversion to the column types) into a Null-engine copy of each table,
+        ``<table>_insert_check``, created the first time (on the node that answers, with a
+        cluster). How a refused segment is searched for the requests ClickHouse cannot read
+        (:mod:`obsloop.pipelines.quarantine`)."""
+        self._schema_ready()
+        with self._segment(signal, payloads) as path:
+            for mapping in MAPPINGS[signal]:
+                self._insert(self._check_mapping(mapping), signal, path, "check")
+
+    def _check_mapping(self, mapping: RowMapping) -> RowMapping:
+        check = self._check_mappings.get(mapping.table)
+        if check is None:
+            check = dataclasses.replace(mapping, table=f"{mapping.table}_insert_check")
+            self._connect().command(
+                f"CREATE TABLE IF NOT EXISTS `{self._database}`.`{check.table}` "
+                f"AS `{self._database}`.`{mapping.table}` ENGINE = Null")
+            self._check_mappings[mapping.table] = check
+        return check
+
+    @contextmanager
+    def _segment(self, signal: str, payloads: list[bytes]) -> Iterator[Path]:
+        """``payloads`` as a temporary length-delimited segment file."""
         fd, name = tempfile.mkstemp(prefix=f"obsloop-{signal}-", suffix=".seg")
         try:
             with os.fdopen(fd, "wb") as file:
                 for payload in payloads:
                     file.write(_VarintBytes(len(payload)))
                     file.write(payload)
-            self.insert_file(signal, Path(name), token)
+            yield Path(name)
         finally:
             os.unlink(name)
 

@@ -5,6 +5,11 @@ background thread closes segments by age and inserts closed ones, oldest first. 
 ClickHouse falls behind, the segments waiting pile up until ``max_pending_bytes``, then
 ``submit`` raises :class:`PipelineFull`, which receivers turn into 503 + Retry-After:
 the client keeps its data and retries, and nothing acknowledged is ever dropped.
+
+A failed insert is retried with backoff for as long as ClickHouse fails, unless ClickHouse
+says it cannot read the data (:mod:`obsloop.pipelines.storage_errors`): then the segment is
+split, the rest stored and only the unreadable requests set aside
+(:mod:`obsloop.pipelines.quarantine`), so one bad request never holds up the others.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-from obsloop.files import private_dir
+from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.quarantine import Quarantine
+from obsloop.pipelines.storage_errors import Cause, classify
 from obsloop.pipelines.wal import Segment, WriteAheadLog, iter_messages
 from obsloop.retry import Retry, summary
 from obsloop.selfmetrics import SelfMetrics
@@ -34,20 +41,21 @@ def _name_os_thread(name: str) -> None:
     except (OSError, AttributeError):
         pass
 
-#: Consecutive failures after which a segment ClickHouse keeps refusing (while answering
-#: other queries) is moved aside instead of blocking every segment behind it.
-QUARANTINE_AFTER_FAILURES = 5
-
 
 class PipelineFull(RuntimeError):
     """Too much acknowledged data is waiting for storage; retry later."""
 
 
+def _items(signal: str, message: bytes) -> int:
+    try:
+        return validate(signal, message).items
+    except InvalidRequest:  # ClickHouse read it (older versions stored bodies as received)
+        return 0
+
+
 def count_items(signal: str, path: Path) -> int:
     """Items in a segment recovered after a crash (its in-memory count was lost)."""
-    from obsloop.collectors.otlp_decode import validate
-
-    return sum(validate(signal, message).items for message in iter_messages(path.read_bytes()))
+    return sum(_items(signal, message) for message in iter_messages(path.read_bytes()))
 
 
 class IngestPipeline:
@@ -67,12 +75,13 @@ class IngestPipeline:
         self._rotate_interval = rotate_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failures: dict[Path, int] = {}
+        self.quarantine = Quarantine(wal.directory / "quarantine", metrics)
         self._retry = Retry(log, "segments not stored (ClickHouse refused them or is unreachable); "
                                  "retrying with backoff, they stay in the write-ahead log",
                             "segments stored again", first_delay=0.5, max_delay=10.0)
         """An outage is logged when it starts and when it ends, not once per attempt."""
         self.storage_healthy = True
+        """The last insert's outcome (a segment split around unreadable requests counts as stored)."""
         self.refresh_gauges()
 
     # -- receiving side ------------------------------------------------------------------
@@ -108,6 +117,7 @@ class IngestPipeline:
             now = time.monotonic()
             if now - last_rotation >= self._rotate_interval:
                 self.wal.rotate()
+                self._requeue_returned()
                 last_rotation = now
             segment = self.wal.next_segment(timeout=self._rotate_interval)
             if segment is None:
@@ -119,27 +129,17 @@ class IngestPipeline:
     def _store(self, segment: Segment) -> bool:
         started = time.perf_counter()
         try:
-            self.sink.insert_file(segment.signal, segment.path, segment.token)
-        except Exception as exc:  # noqa: BLE001 - every failure is retried or quarantined
+            items = self._insert(segment)
+        except Exception as exc:  # noqa: BLE001 - retried with backoff, never dropped
             self.metrics.insert_errors.labels(segment.signal).inc()
-            failures = self._failures.get(segment.path, 0) + 1
-            self._failures[segment.path] = failures
-            reachable = self.sink.ping()
-            self.storage_healthy = reachable
+            self.storage_healthy = False
             self._retry.failed(exc)
-            log.debug(
-                "segment insert failed",
-                extra={"segment": segment.path.name, "signal": segment.signal, "attempt": failures,
-                       "error": summary(exc)},
-            )
-            if reachable and failures >= QUARANTINE_AFTER_FAILURES:
-                self._quarantine(segment)
+            log.debug("segment insert failed", extra={"segment": segment.path.name, "signal": segment.signal,
+                                                      "error": summary(exc)})
             return False
         self.storage_healthy = True
         self._retry.succeeded()
-        self._failures.pop(segment.path, None)
         elapsed = time.perf_counter() - started
-        items = segment.items if segment.items is not None else count_items(segment.signal, segment.path)
         self.metrics.insert_duration.labels(segment.signal).observe(elapsed)
         self.metrics.items_stored.labels(segment.signal).inc(items)
         self.metrics.segments_stored.labels(segment.signal).inc()
@@ -148,15 +148,30 @@ class IngestPipeline:
                                            "seconds": round(elapsed, 4)})
         return True
 
-    def _quarantine(self, segment: Segment) -> None:
-        target = segment.path.parent.parent / "quarantine" / segment.signal / segment.path.name
-        private_dir(target.parent)
-        segment.path.replace(target)
-        self.wal.done(segment)
-        self._failures.pop(segment.path, None)
-        self.metrics.segments_quarantined.labels(segment.signal).inc()
-        log.error("segment quarantined after repeated insert failures",
-                  extra={"segment": str(target), "signal": segment.signal})
+    def _insert(self, segment: Segment) -> int:
+        """Insert ``segment``, or what ClickHouse can read of it; returns the items stored."""
+        try:
+            self.sink.insert_file(segment.signal, segment.path, segment.token)
+        except Exception as exc:
+            if classify(exc) is not Cause.DATA:
+                raise
+            return self._split(segment, exc)
+        return segment.items if segment.items is not None else count_items(segment.signal, segment.path)
+
+    def _split(self, segment: Segment, error: Exception) -> int:
+        """Store the readable requests of a refused segment under its own token, set the
+        others aside (:meth:`Quarantine.store_readable`); returns the items stored."""
+        messages = list(iter_messages(segment.path.read_bytes()))
+        stored = self.quarantine.store_readable(self.sink, segment.signal, segment.path.stem, messages,
+                                                segment.token, error)
+        return sum(_items(segment.signal, message) for message in stored)
+
+    def _requeue_returned(self) -> None:
+        """Queue the set-aside files moved into a quarantine ``retry`` folder."""
+        for signal, path in self.quarantine.returned(SIGNALS):
+            segment = self.wal.adopt(signal, path)
+            path.with_name(path.name + ".reason.json").unlink(missing_ok=True)
+            log.info("set-aside segment queued again", extra={"segment": segment.path.name, "signal": signal})
 
     def refresh_gauges(self) -> None:
         self.metrics.wal_bytes.set(self.wal.pending_bytes())

@@ -4,7 +4,9 @@ Receivers in scale-out mode publish to Kafka; every ``obsloop ingest-worker`` in
 ``kafka.ingest_group`` gets a share of the partitions, inserts each consumed batch with
 :meth:`ClickHouseSink.insert_payloads` (ClickHouse parses the OTLP itself, as for local
 segments) and commits the offsets after the insert returned, with the batch's deduplication
-token (:mod:`obsloop.pipelines.kafka_consumer`). Adding workers adds insert throughput up to
+token (:mod:`obsloop.pipelines.kafka_consumer`). A batch ClickHouse cannot read all of is
+split as a write-ahead segment is (:mod:`obsloop.pipelines.quarantine`), the unreadable
+requests set aside under ``<data_dir>/quarantine/<signal>/``. Adding workers adds insert throughput up to
 one worker per partition. With ``storage.cluster`` set, inserts into the ``Distributed``
 tables are synchronous, so a committed batch is stored on its shards, not queued.
 
@@ -28,6 +30,8 @@ from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.kafka_config import SIGNALS, Signal
 from obsloop.pipelines.kafka_consumer import IngestConsumer
 from obsloop.pipelines.kafka_worker import KafkaWorker
+from obsloop.pipelines.quarantine import Quarantine
+from obsloop.pipelines.storage_errors import Cause, classify
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,20 @@ class WorkerMetrics:
             "obsloop_ingest_worker_insert_errors", "Failed batch inserts (each replayed with its token).",
             ["signal"], registry=self.registry,
         )
+        self.items_quarantined = Counter(
+            "obsloop_storage_items_quarantined",
+            "Items of requests set aside because ClickHouse cannot read them, by ClickHouse's error.",
+            ["signal", "reason"], registry=self.registry,
+        )
+        self.requests_quarantined = Counter(
+            "obsloop_storage_requests_quarantined", "Requests set aside because ClickHouse cannot read them.",
+            ["signal", "reason"], registry=self.registry,
+        )
+        self.segments_quarantined = Counter(
+            "obsloop_ingest_worker_batches_split",
+            "Consumed batches ClickHouse refused as unreadable: split, the unreadable requests set aside.",
+            ["signal"], registry=self.registry,
+        )
         self.insert_duration = Histogram(
             "obsloop_ingest_worker_insert_duration_seconds", "Time to insert one consumed batch.",
             ["signal"], registry=self.registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
@@ -67,6 +85,7 @@ class IngestWorker(KafkaWorker):
         self.group_id = group_id or self.kafka.ingest_group
         self.signals = tuple(signals)
         self.consumer: IngestConsumer | None = None
+        self.quarantine = Quarantine(config.data_dir / "quarantine", self.metrics)
         self._next_storage_check = 0.0
         # Start anyway while ClickHouse is down: the work thread tries the tables again (with
         # backoff), and the sink creates them before its first insert in any case.
@@ -81,7 +100,7 @@ class IngestWorker(KafkaWorker):
     def insert(self, signal: str, payloads: list[bytes], token: str) -> None:
         started = time.perf_counter()
         try:
-            self.sink.insert_payloads(signal, payloads, token)
+            self._insert(signal, payloads, token)
         except Exception as exc:
             self.metrics.insert_errors.labels(signal).inc()
             if self.sink.ping():
@@ -93,6 +112,16 @@ class IngestWorker(KafkaWorker):
         self.metrics.insert_duration.labels(signal).observe(time.perf_counter() - started)
         self.metrics.batches.labels(signal).inc()
         self.metrics.requests.labels(signal).inc(len(payloads))
+
+    def _insert(self, signal: str, payloads: list[bytes], token: str) -> None:
+        """Insert the batch, or what ClickHouse can read of it (the rest set aside): a
+        request ClickHouse cannot read must not stop the partition."""
+        try:
+            self.sink.insert_payloads(signal, payloads, token)
+        except Exception as exc:
+            if classify(exc) is not Cause.DATA:
+                raise
+            self.quarantine.store_readable(self.sink, signal, token, payloads, token, exc)
 
     def check_storage(self) -> None:
         """Until ClickHouse has answered, create the tables whenever the backoff allows, so

@@ -155,6 +155,15 @@ class SignalLog:
         self._closed.append(closed)
         return closed
 
+    def adopt(self, path: Path) -> Segment:
+        """Queue a closed segment file from elsewhere, renamed to this log's next name."""
+        target = self.directory / f"{self._next_sequence:012d}-{uuid.uuid4().hex}{CLOSED_SUFFIX}"
+        self._next_sequence += 1
+        path.replace(target)
+        segment = Segment(self.signal, target, target.stat().st_size)
+        self._closed.append(segment)
+        return segment
+
     def close_if_old(self, now: float) -> None:
         if self._open is not None and now - self._open.opened_at >= self.max_age:
             self.close_open()
@@ -180,6 +189,7 @@ class WriteAheadLog:
         max_age: float,
         fsync: str = "segment",
     ) -> None:
+        self.directory = directory
         self._lock = threading.Lock()
         self._logs = {
             signal: SignalLog(signal, directory / signal, max_bytes, max_age, fsync)
@@ -209,6 +219,15 @@ class WriteAheadLog:
                     log.close_if_old(now)
             if any(log.closed for log in self._logs.values()):
                 self._segment_ready.notify_all()
+
+    def adopt(self, signal: str, path: Path) -> Segment:
+        """Queue ``path``, a segment set aside earlier and sent back (moved into this log's
+        directory, on the same file system), after the segments already waiting."""
+        with self._lock:
+            segment = self._logs[signal].adopt(path)
+            self._pending_bytes += segment.size
+            self._segment_ready.notify_all()
+        return segment
 
     def next_segment(self, timeout: float) -> Segment | None:
         """The oldest closed segment of any signal (left queued until :meth:`done`)."""
