@@ -149,6 +149,8 @@ class IngestPipeline:
                 if not self.storage_healthy and not self.wal.pending_segments():
                     # No insert to learn from: whether ClickHouse answers is all there is to know.
                     self.storage_healthy = self.sink.ping()
+                    if not self.storage_healthy:
+                        self._stop.wait(self._retry.delay)
                 continue
             if self._draining.is_set() and not self._finishes_in_time(segment):
                 log.info("drain deadline: leaving the rest for the next start")
