@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> dict:
         time.sleep(1)
         rows, stored = _spans(server)
         quarantined = _quarantined(server)
+        left_in_wal = _wal_files(server)
         final_exit = server.stop(timeout=120)
     finally:
         if server.process is not None and server.process.poll() is None:
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> dict:
         "duplicated_spans": rows - len(stored),
         "stored_not_acknowledged": len(stored - acknowledged),
         "quarantined_segments": quarantined,
-        "left_in_wal": _wal_files(server),
+        "left_in_wal": left_in_wal,
         "sigterm_exit": sigterm_exit,
         "sigterm_seconds": round(sigterm_seconds, 1),
         "final_exit": final_exit,
