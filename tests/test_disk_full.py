@@ -222,3 +222,20 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_deadline(obsloop_factory,
     restarted = obsloop_factory(detectors={"enabled": False})
     restarted.wait_for("SELECT count() FROM otel_traces", spans, timeout=120)
     assert restarted.scalar("SELECT uniqExact(SpanId) FROM otel_traces") == spans
+
+
+def test_sigterm_while_inserts_fail_does_not_spend_the_drain_retrying(obsloop_factory) -> None:
+    """A segment that cannot be stored is not retried while shutting down: exit at once, and
+    the segment is stored at the next start."""
+    server = obsloop_factory(detectors={"enabled": False})
+    assert post_traces(server.http, traces_request(1, 150)[0]) == "200"
+    server.wait_for("SELECT count() FROM otel_traces", 150)  # the first insert applies the schema
+    server.command("RENAME TABLE otel_traces TO otel_traces_aside")
+    assert post_traces(server.http, traces_request(151, 150)[0]) == "200"
+    wait_until(lambda: readiness(server)[0] == 503, "a failed insert")
+    started = time.monotonic()
+    assert server.stop(timeout=60) == 0
+    elapsed = time.monotonic() - started
+    assert elapsed < 8, f"SIGTERM took {elapsed:.1f} s retrying an insert that fails"
+    restarted = obsloop_factory(detectors={"enabled": False})  # creates otel_traces again
+    restarted.wait_for("SELECT count() FROM otel_traces", 150)
