@@ -4,16 +4,14 @@ everything it acknowledged once space returns, without a restart."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from small_disk import CannotMount, fill, mounted_tmpfs
 from span_load import SpanLoad, post_traces, traces_request
 
 from obsloop.pipelines.backpressure import DiskFull
@@ -24,37 +22,12 @@ TMPFS_BYTES = 64 * 1024 * 1024
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 MiB tmpfs, unmounted afterwards (needs root and mount(2), as on the CI machines)."""
-    mountpoint = tmp_path / "small-disk"
-    mountpoint.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mountpoint)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill up (needs root): {mounted.stderr.strip()}")
+    """A 64 MiB tmpfs (needs root and mount(2), as on the CI machines)."""
     try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "--lazy", str(mountpoint)], check=True)
-
-
-def fill(directory: Path, leave_bytes: int) -> Path:
-    """A filler file taking all but ``leave_bytes`` of the filesystem (all of it with 0)."""
-    filler = directory / "filler"
-    chunk = b"\0" * (1 << 20)
-    with open(filler, "ab") as file:
-        while True:
-            stat = os.statvfs(directory)
-            room = stat.f_bavail * stat.f_frsize - leave_bytes
-            if room <= 0:
-                break
-            try:
-                file.write(chunk[: min(room, len(chunk))])
-                file.flush()
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-    return filler
+        with mounted_tmpfs(tmp_path / "small-disk", TMPFS_BYTES) as mountpoint:
+            yield mountpoint
+    except CannotMount as exc:
+        pytest.skip(f"cannot mount a tmpfs to fill up (needs root): {exc}")
 
 
 def wait_until(condition, what: str, timeout: float = 60.0):

@@ -15,11 +15,9 @@ Needs root for the tmpfs (``--no-tmpfs`` runs on the ordinary disk, without the 
 from __future__ import annotations
 
 import argparse
-import errno
+import contextlib
 import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,30 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from obsloop_process import ObsloopProcess  # noqa: E402
+from small_disk import fill, free_bytes, mounted_tmpfs  # noqa: E402
 from span_load import SpanLoad  # noqa: E402
 
 SERVICE = "span-load"
-
-
-def _free(directory: Path) -> int:
-    stat = os.statvfs(directory)
-    return stat.f_bavail * stat.f_frsize
-
-
-def _fill(directory: Path, leave_bytes: int) -> Path:
-    """A file taking all but ``leave_bytes`` of the filesystem."""
-    filler = directory / "filler"
-    chunk = b"\0" * (1 << 20)
-    with open(filler, "ab") as file:
-        while (room := _free(directory) - leave_bytes) > 0:
-            try:
-                file.write(chunk[: min(room, len(chunk))])
-                file.flush()
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-    return filler
 
 
 def _spans(server: ObsloopProcess) -> tuple[int, set[str]]:
@@ -125,29 +103,29 @@ class Faults:
 
     def _fill_and_free(self) -> None:
         assert self.disk is not None
-        reserve = self.args.min_free_mb << 20
-        filler = _fill(self.disk, leave_bytes=reserve + (self.args.fill_leave_mb << 20))
+        filler = fill(self.disk, leave_bytes=self.args.fill_leave_mb << 20)
         self.fills += 1
-        self.events.append(f"{self._at()} disk filled ({_free(self.disk) >> 20} MiB free)")
+        self.events.append(f"{self._at()} disk filled ({free_bytes(self.disk) >> 20} MiB free)")
         self._stop.wait(self.args.full_seconds)
         filler.unlink()
-        self.events.append(f"{self._at()} disk freed ({_free(self.disk) >> 20} MiB free)")
+        self.events.append(f"{self._at()} disk freed ({free_bytes(self.disk) >> 20} MiB free)")
+
+
+def _kill_if_running(server: ObsloopProcess) -> None:
+    if server.process is not None and server.process.poll() is None:
+        server.kill()
 
 
 def run(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="obsloop-fault-"))
-    disk: Path | None = None
-    if args.tmpfs:
-        disk = workdir / "disk"
-        disk.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs_mb}m", "tmpfs", str(disk)], check=True)
-    data_dir = (disk or workdir) / "data"
-    server = ObsloopProcess(
-        workdir, data_dir=str(data_dir), detectors={"enabled": False},
-        wal={"segment_max_bytes": args.segment_mb << 20, "segment_max_age_seconds": 0.5,
-             "min_free_bytes": args.min_free_mb << 20, "fsync": "segment"},
-    )
-    try:
+    with contextlib.ExitStack() as stack:
+        disk = stack.enter_context(mounted_tmpfs(workdir / "disk", args.tmpfs_mb << 20)) if args.tmpfs else None
+        server = ObsloopProcess(
+            workdir, data_dir=str((disk or workdir) / "data"), detectors={"enabled": False},
+            wal={"segment_max_bytes": args.segment_mb << 20, "segment_max_age_seconds": 0.5,
+                 "min_free_bytes": args.min_free_mb << 20, "fsync": "segment"},
+        )
+        stack.callback(_kill_if_running, server)
         server.start(timeout=120)
         load = SpanLoad(lambda: (server.http, server.grpc), threads=args.threads,
                         spans_per_request=args.spans, poison_rate=args.poison_rate, seed=args.seed).start()
@@ -167,13 +145,7 @@ def run(args: argparse.Namespace) -> dict:
         quarantined = _quarantined(server)
         left_in_wal = _wal_files(server)
         final_exit = server.stop(timeout=120)
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.kill()
-        if disk is not None:
-            subprocess.run(["umount", "--lazy", str(disk)], check=False)
     acknowledged = load.acknowledged
-    lost = acknowledged - stored
     return {
         "seconds": args.seconds,
         "kills": faults.kills,
@@ -182,7 +154,7 @@ def run(args: argparse.Namespace) -> dict:
         "requests": {f"{transport} {status}": n for (transport, status), n in sorted(load.outcomes.items())},
         "acknowledged_spans": len(acknowledged),
         "stored_spans": len(stored),
-        "lost_spans": len(lost),
+        "lost_spans": len(acknowledged - stored),
         "duplicated_spans": rows - len(stored),
         "stored_not_acknowledged": len(stored - acknowledged),
         "quarantined_segments": quarantined,
@@ -208,7 +180,8 @@ def main() -> None:
     parser.add_argument("--tmpfs-mb", type=int, default=256)
     parser.add_argument("--segment-mb", type=int, default=4, help="wal.segment_max_bytes")
     parser.add_argument("--min-free-mb", type=int, default=24, help="wal.min_free_bytes")
-    parser.add_argument("--fill-leave-mb", type=int, default=8, help="free space above the reserve when filled")
+    parser.add_argument("--fill-leave-mb", type=int, default=2,
+                        help="free space left when filled (under wal.min_free_bytes: less than an insert needs)")
     parser.add_argument("--full-seconds", type=float, default=15, help="how long the disk stays full")
     parser.add_argument("--settle-seconds", type=float, default=180, help="bound on the final replay")
     parser.add_argument("--seed", type=int, default=12)
