@@ -31,6 +31,7 @@ from obsloop.collectors.dedup import RecentDeliveries, body_key
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
+from obsloop.pipelines.backpressure import PipelineFull
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +304,9 @@ async def _store(submit: Submit | AsyncSubmit, encoded: Encoded, collector: str)
         return True
     try:
         await deliver(submit, "logs", encoded.payload, encoded.events)
+    except PipelineFull:  # backpressure: counted and logged (once per interval) by the pipeline
+        selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
+        return False
     except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
         log.warning("ingest path refused a delivery", extra={"collector": collector}, exc_info=True)
         selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()

@@ -22,6 +22,7 @@ from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource, i
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
+from obsloop.pipelines.backpressure import PipelineFull
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,9 @@ def telemetry_handler(
         if builder.count:
             try:
                 await deliver(submit, "logs", builder.serialize(), builder.count)
-            except Exception:  # noqa: BLE001 - any sink failure means "not accepted"
-                log.warning("ingest path refused telemetry events", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - any sink failure means "not accepted"
+                if not isinstance(exc, PipelineFull):  # backpressure is logged by the pipeline
+                    log.warning("ingest path refused telemetry events", exc_info=True)
                 selfmetrics.ERRORS.labels(collector, "ingest_refused").inc()
                 return web.json_response({"error": "ingest path busy"}, status=503)
         selfmetrics.PAGES.labels(collector).inc()

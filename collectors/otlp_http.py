@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import zlib
 
 from aiohttp import web
@@ -23,8 +22,6 @@ from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
 from obsloop.pipelines.ingest import PipelineFull
 from obsloop.pipelines.intake import Intake
 from obsloop.selfmetrics import SelfMetrics
-
-log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -143,7 +140,5 @@ class OtlpHttpReceiver:
         self.metrics.requests.labels(signal, "http", refused.reason).inc()
         status = status_pb2.Status(code=_GRPC_CODE_FOR_STATUS[refused.status], message=refused.message)
         headers = {"Retry-After": self.retry_after} if refused.status == 503 else None
-        if refused.status >= 500:
-            log.info("export refused", extra={"signal": signal, "status": refused.status})
         return web.Response(status=refused.status, body=_encode(status, content_type),
                             content_type=content_type, headers=headers)

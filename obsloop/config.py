@@ -54,6 +54,18 @@ class WalConfig(_Section):
     """Closed-but-not-inserted bytes past which receivers answer 503 (backpressure)."""
     fsync: Literal["never", "segment", "always"] = "segment"
     """``segment`` syncs a segment when it closes; ``always`` before every acknowledgement."""
+    min_free_bytes: int | None = Field(None, ge=0)
+    """Free space kept on the log's filesystem (and the embedded ClickHouse's): receivers
+    answer 503 rather than take it. ClickHouse needs about twice a segment to insert it, and
+    room to merge parts; ``None``: three segments (:attr:`free_space_reserve`)."""
+    drain_timeout_seconds: float = Field(20.0, ge=0)
+    """From SIGTERM to exit at most this long (plus a few seconds to stop the embedded engine):
+    what is not stored by then stays in the log for the next start. Under Kubernetes'
+    default ``terminationGracePeriodSeconds`` of 30; set the grace period about 10 s above it."""
+
+    @property
+    def free_space_reserve(self) -> int:
+        return 3 * self.segment_max_bytes if self.min_free_bytes is None else self.min_free_bytes
 
 
 class StorageConfig(_Section):

@@ -26,12 +26,23 @@ class SelfMetrics:
             "obsloop_receiver_items_rejected", "Items refused: invalid ids, malformed or refused requests.",
             ["signal", "reason"], registry=r,
         )
+        self.refused = Counter(
+            "obsloop_receiver_refused", "Requests refused with 503 (the client retries), by limit: "
+            "pending_bytes (wal.max_pending_bytes) or disk_space (wal.min_free_bytes, or out of space).",
+            ["signal", "reason"], registry=r,
+        )
         self.request_bytes = Counter(
             "obsloop_receiver_request_bytes", "Bytes of acknowledged requests (after decompression).",
             ["signal"], registry=r,
         )
         self.items_stored = Counter(
-            "obsloop_storage_items_stored", "Items inserted into ClickHouse.", ["signal"], registry=r,
+            "obsloop_storage_items_stored", "Items inserted into ClickHouse (replays not included).",
+            ["signal"], registry=r,
+        )
+        self.items_replayed = Counter(
+            "obsloop_storage_items_replayed",
+            "Items in segments recovered at start-up, inserted again under their deduplication token: "
+            "ClickHouse skips those it stored before the restart.", ["signal"], registry=r,
         )
         self.segments_stored = Counter(
             "obsloop_storage_segments_stored", "Write-ahead segments inserted into ClickHouse.",

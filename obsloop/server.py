@@ -88,16 +88,19 @@ class ObsloopServer:
         self.config = config
         self.metrics = SelfMetrics()
         private_dir(config.data_dir)
+        embedded = clickhouse.is_embedded(config.storage_dsn)
         self.wal = WriteAheadLog(
             config.wal_directory,
             SIGNALS,
             max_bytes=config.wal.segment_max_bytes,
             max_age=config.wal.segment_max_age_seconds,
             fsync=config.wal.fsync,
+            min_free_bytes=config.wal.free_space_reserve,
+            watch=(Path(clickhouse.embedded_path(config.storage_dsn)),) if embedded else (),
         )
         self.sink = ClickHouseSink(
             lambda: storage_client(config), database=config.storage.database,
-            embedded=clickhouse.is_embedded(config.storage_dsn),
+            embedded=embedded,
             ensure_schema=lambda: apply_schema(config),
             schema_directory=config.data_dir / "format_schemas", cluster=config.storage.cluster,
         )
@@ -266,6 +269,9 @@ class ObsloopServer:
             self._collector_threads.append(thread)
 
     async def stop(self) -> None:
+        """Stop receiving, then drain the write-ahead log until ``wal.drain_timeout_seconds``
+        after the call (the rest is inserted at the next start)."""
+        deadline = asyncio.get_running_loop().time() + self.config.wal.drain_timeout_seconds
         self._collectors_stop.set()
         if self.detectors is not None:
             await asyncio.to_thread(self.detectors.stop)
@@ -276,7 +282,8 @@ class ObsloopServer:
             await self._grpc.stop(grace=2)
         for runner in reversed(self._runners):
             await runner.cleanup()
-        await asyncio.to_thread(self.pipeline.stop)
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        await asyncio.to_thread(self.pipeline.stop, drain_timeout=remaining)
         self.state_file.unlink(missing_ok=True)
         self._stopped.set()
 
@@ -300,11 +307,13 @@ class ObsloopServer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        full = self.wal.pending_bytes() >= self.pipeline.max_pending_bytes
-        ready = self.pipeline.storage_healthy and not full
-        body = {"storage": "ok" if self.pipeline.storage_healthy else "unreachable",
-                "pipeline": "full" if full else "ok"}
-        return web.json_response(body, status=200 if ready else 503)
+        """503 whenever ``submit`` refuses requests (the same predicate) or the last insert failed."""
+        refused = self.pipeline.refusal()
+        healthy = self.pipeline.storage_healthy
+        body = {"storage": "ok" if healthy else "failing", "pipeline": "ok" if refused is None else refused.reason}
+        if refused is not None:
+            body["refusing"] = str(refused)
+        return web.json_response(body, status=200 if healthy and refused is None else 503)
 
     async def _query(self, request: web.Request) -> web.Response:
         return await query_response(request, lambda: self.client)

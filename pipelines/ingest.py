@@ -2,9 +2,12 @@
 
 Receivers call :meth:`IngestPipeline.submit` (cheap: an append to the open segment); one
 background thread closes segments by age and inserts closed ones, oldest first. When
-ClickHouse falls behind, the segments waiting pile up until ``max_pending_bytes``, then
-``submit`` raises :class:`PipelineFull`, which receivers turn into 503 + Retry-After:
-the client keeps its data and retries, and nothing acknowledged is ever dropped.
+ClickHouse falls behind, the segments waiting pile up until ``max_pending_bytes`` (or the
+disk down to its reserve), then ``submit`` raises :class:`PipelineFull`, which receivers
+turn into 503 + Retry-After: the client keeps its data and retries, and nothing
+acknowledged is ever dropped. Once full, it refuses every request until the backlog is a
+tenth under the limit, so ``/readyz`` (:meth:`IngestPipeline.refusal`) and ``submit``
+agree, and a large request is not starved by small ones slipping under the limit.
 
 A failed insert is retried with backoff for as long as ClickHouse fails, unless ClickHouse
 says it cannot read the data (:mod:`obsloop.pipelines.storage_errors`): then the segment is
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
+from obsloop.pipelines.backpressure import PipelineFull, RefusalLog
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.quarantine import Quarantine
 from obsloop.pipelines.storage_errors import Cause, classify
@@ -40,10 +44,6 @@ def _name_os_thread(name: str) -> None:
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
     except (OSError, AttributeError):
         pass
-
-
-class PipelineFull(RuntimeError):
-    """Too much acknowledged data is waiting for storage; retry later."""
 
 
 def _items(signal: str, message: bytes) -> int:
@@ -73,7 +73,13 @@ class IngestPipeline:
         self.metrics = metrics
         self.max_pending_bytes = max_pending_bytes
         self._rotate_interval = rotate_interval
+        self._full = False
+        self._refusals = RefusalLog(metrics.refused)
         self._stop = threading.Event()
+        self._draining = threading.Event()
+        self._seconds_per_byte = 0.0
+        """Of the last insert: the drain starts no insert it cannot finish by its deadline."""
+        self._drain_deadline = float("inf")
         self._thread: threading.Thread | None = None
         self.quarantine = Quarantine(wal.directory / "quarantine", metrics)
         self._retry = Retry(log, "segments not stored (ClickHouse refused them or is unreachable); "
@@ -81,34 +87,61 @@ class IngestPipeline:
                             "segments stored again", first_delay=0.5, max_delay=10.0)
         """An outage is logged when it starts and when it ends, not once per attempt."""
         self.storage_healthy = True
-        """The last insert's outcome (a segment split around unreadable requests counts as stored)."""
+        """The last insert's outcome (``/readyz``; a segment split around unreadable requests
+        counts as stored): answering ``SELECT 1`` is not storing."""
         self.refresh_gauges()
 
     # -- receiving side ------------------------------------------------------------------
     def submit(self, signal: str, payload: bytes, items: int) -> None:
-        """Append a validated request; raises :class:`PipelineFull` under backpressure."""
-        pending = self.wal.pending_bytes()
-        if pending + len(payload) > self.max_pending_bytes:
-            raise PipelineFull(f"{pending} bytes waiting for storage")
-        self.wal.append(signal, payload, items)
+        """Append a validated request; raises :class:`PipelineFull` under backpressure
+        (:class:`~obsloop.pipelines.backpressure.DiskFull` when the disk is the limit)."""
+        try:
+            full = self._pending_refusal(len(payload))
+            if full is not None:
+                raise full
+            self.wal.append(signal, payload, items)
+        except PipelineFull as refused:
+            self._refusals.refused(signal, refused)
+            raise
         self.metrics.items_received.labels(signal).inc(items)
         self.metrics.request_bytes.labels(signal).inc(len(payload))
+
+    def refusal(self) -> PipelineFull | None:
+        """Why :meth:`submit` refuses requests now, or ``None`` when it accepts them."""
+        return self._pending_refusal(0) or self.wal.space_refusal()
+
+    def _pending_refusal(self, size: int) -> PipelineFull | None:
+        pending = self.wal.pending_bytes()
+        limit = self.max_pending_bytes - (self.max_pending_bytes // 10 if self._full else 0)
+        self._full = pending + size > limit
+        if not self._full:
+            return None
+        return PipelineFull(f"{pending} bytes waiting for storage, at the limit of "
+                            f"{self.max_pending_bytes} (wal.max_pending_bytes)")
 
     # -- storing side --------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="obsloop-inserter", daemon=True)
         self._thread.start()
 
-    def stop(self, *, drain_timeout: float = 30.0) -> None:
-        """Close open segments and insert what is pending (up to ``drain_timeout``)."""
+    def stop(self, *, drain_timeout: float = 20.0) -> None:
+        """Insert what is pending for up to ``drain_timeout`` seconds, then stop. The drain
+        ends at the first failed insert (nothing is retried while shutting down) and starts
+        no insert it cannot finish in time; what is left stays in the write-ahead log and is
+        inserted at the next start. Call it after the receivers stopped."""
+        self._drain_deadline = time.monotonic() + drain_timeout
         self.wal.rotate(force=True)
-        deadline = time.monotonic() + drain_timeout
-        while self.wal.pending_segments() and time.monotonic() < deadline and self.storage_healthy:
-            time.sleep(0.05)
-        self._stop.set()
+        if not self.storage_healthy:  # inserts are failing: the drain would only retry them
+            self._stop.set()
+        self._draining.set()
         if self._thread is not None:
-            self._thread.join(timeout=max(1.0, deadline - time.monotonic()))
-        self.wal.rotate(force=True)  # anything appended while draining stays for the replay
+            self._thread.join(timeout=drain_timeout)
+        self._stop.set()
+        self.wal.rotate(force=True)
+        left = self.wal.pending_segments()
+        if left:
+            log.info("segments left in the write-ahead log for the next start",
+                     extra={"segments": left, "bytes": self.wal.pending_bytes()})
 
     def _run(self) -> None:
         _name_os_thread("obsloop-insert")
@@ -121,10 +154,32 @@ class IngestPipeline:
                 last_rotation = now
             segment = self.wal.next_segment(timeout=self._rotate_interval)
             if segment is None:
+                if self._draining.is_set():
+                    return
+                if not self.storage_healthy and not self.wal.pending_segments():
+                    # No insert to learn from: whether ClickHouse answers is all there is to know.
+                    self.storage_healthy = self.sink.ping()
+                    if not self.storage_healthy:
+                        self._stop.wait(self._retry.delay)
                 continue
-            if not self._store(segment):
-                self._stop.wait(self._retry.delay)
+            if self._draining.is_set() and not self._finishes_in_time(segment):
+                log.info("drain deadline: leaving the rest for the next start")
+                return
+            started = time.monotonic()
+            self.storage_healthy = self._store(segment)
             self.refresh_gauges()
+            if self.storage_healthy:
+                self._seconds_per_byte = (time.monotonic() - started) / max(segment.size, 1)
+            elif self._draining.is_set():
+                log.warning("insert failed while draining: the rest stays in the write-ahead log "
+                            "for the next start")
+                return
+            else:
+                self._stop.wait(self._retry.delay)
+
+    def _finishes_in_time(self, segment: Segment) -> bool:
+        """Whether ``segment``'s insert, at the last insert's pace, ends before the drain deadline."""
+        return time.monotonic() + segment.size * self._seconds_per_byte < self._drain_deadline
 
     def _store(self, segment: Segment) -> bool:
         started = time.perf_counter()
@@ -132,16 +187,15 @@ class IngestPipeline:
             items = self._insert(segment)
         except Exception as exc:  # noqa: BLE001 - retried with backoff, never dropped
             self.metrics.insert_errors.labels(segment.signal).inc()
-            self.storage_healthy = False
             self._retry.failed(exc)
             log.debug("segment insert failed", extra={"segment": segment.path.name, "signal": segment.signal,
                                                       "error": summary(exc)})
             return False
-        self.storage_healthy = True
         self._retry.succeeded()
         elapsed = time.perf_counter() - started
         self.metrics.insert_duration.labels(segment.signal).observe(elapsed)
-        self.metrics.items_stored.labels(segment.signal).inc(items)
+        replayed = segment.items is None  # recovered at start-up: stored before the crash, perhaps
+        (self.metrics.items_replayed if replayed else self.metrics.items_stored).labels(segment.signal).inc(items)
         self.metrics.segments_stored.labels(segment.signal).inc()
         self.wal.done(segment)
         log.debug("segment stored", extra={"segment": segment.path.name, "items": items,

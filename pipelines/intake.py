@@ -14,12 +14,12 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Protocol
 
+from obsloop.pipelines.backpressure import PipelineFull
+
 
 class Intake(Protocol):
     storage_healthy: bool
     """Whether acknowledged data can currently reach its destination (``/readyz``)."""
-    max_pending_bytes: int
-    """Bytes waiting in the write-ahead log past which ``/readyz`` reports "full"."""
 
     def submit(self, signal: str, payload: bytes, items: int) -> Future[None] | None:
         """Accept a validated request, or raise ``PipelineFull``.
@@ -29,8 +29,14 @@ class Intake(Protocol):
         """
         ...
 
+    def refusal(self) -> PipelineFull | None:
+        """Why ``submit`` refuses requests now, or ``None`` (``/readyz``)."""
+        ...
+
     def start(self) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, *, drain_timeout: float) -> None:
+        """Stop, within ``drain_timeout`` seconds; what is left is kept for the next start."""
+        ...
 
     def refresh_gauges(self) -> None: ...

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -190,6 +191,14 @@ class KafkaIntake:
         self.wal.append(signal, payload, items)
         self._count(signal, payload, items)
 
+    def refusal(self) -> PipelineFull | None:
+        """Why spilling refuses requests now (``/readyz``): the log at its limit or its disk
+        at its reserve; while Kafka is down without spilling, ``storage_healthy`` says it."""
+        pending = self.wal.pending_bytes()
+        if pending >= self.max_pending_bytes:
+            return PipelineFull(f"Kafka unavailable and {pending} bytes spilled")
+        return self.wal.space_refusal()
+
     def _count(self, signal: str, payload: bytes, items: int) -> None:
         self.metrics.items_received.labels(signal).inc(items)
         self.metrics.request_bytes.labels(signal).inc(len(payload))
@@ -201,13 +210,15 @@ class KafkaIntake:
         self._thread = threading.Thread(target=self._run, name="obsloop-kafka-intake", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, drain_timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + drain_timeout
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._config.publish_timeout_ms / 1000 + 5)
+            self._thread.join(timeout=min(self._config.publish_timeout_ms / 1000 + 5, drain_timeout))
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
-            publisher.flush(timeout_s=self._config.publish_timeout_ms / 1000)
+            publisher.flush(timeout_s=max(0.0, min(self._config.publish_timeout_ms / 1000,
+                                                   deadline - time.monotonic())))
             publisher.close()
         self.wal.rotate(force=True)  # what is still spilled is republished after the restart
 

@@ -6,10 +6,18 @@ segment is exactly what ClickHouse reads with its ``Protobuf`` format (each mess
 preceded by its varint length), and the unit of replay: its unique name is the insert
 deduplication token, so a segment inserted just before a crash is not stored twice when
 it is inserted again after the restart.
+
+Disk space is a limit like the pending bytes: the log refuses a request (``DiskFull``, a
+503 for the client) while its filesystem is down to a reserve (``wal.min_free_bytes``), and
+a write that runs out of space anyway is undone, so the open segment stays exactly the
+acknowledged requests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
 import threading
 import time
@@ -22,6 +30,10 @@ from google.protobuf.internal.decoder import _DecodeVarint
 from google.protobuf.internal.encoder import _VarintBytes
 
 from obsloop.files import open_private, private_dir
+from obsloop.pipelines.backpressure import DiskFull
+from obsloop.pipelines.diskspace import SPACE_ERRNOS, FreeSpace
+
+logger = logging.getLogger(__name__)
 
 OPEN_SUFFIX = ".open"
 CLOSED_SUFFIX = ".seg"
@@ -119,19 +131,26 @@ class SignalLog:
             self._next_sequence = self._closed[-1].sequence + 1
 
     def append(self, payload: bytes, items: int) -> int:
-        """Append one request; returns the bytes written."""
+        """Append one request; returns the bytes written. Raises ``OSError`` (``ENOSPC`` for
+        a short write) with the segment as it was: a partial write is cut off again, so the
+        segment replays exactly the acknowledged requests."""
         segment = self._open or self._open_new()
         header = _VarintBytes(len(payload))
-        written = os.writev(segment.fd, (header, payload))  # no copy of the payload
-        if written != len(header) + len(payload):  # disk full: undo, so the segment stays well-formed
+        try:
+            written = os.writev(segment.fd, (header, payload))  # no copy of the payload
+            if written != len(header) + len(payload):  # a regular file's short write: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(segment.path))
+            if self.fsync == "always":
+                os.fsync(segment.fd)
+        except OSError as exc:
             os.ftruncate(segment.fd, segment.size)
-            raise OSError(f"short write to {segment.path}")
-        if self.fsync == "always":
-            os.fsync(segment.fd)
+            exc.filename = exc.filename or str(segment.path)
+            raise
         segment.size += written
         segment.items += items
         if segment.size >= self.max_bytes:
-            self.close_open()
+            with contextlib.suppress(OSError):  # acknowledged all the same: a rotation closes it by age
+                self.close_open()
         return written
 
     def _open_new(self) -> _OpenSegment:
@@ -143,14 +162,17 @@ class SignalLog:
         return self._open
 
     def close_open(self) -> Segment | None:
-        segment, self._open = self._open, None
+        """Close the open segment and queue it; when syncing or renaming it fails, it stays
+        open (and is closed at the next try)."""
+        segment = self._open
         if segment is None:
             return None
         if self.fsync != "never":
             os.fsync(segment.fd)
-        os.close(segment.fd)
         closed_path = segment.path.with_suffix(CLOSED_SUFFIX)
         segment.path.rename(closed_path)
+        os.close(segment.fd)
+        self._open = None
         closed = Segment(self.signal, closed_path, segment.size, segment.items)
         self._closed.append(closed)
         return closed
@@ -188,7 +210,11 @@ class WriteAheadLog:
         max_bytes: int,
         max_age: float,
         fsync: str = "segment",
+        min_free_bytes: int = 0,
+        watch: tuple[Path, ...] = (),
     ) -> None:
+        """``min_free_bytes`` is the reserve left free on the filesystems of ``directory``
+        and of the ``watch`` directories (the embedded ClickHouse's data)."""
         self.directory = directory
         self._lock = threading.Lock()
         self._logs = {
@@ -199,24 +225,52 @@ class WriteAheadLog:
         self._pending_bytes = sum(s.size for log in self._logs.values() for s in log.closed)
         """Bytes in open and closed segments, kept current so that the receivers' check on
         every request costs nothing (summing the segments took the lock for a walk)."""
+        self._space = FreeSpace((directory, *watch), min_free_bytes)
+        self._close_failing = False
 
     def append(self, signal: str, payload: bytes, items: int) -> None:
+        """Append one request, or raise ``DiskFull`` (nothing appended)."""
         with self._lock:
+            refused = self._space.refusal(len(payload))
+            if refused is not None:
+                raise refused
             log = self._logs[signal]
             before = len(log.closed)
-            self._pending_bytes += log.append(payload, items)
+            try:
+                written = log.append(payload, items)
+            except OSError as exc:
+                if exc.errno not in SPACE_ERRNOS:
+                    raise
+                raise self._space.exhausted(exc) from exc
+            self._space.wrote(written)
+            self._pending_bytes += written
             if len(log.closed) != before:
                 self._segment_ready.notify_all()
 
+    def space_refusal(self) -> DiskFull | None:
+        """Why :meth:`append` refuses requests now, or ``None`` (``/readyz``)."""
+        with self._lock:
+            return self._space.refusal(0)
+
     def rotate(self, *, force: bool = False) -> None:
-        """Close open segments past their age (all of them with ``force``)."""
+        """Close open segments past their age (all of them with ``force``). One that cannot
+        be closed (out of space to sync it) stays open and is tried again next time."""
         now = time.monotonic()
         with self._lock:
+            errors = []
             for log in self._logs.values():
-                if force:
-                    log.close_open()
-                else:
-                    log.close_if_old(now)
+                try:
+                    if force:
+                        log.close_open()
+                    else:
+                        log.close_if_old(now)
+                except OSError as exc:
+                    errors.append(exc)
+            if errors and not self._close_failing:
+                logger.warning("cannot close a write-ahead segment; retrying", extra={"error": str(errors[0])})
+            elif self._close_failing and not errors:
+                logger.info("write-ahead segments close again")
+            self._close_failing = bool(errors)
             if any(log.closed for log in self._logs.values()):
                 self._segment_ready.notify_all()
 

@@ -35,6 +35,7 @@ class ObsloopProcess:
                 document.setdefault(section, {}).update(values)
             else:
                 document[section] = values
+        self.data_dir = Path(document["data_dir"])
         self.config_path = workdir / "obsloop.yaml"
         self.config_path.write_text(yaml.safe_dump(document))
         self.process: subprocess.Popen[bytes] | None = None
@@ -85,6 +86,15 @@ class ObsloopProcess:
             raise AssertionError(f"query failed: {exc.read().decode()}") from None
         names = [column["name"] for column in document["meta"]]
         return [dict(zip(names, row, strict=True)) for row in document["data"]]
+
+    def command(self, sql: str) -> None:
+        """Run a statement that writes (``/query?write=1``)."""
+        request = urllib.request.Request(f"{self.admin}/query?write=1", data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"statement failed: {exc.read().decode()}") from None
 
     def scalar(self, sql: str) -> Any:
         rows = self.query(sql)

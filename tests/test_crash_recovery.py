@@ -7,22 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-
-def _request(first_id: int, spans: int) -> tuple[bytes, list[str]]:
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.add(key="service.name").value.string_value = "crash-test"
-    scope = resource_spans.scope_spans.add()
-    ids = []
-    for n in range(first_id, first_id + spans):
-        span_id = n.to_bytes(8, "big")
-        scope.spans.add(trace_id=n.to_bytes(16, "big"), span_id=span_id, name="invoke",
-                        start_time_unix_nano=1_700_000_000_000_000_000 + n,
-                        end_time_unix_nano=1_700_000_000_000_100_000 + n)
-        ids.append(span_id.hex())
-    return request.SerializeToString(), ids
+from span_load import traces_request
 
 
 def test_kill_9_during_load_then_replay_exactly_once(obsloop_factory) -> None:
@@ -33,7 +18,7 @@ def test_kill_9_during_load_then_replay_exactly_once(obsloop_factory) -> None:
     def send() -> None:
         next_id = 1
         while not stop.is_set():
-            body, ids = _request(next_id, 200)
+            body, ids = traces_request(next_id, 200)
             next_id += 200
             request = urllib.request.Request(f"{server.http}/v1/traces", data=body,
                                              headers={"Content-Type": "application/x-protobuf"})

@@ -215,6 +215,8 @@ def test_kubernetes_workloads_match_commands_configuration_and_probes(tmp_path: 
             assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
             if commands[name] == "obsloop.commands.serve":
                 assert not config.detectors.enabled, "the detector workers score; serve's loop would double it"
+                grace = workload["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+                assert grace >= config.wal.drain_timeout_seconds + 5, "SIGKILL would cut the drain short"
             if commands[name] != "obsloop.commands.detector_worker":
                 assert not config.feedback.enabled, f"{name}: only detector workers have detections to act on"
             if commands[name] == "obsloop.commands.detector_worker":
