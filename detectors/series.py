@@ -110,6 +110,9 @@ class SeriesAnomalyDetector:
         shift_season_after: float = 7.0,
         tail_alpha: float = 0.001,
         shift_reset: bool = True,
+        ctx_levels: int = 8,
+        ctx_order: int = 5,
+        ctx_bits: int = 4096,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -140,6 +143,10 @@ class SeriesAnomalyDetector:
         self.shift_season_after = shift_season_after
         self.tail_alpha = tail_alpha
         self.shift_reset = shift_reset
+        self.ctx_levels = ctx_levels
+        self.ctx_order = ctx_order
+        self.ctx_bits = ctx_bits
+        self._ctx_shift = max(ctx_levels - 1, 1).bit_length()
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -185,6 +192,11 @@ class SeriesAnomalyDetector:
         # stored scaled by ``tail_gain`` (grows instead of decaying every bin each point).
         # Bins 0-63 for the point view, 64-127 for the mean-shift view.
         self.tail = array("f", [0.0]) * (2 * _TAIL_BINS) if self.tail_alpha > 0.0 else array("f")
+        # Context view: the last ctx_order levels (packed), a set of the level sequences seen
+        # (a bitset indexed by a hash: bounded, a collision only makes a sequence look known).
+        self.ctx_hist = 0
+        self.ctx_n = 0
+        self.ctx_seen = bytearray(self.ctx_bits // 8 if self.ctx_levels else 0)
         self.tail_total = 0.0
         self.tail_gain = 1.0
 
@@ -306,6 +318,9 @@ class SeriesAnomalyDetector:
             "shift_season_after": self.shift_season_after,
             "tail_alpha": self.tail_alpha,
             "shift_reset": self.shift_reset,
+            "ctx_levels": self.ctx_levels,
+            "ctx_order": self.ctx_order,
+            "ctx_bits": self.ctx_bits,
         }
 
     def __repr__(self) -> str:
@@ -313,9 +328,7 @@ class SeriesAnomalyDetector:
         return f"SeriesAnomalyDetector({args})"
 
     # ------------------------------------------------------------- scoring
-    def _evaluate(
-        self, x: float, ts: float
-    ) -> tuple[float, float, float, int, int, int, float, int, int, int]:
+    def _evaluate(self, x: float, ts: float) -> tuple[Any, ...]:
         """Score ``x`` without changing state; also return what ``_learn`` needs.
 
         The score is *undamped* (the refractory period is not applied here): ``_learn`` only
@@ -334,7 +347,8 @@ class SeriesAnomalyDetector:
             if ow == ow and self.err[2] < best:
                 choice, offset = 2, ow
         if self.n == 0:
-            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1
+            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
+                self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -362,8 +376,15 @@ class SeriesAnomalyDetector:
         spatial = span > 0.0 and (x > self.hi + tol or x < self.lo - tol)
         if spatial:
             raw = 1.0
+        ctx = self._context(x) if self.ctx_levels else None
+        if ctx is not None and not spatial and self.ctx_n >= self.warmup:
+            # A surprise within a sequence of levels this series has made before counts half;
+            # in a sequence never seen (of every order), one and a half.
+            raw *= 0.5 + ctx[2]
+            if raw > 1.0:
+                raw = 1.0
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
         u = (short - self.lik_mean) / lik_sd
@@ -384,7 +405,7 @@ class SeriesAnomalyDetector:
             k = 1.0 / self.tail_alpha
             tail, gain, norm = self.tail, self.tail_gain, self.tail_total + k
             p = (sum(tail[b:_TAIL_BINS]) / gain + k * _tail(u)) / norm
-            p2 = (sum(tail[b2:]) / gain + k * _tail(u2)) / norm
+            p2 = (sum(tail[b2:2 * _TAIL_BINS]) / gain + k * _tail(u2)) / norm
             if p2 < p:
                 p = p2
             score = math.log(p) / _LOG_1E10 if p > 0.0 else 1.0
@@ -392,20 +413,43 @@ class SeriesAnomalyDetector:
             score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2)))) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
+
+    def _context(self, x: float) -> tuple[int, list[int], float]:
+        """The context view of ``x``: its level (one of ``ctx_levels`` over the range seen
+        so far), the table slots of the level sequences of orders 1..``ctx_order`` ending
+        at it, and the fraction of those sequences never seen (its novelty)."""
+        levels = self.ctx_levels
+        span = self.hi - self.lo
+        q = int((x - self.lo) / span * levels) if span > 0.0 else 0
+        q = 0 if q < 0 else (levels - 1 if q >= levels else q)
+        s = self._ctx_shift
+        h = (self.ctx_hist << s) | q
+        order = self.ctx_order if self.ctx_order < self.ctx_n else self.ctx_n
+        mask = self.ctx_bits - 1
+        seen = self.ctx_seen
+        slots = []
+        new = 0
+        for k in range(1, order + 1):
+            key = (h & ((1 << (s * (k + 1))) - 1)) | (k << 40)
+            idx = ((key * 0x9E3779B97F4A7C15) >> 24) & mask
+            slots.append(idx)
+            if not seen[idx >> 3] & (1 << (idx & 7)):
+                new += 1
+        return q, slots, new / order if order else 0.0
 
     def _learn(
         self,
         x: float,
         ts: float,
-        evaluated: tuple[float, float, float, int, int, int, float, int, int, int],
+        evaluated: tuple[Any, ...],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2 = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
                 tail = self.tail
-                for k in range(2 * _TAIL_BINS):
+                for k in range(len(tail)):
                     tail[k] = tail[k] / g
                 g = 1.0
             self.tail[b] += g
@@ -508,6 +552,14 @@ class SeriesAnomalyDetector:
                 self.lm += b * d
                 self.lv = (1.0 - b) * (self.lv + b * d * d)
             self.sn += 1
+        if ctx is not None:
+            q, slots, _ = ctx
+            seen = self.ctx_seen
+            for idx in slots:
+                seen[idx >> 3] |= 1 << (idx & 7)
+            self.ctx_hist = ((self.ctx_hist << self._ctx_shift) | q) & (
+                (1 << (self._ctx_shift * self.ctx_order)) - 1)
+            self.ctx_n += 1
         if x < self.lo:
             self.lo = x
         if x > self.hi:
