@@ -29,12 +29,13 @@ _WEEK = 7 * _DAY
 _DAY_SLOTS = 24
 _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
+_M64 = (1 << 64) - 1
 _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
 _TAIL_BINS = 64
 _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 6
-_OLD_VERSIONS = (1, 2, 3, 4, 5)  # readable: the new parts start empty
+STATE_VERSION = 7
+_OLD_VERSIONS = (1, 2, 3, 4, 5, 6)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -113,6 +114,7 @@ class SeriesAnomalyDetector:
         ctx_levels: int = 8,
         ctx_order: int = 5,
         ctx_bits: int = 4096,
+        ctx_fill: int = 8,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -146,6 +148,10 @@ class SeriesAnomalyDetector:
         self.ctx_levels = ctx_levels
         self.ctx_order = ctx_order
         self.ctx_bits = ctx_bits
+        self.ctx_fill = ctx_fill
+        self._ctx_log2 = ctx_bits.bit_length() - 1
+        if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
+            raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
         self._ctx_shift = max(ctx_levels - 1, 1).bit_length()
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
@@ -196,7 +202,11 @@ class SeriesAnomalyDetector:
         # (a bitset indexed by a hash: bounded, a collision only makes a sequence look known).
         self.ctx_hist = 0
         self.ctx_n = 0
-        self.ctx_seen = bytearray(self.ctx_bits // 8 if self.ctx_levels else 0)
+        # Two generations of ctx_bits each (current, then previous): when the current one has
+        # ctx_bits / ctx_fill new bits it becomes the previous one, so the table never fills up
+        # (a full table calls every sequence known) and sequences unseen for long are forgotten.
+        self.ctx_seen = bytearray(self.ctx_bits // 4 if self.ctx_levels else 0)
+        self.ctx_new = 0  # bits set in the current generation
         self.tail_total = 0.0
         self.tail_gain = 1.0
 
@@ -229,6 +239,7 @@ class SeriesAnomalyDetector:
             "since_alarm": self.since_alarm,
             "last_t": _finite_or_none(self.last_t),
             "tail": [self.tail_total, self.tail_gain, *(_f32(v) for v in self.tail)],
+            "ctx": [self.ctx_n, self.ctx_hist, self.ctx_new, self.ctx_seen.hex()],
         }
 
     @classmethod
@@ -285,6 +296,12 @@ class SeriesAnomalyDetector:
             total, gain, *bins = state["tail"]
             det.tail_total, det.tail_gain = float(total), float(gain)
             det.tail = array("f", [float(v) for v in bins])
+        if "ctx" in state and det.ctx_levels:  # before version 7: an empty context table
+            ctx_n, hist, new, seen = state["ctx"]
+            det.ctx_n, det.ctx_hist, det.ctx_new = int(ctx_n), int(hist), int(new)
+            det.ctx_seen = bytearray.fromhex(seen)
+            if len(det.ctx_seen) != det.ctx_bits // 4:
+                raise ValueError("detector state: context table size does not match ctx_bits")
         return det
 
     def _params(self) -> dict[str, Any]:
@@ -321,6 +338,7 @@ class SeriesAnomalyDetector:
             "ctx_levels": self.ctx_levels,
             "ctx_order": self.ctx_order,
             "ctx_bits": self.ctx_bits,
+            "ctx_fill": self.ctx_fill,
         }
 
     def __repr__(self) -> str:
@@ -378,11 +396,9 @@ class SeriesAnomalyDetector:
             raw = 1.0
         ctx = self._context(x) if self.ctx_levels else None
         if ctx is not None and not spatial and self.ctx_n >= self.warmup:
-            # A surprise within a sequence of levels this series has made before counts half;
-            # in a sequence never seen (of every order), one and a half.
-            raw *= 0.5 + ctx[2]
-            if raw > 1.0:
-                raw = 1.0
+            # Two raw anomaly scores, averaged before the likelihood: how far the value is
+            # from its prediction, and how new the sequence of levels ending at it is.
+            raw = 0.5 * (raw + ctx[2])
         if self.n < self.warmup:
             return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
@@ -405,7 +421,7 @@ class SeriesAnomalyDetector:
             k = 1.0 / self.tail_alpha
             tail, gain, norm = self.tail, self.tail_gain, self.tail_total + k
             p = (sum(tail[b:_TAIL_BINS]) / gain + k * _tail(u)) / norm
-            p2 = (sum(tail[b2:2 * _TAIL_BINS]) / gain + k * _tail(u2)) / norm
+            p2 = (sum(tail[b2:]) / gain + k * _tail(u2)) / norm
             if p2 < p:
                 p = p2
             score = math.log(p) / _LOG_1E10 if p > 0.0 else 1.0
@@ -426,15 +442,17 @@ class SeriesAnomalyDetector:
         s = self._ctx_shift
         h = (self.ctx_hist << s) | q
         order = self.ctx_order if self.ctx_order < self.ctx_n else self.ctx_n
-        mask = self.ctx_bits - 1
+        shift = 64 - self._ctx_log2
+        half = self.ctx_bits >> 3
         seen = self.ctx_seen
         slots = []
         new = 0
         for k in range(1, order + 1):
-            key = (h & ((1 << (s * (k + 1))) - 1)) | (k << 40)
-            idx = ((key * 0x9E3779B97F4A7C15) >> 24) & mask
+            key = (h & ((1 << (s * (k + 1))) - 1)) | (k << 32)
+            idx = ((key * 0x9E3779B97F4A7C15) & _M64) >> shift  # Fibonacci hashing
             slots.append(idx)
-            if not seen[idx >> 3] & (1 << (idx & 7)):
+            byte, bit = idx >> 3, 1 << (idx & 7)
+            if not (seen[byte] & bit or seen[byte + half] & bit):
                 new += 1
         return q, slots, new / order if order else 0.0
 
@@ -449,7 +467,7 @@ class SeriesAnomalyDetector:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
                 tail = self.tail
-                for k in range(len(tail)):
+                for k in range(2 * _TAIL_BINS):
                     tail[k] = tail[k] / g
                 g = 1.0
             self.tail[b] += g
@@ -556,7 +574,15 @@ class SeriesAnomalyDetector:
             q, slots, _ = ctx
             seen = self.ctx_seen
             for idx in slots:
-                seen[idx >> 3] |= 1 << (idx & 7)
+                byte, bit = idx >> 3, 1 << (idx & 7)
+                if not seen[byte] & bit:
+                    seen[byte] |= bit
+                    self.ctx_new += 1
+            if self.ctx_new * self.ctx_fill >= self.ctx_bits:
+                half = self.ctx_bits >> 3
+                seen[half:] = seen[:half]
+                seen[:half] = bytes(half)
+                self.ctx_new = 0
             self.ctx_hist = ((self.ctx_hist << self._ctx_shift) | q) & (
                 (1 << (self._ctx_shift * self.ctx_order)) - 1)
             self.ctx_n += 1
