@@ -6,7 +6,9 @@ Two views score each point -- the surprise of its residual against an EW level w
 weekly seasonal offsets (minus a time-of-day envelope, so a nightly cron spike is expected),
 and a short-vs-long mean shift -- each as a Gaussian tail of its averaged surprise (Numenta's
 anomaly likelihood) corrected by how often this series' own recent history reached it (a
-decayed histogram: bursts a series keeps making are its normal). A value far outside the
+decayed histogram: bursts a series keeps making are its normal). The point view's surprise
+is averaged with the novelty of the sequence of value levels ending at the point (CAD OSE's
+contextual idea, in a bounded two-generation bitset). A value far outside the
 range seen so far scores 1; a refractory period turns an incident into one alarm for callers
 that score every point. Why each part is there, with its NAB figures, is in
 ``docs/design/series-detector.md``.
