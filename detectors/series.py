@@ -209,6 +209,11 @@ class SeriesAnomalyDetector:
         # (a full table calls every sequence known) and sequences unseen for long are forgotten.
         self.ctx_seen = bytearray(self.ctx_bits // 4 if self.ctx_levels else 0)
         self.ctx_new = 0  # bits set in the current generation
+        # The range the levels are cut from: the range seen so far, redrawn only when that
+        # has grown by its own width on either side (levels keep their meaning, or the
+        # sequences learnt would all turn new at every new extreme).
+        self.ctx_lo = 0.0
+        self.ctx_hi = 0.0
         self.tail_total = 0.0
         self.tail_gain = 1.0
 
@@ -241,7 +246,8 @@ class SeriesAnomalyDetector:
             "since_alarm": self.since_alarm,
             "last_t": _finite_or_none(self.last_t),
             "tail": [self.tail_total, self.tail_gain, *(_f32(v) for v in self.tail)],
-            "ctx": [self.ctx_n, self.ctx_hist, self.ctx_new, self.ctx_seen.hex()],
+            "ctx": [self.ctx_n, self.ctx_hist, self.ctx_new, self.ctx_lo, self.ctx_hi,
+                    self.ctx_seen.hex()],
         }
 
     @classmethod
@@ -299,8 +305,9 @@ class SeriesAnomalyDetector:
             det.tail_total, det.tail_gain = float(total), float(gain)
             det.tail = array("f", [float(v) for v in bins])
         if "ctx" in state and det.ctx_levels:  # before version 7: an empty context table
-            ctx_n, hist, new, seen = state["ctx"]
+            ctx_n, hist, new, lo, hi, seen = state["ctx"]
             det.ctx_n, det.ctx_hist, det.ctx_new = int(ctx_n), int(hist), int(new)
+            det.ctx_lo, det.ctx_hi = float(lo), float(hi)
             det.ctx_seen = bytearray.fromhex(seen)
             if len(det.ctx_seen) != det.ctx_bits // 4:
                 raise ValueError("detector state: context table size does not match ctx_bits")
@@ -433,13 +440,21 @@ class SeriesAnomalyDetector:
         # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
 
+    def _ctx_range(self) -> tuple[float, float]:
+        lo, hi = self.ctx_lo, self.ctx_hi
+        span = hi - lo
+        if span <= 0.0 or self.lo < lo - span or self.hi > hi + span:
+            return (self.lo, self.hi) if self.hi > self.lo else (0.0, 0.0)
+        return lo, hi
+
     def _context(self, x: float) -> tuple[int, list[int], float]:
         """The context view of ``x``: its level (one of ``ctx_levels`` over the range seen
-        so far), the table slots of the level sequences of orders 1..``ctx_order`` ending
-        at it, and the fraction of those sequences never seen (its novelty)."""
+        so far, see ``ctx_lo``), the table slots of the level sequences of orders
+        1..``ctx_order`` ending at it, and the fraction of those sequences never seen."""
         levels = self.ctx_levels
-        span = self.hi - self.lo
-        q = int((x - self.lo) / span * levels) if span > 0.0 else 0
+        lo, hi = self._ctx_range()
+        span = hi - lo
+        q = int((x - lo) / span * levels) if span > 0.0 else 0
         q = 0 if q < 0 else (levels - 1 if q >= levels else q)
         s = self._ctx_shift
         h = (self.ctx_hist << s) | q
@@ -574,6 +589,7 @@ class SeriesAnomalyDetector:
             self.sn += 1
         if ctx is not None:
             q, slots, _ = ctx
+            self.ctx_lo, self.ctx_hi = self._ctx_range()
             seen = self.ctx_seen
             for idx in slots:
                 byte, bit = idx >> 3, 1 << (idx & 7)

@@ -497,7 +497,7 @@ def test_version_6_checkpoint_starts_an_empty_context_table() -> None:
     for i, x in enumerate(xs):
         det.learn_one(x, STEP * i)
     state = json.loads(json.dumps(det.to_state()))
-    assert state["version"] == 7 and any(bytes.fromhex(state["ctx"][3]))
+    assert state["version"] == 7 and any(bytes.fromhex(state["ctx"][-1]))
     state["version"] = 6
     del state["ctx"]
     for key in ("ctx_levels", "ctx_order", "ctx_bits", "ctx_fill"):
@@ -513,3 +513,18 @@ def test_version_6_checkpoint_starts_an_empty_context_table() -> None:
         base.learn_one(x, t)
     restored = SeriesAnomalyDetector.from_state(json.loads(json.dumps(old.to_state())))
     assert restored.to_state() == old.to_state()
+
+
+def test_the_levels_keep_their_meaning_until_the_range_doubles() -> None:
+    """The context view cuts its levels from the range seen so far, redrawn only once that
+    has grown by its own width: a new extreme a little outside does not turn every learnt
+    sequence into a new one."""
+    det = SeriesAnomalyDetector()
+    for i in range(500):
+        det.learn_one(10.0 + 9.0 * (i % 2), STEP * i)  # 10, 19, 10, ...
+    assert (det.ctx_lo, det.ctx_hi) == (10.0, 19.0)
+    for i, x in enumerate((25.0, 12.0, 40.0)):  # 25: within one width above, kept
+        det.learn_one(x, STEP * (500 + i))
+    assert (det.ctx_lo, det.ctx_hi) == (10.0, 19.0)
+    det.learn_one(12.0, STEP * 503)  # 40 is beyond 19 + 9: redrawn from the point after
+    assert (det.ctx_lo, det.ctx_hi) == (10.0, 40.0)
