@@ -459,18 +459,19 @@ def _sawtooth(n: int, seed: int = 7) -> list[float]:
     return [float(i % 20) + rng.gauss(0.0, 0.2) for i in range(n)]
 
 
-def test_a_pattern_played_backwards_is_flagged_by_the_context_view() -> None:
-    """The context view (version 7): two ramps run backwards (every value in range, every
-    step as large as usual, so the level predictor sees nothing new) are a sequence of
-    levels this series has never made; without the context view it is not an alarm."""
+def test_a_changed_pattern_is_flagged_by_the_context_view() -> None:
+    """The context view (version 7): two ramps become a triangle (every value in range, no
+    jump larger than the ramp's drop, so the level predictor sees little new) -- a sequence
+    of levels this series has never made; without the context view it is not an alarm
+    (0.59 and 0.40; the highest score before it, 0.30)."""
     xs = _sawtooth(4000)
     k = 3500
-    xs[k : k + 40] = [19.0 - (i % 20) for i in range(40)]
+    xs[k : k + 40] = [float(abs(19 - 2 * (i % 20))) for i in range(40)]
 
     def peak(**kwargs: object) -> float:
         return max(run(xs, **kwargs)[k : k + 40])
 
-    assert max(run(xs)[1000:k]) < 0.5
+    assert max(run(xs)[1000:k]) < 0.4
     assert peak() > 0.5 > peak(ctx_levels=0)
 
 
