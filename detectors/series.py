@@ -6,7 +6,9 @@ Two views score each point -- the surprise of its residual against an EW level w
 weekly seasonal offsets (minus a time-of-day envelope, so a nightly cron spike is expected),
 and a short-vs-long mean shift -- each as a Gaussian tail of its averaged surprise (Numenta's
 anomaly likelihood) corrected by how often this series' own recent history reached it (a
-decayed histogram: bursts a series keeps making are its normal). A value far outside the
+decayed histogram: bursts a series keeps making are its normal). The point view's surprise
+is averaged with the novelty of the sequence of value levels ending at the point (CAD OSE's
+contextual idea, in a bounded two-generation bitset). A value far outside the
 range seen so far scores 1; a refractory period turns an incident into one alarm for callers
 that score every point. Why each part is there, with its NAB figures, is in
 ``docs/design/series-detector.md``.
@@ -29,12 +31,13 @@ _WEEK = 7 * _DAY
 _DAY_SLOTS = 24
 _WEEK_SLOTS = 7 * 24
 _LOG_1E10 = math.log(1e-10)
+_M64 = (1 << 64) - 1
 _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
 _TAIL_BINS = 64
 _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 6
-_OLD_VERSIONS = (1, 2, 3, 4, 5)  # readable: the new parts start empty
+STATE_VERSION = 7
+_OLD_VERSIONS = (1, 2, 3, 4, 5, 6)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -110,6 +113,10 @@ class SeriesAnomalyDetector:
         shift_season_after: float = 7.0,
         tail_alpha: float = 0.001,
         shift_reset: bool = True,
+        ctx_levels: int = 8,
+        ctx_order: int = 5,
+        ctx_bits: int = 4096,
+        ctx_fill: int = 8,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -140,6 +147,14 @@ class SeriesAnomalyDetector:
         self.shift_season_after = shift_season_after
         self.tail_alpha = tail_alpha
         self.shift_reset = shift_reset
+        self.ctx_levels = ctx_levels
+        self.ctx_order = ctx_order
+        self.ctx_bits = ctx_bits
+        self.ctx_fill = ctx_fill
+        self._ctx_log2 = ctx_bits.bit_length() - 1
+        if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
+            raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
+        self._ctx_shift = max(ctx_levels - 1, 1).bit_length()
         self._log_cap = math.log1p(cap)
         self._env_cap = math.log1p(_ENV_CAP_FACTOR * cap)
         self._reset()
@@ -185,6 +200,20 @@ class SeriesAnomalyDetector:
         # stored scaled by ``tail_gain`` (grows instead of decaying every bin each point).
         # Bins 0-63 for the point view, 64-127 for the mean-shift view.
         self.tail = array("f", [0.0]) * (2 * _TAIL_BINS) if self.tail_alpha > 0.0 else array("f")
+        # Context view: the last ctx_order levels (packed), a set of the level sequences seen
+        # (a bitset indexed by a hash: bounded, a collision only makes a sequence look known).
+        self.ctx_hist = 0
+        self.ctx_n = 0
+        # Two generations of ctx_bits each (current, then previous): when the current one has
+        # ctx_bits / ctx_fill new bits it becomes the previous one, so the table never fills up
+        # (a full table calls every sequence known) and sequences unseen for long are forgotten.
+        self.ctx_seen = bytearray(self.ctx_bits // 4 if self.ctx_levels else 0)
+        self.ctx_new = 0  # bits set in the current generation
+        # The range the levels are cut from: the range seen so far, redrawn only when that
+        # has grown by its own width on either side (levels keep their meaning, or the
+        # sequences learnt would all turn new at every new extreme).
+        self.ctx_lo = 0.0
+        self.ctx_hi = 0.0
         self.tail_total = 0.0
         self.tail_gain = 1.0
 
@@ -217,6 +246,8 @@ class SeriesAnomalyDetector:
             "since_alarm": self.since_alarm,
             "last_t": _finite_or_none(self.last_t),
             "tail": [self.tail_total, self.tail_gain, *(_f32(v) for v in self.tail)],
+            "ctx": [self.ctx_n, self.ctx_hist, self.ctx_new, self.ctx_lo, self.ctx_hi,
+                    self.ctx_seen.hex()],
         }
 
     @classmethod
@@ -273,6 +304,13 @@ class SeriesAnomalyDetector:
             total, gain, *bins = state["tail"]
             det.tail_total, det.tail_gain = float(total), float(gain)
             det.tail = array("f", [float(v) for v in bins])
+        if "ctx" in state and det.ctx_levels:  # before version 7: an empty context table
+            ctx_n, hist, new, lo, hi, seen = state["ctx"]
+            det.ctx_n, det.ctx_hist, det.ctx_new = int(ctx_n), int(hist), int(new)
+            det.ctx_lo, det.ctx_hi = float(lo), float(hi)
+            det.ctx_seen = bytearray.fromhex(seen)
+            if len(det.ctx_seen) != det.ctx_bits // 4:
+                raise ValueError("detector state: context table size does not match ctx_bits")
         return det
 
     def _params(self) -> dict[str, Any]:
@@ -306,6 +344,10 @@ class SeriesAnomalyDetector:
             "shift_season_after": self.shift_season_after,
             "tail_alpha": self.tail_alpha,
             "shift_reset": self.shift_reset,
+            "ctx_levels": self.ctx_levels,
+            "ctx_order": self.ctx_order,
+            "ctx_bits": self.ctx_bits,
+            "ctx_fill": self.ctx_fill,
         }
 
     def __repr__(self) -> str:
@@ -313,9 +355,7 @@ class SeriesAnomalyDetector:
         return f"SeriesAnomalyDetector({args})"
 
     # ------------------------------------------------------------- scoring
-    def _evaluate(
-        self, x: float, ts: float
-    ) -> tuple[float, float, float, int, int, int, float, int, int, int]:
+    def _evaluate(self, x: float, ts: float) -> tuple[Any, ...]:
         """Score ``x`` without changing state; also return what ``_learn`` needs.
 
         The score is *undamped* (the refractory period is not applied here): ``_learn`` only
@@ -334,7 +374,8 @@ class SeriesAnomalyDetector:
             if ow == ow and self.err[2] < best:
                 choice, offset = 2, ow
         if self.n == 0:
-            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1
+            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
+                self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -362,8 +403,13 @@ class SeriesAnomalyDetector:
         spatial = span > 0.0 and (x > self.hi + tol or x < self.lo - tol)
         if spatial:
             raw = 1.0
+        ctx = self._context(x) if self.ctx_levels else None
+        if ctx is not None and not spatial and self.ctx_n >= self.warmup:
+            # Two raw anomaly scores, averaged before the likelihood: how far the value is
+            # from its prediction, and how new the sequence of levels ending at it is.
+            raw = 0.5 * (raw + ctx[2])
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
         u = (short - self.lik_mean) / lik_sd
@@ -392,15 +438,48 @@ class SeriesAnomalyDetector:
             score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2)))) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
+
+    def _ctx_range(self) -> tuple[float, float]:
+        lo, hi = self.ctx_lo, self.ctx_hi
+        span = hi - lo
+        if span <= 0.0 or self.lo < lo - span or self.hi > hi + span:
+            return (self.lo, self.hi) if self.hi > self.lo else (0.0, 0.0)
+        return lo, hi
+
+    def _context(self, x: float) -> tuple[int, list[int], float]:
+        """The context view of ``x``: its level (one of ``ctx_levels`` over the range seen
+        so far, see ``ctx_lo``), the table slots of the level sequences of orders
+        1..``ctx_order`` ending at it, and the fraction of those sequences never seen."""
+        levels = self.ctx_levels
+        lo, hi = self._ctx_range()
+        span = hi - lo
+        q = int((x - lo) / span * levels) if span > 0.0 else 0
+        q = 0 if q < 0 else (levels - 1 if q >= levels else q)
+        s = self._ctx_shift
+        h = (self.ctx_hist << s) | q
+        order = self.ctx_order if self.ctx_order < self.ctx_n else self.ctx_n
+        shift = 64 - self._ctx_log2
+        half = self.ctx_bits >> 3
+        seen = self.ctx_seen
+        slots = []
+        new = 0
+        for k in range(1, order + 1):
+            key = (h & ((1 << (s * (k + 1))) - 1)) | (k << 32)
+            idx = ((key * 0x9E3779B97F4A7C15) & _M64) >> shift  # Fibonacci hashing
+            slots.append(idx)
+            byte, bit = idx >> 3, 1 << (idx & 7)
+            if not (seen[byte] & bit or seen[byte + half] & bit):
+                new += 1
+        return q, slots, new / order if order else 0.0
 
     def _learn(
         self,
         x: float,
         ts: float,
-        evaluated: tuple[float, float, float, int, int, int, float, int, int, int],
+        evaluated: tuple[Any, ...],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2 = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
@@ -508,6 +587,23 @@ class SeriesAnomalyDetector:
                 self.lm += b * d
                 self.lv = (1.0 - b) * (self.lv + b * d * d)
             self.sn += 1
+        if ctx is not None:
+            q, slots, _ = ctx
+            self.ctx_lo, self.ctx_hi = self._ctx_range()
+            seen = self.ctx_seen
+            for idx in slots:
+                byte, bit = idx >> 3, 1 << (idx & 7)
+                if not seen[byte] & bit:
+                    seen[byte] |= bit
+                    self.ctx_new += 1
+            if self.ctx_new * self.ctx_fill >= self.ctx_bits:
+                half = self.ctx_bits >> 3
+                seen[half:] = seen[:half]
+                seen[:half] = bytes(half)
+                self.ctx_new = 0
+            self.ctx_hist = ((self.ctx_hist << self._ctx_shift) | q) & (
+                (1 << (self._ctx_shift * self.ctx_order)) - 1)
+            self.ctx_n += 1
         if x < self.lo:
             self.lo = x
         if x > self.hi:
