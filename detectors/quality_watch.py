@@ -1,0 +1,246 @@
+"""Quality detections: a model version's accuracy, realized or estimated, below its baseline.
+
+Per model version the first ``baseline_labels`` labelled predictions give the baseline
+accuracy (and the baseline of the CBPE estimate). After that every window of prediction
+time is tested once, when it has ``min_labels`` labels or has settled (``settle_seconds``
+past its end): an exact one-sided binomial test of its ``correct`` out of ``labelled``
+against ``baseline - min_drop``. The count is what makes it honest: 9 right out of 12 is no
+evidence against a baseline of 0.9, 750 out of 1,000 is overwhelming.
+
+The estimate is tested the same way on the expected number right and its variance under
+calibration (normal approximation); its detections say ``estimated``. A covariate shift
+that moves scores towards 0.5 lowers the estimate; a concept drift, which leaves inputs
+and scores alone, is only seen by the labels.
+
+As the window detectors do, a drop opens an episode with an ``error`` detection and is
+confirmed (``critical``, the severity the feedback policy acts on) by the next tested
+window that is also significantly low; ``clear_after`` windows not significantly low close
+it. When two versions of a model both have enough labels in a window, the one with fewer
+predictions (the canary) is tested against the other with a two-proportion test, and a
+worse canary is a ``quality`` detection labelled ``deployment.variant = green``: the
+feedback loop rolls it back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from obsloop import semconv
+from obsloop.detectors.config import QualityConfig
+from obsloop.detectors.quality import QualityReader, QualityWindow
+from obsloop.feedback.detection import VARIANT, Detection
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """``P(X <= k)`` for ``X ~ Binomial(n, p)``, summed in log space (exact, stdlib only).
+
+    >>> round(binomial_cdf(9, 12, 0.87), 3), binomial_cdf(750, 1000, 0.87) < 1e-20
+    (0.219, True)
+    """
+    if k >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    terms = [base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+             for i in range(k + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def normal_sf(z: float) -> float:
+    """``P(Z > z)`` for a standard normal."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+@dataclass
+class _Version:
+    base_labelled: int = 0
+    base_correct: int = 0
+    base_scored: int = 0
+    base_estimated: float = 0.0
+    open: dict[str, str] = field(default_factory=dict)
+    """Open episodes: ``realized``/``estimated`` -> detection id."""
+    confirmed: dict[str, bool] = field(default_factory=dict)
+    normal: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> float | None:
+        return self.base_correct / self.base_labelled if self.base_labelled else None
+
+    @property
+    def estimated_baseline(self) -> float | None:
+        return self.base_estimated / self.base_scored if self.base_scored else None
+
+
+class QualityWatch:
+    """Tests each window of prediction time once its labels are in; keeps the baselines."""
+
+    def __init__(self, config: QualityConfig, clear_after: int = 5) -> None:
+        self.config = config
+        self.clear_after = clear_after
+        self.versions: dict[tuple[str, str], _Version] = defaultdict(_Version)
+        self.tested_until: dict[tuple[str, str], float] = {}
+        """Per model version, the start (epoch s) of the last window tested."""
+        self.scanned_until: datetime | None = None
+
+    @property
+    def horizon_seconds(self) -> float:
+        return self.config.horizon_days * 86_400.0
+
+    def poll(self, client: Any, database: str, until: datetime) -> list[Detection]:
+        """Test the windows ending by ``until`` (event time) that are ready; the reader is
+        asked for the windows not yet tested, up to ``settle_seconds`` back."""
+        seconds = self.config.window_seconds
+        lookback = timedelta(seconds=self.config.settle_seconds + seconds)
+        start = until - lookback
+        if self.scanned_until is not None:
+            start = min(start, self.scanned_until)
+        epoch = int(start.timestamp())
+        start = datetime.fromtimestamp(epoch - epoch % seconds, until.tzinfo)
+        reader = QualityReader(client, database, seconds, self.horizon_seconds)
+        windows = [w for w in reader.read(start, until)
+                   if w.start + timedelta(seconds=seconds) <= until]
+        detections = self.observe(windows, until)
+        self.scanned_until = until - lookback
+        return detections
+
+    def observe(self, windows: list[QualityWindow], now: datetime) -> list[Detection]:
+        """Test the ready, untested windows among ``windows`` (oldest first)."""
+        detections: list[Detection] = []
+        ready: dict[datetime, list[QualityWindow]] = defaultdict(list)
+        for w in windows:
+            if w.start.timestamp() <= self.tested_until.get(w.model, -math.inf):
+                continue
+            end = w.start + timedelta(seconds=w.seconds)
+            settled = (now - end).total_seconds() >= self.config.settle_seconds
+            if w.labelled >= self.config.min_labels or (settled and w.labelled):
+                ready[w.start].append(w)
+        for start in sorted(ready):
+            group = ready[start]
+            for w in group:
+                self.tested_until[w.model] = w.start.timestamp()
+                detections += self._test(w)
+            detections += self._canary(group)
+        return detections
+
+    # ------------------------------------------------------------------ realized and estimated
+    def _test(self, w: QualityWindow) -> list[Detection]:
+        state = self.versions[w.model]
+        if state.base_labelled < self.config.baseline_labels:
+            state.base_labelled += w.labelled
+            state.base_correct += w.correct
+            state.base_scored += w.scored
+            state.base_estimated += w.estimated_correct
+            return []
+        out = []
+        baseline = state.baseline
+        assert baseline is not None
+        target = max(0.0, baseline - self.config.min_drop)
+        p_value = binomial_cdf(w.correct, w.labelled, target)
+        out += self._episode(state, w, "realized", p_value, w.correct / w.labelled, baseline)
+        est_base = state.estimated_baseline
+        if self.config.estimated and w.scored and est_base is not None:
+            estimate = w.estimated_correct / w.scored
+            se = math.sqrt(max(w.estimated_variance, 1e-12)) / w.scored
+            p_est = normal_sf((max(0.0, est_base - self.config.min_drop) - estimate) / se)
+            out += self._episode(state, w, "estimated", p_est, estimate, est_base)
+        return out
+
+    def _episode(self, state: _Version, w: QualityWindow, basis: str, p_value: float,
+                 value: float, baseline: float) -> list[Detection]:
+        low = p_value < self.config.alpha
+        open_id = state.open.get(basis)
+        if not low:
+            if open_id is None:
+                return []
+            state.normal[basis] = state.normal.get(basis, 0) + 1
+            if state.normal[basis] < self.clear_after:
+                return []
+            del state.open[basis]
+            state.confirmed.pop(basis, None)
+            return [self._detection(open_id, w, basis, p_value, value, baseline, "info", cleared=True)]
+        state.normal[basis] = 0
+        if open_id is None:
+            open_id = f"quality-{basis}-{w.model[0]}-{w.model[1]}-{int(w.start.timestamp())}"
+            state.open[basis] = open_id.replace("/", "_")
+            return [self._detection(state.open[basis], w, basis, p_value, value, baseline, "error")]
+        if state.confirmed.get(basis):
+            return []
+        state.confirmed[basis] = True
+        # Only the realized metric is sure enough to act on: an estimate stays an alert.
+        severity = "critical" if basis == "realized" else "error"
+        return [self._detection(open_id, w, basis, p_value, value, baseline, severity)]
+
+    def _detection(self, detection_id: str, w: QualityWindow, basis: str, p_value: float,
+                   value: float, baseline: float, severity: str, *, cleared: bool = False,
+                   variant: str | None = None) -> Detection:
+        name, version = w.model
+        metric = "accuracy" if basis == "realized" else "estimated_accuracy"
+        series = {semconv.MODEL_NAME: name, semconv.MODEL_VERSION: version}
+        if variant:
+            series[VARIANT] = variant
+        observed = {metric: value, "labelled": float(w.labelled), "predictions": float(w.predictions),
+                    "label_coverage": w.metrics.get("label_coverage", 0.0), "p_value": p_value,
+                    "estimated": float(basis == "estimated")}
+        summary = (f"{'estimated ' if basis == 'estimated' else ''}accuracy of {name} {version} "
+                   f"{value:.3f} vs baseline {baseline:.3f} over {w.labelled} labels "
+                   f"({observed['label_coverage']:.0%} coverage), p={p_value:.2g}")
+        return Detection(
+            id=detection_id, time=w.start + timedelta(seconds=w.seconds), kind="quality",
+            series=series, score=min(1.0, max(0.0, 1.0 - p_value)), severity=severity,  # type: ignore[arg-type]
+            observed=observed, expected={metric: (max(0.0, baseline - self.config.min_drop), 1.0)},
+            cleared=cleared, summary=("cleared: " if cleared else "") + summary)
+
+    # ------------------------------------------------------------------ canary
+    def _canary(self, group: list[QualityWindow]) -> list[Detection]:
+        by_model: dict[str, list[QualityWindow]] = defaultdict(list)
+        for w in group:
+            if w.labelled >= self.config.min_labels:
+                by_model[w.model[0]].append(w)
+        out = []
+        for versions in by_model.values():
+            if len(versions) != 2:
+                continue
+            green, blue = sorted(versions, key=lambda w: w.predictions)
+            p1, p2 = blue.correct / blue.labelled, green.correct / green.labelled
+            pooled = (blue.correct + green.correct) / (blue.labelled + green.labelled)
+            se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / blue.labelled + 1 / green.labelled))
+            p_value = normal_sf((p1 - p2 - self.config.min_drop) / se) if p1 - p2 > self.config.min_drop else 1.0
+            if p_value >= self.config.alpha:
+                continue
+            detection_id = f"quality-canary-{green.model[0]}-{green.model[1]}".replace("/", "_")
+            out.append(self._detection(detection_id, green, "realized", p_value, p2, p1,
+                                       "critical", variant="green"))
+        return out
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "versions": [{"model": list(k), "base": [v.base_labelled, v.base_correct, v.base_scored,
+                                                     v.base_estimated],
+                          "open": v.open, "confirmed": v.confirmed, "normal": v.normal}
+                         for k, v in self.versions.items()],
+            "tested_until": [[list(k), t] for k, t in self.tested_until.items()],
+            "scanned_until": self.scanned_until.timestamp() if self.scanned_until else None,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        from datetime import UTC
+
+        self.versions.clear()
+        for item in state.get("versions", []):
+            v = self.versions[(item["model"][0], item["model"][1])]
+            v.base_labelled, v.base_correct, v.base_scored = (int(x) for x in item["base"][:3])
+            v.base_estimated = float(item["base"][3])
+            v.open, v.confirmed, v.normal = dict(item["open"]), dict(item["confirmed"]), dict(item["normal"])
+        self.tested_until = {(k[0], k[1]): float(t) for k, t in state.get("tested_until", [])}
+        scanned = state.get("scanned_until")
+        self.scanned_until = None if scanned is None else datetime.fromtimestamp(scanned, UTC)
