@@ -162,6 +162,13 @@ ORDER BY ws, m, v""").result_rows
                 tuple(float(x) for x in r[21]) if int(r[4]) else ()))
         return out
 
+    def first_prediction(self) -> datetime | None:
+        """Time of the oldest stored prediction (``None`` when there is none)."""
+        value = self.client.command(
+            f"SELECT toUnixTimestamp(min(time)), count() > 0 FROM {self.db}.{PREDICTIONS}")
+        first, any_rows = value if isinstance(value, list) else (value, 0)
+        return datetime.fromtimestamp(int(first), UTC) if int(any_rows) else None
+
     def unmatched_labels(self, since: datetime) -> int:
         """Labels observed since ``since`` whose prediction id is unknown (a typo, a sampled-out
         or expired prediction, or one whose event has not arrived yet)."""

@@ -96,12 +96,16 @@ class QualityWatch:
         return self.config.horizon_days * 86_400.0
 
     def poll(self, client: Any, database: str, until: datetime) -> list[Detection]:
-        """Test the windows ending by ``until`` (event time) that are ready; the reader is
-        asked for the windows not yet tested, up to ``settle_seconds`` back."""
+        """Test the windows ending by ``until`` (event time) that are ready. Windows are read
+        from where the last poll's look-back began (from the first prediction on the first
+        poll), so a window is seen at every poll until it settles."""
         seconds = self.config.window_seconds
         lookback = timedelta(seconds=self.config.settle_seconds + seconds)
         start = until - lookback
-        if self.scanned_until is not None:
+        if self.scanned_until is None:
+            first = QualityReader(client, database, seconds).first_prediction()
+            start = start if first is None else min(start, first)
+        else:
             start = min(start, self.scanned_until)
         epoch = int(start.timestamp())
         start = datetime.fromtimestamp(epoch - epoch % seconds, until.tzinfo)
