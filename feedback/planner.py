@@ -57,7 +57,7 @@ def _green(detection: Detection, manifest: Manifest) -> bool:
 
 def plan(detection: Detection, manifest: Manifest) -> Proposal | None:
     proposal = _wanted(detection, manifest)
-    return None if proposal is None else replace(proposal, severity=detection.severity)
+    return None if proposal is None else replace(proposal, severity=detection.severity, kind=detection.kind)
 
 
 def _wanted(detection: Detection, manifest: Manifest) -> Proposal | None:

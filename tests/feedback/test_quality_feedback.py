@@ -42,3 +42,22 @@ def test_quality_drop_retrains_and_worse_canary_rolls_back(tmp_path, receiver, c
     assert event["detection"]["observed"]["accuracy"] == 0.61
     assert rollback.action == "rollback" and rollback.outcome == "applied"
     assert 'green: "0%"' in show(remote, "main", PATH)
+
+
+def test_policy_can_require_a_quality_drop_before_retraining():
+    from obsloop.feedback.planner import plan
+
+    from .test_policy import NOW, POLICY, manifest, policy
+
+    strict = policy(POLICY.replace("    allowedActions: [alert, scale, rollback, retrain]\n",
+                                   "    allowedActions: [alert, scale, rollback, retrain]\n"
+                                   "    retrainOn: [quality]\n"))
+    m = manifest()
+    drift_retrain = plan(detection("drift", "d1"), m)
+    quality_retrain = plan(quality("q1"), m)
+    assert drift_retrain.action == quality_retrain.action == "retrain"
+
+    refused = strict.evaluate(m, drift_retrain, [], NOW)
+    assert refused.outcome == "refused" and "retrainOn ['quality'] does not include drift" in refused.reason
+    assert strict.evaluate(m, quality_retrain, [], NOW).allowed
+    assert policy().evaluate(m, drift_retrain, [], NOW).allowed  # the default retrains on either
