@@ -5,7 +5,9 @@ accuracy (and the baseline of the CBPE estimate). After that every window of pre
 time is tested once, when it has ``min_labels`` labels or has settled (``settle_seconds``
 past its end): an exact one-sided binomial test of its ``correct`` out of ``labelled``
 against ``baseline - min_drop``. The count is what makes it honest: 9 right out of 12 is no
-evidence against a baseline of 0.9, 750 out of 1,000 is overwhelming.
+evidence against a baseline of 0.9, 750 out of 1,000 is overwhelming. Settled windows with
+fewer than ``min_labels`` labels (low coverage) are pooled with the next ones until they
+have that many, so a 5% labelling rate is tested every few windows rather than never.
 
 The estimate is tested the same way on the expected number right and its variance under
 calibration (normal approximation); its detections say ``estimated``. A covariate shift
@@ -25,8 +27,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from obsloop import semconv
@@ -70,6 +72,8 @@ class _Version:
     """Open episodes: ``realized``/``estimated`` -> detection id."""
     confirmed: dict[str, bool] = field(default_factory=dict)
     normal: dict[str, int] = field(default_factory=dict)
+    carry: QualityWindow | None = None
+    """Settled windows with too few labels, pooled until they have ``min_labels``."""
 
     @property
     def baseline(self) -> float | None:
@@ -131,7 +135,14 @@ class QualityWatch:
             group = ready[start]
             for w in group:
                 self.tested_until[w.model] = w.start.timestamp()
-                detections += self._test(w)
+                if w.labelled >= self.config.min_labels:
+                    detections += self._test(w)
+                    continue
+                state = self.versions[w.model]
+                state.carry = w if state.carry is None else pooled(state.carry, w)
+                if state.carry.labelled >= self.config.min_labels:
+                    detections += self._test(state.carry)
+                    state.carry = None
             detections += self._canary(group)
         return detections
 
@@ -230,21 +241,52 @@ class QualityWatch:
         return {
             "versions": [{"model": list(k), "base": [v.base_labelled, v.base_correct, v.base_scored,
                                                      v.base_estimated],
-                          "open": v.open, "confirmed": v.confirmed, "normal": v.normal}
+                          "open": v.open, "confirmed": v.confirmed, "normal": v.normal,
+                          "carry": None if v.carry is None else _window_state(v.carry)}
                          for k, v in self.versions.items()],
             "tested_until": [[list(k), t] for k, t in self.tested_until.items()],
             "scanned_until": self.scanned_until.timestamp() if self.scanned_until else None,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        from datetime import UTC
-
         self.versions.clear()
         for item in state.get("versions", []):
             v = self.versions[(item["model"][0], item["model"][1])]
             v.base_labelled, v.base_correct, v.base_scored = (int(x) for x in item["base"][:3])
             v.base_estimated = float(item["base"][3])
             v.open, v.confirmed, v.normal = dict(item["open"]), dict(item["confirmed"]), dict(item["normal"])
+            carry = item.get("carry")
+            v.carry = None if carry is None else _window_from_state(carry)
         self.tested_until = {(k[0], k[1]): float(t) for k, t in state.get("tested_until", [])}
         scanned = state.get("scanned_until")
         self.scanned_until = None if scanned is None else datetime.fromtimestamp(scanned, UTC)
+
+
+_SUMMED = ("predictions", "labelled", "correct", "binary", "tp", "fp", "fn", "abs_error_sum",
+           "sq_error_sum", "numeric", "scored", "estimated_correct", "estimated_variance", "late",
+           "duplicates")
+
+
+def pooled(first: QualityWindow, later: QualityWindow) -> QualityWindow:
+    """Two windows of one model version as one spanning both (counts summed; AUC, Brier,
+    MAPE and delays are the later window's, since they do not add up)."""
+    seconds = int((later.start - first.start).total_seconds()) + later.seconds
+    sums = {name: getattr(first, name) + getattr(later, name) for name in _SUMMED}
+    return replace(later, start=first.start, seconds=seconds, **sums)
+
+
+def _window_state(w: QualityWindow) -> dict[str, Any]:
+    state = asdict(w)
+    del state["metrics"]
+    state["start"] = w.start.timestamp()
+    state["model"] = list(w.model)
+    state["delay_seconds"] = list(w.delay_seconds)
+    return state
+
+
+def _window_from_state(state: dict[str, Any]) -> QualityWindow:
+    values = dict(state)
+    values["start"] = datetime.fromtimestamp(values["start"], UTC)
+    values["model"] = (values["model"][0], values["model"][1])
+    values["delay_seconds"] = tuple(values["delay_seconds"])
+    return QualityWindow(**values)
