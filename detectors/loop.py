@@ -65,6 +65,10 @@ class DetectorMetrics:
         self.detections = Counter("obsloop_detector_detections", "Detections opened and cleared.",
                                   ["kind", "state"], registry=registry)
         self.series = Gauge("obsloop_detector_series", "Live series models.", registry=registry)
+        self.quality_labels = Counter("obsloop_quality_labels", "Labels of the quality windows tested, by "
+                                      "state (joined, late, duplicate).", ["state"], registry=registry)
+        self.unmatched_labels = Gauge("obsloop_quality_unmatched_labels", "Recent labels whose prediction "
+                                      "id is unknown (or whose prediction has not arrived).", registry=registry)
         self.event_time_lag = Gauge("obsloop_detector_event_time_lag_seconds",
                                     "Wall clock minus the end of the last window scored.", registry=registry)
 
@@ -183,6 +187,9 @@ class DetectorLoop:
             start = next_start
         if self.config.quality.enabled:
             detections += self.quality.poll(self.client, self.database, end)
+            for state, count in self.quality.counted.items():
+                self.metrics.quality_labels.labels(state).inc(count)
+            self.metrics.unmatched_labels.set(self.quality.unmatched)
         self.metrics.windows.inc((end - self.closed_until).total_seconds() // seconds)
         self.closed_until = end
         self.metrics.series.set(len(self.scorer.pool))

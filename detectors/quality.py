@@ -173,7 +173,9 @@ ORDER BY ws, m, v""").result_rows
         """Labels observed since ``since`` whose prediction id is unknown (a typo, a sampled-out
         or expired prediction, or one whose event has not arrived yet)."""
         lo = int(since.timestamp() * 1000)
+        recent = (f"SELECT prediction_id FROM {self.db}.{LABELS} "
+                  f"WHERE label_time >= fromUnixTimestamp64Milli({lo}, 'UTC')")
         return int(self.client.command(f"""
-SELECT count() FROM {self.db}.{LABELS}
-WHERE label_time >= fromUnixTimestamp64Milli({lo}, 'UTC')
-  AND prediction_id NOT IN (SELECT prediction_id FROM {self.db}.{PREDICTIONS})"""))
+SELECT count() FROM ({recent}) AS l LEFT ANTI JOIN (
+    SELECT DISTINCT prediction_id FROM {self.db}.{PREDICTIONS} WHERE prediction_id IN ({recent})
+) AS p ON l.prediction_id = p.prediction_id"""))

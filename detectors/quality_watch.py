@@ -94,6 +94,10 @@ class QualityWatch:
         self.tested_until: dict[tuple[str, str], float] = {}
         """Per model version, the start (epoch s) of the last window tested."""
         self.scanned_until: datetime | None = None
+        self.counted: dict[str, int] = {}
+        """Labels of the windows tested by the last poll: ``joined``, ``late``, ``duplicate``."""
+        self.unmatched = 0
+        """Labels of the look-back with no prediction (unknown id, or not arrived yet)."""
 
     @property
     def horizon_seconds(self) -> float:
@@ -117,12 +121,14 @@ class QualityWatch:
         windows = [w for w in reader.read(start, until)
                    if w.start + timedelta(seconds=seconds) <= until]
         detections = self.observe(windows, until)
+        self.unmatched = reader.unmatched_labels(until - lookback)
         self.scanned_until = until - lookback
         return detections
 
     def observe(self, windows: list[QualityWindow], now: datetime) -> list[Detection]:
         """Test the ready, untested windows among ``windows`` (oldest first)."""
         detections: list[Detection] = []
+        self.counted = {"joined": 0, "late": 0, "duplicate": 0}
         ready: dict[datetime, list[QualityWindow]] = defaultdict(list)
         for w in windows:
             if w.start.timestamp() <= self.tested_until.get(w.model, -math.inf):
@@ -135,6 +141,9 @@ class QualityWatch:
             group = ready[start]
             for w in group:
                 self.tested_until[w.model] = w.start.timestamp()
+                self.counted["joined"] += w.labelled
+                self.counted["late"] += w.late
+                self.counted["duplicate"] += w.duplicates
                 if w.labelled >= self.config.min_labels:
                     detections += self._test(w)
                     continue

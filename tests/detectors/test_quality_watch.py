@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from quality_events import insert_labels, insert_predictions
 
 from obsloop.detectors.config import DetectorsConfig, DriftConfig, QualityConfig
@@ -117,11 +118,13 @@ SELECT toDateTime64('{T0:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + number * 60, hex(numbe
 FROM numbers(62)""")
     config = DetectorsConfig(window_seconds=60, drift=DriftConfig(enabled=False), quality=CONFIG)
 
-    def loop() -> DetectorLoop:
-        return DetectorLoop(config, lambda: chdb_client, tmp_path, database=db,
+    registry = CollectorRegistry()
+
+    def loop(registry: CollectorRegistry | None = None) -> DetectorLoop:
+        return DetectorLoop(config, lambda: chdb_client, tmp_path, database=db, registry=registry,
                             wall_clock=lambda: (T0 + timedelta(days=1)).timestamp(), monotonic=lambda: 0.0)
 
-    first = loop()
+    first = loop(registry)
     found = []
     while True:
         step = first.run_once()
@@ -130,6 +133,11 @@ FROM numbers(62)""")
         found += step
     quality = [d for d in found if d.kind == "quality"]
     assert [d.severity for d in quality] == ["error", "critical"]
+    # the labels it joined are on /metrics: every prediction was labelled once, none late
+    def labels(state: str) -> float | None:
+        return registry.get_sample_value("obsloop_quality_labels_total", {"state": state})
+
+    assert (labels("joined"), labels("late")) == (60 * 60, 0)
     stored = chdb_client.command(f"SELECT count() FROM {db}.detections WHERE kind = 'quality'")
     assert int(stored) == 2
     first.checkpoint()
