@@ -186,6 +186,8 @@ class DetectorLoop:
                 p += 1
             start = next_start
         if self.config.quality.enabled:
+            for drifted in (d for d in detections if d.kind == "drift"):
+                self.quality.note_drift(drifted)
             detections += self.quality.poll(self.client, self.database, end)
             for state, count in self.quality.counted.items():
                 self.metrics.quality_labels.labels(state).inc(count)

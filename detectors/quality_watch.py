@@ -98,6 +98,15 @@ class QualityWatch:
         """Labels of the windows tested by the last poll: ``joined``, ``late``, ``duplicate``."""
         self.unmatched = 0
         """Labels of the look-back with no prediction (unknown id, or not arrived yet)."""
+        self.drift: dict[tuple[str, str], tuple[datetime, str]] = {}
+        """Latest input drift per model version (time, summary), quoted by quality detections."""
+
+    def note_drift(self, detection: Detection) -> None:
+        """Remember a drift detection: a quality drop of the same model version within the
+        label horizon names it (a drop with no input drift is a concept drift)."""
+        model = (detection.series.get(semconv.MODEL_NAME, ""), detection.series.get(semconv.MODEL_VERSION, ""))
+        if not detection.cleared:
+            self.drift[model] = (detection.time, detection.summary)
 
     @property
     def horizon_seconds(self) -> float:
@@ -217,6 +226,11 @@ class QualityWatch:
         summary = (f"{'estimated ' if basis == 'estimated' else ''}accuracy of {name} {version} "
                    f"{value:.3f} vs baseline {baseline:.3f} over {w.labelled} labels "
                    f"({observed['label_coverage']:.0%} coverage), p={p_value:.2g}")
+        drift = self.drift.get(w.model)
+        end = w.start + timedelta(seconds=w.seconds)
+        recent = drift is not None and abs((end - drift[0]).total_seconds()) <= self.horizon_seconds
+        observed["input_drift"] = float(recent)
+        summary += f"; input drift: {drift[1]}" if recent and drift else "; no input drift (concept drift?)"
         return Detection(
             id=detection_id, time=w.start + timedelta(seconds=w.seconds), kind="quality",
             series=series, score=min(1.0, max(0.0, 1.0 - p_value)), severity=severity,  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from quality_events import insert_labels, insert_predictions
 
 from obsloop.detectors.config import DetectorsConfig, DriftConfig, QualityConfig
 from obsloop.detectors.loop import DetectorLoop
+from obsloop.detectors.quality import QualityWindow
 from obsloop.detectors.quality_watch import QualityWatch, binomial_cdf
 from obsloop.feedback.detection import VARIANT
 from obsloop.pipelines.schema import SchemaOptions, ddl
@@ -68,6 +69,7 @@ def test_concept_drift_pages_then_confirms_and_stable_model_is_quiet(chdb_client
     assert first.kind == "quality" and first.time == T0 + timedelta(minutes=35)  # the first drifted window
     assert first.observed["accuracy"] < 0.7 and first.observed["label_coverage"] == 1.0
     assert first.expected["accuracy"][0] > 0.85
+    assert first.observed["input_drift"] == 0.0 and "no input drift" in first.summary
     # the scores did not move: the estimate sees nothing, as it should for a concept drift
     assert not [d for d in found if d.observed["estimated"] == 1.0]
     # nothing is tested twice
@@ -166,3 +168,24 @@ def test_low_coverage_windows_are_pooled_until_they_have_enough_labels(chdb_clie
     assert realized and all(d.time > T0 + timedelta(minutes=90) for d in realized)
     first = realized[0]
     assert first.observed["labelled"] >= 40 and first.time <= T0 + timedelta(minutes=90 + 30)
+
+
+def _window(start: datetime, labelled: int, correct: int) -> QualityWindow:
+    return QualityWindow(start, 300, ("fraud", "1"), 1000, labelled, correct, labelled, 0, 0, 0, None, None,
+                         0.0, 0.0, 0, None, 1000, 900.0, 90.0, 0, 0, (30.0, 60.0, 90.0))
+
+
+def test_a_quality_drop_names_the_input_drift_of_the_same_model() -> None:
+    from obsloop.feedback.detection import Detection
+
+    watch = QualityWatch(CONFIG)
+    windows = [_window(T0 + timedelta(minutes=5 * i), 200, 180) for i in range(3)]
+    windows.append(_window(T0 + timedelta(minutes=15), 200, 120))
+    watch.note_drift(Detection(id="drift-1", time=T0 + timedelta(minutes=14), kind="drift", score=1.0,
+                               series={"model.name": "fraud", "model.version": "1"},
+                               summary="drift of fraud 1 in amount after 900 predictions"))
+
+    [drop] = watch.observe(windows, T0 + timedelta(hours=1))
+
+    assert drop.observed["input_drift"] == 1.0
+    assert drop.summary.endswith("input drift: drift of fraud 1 in amount after 900 predictions")
