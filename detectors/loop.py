@@ -109,7 +109,8 @@ class DetectorLoop:
                                    confirm_after=config.confirm_after_windows)
         self.drift = DriftTracker(config.drift)
         self.canary = CanaryWatch(clear_after=config.clear_after_windows)
-        self.quality = QualityWatch(config.quality, clear_after=config.clear_after_windows)
+        self.quality = QualityWatch(config.quality, clear_after=config.clear_after_windows,
+                                    report_dir=self.report_dir)
         self.budgets = BudgetWatch(budgets or {}, config.forecast_check_seconds)
         self.closed_until: datetime | None = None
         """Start of the first window not read yet."""

@@ -162,6 +162,28 @@ ORDER BY ws, m, v""").result_rows
                 tuple(float(x) for x in r[21]) if int(r[4]) else ()))
         return out
 
+    def labelled_rows(self, model: tuple[str, str], start: datetime, end: datetime,
+                      limit: int = 5000) -> list[tuple[str, str, float | None]]:
+        """``(predicted, label, score)`` of binary-labelled predictions of ``model`` made in
+        ``[start, end)``, at most ``limit`` (for a report, not for the metrics)."""
+        lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        name, version = (v.replace("\\", "\\\\").replace("'", "\\'") for v in model)
+        rows = self.client.query(f"""
+WITH p AS (
+    SELECT prediction_id, any(predicted) AS predicted, any(score) AS score, any(time) AS t
+    FROM {self.db}.{PREDICTIONS}
+    WHERE time >= fromUnixTimestamp64Milli({lo}, 'UTC') AND time < fromUnixTimestamp64Milli({hi}, 'UTC')
+      AND model_name = '{name}' AND model_version = '{version}'
+    GROUP BY prediction_id
+), l AS (
+    SELECT prediction_id, argMax(label, (label_time, received)) AS lab, min(label_time) AS lt
+    FROM {self.db}.{LABELS} WHERE prediction_id IN (SELECT prediction_id FROM p) GROUP BY prediction_id
+)
+SELECT p.predicted, l.lab, p.score FROM p INNER JOIN l ON p.prediction_id = l.prediction_id
+WHERE l.lab IN ('0', '1') AND p.predicted IN ('0', '1') AND dateDiff('millisecond', p.t, l.lt) <= {self.horizon_ms}
+LIMIT {int(limit)}""").result_rows
+        return [(str(a), str(b), None if c is None else float(c)) for a, b, c in rows]
+
     def first_prediction(self) -> datetime | None:
         """Time of the oldest stored prediction (``None`` when there is none)."""
         value = self.client.command(

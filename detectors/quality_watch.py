@@ -25,16 +25,20 @@ feedback loop rolls it back.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from obsloop import semconv
 from obsloop.detectors.config import QualityConfig
 from obsloop.detectors.quality import QualityReader, QualityWindow
 from obsloop.feedback.detection import VARIANT, Detection
+
+log = logging.getLogger(__name__)
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:
@@ -68,6 +72,8 @@ class _Version:
     base_correct: int = 0
     base_scored: int = 0
     base_estimated: float = 0.0
+    base_span: tuple[float, float] | None = None
+    """Prediction time (epoch seconds) the baseline's windows cover, for reports."""
     open: dict[str, str] = field(default_factory=dict)
     """Open episodes: ``realized``/``estimated`` -> detection id."""
     confirmed: dict[str, bool] = field(default_factory=dict)
@@ -87,8 +93,11 @@ class _Version:
 class QualityWatch:
     """Tests each window of prediction time once its labels are in; keeps the baselines."""
 
-    def __init__(self, config: QualityConfig, clear_after: int = 5) -> None:
+    def __init__(self, config: QualityConfig, clear_after: int = 5, report_dir: Path | None = None) -> None:
         self.config = config
+        self.report_dir = report_dir
+        """Where Evidently classification reports of realized drops go (none when ``None``)."""
+        self._windows: dict[str, QualityWindow] = {}
         self.clear_after = clear_after
         self.versions: dict[tuple[str, str], _Version] = defaultdict(_Version)
         self.tested_until: dict[tuple[str, str], float] = {}
@@ -129,7 +138,7 @@ class QualityWatch:
         reader = QualityReader(client, database, seconds, self.horizon_seconds)
         windows = [w for w in reader.read(start, until)
                    if w.start + timedelta(seconds=seconds) <= until]
-        detections = self.observe(windows, until)
+        detections = [self._with_report(reader, d) for d in self.observe(windows, until)]
         self.unmatched = reader.unmatched_labels(until - lookback)
         self.scanned_until = until - lookback
         return detections
@@ -164,6 +173,29 @@ class QualityWatch:
             detections += self._canary(group)
         return detections
 
+    def _with_report(self, reader: QualityReader, detection: Detection) -> Detection:
+        """The detection with an Evidently classification report of its window against the
+        baseline as evidence (the retraining payload links it); unchanged if none is due."""
+        w = self._windows.pop(f"{detection.id}|{detection.severity}", None)
+        if self.report_dir is None or w is None or detection.cleared or detection.observed.get("estimated"):
+            return detection
+        from obsloop.detectors.reports import write_quality_report
+
+        span = self.versions[w.model].base_span
+        try:
+            reference = [] if span is None else reader.labelled_rows(
+                w.model, datetime.fromtimestamp(span[0], UTC), datetime.fromtimestamp(span[1], UTC))
+            current = reader.labelled_rows(w.model, w.start, w.start + timedelta(seconds=w.seconds))
+            if not reference or not current:
+                return detection
+            name = f"{detection.id}-{detection.severity}"
+            html, summary = write_quality_report(reference, current, self.report_dir, name, context={
+                "detection_id": detection.id, "model.name": w.model[0], "model.version": w.model[1]})
+        except Exception:  # noqa: BLE001 - a report failure must not lose the detection
+            log.exception("quality report failed", extra={"detection": detection.id})
+            return detection
+        return replace(detection, evidence=(html.resolve().as_uri(), summary.resolve().as_uri()))
+
     # ------------------------------------------------------------------ realized and estimated
     def _test(self, w: QualityWindow) -> list[Detection]:
         state = self.versions[w.model]
@@ -172,6 +204,8 @@ class QualityWatch:
             state.base_correct += w.correct
             state.base_scored += w.scored
             state.base_estimated += w.estimated_correct
+            end = w.start.timestamp() + w.seconds
+            state.base_span = (w.start.timestamp() if state.base_span is None else state.base_span[0], end)
             return []
         out = []
         baseline = state.baseline
@@ -220,6 +254,7 @@ class QualityWatch:
         series = {semconv.MODEL_NAME: name, semconv.MODEL_VERSION: version}
         if variant:
             series[VARIANT] = variant
+        self._windows[f"{detection_id}|{severity}"] = w
         observed = {metric: value, "labelled": float(w.labelled), "predictions": float(w.predictions),
                     "label_coverage": w.metrics.get("label_coverage", 0.0), "p_value": p_value,
                     "estimated": float(basis == "estimated")}
@@ -264,6 +299,7 @@ class QualityWatch:
         return {
             "versions": [{"model": list(k), "base": [v.base_labelled, v.base_correct, v.base_scored,
                                                      v.base_estimated],
+                          "base_span": None if v.base_span is None else list(v.base_span),
                           "open": v.open, "confirmed": v.confirmed, "normal": v.normal,
                           "carry": None if v.carry is None else _window_state(v.carry)}
                          for k, v in self.versions.items()],
@@ -277,6 +313,8 @@ class QualityWatch:
             v = self.versions[(item["model"][0], item["model"][1])]
             v.base_labelled, v.base_correct, v.base_scored = (int(x) for x in item["base"][:3])
             v.base_estimated = float(item["base"][3])
+            span = item.get("base_span")
+            v.base_span = None if span is None else (float(span[0]), float(span[1]))
             v.open, v.confirmed, v.normal = dict(item["open"]), dict(item["confirmed"]), dict(item["normal"])
             carry = item.get("carry")
             v.carry = None if carry is None else _window_from_state(carry)

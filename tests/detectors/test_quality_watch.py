@@ -4,6 +4,7 @@ detector loop runs it and keeps its state across a checkpoint."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,6 +141,11 @@ FROM numbers(62)""")
         return registry.get_sample_value("obsloop_quality_labels_total", {"state": state})
 
     assert (labels("joined"), labels("late")) == (60 * 60, 0)
+    # the evidence a retraining run gets: Evidently's classification report, window vs baseline
+    html, summary = (Path(url.removeprefix("file://")) for url in quality[-1].evidence)
+    assert html.suffix == ".html" and html.stat().st_size > 10_000
+    accuracy = json.loads(summary.read_text())["metrics"][0]
+    assert accuracy["metric"].startswith("Accuracy") and accuracy["value"] < 0.75
     stored = chdb_client.command(f"SELECT count() FROM {db}.detections WHERE kind = 'quality'")
     assert int(stored) == 2
     first.checkpoint()
