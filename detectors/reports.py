@@ -30,19 +30,17 @@ def write_drift_report(
     ref = pd.DataFrame(reference, columns=columns)
     cur = pd.DataFrame(current, columns=columns)
     snapshot = Report([DataDriftPreset()]).run(cur, ref)
+    return _save(snapshot, directory, name, {**(context or {}), "reference_rows": len(ref),
+                                             "current_rows": len(cur), "columns": columns})
+
+
+def _save(snapshot: Any, directory: Path, name: str, summary: dict[str, Any]) -> tuple[Path, Path]:
+    """Evidently's HTML page and a JSON summary (``summary`` plus each metric's value)."""
     directory.mkdir(parents=True, exist_ok=True)
     html, summary_path = directory / f"{name}.html", directory / f"{name}.json"
     snapshot.save_html(str(html))
-    summary = {
-        **(context or {}),
-        "reference_rows": len(ref),
-        "current_rows": len(cur),
-        "columns": columns,
-        "metrics": [
-            {"metric": m.get("metric_name"), "value": m.get("value")}
-            for m in snapshot.dict().get("metrics", [])
-        ],
-    }
+    summary["metrics"] = [{"metric": m.get("metric_name"), "value": m.get("value")}
+                          for m in snapshot.dict().get("metrics", [])]
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
     return html, summary_path
 
@@ -84,15 +82,5 @@ def write_quality_report(
     cur = Dataset.from_pandas(frame(current), data_definition=definition)
     ref = Dataset.from_pandas(frame(reference), data_definition=definition)
     snapshot = Report([ClassificationPreset()]).run(cur, ref)
-    directory.mkdir(parents=True, exist_ok=True)
-    html, summary_path = directory / f"{name}.html", directory / f"{name}.json"
-    snapshot.save_html(str(html))
-    summary = {
-        **(context or {}),
-        "reference_rows": len(reference),
-        "current_rows": len(current),
-        "metrics": [{"metric": m.get("metric_name"), "value": m.get("value")}
-                    for m in snapshot.dict().get("metrics", [])],
-    }
-    summary_path.write_text(json.dumps(summary, indent=2, default=str))
-    return html, summary_path
+    return _save(snapshot, directory, name, {**(context or {}), "reference_rows": len(reference),
+                                             "current_rows": len(current)})
