@@ -207,7 +207,36 @@ def model_health() -> Dashboard:
                 f"countIf(LogAttributes['{sc.PREDICTION_LABEL}'] != '') AS labelled, "
                 f"min(Timestamp) AS first_seen, max(Timestamp) AS last_seen {selected} "
                 "GROUP BY model ORDER BY model", "table"),), "table", 24, 7),
+            *quality_panels(),
         ),
+    )
+
+
+QUALITY_JOIN = (
+    "FROM quality_predictions AS p LEFT JOIN (SELECT prediction_id, argMax(label, label_time) AS label, "
+    "min(label_time) AS labelled_at FROM quality_labels WHERE label_time >= $__fromTime GROUP BY prediction_id) "
+    "AS l ON p.prediction_id = l.prediction_id "
+    "WHERE $__timeFilter(p.time) AND concat(p.model_name, ' ', p.model_version) IN (${model:singlequote})"
+)
+
+
+def quality_panels() -> tuple[Panel, ...]:
+    """Accuracy from the ground truth joined so far, next to its estimate from the scores."""
+    model = "concat(p.model_name, ' ', p.model_version)"
+    return (
+        Panel("Accuracy per model version: realized and estimated", (Sql(
+            f"SELECT $__timeInterval(p.time) AS time, {model} AS model, "
+            "avgIf(p.predicted = l.label, l.label != '') AS realized, "
+            "avgIf(greatest(p.score, 1 - p.score), p.score IS NOT NULL) AS estimated "
+            f"{QUALITY_JOIN} GROUP BY time, model ORDER BY time"),), unit="percentunit",
+            description="Realized: share of labelled predictions that were right. Estimated (CBPE): the mean "
+                        "of max(p, 1 - p) over the scores, what a calibrated model expects before any label."),
+        Panel("Label coverage and delay", (Sql(
+            f"SELECT $__timeInterval(p.time) AS time, {model} AS model, "
+            "countIf(l.label != '') / count() AS coverage, "
+            "quantileIf(0.5)(dateDiff('second', p.time, l.labelled_at), l.label != '') AS delay_p50_s "
+            f"{QUALITY_JOIN} GROUP BY time, model ORDER BY time"),),
+            description="Share of predictions with ground truth so far, and the median seconds it took."),
     )
 
 

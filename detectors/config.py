@@ -39,6 +39,32 @@ class DriftConfig(_Section):
     """Model versions monitored at once (least recently seen dropped first)."""
 
 
+class QualityConfig(_Section):
+    """Model quality from delayed ground truth (``obsloop.model.ground_truth`` events or
+    ``obsloop labels load``), joined with the predictions that carry a ``prediction.id``."""
+
+    enabled: bool = True
+    window_seconds: int = Field(300, gt=0)
+    """Windows of prediction time whose quality is measured (multiple of 10 s)."""
+    horizon_days: float = Field(7.0, gt=0, le=30)
+    """Labels arriving later than this after their prediction are counted as late and left
+    out; windows are re-read until their labels are complete or this has passed. At most
+    the tables' TTL (``quality_schema.HORIZON_TTL_DAYS``)."""
+    min_labels: int = Field(100, ge=1)
+    """Labels a window needs before it is tested; a window that never gets them is tested
+    with what it has once ``settle_seconds`` have passed."""
+    settle_seconds: float = Field(3600.0, gt=0)
+    """After this long (event time) past its end a window is tested with the labels it has."""
+    baseline_labels: int = Field(500, ge=10)
+    """Labelled predictions of a model version pooled into its baseline accuracy."""
+    min_drop: float = Field(0.03, ge=0, lt=1)
+    """Accuracy drop below the baseline that matters: the test is against baseline - min_drop."""
+    alpha: float = Field(1e-3, gt=0, lt=0.5)
+    """False alarm rate per tested window (one-sided exact binomial test)."""
+    estimated: bool = True
+    """Also test the CBPE estimate (detections flagged ``estimated``)."""
+
+
 class DetectorsConfig(_Section):
     enabled: bool = True
     window_seconds: int = Field(60, gt=0)
@@ -81,6 +107,7 @@ class DetectorsConfig(_Section):
     forecast_check_seconds: float = Field(3600.0, gt=0)
     """Spend is bucketed per this many seconds for the month-end forecast (one point each)."""
     drift: DriftConfig = DriftConfig()
+    quality: QualityConfig = QualityConfig()
 
     @field_validator("window_seconds")
     @classmethod

@@ -40,6 +40,7 @@ from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, BudgetWatch
 from obsloop.detectors.detections import DetectionBus, DetectionStore, Subscriber
 from obsloop.detectors.drift import DriftEvent, DriftTracker, prediction_event
+from obsloop.detectors.quality_watch import QualityWatch
 from obsloop.detectors.scoring import WindowScorer
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.windows import Window, WindowReader
@@ -64,6 +65,10 @@ class DetectorMetrics:
         self.detections = Counter("obsloop_detector_detections", "Detections opened and cleared.",
                                   ["kind", "state"], registry=registry)
         self.series = Gauge("obsloop_detector_series", "Live series models.", registry=registry)
+        self.quality_labels = Counter("obsloop_quality_labels", "Labels of the quality windows tested, by "
+                                      "state (joined, late, duplicate).", ["state"], registry=registry)
+        self.unmatched_labels = Gauge("obsloop_quality_unmatched_labels", "Recent labels whose prediction "
+                                      "id is unknown (or whose prediction has not arrived).", registry=registry)
         self.event_time_lag = Gauge("obsloop_detector_event_time_lag_seconds",
                                     "Wall clock minus the end of the last window scored.", registry=registry)
 
@@ -104,6 +109,8 @@ class DetectorLoop:
                                    confirm_after=config.confirm_after_windows)
         self.drift = DriftTracker(config.drift)
         self.canary = CanaryWatch(clear_after=config.clear_after_windows)
+        self.quality = QualityWatch(config.quality, clear_after=config.clear_after_windows,
+                                    report_dir=self.report_dir)
         self.budgets = BudgetWatch(budgets or {}, config.forecast_check_seconds)
         self.closed_until: datetime | None = None
         """Start of the first window not read yet."""
@@ -179,6 +186,13 @@ class DetectorLoop:
                     detections.append(self._drift_detection(found, predictions[p][0]))
                 p += 1
             start = next_start
+        if self.config.quality.enabled:
+            for drifted in (d for d in detections if d.kind == "drift"):
+                self.quality.note_drift(drifted)
+            detections += self.quality.poll(self.client, self.database, end)
+            for state, count in self.quality.counted.items():
+                self.metrics.quality_labels.labels(state).inc(count)
+            self.metrics.unmatched_labels.set(self.quality.unmatched)
         self.metrics.windows.inc((end - self.closed_until).total_seconds() // seconds)
         self.closed_until = end
         self.metrics.series.set(len(self.scorer.pool))
@@ -288,6 +302,7 @@ ORDER BY Timestamp""").result_rows
             "drift": self.drift.to_state(),
             "budgets": self.budgets.to_state(),
             "canary": self.canary.to_state(),
+            "quality": self.quality.to_state(),
         }
 
     def checkpoint(self) -> None:
@@ -312,6 +327,7 @@ ORDER BY Timestamp""").result_rows
             self.drift.restore(state["drift"])
             self.budgets.restore(state["budgets"])
             self.canary.restore(state.get("canary", {}))
+            self.quality.restore(state.get("quality", {}))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("detector checkpoint ignored; learning from scratch",
                         extra={"path": str(self.checkpoint_path), "error": str(exc)})

@@ -30,19 +30,17 @@ def write_drift_report(
     ref = pd.DataFrame(reference, columns=columns)
     cur = pd.DataFrame(current, columns=columns)
     snapshot = Report([DataDriftPreset()]).run(cur, ref)
+    return _save(snapshot, directory, name, {**(context or {}), "reference_rows": len(ref),
+                                             "current_rows": len(cur), "columns": columns})
+
+
+def _save(snapshot: Any, directory: Path, name: str, summary: dict[str, Any]) -> tuple[Path, Path]:
+    """Evidently's HTML page and a JSON summary (``summary`` plus each metric's value)."""
     directory.mkdir(parents=True, exist_ok=True)
     html, summary_path = directory / f"{name}.html", directory / f"{name}.json"
     snapshot.save_html(str(html))
-    summary = {
-        **(context or {}),
-        "reference_rows": len(ref),
-        "current_rows": len(cur),
-        "columns": columns,
-        "metrics": [
-            {"metric": m.get("metric_name"), "value": m.get("value")}
-            for m in snapshot.dict().get("metrics", [])
-        ],
-    }
+    summary["metrics"] = [{"metric": m.get("metric_name"), "value": m.get("value")}
+                          for m in snapshot.dict().get("metrics", [])]
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
     return html, summary_path
 
@@ -54,3 +52,35 @@ def drifted_share(summary_path: Path) -> float | None:
         if str(metric["metric"]).startswith("DriftedColumnsCount") and isinstance(value, dict):
             return float(value["share"])
     return None
+
+
+def write_quality_report(
+    reference: list[tuple[str, str, float | None]],
+    current: list[tuple[str, str, float | None]],
+    directory: Path,
+    name: str,
+    context: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Evidently's classification report (``ClassificationPreset``) of a window's labelled
+    predictions against the baseline's: rows of ``(predicted class, label, score)``, binary
+    classes ``"0"``/``"1"``. Written as ``<name>.html`` and ``<name>.json``."""
+    import pandas as pd
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    scored = all(score is not None for _, _, score in reference + current)
+
+    def frame(rows: list[tuple[str, str, float | None]]) -> Any:
+        data = {"prediction": [int(p) for p, _, _ in rows], "target": [int(t) for _, t, _ in rows]}
+        if scored:
+            data["score"] = [float(s) for _, _, s in rows]  # type: ignore[arg-type]
+        return pd.DataFrame(data)
+
+    definition = DataDefinition(classification=[BinaryClassification(
+        target="target", prediction_labels="prediction", prediction_probas="score" if scored else None,
+        pos_label=1)], numerical_columns=["score"] if scored else [], categorical_columns=["target", "prediction"])
+    cur = Dataset.from_pandas(frame(current), data_definition=definition)
+    ref = Dataset.from_pandas(frame(reference), data_definition=definition)
+    snapshot = Report([ClassificationPreset()]).run(cur, ref)
+    return _save(snapshot, directory, name, {**(context or {}), "reference_rows": len(reference),
+                                             "current_rows": len(current)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from obsloop.detectors.detections import detections_ddl
+from obsloop.detectors.quality_schema import quality_ddl
 from obsloop.detectors.windows import windows_ddl
 
 if TYPE_CHECKING:
@@ -13,4 +14,4 @@ if TYPE_CHECKING:
 
 def detectors_ddl(options: SchemaOptions) -> list[str]:
     """Needs ``otel_traces`` and ``otel_logs`` first (the views read them)."""
-    return [*windows_ddl(options), *detections_ddl(options)]
+    return [*windows_ddl(options), *detections_ddl(options), *quality_ddl(options)]

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from obsloop import semconv
 
 Kind = Literal[
-    "latency", "error_rate", "cold_start", "throughput", "cost", "drift", "budget_forecast"
+    "latency", "error_rate", "cold_start", "throughput", "cost", "drift", "budget_forecast",
+    "quality",
 ]
 Severity = Literal["info", "warning", "error", "critical"]
 

@@ -9,6 +9,7 @@ guess what the loop did from the alert alone:
 - ``cost``, ``budget_forecast`` above range: fewer warm replicas;
 - ``latency`` or ``error_rate`` on the green (canary) side: roll traffic back to blue;
 - ``drift``: retrain;
+- ``quality`` (accuracy below its baseline): retrain, or on the green side roll back;
 - anything else (``error_rate`` on blue, anything else about the green side): alert only.
 
 The green side is a detection labelled so (a canary comparison), or one about a model
@@ -56,7 +57,7 @@ def _green(detection: Detection, manifest: Manifest) -> bool:
 
 def plan(detection: Detection, manifest: Manifest) -> Proposal | None:
     proposal = _wanted(detection, manifest)
-    return None if proposal is None else replace(proposal, severity=detection.severity)
+    return None if proposal is None else replace(proposal, severity=detection.severity, kind=detection.kind)
 
 
 def _wanted(detection: Detection, manifest: Manifest) -> Proposal | None:
@@ -66,7 +67,9 @@ def _wanted(detection: Detection, manifest: Manifest) -> Proposal | None:
     if detection.kind == "drift":
         return Proposal("retrain")
     if _green(detection, manifest):
-        return Proposal("rollback") if detection.kind in ("latency", "error_rate") else None
+        return Proposal("rollback") if detection.kind in ("latency", "error_rate", "quality") else None
+    if detection.kind == "quality":
+        return Proposal("retrain")
     if not _above_range(detection):
         return None
     if detection.kind in ("cold_start", "throughput"):

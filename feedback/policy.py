@@ -11,6 +11,7 @@ guardrails is reviewed and versioned like any deployment change. Its shape::
       cooldown: 30m                # between two actions on one deployment
       maxActionsPerDay: 6          # per deployment, rolling 24 hours
       minSeverity: critical        # detections below it only alert
+      retrainOn: [drift, quality]  # detection kinds that may retrain ([quality]: drift alone never does)
       memory: {min: 128MB, max: 10240MB}
     pricing:
       replicaGbMonthUsd: 10.8      # one warm replica with 1 GB for a month
@@ -55,6 +56,7 @@ from .manifests import Manifest, ManifestError, parse_memory_mb
 POLICY_KIND = "FeedbackPolicy"
 
 Action = Literal["scale_up", "scale_down", "rollback", "retrain"]
+RetrainReason = Literal["drift", "quality"]
 Permission = Literal["alert", "scale", "rollback", "retrain"]
 Outcome = Literal["allowed", "refused", "noop"]
 
@@ -100,6 +102,7 @@ class RuleSet(_Strict):
     cooldown: timedelta | None = None
     max_actions_per_day: int | None = Field(None, alias="maxActionsPerDay", ge=0)
     min_severity: Severity | None = Field(None, alias="minSeverity")
+    retrain_on: list[RetrainReason] | None = Field(None, alias="retrainOn")
     memory: _Bounds | None = None
     description: str = ""
 
@@ -142,6 +145,9 @@ class Rules:
     max_actions_per_day: int = 6
     min_severity: Severity = "critical"
     """Detections less severe than this are alerted on, never acted on."""
+    retrain_on: frozenset[str] = frozenset({"drift", "quality"})
+    """Detection kinds that may start a retraining: ``{"quality"}`` retrains only on a
+    measured (or, with a low enough ``minSeverity``, estimated) quality drop, not on drift."""
     memory_min_mb: int = 128
     memory_max_mb: int = 10240
 
@@ -159,6 +165,7 @@ class Rules:
             if rules.max_actions_per_day is not None
             else self.max_actions_per_day,
             min_severity=rules.min_severity or self.min_severity,
+            retrain_on=frozenset(rules.retrain_on) if rules.retrain_on is not None else self.retrain_on,
             memory_min_mb=rules.memory.min if rules.memory else self.memory_min_mb,
             memory_max_mb=rules.memory.max if rules.memory else self.memory_max_mb,
         )
@@ -180,6 +187,9 @@ class Rules:
             min_severity=max(
                 self.min_severity, rules.min_severity or "info", key=SEVERITY_RANK.__getitem__
             ),
+            retrain_on=self.retrain_on & frozenset(rules.retrain_on)
+            if rules.retrain_on is not None
+            else self.retrain_on,
             memory_min_mb=max(self.memory_min_mb, rules.memory.min if rules.memory else 0),
             memory_max_mb=min(self.memory_max_mb, rules.memory.max if rules.memory else 10**9),
         )
@@ -202,6 +212,8 @@ class Proposal:
     changes: dict[str, float] = field(default_factory=dict)
     severity: Severity = "critical"
     """The severity of the detection asking (see ``minSeverity``)."""
+    kind: str = ""
+    """The kind of the detection asking (see ``retrainOn``)."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +320,9 @@ class Policy:
                 f"next allowed at {ready.isoformat()}"
             )
         if action == "retrain":
+            if proposal.kind and proposal.kind not in rules.retrain_on:
+                return refuse(f"retrainOn {sorted(rules.retrain_on)} does not include {proposal.kind}: "
+                              "alert only until quality drops")
             return Decision("allowed", "retraining allowed", action)
         if action == "rollback":
             return self._rollback(manifest)

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "obsloop.commands.ingest_worker",
     "obsloop.commands.detector_worker",
     "obsloop.commands.feedback",
+    "obsloop.commands.labels",
 )
 
 

@@ -45,6 +45,13 @@ PREDICTION_EVENT = "obsloop.model.prediction"
 PREDICTION_VALUE = "prediction"
 PREDICTION_LABEL = "label"
 FEATURE_PREFIX = "feature."
+PREDICTION_ID = "prediction.id"
+"""Stable id of one prediction, the key its ground truth is joined on."""
+PREDICTION_SCORE = "prediction.score"
+"""A classifier's probability of the positive class, for estimated quality (CBPE)."""
+GROUND_TRUTH_EVENT = "obsloop.model.ground_truth"
+"""The observed outcome of an earlier prediction: ``prediction.id`` and ``label``; the
+record's timestamp is when the outcome was observed."""
 
 INVOCATION_REPORT_EVENT = "obsloop.faas.invocation"
 """One platform invocation report (Lambda REPORT, Cloud Run request log, Azure AppRequests

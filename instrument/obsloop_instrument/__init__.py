@@ -1,7 +1,7 @@
 """In-function OpenTelemetry instrumentation for serverless AI handlers.
 
 One decorator per platform (``instrument_lambda``, ``instrument_cloud_function``,
-``instrument_azure_function``) plus ``log_prediction``. Names resolve lazily so that
+``instrument_azure_function``) plus ``log_prediction`` and ``log_ground_truth``. Names resolve lazily so that
 importing the package costs nothing until a platform wrapper is actually used: a Lambda
 handler never loads the Azure or GCP code.
 """
@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from .aws import instrument_lambda
     from .azure import instrument_azure_function
     from .gcp import instrument_cloud_function
-    from .predictions import log_prediction
+    from .predictions import log_ground_truth, log_prediction
 
 __all__ = [
     "flush",
     "instrument_azure_function",
     "instrument_cloud_function",
     "instrument_lambda",
+    "log_ground_truth",
     "log_prediction",
 ]
 
@@ -32,6 +33,7 @@ _LAZY = {
     "instrument_cloud_function": ".gcp",
     "instrument_azure_function": ".azure",
     "log_prediction": ".predictions",
+    "log_ground_truth": ".predictions",
 }
 
 

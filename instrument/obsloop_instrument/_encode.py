@@ -352,10 +352,13 @@ def log_record(
     trace_flags: int,
     event_name: str,
     dropped_attributes: int = 0,
+    time_ns: int = 0,
 ) -> bytes:
-    """``LogRecord`` content of an event record (no body, no severity, like the SDK's)."""
+    """``LogRecord`` content of an event record (no body, no severity, like the SDK's);
+    ``time_ns`` is the event's own time when it differs from when it was observed."""
     return b"".join(
         (
+            field_fixed64(1, time_ns) if time_ns else b"",
             b"\x2a\x00",  # body: an empty AnyValue, as the exporter writes for body=None
             key_values(6, attributes),
             field_varint(7, dropped_attributes),

@@ -186,8 +186,12 @@ class Pipeline:
             if exporter is not None:
                 exporter.connect(timeout)
 
-    def emit_prediction(self, event_name: str, attributes: dict[str, Any]) -> None:
+    def emit_prediction(
+        self, event_name: str, attributes: dict[str, Any], time_ns: int | None = None
+    ) -> None:
         """Record one event with the current span's ids, exported at the next flush.
+
+        ``time_ns`` is the event's time when it is not now (a label observed earlier).
 
         Attribute limits as the OpenTelemetry spec has them (``OTEL_LOGRECORD_ATTRIBUTE_*``,
         else ``OTEL_ATTRIBUTE_*``; 128 attributes by default): attributes beyond the count
@@ -204,7 +208,8 @@ class Pipeline:
             attributes = {k: _truncate(v, self._log_value_limit) for k, v in attributes.items()}
         trace_id, span_id, flags = self.current_ids() or (0, 0, 0)
         self._logs.append(
-            enc.log_record(time.time_ns(), attributes, trace_id, span_id, flags, event_name, dropped)
+            enc.log_record(time.time_ns(), attributes, trace_id, span_id, flags, event_name, dropped,
+                           time_ns or 0)
         )
 
     def flush(self) -> float:

@@ -46,6 +46,9 @@ PREDICTION_EVENT = "obsloop.model.prediction"
 PREDICTION_VALUE = "prediction"
 PREDICTION_LABEL = "label"
 FEATURE_PREFIX = "feature."
+PREDICTION_ID = "prediction.id"
+PREDICTION_SCORE = "prediction.score"
+GROUND_TRUTH_EVENT = "obsloop.model.ground_truth"
 
 # FaaS metric names (OpenTelemetry FaaS metrics semantic conventions)
 METRIC_INVOKE_DURATION = "faas.invoke_duration"

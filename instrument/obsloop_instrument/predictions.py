@@ -1,9 +1,15 @@
-"""``log_prediction``: the prediction events obsloop's drift detectors read.
+"""``log_prediction`` and ``log_ground_truth``: the events obsloop's model detectors read.
 
-Each sampled call emits one OTLP log record with event name ``obsloop.model.prediction``,
-the model identity, ``prediction``, optional ``label`` and one ``feature.<name>`` attribute
-per exported feature. The record carries the current span's trace and span ids, so a
-drifting prediction can be followed back to its invocation.
+Each sampled call of ``log_prediction`` emits one OTLP log record with event name
+``obsloop.model.prediction``, the model identity, a ``prediction.id``, ``prediction``,
+optional ``prediction.score`` and ``label``, and one ``feature.<name>`` attribute per
+exported feature. The record carries the current span's trace and span ids, so a drifting
+prediction can be followed back to its invocation.
+
+The truth usually arrives later, from another system: the caller stores the returned
+prediction id with its business record and, when the outcome is known, calls
+``log_ground_truth(prediction_id, label)`` (an ``obsloop.model.ground_truth`` record;
+any OTLP client can send the same). obsloop joins the two on the id.
 
 Policy, from the environment (see ``_config.Settings``):
 - ``OBSLOOP_PREDICTION_SAMPLE_RATE``: fraction kept. Inside a traced invocation the decision
@@ -79,23 +85,35 @@ def log_prediction(
     *,
     model_name: str | None = None,
     model_version: str | None = None,
-) -> bool:
-    """Emit one prediction event; returns whether it was sampled in.
+    prediction_id: str | None = None,
+    score: float | None = None,
+) -> str | None:
+    """Emit one prediction event; returns its prediction id, or None when sampled out.
 
-    The model defaults to the enclosing instrumented handler's, then to
-    ``OBSLOOP_MODEL_NAME``/``OBSLOOP_MODEL_VERSION``.
+    The id is ``prediction_id`` when given (the caller's own key, such as an order id),
+    else a random UUID; a sampled-out prediction has no event, so no ground truth to send.
+    ``score`` is a classifier's probability of the positive class: with it obsloop
+    estimates accuracy before the labels arrive. The model defaults to the enclosing
+    instrumented handler's, then to ``OBSLOOP_MODEL_NAME``/``OBSLOOP_MODEL_VERSION``.
     """
     pipe = pipeline()
     settings = pipe.settings
     if not _sampled(settings.prediction_sample_rate):
-        return False
+        return None
+    if prediction_id is None:
+        import uuid
+
+        prediction_id = uuid.uuid4().hex
     current = current_invocation.get()
     current_name, current_version = current[0] if current is not None else (None, None)
     attributes: dict[str, Any] = model_attributes(
         model_name or current_name or settings.model_name,
         model_version or current_version or settings.model_version,
     )
+    attributes[sc.PREDICTION_ID] = str(prediction_id)
     attributes[sc.PREDICTION_VALUE] = _attribute_value(prediction)
+    if score is not None:
+        attributes[sc.PREDICTION_SCORE] = float(score)
     if label is not None:
         attributes[sc.PREDICTION_LABEL] = _attribute_value(label)
     allow = settings.feature_allowlist
@@ -107,4 +125,32 @@ def log_prediction(
             _hash(value, settings.hash_salt) if name in sensitive else _attribute_value(value)
         )
     pipe.emit_prediction(sc.PREDICTION_EVENT, attributes)
-    return True
+    return str(prediction_id)
+
+
+def log_ground_truth(
+    prediction_id: str,
+    label: Any,
+    *,
+    time: float | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+) -> None:
+    """Emit the observed outcome of an earlier prediction (never sampled: labels are rare).
+
+    ``label`` is the true class or the observed value; ``time`` (epoch seconds) is when it
+    was observed, default now. The model is optional: obsloop takes it from the prediction.
+    """
+    if not prediction_id:
+        raise ValueError("log_ground_truth needs the prediction id log_prediction returned")
+    if label is None:
+        raise ValueError("log_ground_truth needs a label (the true class or observed value)")
+    pipe = pipeline()
+    attributes: dict[str, Any] = {sc.PREDICTION_ID: str(prediction_id),
+                                  sc.PREDICTION_LABEL: _attribute_value(label)}
+    if model_name:
+        attributes[sc.MODEL_NAME] = model_name
+    if model_version:
+        attributes[sc.MODEL_VERSION] = model_version
+    pipe.emit_prediction(sc.GROUND_TRUTH_EVENT, attributes,
+                         None if time is None else round(time * 1_000_000_000))

@@ -38,7 +38,8 @@ def _via_server(admin_url: str, sql: str, write: bool) -> tuple[list[str], list[
     request = urllib.request.Request(url, data=sql.encode(), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
-            document = json.load(response)
+            body = response.read()
+        document = json.loads(body) if body.strip() else {}  # an INSERT answers nothing
     except urllib.error.HTTPError as exc:
         raise SystemExit(f"obsloop query: {json.load(exc).get('error', exc)}") from None
     return [column["name"] for column in document.get("meta", [])], document.get("data", [])

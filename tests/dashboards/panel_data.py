@@ -109,12 +109,16 @@ def _logs(rng: random.Random) -> list[list[Any]]:
             if cost_center:
                 attributes[sc.COST_CENTER] = cost_center
             rows.append([moment, function, sc.INVOCATION_REPORT_EVENT, "", resource, attributes])
-        for moment in _moments(60, rng):
-            attributes = {sc.MODEL_NAME: model, sc.MODEL_VERSION: version,
+        for i, moment in enumerate(_moments(60, rng)):
+            pid = f"{function}-{i}"
+            attributes = {sc.MODEL_NAME: model, sc.MODEL_VERSION: version, sc.PREDICTION_ID: pid,
                           sc.PREDICTION_VALUE: f"{rng.random():.4f}", f"{sc.FEATURE_PREFIX}amount": "12.5"}
             if rng.random() < 0.3:
                 attributes[sc.PREDICTION_LABEL] = "1"
             rows.append([moment, function, sc.PREDICTION_EVENT, f"prediction for {model}", resource, attributes])
+            if rng.random() < 0.5:  # its ground truth, half a minute later
+                rows.append([moment + timedelta(seconds=30), function, sc.GROUND_TRUTH_EVENT, "", resource,
+                             {sc.PREDICTION_ID: pid, sc.PREDICTION_LABEL: str(rng.getrandbits(1))}])
     return rows
 
 

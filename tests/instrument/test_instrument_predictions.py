@@ -30,7 +30,10 @@ def test_prediction_event_carries_model_features_and_trace(otlp: OtlpCaptureRece
 
     [record] = otlp.log_records()
     assert record.event_name == "obsloop.model.prediction"
-    assert attributes(record.attributes) == {
+    attrs = attributes(record.attributes)
+    generated = attrs.pop("prediction.id")
+    assert len(generated) == 32 and int(generated, 16) >= 0  # a fresh UUID4, hex
+    assert attrs == {
         "model.name": "fraud-scorer",
         "model.version": "2026.11.1",
         "prediction": 0.1825,
@@ -52,16 +55,17 @@ def test_prediction_outside_a_handler_uses_environment_model(
 
     monkeypatch.setenv("OBSLOOP_MODEL_NAME", "churn")
     monkeypatch.setenv("OBSLOOP_MODEL_VERSION", "3")
-    assert log_prediction({"tenure": 14}, "stay") is True
+    assert log_prediction({"tenure": 14}, "stay", prediction_id="order-17") == "order-17"
     assert otlp.log_records() == []  # buffered until a flush
     obsloop_instrument.flush()
 
     [record] = otlp.log_records()
     attrs = attributes(record.attributes)
-    assert (attrs["model.name"], attrs["model.version"], attrs["prediction"]) == (
+    assert (attrs["model.name"], attrs["model.version"], attrs["prediction"], attrs["prediction.id"]) == (
         "churn",
         "3",
         "stay",
+        "order-17",
     )
     assert "label" not in attrs
 
