@@ -28,7 +28,9 @@ from obsloop import clickhouse
 from obsloop.collectors.otlp_decode import SIGNALS
 from obsloop.collectors.otlp_grpc import OtlpGrpcReceiver
 from obsloop.collectors.otlp_http import OtlpHttpReceiver
-from obsloop.config import Config
+from obsloop.collectors.push_auth import PortGuard
+from obsloop.collectors.request_budget import Limits
+from obsloop.config import Config, ReceiverConfig
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.intake import Intake
@@ -63,6 +65,16 @@ def apply_schema(config: Config) -> int:
     for statement in statements:
         client.command(statement)
     return len(statements)
+
+
+def request_limits(receiver: ReceiverConfig) -> Limits:
+    """What one request on the OTLP/HTTP port may cost to decode."""
+    return Limits(
+        max_request_bytes=receiver.max_request_bytes,
+        max_decompressed_bytes=receiver.max_request_bytes * receiver.max_decompressed_ratio,
+        max_documents=receiver.max_documents_per_request,
+        max_events=receiver.max_events_per_request,
+    )
 
 
 @dataclass
@@ -142,13 +154,14 @@ class ObsloopServer:
                         extra={"error": str(exc).splitlines()[0][:300]})
         self.pipeline.start()
         receiver = self.config.receiver
+        guard = PortGuard(receiver.bearer_token)
         http = OtlpHttpReceiver(
-            self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
-            bearer_token=receiver.bearer_token, retry_after_seconds=receiver.retry_after_seconds,
+            self.pipeline, self.metrics, limits=request_limits(receiver), guard=guard,
+            retry_after_seconds=receiver.retry_after_seconds,
         )
         # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
         otlp_app = http.app()
-        self._mount_push_collectors(otlp_app)
+        self._mount_push_collectors(otlp_app, guard)
         http_port = await self._serve(otlp_app, receiver.host, receiver.http_port, auto_decompress=False)
         grpc_address = None
         if receiver.grpc_enabled:
@@ -229,20 +242,28 @@ class ObsloopServer:
             await self.feedback.stop()
 
     # -- platform collectors ---------------------------------------------------------------
-    def _mount_push_collectors(self, app: web.Application) -> None:
+    def _mount_push_collectors(self, app: web.Application, guard: PortGuard) -> None:
         """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
-        arrive on the OTLP/HTTP port and enter the same pipeline as OTLP."""
+        arrive on the OTLP/HTTP port, behind its ``guard``, and enter the same pipeline as
+        OTLP. Firehose authenticates with its access key, so its route exists only when
+        ``collectors.aws.firehose_access_key`` is set."""
         from obsloop.collectors import aws_subscription, aws_telemetry, runner
         from obsloop.collectors.forward import pipeline_submit_async
 
         collectors = self.config.collectors
+        limits = request_limits(self.config.receiver)
         submit = pipeline_submit_async(self.pipeline)  # Kafka's acknowledgement is awaited, not waited for
         enrich = runner.build_enricher(collectors).enrich
         region = collectors.aws.push_region or collectors.aws.region
-        app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(submit, enrich, region))
-        app.router.add_post("/aws/firehose", aws_subscription.firehose_handler(
-            submit, enrich, collectors.aws.firehose_access_key, region))
-        app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich))
+        app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(
+            submit, enrich, region, limits=limits))
+        app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich, limits=limits))
+        if collectors.aws.firehose_access_key:
+            aws_subscription.mount_firehose(
+                app, guard, "/aws/firehose", collectors.aws.firehose_access_key,
+                aws_subscription.firehose_handler(submit, enrich, region, limits=limits))
+        else:
+            log.info("Firehose endpoint /aws/firehose not served: collectors.aws.firehose_access_key is not set")
 
     def _start_pull_collectors(self) -> None:
         from obsloop.collectors import runner

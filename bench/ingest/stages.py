@@ -80,11 +80,14 @@ def subscription_bodies(events: int = 2000) -> list[bytes]:
     from bench_subscription import make_payload
 
     from obsloop.collectors.aws_subscription import SubscriptionEncoder, decode_data
+    from obsloop.collectors.request_budget import Budget, Limits
     from obsloop.collectors.enrich import Enricher
     from obsloop.collectors.pricing import Pricing
 
     encoder = SubscriptionEncoder(Enricher(Pricing.load()).enrich, "bench")
-    return [encoder.encode(decode_data(make_payload(events, seed)), "us-east-1").payload for seed in range(8)]
+    budgets = [Budget(Limits()) for _ in range(8)]
+    return [encoder.encode(decode_data(make_payload(events, seed), budget), "us-east-1", budget).payload
+            for seed, budget in enumerate(budgets)]
 
 
 SIGNALS = {
