@@ -80,9 +80,9 @@ def subscription_bodies(events: int = 2000) -> list[bytes]:
     from bench_subscription import make_payload
 
     from obsloop.collectors.aws_subscription import SubscriptionEncoder, decode_data
-    from obsloop.collectors.request_budget import Budget, Limits
     from obsloop.collectors.enrich import Enricher
     from obsloop.collectors.pricing import Pricing
+    from obsloop.collectors.request_budget import Budget, Limits
 
     encoder = SubscriptionEncoder(Enricher(Pricing.load()).enrich, "bench")
     budgets = [Budget(Limits()) for _ in range(8)]
