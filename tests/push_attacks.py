@@ -67,8 +67,8 @@ def padded_message(function: str, pad_bytes: int) -> bytes:
     body = zlib.compressobj(9, zlib.DEFLATED, 31)
     out = [body.compress(head)]
     chunk = b"A" * (1 << 20)
-    for _ in range(pad_bytes // len(chunk)):
-        out.append(body.compress(chunk))
+    for start in range(0, pad_bytes, len(chunk)):
+        out.append(body.compress(chunk[: pad_bytes - start]))
     out.append(body.compress(b'"}'))
     out.append(body.flush())
     return b"".join(out)
