@@ -29,7 +29,7 @@ from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.push_auth import Credential, Handler, PortGuard, Refused
-from obsloop.collectors.request_budget import MAX_JSON_DEPTH, Budget, CorruptData, Limits, read_body
+from obsloop.collectors.request_budget import ORJSON_MAX_DEPTH, Budget, CorruptData, Limits, read_body
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _orjson_documents(data: bytes, budget: Budget) -> list:
             budget.count_documents(1)
             return documents
         except orjson.JSONDecodeError as exc:
-            if exc.msg.startswith("depth limit exceeded"):  # json would recurse past Python's limit
+            if exc.msg.startswith("depth limit exceeded"):  # json would recurse past Python's limit too
                 raise RecursionError from None
             if not exc.msg.startswith("unexpected content after document"):
                 break
@@ -123,11 +123,14 @@ def decode_data(data: bytes | str, budget: Budget) -> list[dict]:
         if data[:2] == _GZIP_MAGIC:
             data = budget.inflate(data, what="decompressed record")
         budget.check_json(data)
-        return [doc for doc in _json_documents(data, budget) if isinstance(doc, dict)]
+        documents = _json_documents(data, budget)
     except RecursionError:
-        raise PayloadError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise PayloadError(f"JSON nested deeper than {ORJSON_MAX_DEPTH} levels") from None
     except (binascii.Error, CorruptData, ValueError) as exc:
         raise PayloadError(f"not a CloudWatch Logs subscription payload: {exc}") from None
+    if not all(isinstance(document, dict) for document in documents):
+        raise PayloadError("not a CloudWatch Logs subscription payload: expected JSON objects")
+    return documents
 
 
 def decode_body(body: bytes, budget: Budget) -> Iterator[dict]:

@@ -23,8 +23,13 @@ from aiohttp import web
 from obsloop.collectors.push_auth import Refused
 
 MAX_JSON_DEPTH = 128
-"""Deepest JSON nesting accepted on any route (400 past it). OTLP/JSON needs about ten
-levels plus four per nested ``kvlistValue``; Python's recursion limit is about 1,000."""
+"""Deepest JSON nesting accepted where the parsed JSON is walked (OTLP/JSON, Telemetry API
+events), 400 past it. OTLP/JSON needs about ten levels plus four per nested
+``kvlistValue``; Python's recursion limit is about 1,000."""
+ORJSON_MAX_DEPTH = 1024
+"""orjson's own limit, the bound on the subscription and Firehose routes: their decoders
+read a few fields at known depths and never walk a document, so deeper nesting costs
+nothing but its bytes, and checking it would cost a fifth of their time."""
 
 
 @dataclass(frozen=True)
