@@ -77,6 +77,42 @@ def request_limits(receiver: ReceiverConfig) -> Limits:
     )
 
 
+def otlp_http_app(config: Config, pipeline: Intake, metrics: SelfMetrics) -> web.Application:
+    """The OTLP/HTTP port's application as ``serve`` runs it: OTLP and the AWS pushes, every
+    route behind one :class:`PortGuard`."""
+    receiver = config.receiver
+    guard = PortGuard(receiver.bearer_token)
+    http = OtlpHttpReceiver(pipeline, metrics, limits=request_limits(receiver), guard=guard,
+                            retry_after_seconds=receiver.retry_after_seconds)
+    app = http.app()
+    _mount_push_collectors(app, guard, config, pipeline)
+    return app
+
+
+def _mount_push_collectors(app: web.Application, guard: PortGuard, config: Config, pipeline: Intake) -> None:
+    """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
+    arrive on the OTLP/HTTP port, behind its ``guard``, and enter the same pipeline as
+    OTLP. Firehose authenticates with its access key, so its route exists only when
+    ``collectors.aws.firehose_access_key`` is set."""
+    from obsloop.collectors import aws_subscription, aws_telemetry, runner
+    from obsloop.collectors.forward import pipeline_submit_async
+
+    collectors = config.collectors
+    limits = request_limits(config.receiver)
+    submit = pipeline_submit_async(pipeline)  # Kafka's acknowledgement is awaited, not waited for
+    enrich = runner.build_enricher(collectors).enrich
+    region = collectors.aws.push_region or collectors.aws.region
+    app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(
+        submit, enrich, region, limits=limits))
+    app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich, limits=limits))
+    if collectors.aws.firehose_access_key:
+        aws_subscription.mount_firehose(
+            app, guard, "/aws/firehose", collectors.aws.firehose_access_key,
+            aws_subscription.firehose_handler(submit, enrich, region, limits=limits))
+    else:
+        log.info("Firehose endpoint /aws/firehose not served: collectors.aws.firehose_access_key is not set")
+
+
 @dataclass
 class Endpoints:
     http: str
@@ -154,14 +190,8 @@ class ObsloopServer:
                         extra={"error": str(exc).splitlines()[0][:300]})
         self.pipeline.start()
         receiver = self.config.receiver
-        guard = PortGuard(receiver.bearer_token)
-        http = OtlpHttpReceiver(
-            self.pipeline, self.metrics, limits=request_limits(receiver), guard=guard,
-            retry_after_seconds=receiver.retry_after_seconds,
-        )
         # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
-        otlp_app = http.app()
-        self._mount_push_collectors(otlp_app, guard)
+        otlp_app = otlp_http_app(self.config, self.pipeline, self.metrics)
         http_port = await self._serve(otlp_app, receiver.host, receiver.http_port, auto_decompress=False)
         grpc_address = None
         if receiver.grpc_enabled:
@@ -242,29 +272,6 @@ class ObsloopServer:
             await self.feedback.stop()
 
     # -- platform collectors ---------------------------------------------------------------
-    def _mount_push_collectors(self, app: web.Application, guard: PortGuard) -> None:
-        """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
-        arrive on the OTLP/HTTP port, behind its ``guard``, and enter the same pipeline as
-        OTLP. Firehose authenticates with its access key, so its route exists only when
-        ``collectors.aws.firehose_access_key`` is set."""
-        from obsloop.collectors import aws_subscription, aws_telemetry, runner
-        from obsloop.collectors.forward import pipeline_submit_async
-
-        collectors = self.config.collectors
-        limits = request_limits(self.config.receiver)
-        submit = pipeline_submit_async(self.pipeline)  # Kafka's acknowledgement is awaited, not waited for
-        enrich = runner.build_enricher(collectors).enrich
-        region = collectors.aws.push_region or collectors.aws.region
-        app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(
-            submit, enrich, region, limits=limits))
-        app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich, limits=limits))
-        if collectors.aws.firehose_access_key:
-            aws_subscription.mount_firehose(
-                app, guard, "/aws/firehose", collectors.aws.firehose_access_key,
-                aws_subscription.firehose_handler(submit, enrich, region, limits=limits))
-        else:
-            log.info("Firehose endpoint /aws/firehose not served: collectors.aws.firehose_access_key is not set")
-
     def _start_pull_collectors(self) -> None:
         from obsloop.collectors import runner
         from obsloop.collectors.forward import pipeline_submit
