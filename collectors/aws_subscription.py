@@ -29,7 +29,7 @@ from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.push_auth import Credential, Handler, PortGuard, Refused
-from obsloop.collectors.request_budget import ORJSON_MAX_DEPTH, Budget, CorruptData, Limits, read_body
+from obsloop.collectors.request_budget import ORJSON_MAX_DEPTH, Budget, BudgetExceeded, CorruptData, Limits, read_body
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,10 @@ def mount_firehose(app: web.Application, guard: PortGuard, path: str, access_key
 def _firehose_records(body: bytes, budget: Budget, header_id: str) -> tuple[str, list[dict]]:
     """The envelope's ``requestId`` and ``records``, checked before any record is decoded."""
     budget.check_json(body, "Firehose request")
+    # One object per record (their data is base64, without braces): counted before parsing,
+    # so that a flood of tiny records is refused before it becomes Python objects.
+    if body.count(b"{") > budget.limits.max_documents + 1:
+        raise BudgetExceeded(f"more than {budget.limits.max_documents} documents in one request")
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

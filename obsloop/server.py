@@ -190,6 +190,9 @@ class ObsloopServer:
                         extra={"error": str(exc).splitlines()[0][:300]})
         self.pipeline.start()
         receiver = self.config.receiver
+        if not receiver.bearer_token and receiver.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("the OTLP ports listen beyond loopback without receiver.bearer_token: "
+                        "anyone who reaches them can write telemetry", extra={"host": receiver.host})
         # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
         otlp_app = otlp_http_app(self.config, self.pipeline, self.metrics)
         http_port = await self._serve(otlp_app, receiver.host, receiver.http_port, auto_decompress=False)

@@ -211,11 +211,11 @@ def layered(draw: st.DrawFn, data: bytes) -> bytes:
     """``data`` in up to three subscription layers (gzip, base64, ``awslogs`` wrapper)."""
     for layer in draw(st.lists(st.sampled_from(("gzip", "base64", "awslogs")), max_size=3)):
         if layer == "gzip":
-            data = gzip.compress(data, compresslevel=1)
+            data = gzip.compress(data, compresslevel=1, mtime=0)
         elif layer == "base64":
             data = base64.b64encode(data)
         else:
-            data = json.dumps({"awslogs": {"data": base64.b64encode(gzip.compress(data)).decode()}}).encode()
+            data = json.dumps({"awslogs": {"data": base64.b64encode(gzip.compress(data, mtime=0)).decode()}}).encode()
     return data
 
 
@@ -242,7 +242,7 @@ def content_encoding(draw: st.DrawFn, body: bytes, headers: dict[str, bytes]) ->
     if encoding:
         headers["Content-Encoding"] = encoding.encode()
     if encoding == "gzip":
-        body = gzip.compress(body, compresslevel=1)
+        body = gzip.compress(body, compresslevel=1, mtime=0)
     elif encoding == "deflate":
         body = zlib.compress(body, 1)
     if encoding and draw(st.integers(0, 4)) == 0:
