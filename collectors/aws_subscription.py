@@ -225,7 +225,7 @@ def subscription_handler(
     (:class:`obsloop.collectors.push_auth.PortGuard`): the bearer token."""
     encoder = SubscriptionEncoder(enrich, collector)
     recent = recent if recent is not None else RecentDeliveries()
-    limits = limits or Limits()
+    limits = limits or Limits.of()
 
     async def handler(request: web.Request) -> web.Response:
         budget = Budget(limits)
@@ -314,7 +314,7 @@ def firehose_handler(
     port check the access key."""
     encoder = SubscriptionEncoder(enrich, collector)
     recent = recent if recent is not None else RecentDeliveries()
-    limits = limits or Limits()
+    limits = limits or Limits.of()
 
     async def handler(request: web.Request) -> web.Response:
         request_id = _printable(request.headers.get("X-Amz-Firehose-Request-Id")) or ""

@@ -110,7 +110,7 @@ def telemetry_handler(
     """``POST`` a Telemetry API batch, as an extension forwards it (with the port's bearer
     token in ``Authorization``: :class:`obsloop.collectors.push_auth.PortGuard`)."""
     decoder = LambdaLogDecoder(enrich, collector)
-    limits = limits or Limits()
+    limits = limits or Limits.of()
 
     async def handler(request: web.Request) -> web.Response:
         budget = Budget(limits)

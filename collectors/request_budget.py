@@ -17,10 +17,14 @@ from __future__ import annotations
 import base64
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from obsloop.collectors.push_auth import Refused
+
+if TYPE_CHECKING:
+    from obsloop.config import ReceiverConfig
 
 MAX_JSON_DEPTH = 128
 """Deepest JSON nesting accepted where the parsed JSON is walked (OTLP/JSON, Telemetry API
@@ -34,16 +38,30 @@ nothing but its bytes, and checking it would cost a fifth of their time."""
 
 @dataclass(frozen=True)
 class Limits:
-    """The per-request limits (``receiver.*`` in the configuration)."""
+    """The per-request limits, from ``receiver.*`` in the configuration (:meth:`of`)."""
 
-    max_request_bytes: int = 16 << 20
+    max_request_bytes: int
     """A body as received, and again after its ``Content-Encoding``; also any JSON text."""
-    max_decompressed_bytes: int = 128 << 20
+    max_decompressed_bytes: int
     """Everything all decoding layers of one request produce, together."""
-    max_documents: int = 50_000
+    max_documents: int
     """JSON documents and Firehose records in one request."""
-    max_events: int = 500_000
+    max_events: int
     """Log events (CloudWatch ``logEvents``, Telemetry API events) in one request."""
+
+    @classmethod
+    def of(cls, receiver: ReceiverConfig | None = None) -> Limits:
+        """The limits ``receiver`` configures (the defaults without one)."""
+        if receiver is None:
+            from obsloop.config import ReceiverConfig
+
+            receiver = ReceiverConfig()
+        return cls(
+            max_request_bytes=receiver.max_request_bytes,
+            max_decompressed_bytes=receiver.max_request_bytes * receiver.max_decompressed_ratio,
+            max_documents=receiver.max_documents_per_request,
+            max_events=receiver.max_events_per_request,
+        )
 
 
 class BudgetExceeded(Refused):

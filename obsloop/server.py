@@ -30,7 +30,7 @@ from obsloop.collectors.otlp_grpc import OtlpGrpcReceiver
 from obsloop.collectors.otlp_http import OtlpHttpReceiver
 from obsloop.collectors.push_auth import PortGuard
 from obsloop.collectors.request_budget import Limits
-from obsloop.config import Config, ReceiverConfig
+from obsloop.config import Config
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.intake import Intake
@@ -67,22 +67,12 @@ def apply_schema(config: Config) -> int:
     return len(statements)
 
 
-def request_limits(receiver: ReceiverConfig) -> Limits:
-    """What one request on the OTLP/HTTP port may cost to decode."""
-    return Limits(
-        max_request_bytes=receiver.max_request_bytes,
-        max_decompressed_bytes=receiver.max_request_bytes * receiver.max_decompressed_ratio,
-        max_documents=receiver.max_documents_per_request,
-        max_events=receiver.max_events_per_request,
-    )
-
-
 def otlp_http_app(config: Config, pipeline: Intake, metrics: SelfMetrics) -> web.Application:
     """The OTLP/HTTP port's application as ``serve`` runs it: OTLP and the AWS pushes, every
     route behind one :class:`PortGuard`."""
     receiver = config.receiver
     guard = PortGuard(receiver.bearer_token)
-    http = OtlpHttpReceiver(pipeline, metrics, limits=request_limits(receiver), guard=guard,
+    http = OtlpHttpReceiver(pipeline, metrics, limits=Limits.of(receiver), guard=guard,
                             retry_after_seconds=receiver.retry_after_seconds)
     app = http.app()
     _mount_push_collectors(app, guard, config, pipeline)
@@ -98,7 +88,7 @@ def _mount_push_collectors(app: web.Application, guard: PortGuard, config: Confi
     from obsloop.collectors.forward import pipeline_submit_async
 
     collectors = config.collectors
-    limits = request_limits(config.receiver)
+    limits = Limits.of(config.receiver)
     submit = pipeline_submit_async(pipeline)  # Kafka's acknowledgement is awaited, not waited for
     enrich = runner.build_enricher(collectors).enrich
     region = collectors.aws.push_region or collectors.aws.region

@@ -62,7 +62,7 @@ def main() -> None:
     stored: list[bytes] = []
     started = time.process_time()
     for data in payloads:
-        budget = Budget(Limits())
+        budget = Budget(Limits.of())
         encoded = encoder.encode(decode_data(data, budget), "us-east-1", budget)
         stored.append(encoded.payload)
     elapsed = time.process_time() - started

@@ -85,7 +85,7 @@ def subscription_bodies(events: int = 2000) -> list[bytes]:
     from obsloop.collectors.request_budget import Budget, Limits
 
     encoder = SubscriptionEncoder(Enricher(Pricing.load()).enrich, "bench")
-    budgets = [Budget(Limits()) for _ in range(8)]
+    budgets = [Budget(Limits.of()) for _ in range(8)]
     return [encoder.encode(decode_data(make_payload(events, seed), budget), "us-east-1", budget).payload
             for seed, budget in enumerate(budgets)]
 

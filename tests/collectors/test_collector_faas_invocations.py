@@ -25,7 +25,7 @@ def _subscription_payload(enrich) -> bytes:
                         "Memory Size: 128 MB\tMax Memory Used: 60 MB\tInit Duration: 180.00 ms\t"},
         ],
     }
-    encoded = SubscriptionEncoder(enrich, "aws.subscription").encode([message], "us-east-1", Budget(Limits()))
+    encoded = SubscriptionEncoder(enrich, "aws.subscription").encode([message], "us-east-1", Budget(Limits.of()))
     return encoded.payload
 
 

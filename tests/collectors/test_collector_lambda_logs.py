@@ -326,15 +326,17 @@ def test_push_handlers_await_a_kafka_acknowledgement_without_blocking_the_loop(e
 
 
 def test_gzip_bombs_and_truncated_bodies_are_refused_not_inflated(sink, enrich, post):
+    from dataclasses import replace
+
     import pytest
 
     from obsloop.collectors.request_budget import Budget, BudgetExceeded, Limits
 
     bomb = gzip.compress(b" " * (3 << 20))  # ~3 KB that inflates to 3 MiB
     with pytest.raises(BudgetExceeded, match="exceeds the 1048576-byte limit"):
-        Budget(Limits(max_request_bytes=1 << 20)).inflate(bomb)
+        Budget(replace(Limits.of(), max_request_bytes=1 << 20)).inflate(bomb)
     two_members = gzip.compress(b'{"a": 1}') + gzip.compress(b'{"b": 2}')
-    assert Budget(Limits()).inflate(two_members) == b'{"a": 1}{"b": 2}'
+    assert Budget(Limits.of()).inflate(two_members) == b'{"a": 1}{"b": 2}'
     status, reply = post(subscription_handler(sink, enrich), gzip.compress(json.dumps(data_message(["x"])).encode())[:-6])
     assert status == 400 and "truncated" in reply["error"] and sink.payloads == []
 
@@ -379,7 +381,7 @@ def test_concatenated_json_documents_split_as_json_would():
                 break
             document, index = decoder.raw_decode(source, index)
             expected.append(document)
-        assert repr(_json_documents(text, Budget(Limits()))) == repr(expected), text
+        assert repr(_json_documents(text, Budget(Limits.of()))) == repr(expected), text
     for bad in (b'{"a": 1} xx', b'{"a": 1}{', b'{"a": 1}{"b"', b'{"a": 1}\xff', b"{"):
         with pytest.raises(PayloadError):
-            decode_data(bad, Budget(Limits()))
+            decode_data(bad, Budget(Limits.of()))

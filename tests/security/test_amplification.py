@@ -71,7 +71,7 @@ def test_nested_and_enveloped_bombs_are_refused_with_bounded_memory(server) -> N
                     413, "decompressed body exceeds the 1048576-byte limit"))
     after = memory_kib(server.process.pid)
     growth = after["VmHWM"] - max(before["VmHWM"], before["VmRSS"])
-    print(f"amplification: server peak RSS grew {growth / 1024:.1f} MiB ({before} -> {after})")  # quoted in notes
+    print(f"amplification: server peak RSS grew {growth / 1024:.1f} MiB ({before} -> {after})")
     assert growth < PEAK_GROWTH_KIB, (before, after)
     for (status, reply), expected_status, fragment in answers:
         _refused(status, reply, expected_status, fragment)
