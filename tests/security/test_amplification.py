@@ -114,3 +114,15 @@ def test_nothing_from_the_attacks_was_stored(server) -> None:
     server.wait_for("SELECT count() FROM otel_logs WHERE ServiceName = 'amp-marker'", 1)
     assert server.scalar("SELECT count() FROM otel_logs WHERE ServiceName LIKE 'amp-%' "
                          "AND ServiceName != 'amp-marker'") == 0
+
+
+def test_grpc_compressed_messages_are_bounded_after_decompression(server) -> None:
+    """OTLP/gRPC leaves decompression to gRPC itself, whose limit on a decompressed message
+    is ``grpc.max_receive_message_length``, set to ``max_request_bytes``."""
+    import grpc
+
+    with grpc.insecure_channel(server.grpc, compression=grpc.Compression.Gzip) as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+        with pytest.raises(grpc.RpcError) as refused:
+            export(b"\x0a\x00" * (MAX_REQUEST + 1), metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
