@@ -279,7 +279,8 @@ def _firehose_records(body: bytes, budget: Budget, header_id: str) -> tuple[str,
     """The envelope's ``requestId`` and ``records``, checked before any record is decoded."""
     budget.check_json(body, "Firehose request")
     # One object per record (their data is base64, without braces): counted before parsing,
-    # so that a flood of tiny records is refused before it becomes Python objects.
+    # so that a flood of tiny records is refused before it becomes Python objects. The
+    # documents inside the records are counted as they are decoded.
     if body.count(b"{") > budget.limits.max_documents + 1:
         raise BudgetExceeded(f"more than {budget.limits.max_documents} documents in one request")
     try:
@@ -295,7 +296,6 @@ def _firehose_records(body: bytes, budget: Budget, header_id: str) -> tuple[str,
     if not isinstance(records, list) or not all(
             isinstance(record, dict) and isinstance(record.get("data"), str) for record in records):
         raise PayloadError('records must be a list of {"data": "<base64>"} objects')
-    budget.count_documents(len(records))
     return request_id, records
 
 

@@ -126,3 +126,12 @@ def test_grpc_compressed_messages_are_bounded_after_decompression(server) -> Non
         with pytest.raises(grpc.RpcError) as refused:
             export(b"\x0a\x00" * (MAX_REQUEST + 1), metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=30)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_firehose_delivery_within_the_caps_is_stored(server) -> None:
+    """The caps count what a request holds once: 900 records of one document each fit
+    under 1,000 documents."""
+    records = [record(data_message("within-caps", [f"line {i}"])) for i in range(900)]
+    status, reply = post(f"{server.http}/aws/firehose", envelope("req-within", records), firehose_headers("req-within"))
+    assert status == 200, reply
+    server.wait_for("SELECT count() FROM otel_logs WHERE ServiceName = 'within-caps'", 900)
