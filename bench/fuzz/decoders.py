@@ -441,9 +441,9 @@ class Harness:
                                          f"body={case.body[:300]!r}")
 
 
-def run(inputs: int, seed: int) -> tuple[Summary, RecordingIntake, list[str], float]:
+def run(inputs: int, seed: int, progress: int = 0) -> tuple[Summary, RecordingIntake, list[str], float]:
     """Send ``inputs`` generated requests; the summary, the intake, the errors the server
-    logged and the seconds it took."""
+    logged and the seconds it took (a line on stderr every ``progress`` inputs)."""
     errors = ErrorLog()
     logging.getLogger().addHandler(errors)
     loop = asyncio.new_event_loop()
@@ -458,6 +458,9 @@ def run(inputs: int, seed: int) -> tuple[Summary, RecordingIntake, list[str], fl
         @given(CASES)
         def fuzz(case: Case) -> None:
             loop.run_until_complete(harness.send(case))
+            if progress and harness.summary.inputs % progress == 0:
+                print(harness.summary.line(time.monotonic() - started, harness.intake.accepted),
+                      file=sys.stderr, flush=True)
 
         try:
             fuzz()
@@ -473,9 +476,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=2000, help="requests to generate (100000 for the full run)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--progress", type=int, default=10_000, help="a line on stderr every N inputs (0: none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
-    summary, intake, errors, seconds = run(args.inputs, args.seed)
+    summary, intake, errors, seconds = run(args.inputs, args.seed, args.progress)
     findings = summary.failures + intake.invalid + errors
     for finding in findings[:20]:
         print("FINDING", finding)
