@@ -478,7 +478,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--progress", type=int, default=10_000, help="a line on stderr every N inputs (0: none)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.CRITICAL)
     summary, intake, errors, seconds = run(args.inputs, args.seed, args.progress)
     findings = summary.failures + intake.invalid + errors
     for finding in findings[:20]:
