@@ -15,8 +15,17 @@ import urllib.request
 import zlib
 from pathlib import Path
 
+from obsloop_process import ObsloopProcess
+
 TOKEN = "push-route-token"
 FIREHOSE_KEY = "firehose-access-key"
+
+
+def serve(workdir: Path, **receiver: object) -> ObsloopProcess:
+    """A started ``obsloop serve`` with the bearer token, the Firehose key and ``receiver``
+    settings (stop it when done)."""
+    return ObsloopProcess(workdir, receiver={"bearer_token": TOKEN, **receiver},
+                          collectors={"aws": {"firehose_access_key": FIREHOSE_KEY}}).start()
 
 
 def post(url: str, body: bytes, headers: dict[str, str | bytes] | None = None,

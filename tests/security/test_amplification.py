@@ -10,7 +10,6 @@ import json
 
 import pytest
 from push_attacks import (
-    FIREHOSE_KEY,
     TOKEN,
     bearer,
     data_message,
@@ -23,6 +22,7 @@ from push_attacks import (
     padded_message,
     post,
     record,
+    serve,
 )
 
 MAX_REQUEST = 1 << 20  # the decoding budget is 8 MiB (max_decompressed_ratio 8)
@@ -33,13 +33,8 @@ or more when nothing bounds it."""
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from obsloop_process import ObsloopProcess
-
-    process = ObsloopProcess(
-        tmp_path_factory.mktemp("amplification"),
-        receiver={"bearer_token": TOKEN, "max_request_bytes": MAX_REQUEST,
-                  "max_documents_per_request": 1000, "max_events_per_request": 5000},
-        collectors={"aws": {"firehose_access_key": FIREHOSE_KEY}}).start()
+    process = serve(tmp_path_factory.mktemp("amplification"), max_request_bytes=MAX_REQUEST,
+                    max_documents_per_request=1000, max_events_per_request=5000)
     yield process
     process.stop()
 

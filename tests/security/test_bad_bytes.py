@@ -8,15 +8,12 @@ import gzip
 import json
 
 import pytest
-from push_attacks import FIREHOSE_KEY, TOKEN, bearer, data_message, envelope, firehose_headers, post, record
+from push_attacks import FIREHOSE_KEY, bearer, data_message, envelope, firehose_headers, post, record, serve
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from obsloop_process import ObsloopProcess
-
-    process = ObsloopProcess(tmp_path_factory.mktemp("bad-bytes"), receiver={"bearer_token": TOKEN},
-                             collectors={"aws": {"firehose_access_key": FIREHOSE_KEY}}).start()
+    process = serve(tmp_path_factory.mktemp("bad-bytes"))
     yield process
     process.stop()
 

@@ -7,7 +7,7 @@ import gzip
 import json
 
 import pytest
-from push_attacks import FIREHOSE_KEY, TOKEN, bearer, data_message, envelope, firehose_headers, post, record
+from push_attacks import FIREHOSE_KEY, TOKEN, bearer, data_message, envelope, firehose_headers, post, record, serve
 
 FORGED = {"Authorization": "Bearer wrong"}
 NOT_UTF8 = {"Authorization": b"Bearer \xff\xfe" + TOKEN.encode()}
@@ -16,10 +16,7 @@ NOT_ASCII = {"Authorization": ("Bearer " + TOKEN.replace("t", "ţ")).encode()}  
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from obsloop_process import ObsloopProcess
-
-    process = ObsloopProcess(tmp_path_factory.mktemp("push-auth"), receiver={"bearer_token": TOKEN},
-                             collectors={"aws": {"firehose_access_key": FIREHOSE_KEY}}).start()
+    process = serve(tmp_path_factory.mktemp("push-auth"))
     yield process
     process.stop()
 
