@@ -70,6 +70,11 @@ def _hex_ids_to_base64(node: Any, depth: int = 1) -> Any:
     if isinstance(node, dict):
         converted = {}
         for key, value in node.items():
+            if not key.isascii():  # an unpaired surrogate escape in a key fails inside upb, not as ParseError
+                try:
+                    key.encode()
+                except UnicodeEncodeError:
+                    raise InvalidRequest("invalid JSON: an object key holds an unpaired surrogate") from None
             if key in _HEX_ID_KEYS and isinstance(value, str):
                 try:
                     value = base64.b64encode(bytes.fromhex(value)).decode()

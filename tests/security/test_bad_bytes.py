@@ -98,3 +98,10 @@ def test_non_string_fields_are_refused_not_rendered(server) -> None:
                              bearer())
         assert status == 400 and len(reply) < 1000, reply[:200]
     assert server.scalar("SELECT count() FROM otel_logs WHERE ServiceName = 'odd-fields'") == 0
+
+
+def test_an_unpaired_surrogate_in_an_otlp_json_key_is_a_400(server) -> None:
+    """Found by bench/fuzz/decoders.py: upb raised SystemError on such a key (a 500)."""
+    for body in (b'{"\\ud800": 1}', b'{"resourceMetrics": [], "x\\udc00": {}}'):
+        status, reply = post(f"{server.http}/v1/metrics", body, bearer())
+        assert status == 400 and "unpaired surrogate" in json.loads(reply)["message"], (body, reply)
