@@ -12,14 +12,11 @@ otherwise: both Firehose and a forwarding Lambda retry, so nothing acknowledged 
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hmac
 import json
 import logging
 import time
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -27,10 +24,12 @@ from aiohttp import web
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
-from obsloop.collectors.dedup import RecentDeliveries, body_key
+from obsloop.collectors.dedup import MAX_DELIVERY_ID_CHARS, RecentDeliveries, body_key, delivery_key
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
+from obsloop.collectors.push_auth import Credential, Handler, PortGuard, Refused
+from obsloop.collectors.request_budget import ORJSON_MAX_DEPTH, Budget, BudgetExceeded, CorruptData, Limits, read_body
 from obsloop.pipelines.backpressure import PipelineFull
 
 log = logging.getLogger(__name__)
@@ -44,14 +43,14 @@ class PayloadError(ValueError):
     """A body that is not a subscription payload at all (answered with 400)."""
 
 
-def _json_documents(data: bytes) -> list:
+def _json_documents(data: bytes, budget: Budget) -> list:
     """One or more concatenated JSON documents (Firehose may join records).
 
     orjson parses about three times faster than ``json`` (the JSON was ~10 % of the event
     loop's CPU on this path) but has no ``raw_decode``. Two documents joined as ``}{`` are
     split at the last such pair when what precedes it parses alone (an object that parses
     ends exactly there, so this is where ``json`` would split too); otherwise see
-    :func:`_orjson_documents`."""
+    :func:`_orjson_documents`. Each document is counted in ``budget`` as it is parsed."""
     view = memoryview(data)
     boundary = data.rfind(b"}{") + 1
     if boundary > 0:
@@ -60,11 +59,12 @@ def _json_documents(data: bytes) -> list:
         except orjson.JSONDecodeError:
             pass  # more documents before it, or a "}{" inside a string: the general way
         else:
-            return [head, *_orjson_documents(data[boundary:])]
-    return _orjson_documents(data)
+            budget.count_documents(1)
+            return [head, *_orjson_documents(data[boundary:], budget)]
+    return _orjson_documents(data, budget)
 
 
-def _orjson_documents(data: bytes) -> list:
+def _orjson_documents(data: bytes, budget: Budget) -> list:
     """A concatenation fails in orjson with "unexpected content after document" at the
     next document's position, in characters, which are bytes when the payload is ASCII
     (as CloudWatch's escaped JSON nearly always is); that document is then parsed alone,
@@ -77,8 +77,11 @@ def _orjson_documents(data: bytes) -> list:
     while True:
         try:
             documents.append(orjson.loads(view))
+            budget.count_documents(1)
             return documents
         except orjson.JSONDecodeError as exc:
+            if exc.msg.startswith("depth limit exceeded"):  # json would recurse past Python's limit too
+                raise RecursionError from None
             if not exc.msg.startswith("unexpected content after document"):
                 break
             if ascii_only is None:
@@ -90,11 +93,12 @@ def _orjson_documents(data: bytes) -> list:
             documents.append(orjson.loads(view[:end]))
         except orjson.JSONDecodeError:
             break
+        budget.count_documents(1)
         view = view[end:]
-    return documents + _json_documents_slow(bytes(view))
+    return documents + _json_documents_slow(bytes(view), budget)
 
 
-def _json_documents_slow(text: bytes) -> list:
+def _json_documents_slow(text: bytes, budget: Budget) -> list:
     decoder = json.JSONDecoder()
     source = text.decode()
     documents, index = [], 0
@@ -104,57 +108,42 @@ def _json_documents_slow(text: bytes) -> list:
         if index >= len(source):
             return documents
         document, index = decoder.raw_decode(source, index)
+        budget.count_documents(1)
         documents.append(document)
 
 
-MAX_DECOMPRESSED_BYTES = 256 << 20
-"""Far above any real delivery (a subscription batch holds at most 1 MB of events, a
-Firehose request at most 64 MiB), far below what a few kilobytes of crafted gzip can
-expand to: past it the body is refused (400) instead of exhausting the server's memory."""
-
-
-def gunzip(data: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
-    """Every gzip member of ``data`` (members may be concatenated), at most ``limit`` bytes."""
-    out: list[bytes] = []
-    size = 0
-    while data:
-        inflater = zlib.decompressobj(wbits=31)
-        chunk = inflater.decompress(data, limit - size + 1)
-        size += len(chunk)
-        if size > limit:
-            raise PayloadError(f"decompressed payload exceeds {limit} bytes")
-        if not inflater.eof:
-            raise PayloadError("truncated gzip stream")
-        out.append(chunk)
-        data = inflater.unused_data.lstrip(b"\0")  # gzip allows zero padding between members
-    return b"".join(out)
-
-
-def decode_data(data: bytes) -> list[dict]:
+def decode_data(data: bytes | str, budget: Budget) -> list[dict]:
     """Subscription messages from gzip bytes, base64 of gzip, or (Firehose with
-    decompression enabled) plain JSON."""
+    decompression enabled) plain JSON; every decoded byte and document is charged to
+    ``budget``."""
     try:
+        if isinstance(data, str):
+            data = data.encode()
         if data[:2] != _GZIP_MAGIC and data[:1] not in (b"{", b"["):
-            data = base64.b64decode(data, validate=False)
+            data = budget.b64decode(data)
         if data[:2] == _GZIP_MAGIC:
-            data = gunzip(data)
-        return [doc for doc in _json_documents(data) if isinstance(doc, dict)]
-    except (binascii.Error, OSError, EOFError, zlib.error, ValueError, UnicodeDecodeError) as exc:
+            data = budget.inflate(data, what="decompressed record")
+        budget.check_json(data)
+        documents = _json_documents(data, budget)
+    except RecursionError:
+        raise PayloadError(f"JSON nested deeper than {ORJSON_MAX_DEPTH} levels") from None
+    except (binascii.Error, CorruptData, ValueError) as exc:
         raise PayloadError(f"not a CloudWatch Logs subscription payload: {exc}") from None
+    if not all(isinstance(document, dict) for document in documents):
+        raise PayloadError("not a CloudWatch Logs subscription payload: expected JSON objects")
+    return documents
 
 
-def decode_body(body: bytes) -> list[dict]:
+def decode_body(body: bytes, budget: Budget) -> Iterator[dict]:
     """The messages of a raw push body: gzip, base64, a ``{"awslogs": {"data"}}`` wrapper
-    (the event a subscribed Lambda receives) or the JSON message itself."""
-    messages = decode_data(body.strip())
-    unwrapped: list[dict] = []
-    for message in messages:
+    (the event a subscribed Lambda receives) or the JSON message itself. A generator: each
+    wrapped document is decoded only when the one before it was encoded."""
+    for message in decode_data(body.strip(), budget):
         awslogs = message.get("awslogs")
         if isinstance(awslogs, dict) and isinstance(awslogs.get("data"), str):
-            unwrapped.extend(decode_data(awslogs["data"].encode()))
+            yield from decode_data(awslogs["data"], budget)
         else:
-            unwrapped.append(message)
-    return unwrapped
+            yield message
 
 
 @dataclass(slots=True)
@@ -171,7 +160,9 @@ class SubscriptionEncoder:
         self.decoder = LambdaLogDecoder(enrich, collector)
         self.collector = collector
 
-    def encode(self, messages: list[dict], region: str | None) -> Encoded:
+    def encode(self, messages: Iterable[dict], region: str | None, budget: Budget) -> Encoded:
+        """``messages`` (consumed one at a time, so a generator keeps only one decoded
+        document alive) as one request; their events are counted in ``budget``."""
         builder = LogsBuilder()
         control = 0
         for message in messages:
@@ -180,13 +171,14 @@ class SubscriptionEncoder:
                 control += 1
                 continue
             if kind != "DATA_MESSAGE" or not isinstance(message.get("logEvents"), list):
-                raise PayloadError(f"unexpected messageType {kind!r}")
-            source = LambdaSource.from_log_stream(
-                str(message.get("logGroup", "")),
-                str(message.get("logStream", "")),
-                message.get("owner"),
-                region,
-            )
+                shown = repr(kind[:64]) if isinstance(kind, str) else f"of type {type(kind).__name__}"
+                raise PayloadError(f"unexpected messageType {shown}")
+            group, stream, owner = (message.get(key, default) for key, default in
+                                    (("logGroup", ""), ("logStream", ""), ("owner", None)))
+            if not isinstance(group, str) or not isinstance(stream, str) or not isinstance(owner, str | None):
+                raise PayloadError("logGroup, logStream and owner must be strings")
+            budget.count_events(len(message["logEvents"]))
+            source = LambdaSource.from_log_stream(group, stream, owner, region)
             try:
                 events = [(e["timestamp"], e["message"]) for e in message["logEvents"]]
             except (KeyError, TypeError) as exc:
@@ -207,8 +199,16 @@ def _json_response(body: dict, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
+def _printable(value: str | None) -> str | None:
+    """``value`` when it is short printable ASCII (what AWS sends), else ``None``: header
+    and query values are echoed in answers and stored, and may hold any bytes."""
+    if value is None or len(value) > MAX_DELIVERY_ID_CHARS or not (value.isascii() and value.isprintable()):
+        return None
+    return value
+
+
 def _region_from_arn(arn: str | None) -> str | None:
-    parts = (arn or "").split(":")
+    parts = (_printable(arn) or "").split(":")
     return parts[3] if len(parts) > 4 and parts[3] else None
 
 
@@ -218,21 +218,26 @@ def subscription_handler(
     region: str | None = None,
     collector: str = "aws.subscription",
     recent: RecentDeliveries | None = None,
+    limits: Limits | None = None,
 ):
     """``POST`` a raw subscription payload; ``?region=`` names the region (the payload
     does not), defaulting to ``region``. A re-post of a body accepted within the window of
-    ``recent`` is acknowledged without being stored again."""
+    ``recent`` is acknowledged without being stored again. Authentication is the port's
+    (:class:`obsloop.collectors.push_auth.PortGuard`): the bearer token."""
     encoder = SubscriptionEncoder(enrich, collector)
     recent = recent if recent is not None else RecentDeliveries()
+    limits = limits or Limits.of()
 
     async def handler(request: web.Request) -> web.Response:
-        body = await request.read()
+        budget = Budget(limits)
+        body = await read_body(request, budget)
         key = body_key(body)
         if recent.seen(key):
             selfmetrics.DUPLICATES.labels(collector).inc()
             return _json_response({"accepted": 0, "duplicate": True})
         try:
-            encoded = encoder.encode(decode_body(body), request.query.get("region", region))
+            encoded = encoder.encode(decode_body(body, budget), _printable(request.query.get("region")) or region,
+                                     budget)
         except PayloadError as exc:
             selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
             return _json_response({"error": str(exc)}, status=400)
@@ -245,54 +250,95 @@ def subscription_handler(
     return handler
 
 
+FIREHOSE_ACCESS_KEY_HEADER = "X-Amz-Firehose-Access-Key"
+
+
+def _firehose_answer(request_id: str, status: int, error: str | None = None) -> web.Response:
+    body: dict = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
+    if error is not None:
+        body["errorMessage"] = error
+    return _json_response(body, status=status)
+
+
+def firehose_refusal(request: web.Request, refused: Refused) -> web.Response:
+    """A refusal (401, 413, …) in the Firehose response format."""
+    request_id = _printable(request.headers.get("X-Amz-Firehose-Request-Id")) or ""
+    return _firehose_answer(request_id, refused.status, refused.message)
+
+
+def mount_firehose(app: web.Application, guard: PortGuard, path: str, access_key: str, handler: Handler) -> None:
+    """Serve ``handler`` at ``path``, authenticated by the Firehose access key instead of
+    the bearer token (Firehose cannot send ``Authorization``)."""
+    if not access_key:
+        raise ValueError("the Firehose endpoint needs an access key")
+    guard.use(path, Credential.header_secret(FIREHOSE_ACCESS_KEY_HEADER, access_key, "Firehose access key"))
+    guard.render(path, firehose_refusal)
+    app.router.add_post(path, handler)
+
+
+def _firehose_records(body: bytes, budget: Budget, header_id: str) -> tuple[str, list[dict]]:
+    """The envelope's ``requestId`` and ``records``, checked before any record is decoded."""
+    budget.check_json(body, "Firehose request")
+    # One object per record (their data is base64, without braces): counted before parsing,
+    # so that a flood of tiny records is refused before it becomes Python objects. The
+    # documents inside the records are counted as they are decoded.
+    if body.count(b"{") > budget.limits.max_documents + 1:
+        raise BudgetExceeded(f"more than {budget.limits.max_documents} documents in one request")
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"not JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise PayloadError("the request must be a JSON object")
+    request_id, records = envelope.get("requestId", header_id), envelope.get("records")
+    if not isinstance(request_id, str) or _printable(request_id) != request_id:
+        raise PayloadError(f"requestId must be a string of at most {MAX_DELIVERY_ID_CHARS} printable "
+                           "ASCII characters")
+    if not isinstance(records, list) or not all(
+            isinstance(record, dict) and isinstance(record.get("data"), str) for record in records):
+        raise PayloadError('records must be a list of {"data": "<base64>"} objects')
+    return request_id, records
+
+
 def firehose_handler(
     submit: Submit | AsyncSubmit,
     enrich: Callable[[Invocation], Invocation],
-    access_key: str | None = None,
     region: str | None = None,
     collector: str = "aws.firehose",
     recent: RecentDeliveries | None = None,
+    limits: Limits | None = None,
 ):
     """The Kinesis Data Firehose HTTP endpoint destination protocol: answer with the
     request's ``requestId`` and a ``timestamp``; any other status makes Firehose retry.
     A retry of a ``requestId`` accepted within the window of ``recent`` is acknowledged
-    without being stored again."""
+    without being stored again. Mount it with :func:`mount_firehose`, which makes the
+    port check the access key."""
     encoder = SubscriptionEncoder(enrich, collector)
     recent = recent if recent is not None else RecentDeliveries()
-
-    def answer(request_id: str, status: int, error: str | None = None) -> web.Response:
-        body: dict = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
-        if error is not None:
-            body["errorMessage"] = error
-        return _json_response(body, status=status)
+    limits = limits or Limits.of()
 
     async def handler(request: web.Request) -> web.Response:
-        request_id = request.headers.get("X-Amz-Firehose-Request-Id", "")
-        if access_key is not None and not hmac.compare_digest(
-            request.headers.get("X-Amz-Firehose-Access-Key", ""), access_key
-        ):
-            selfmetrics.ERRORS.labels(collector, "unauthorized").inc()
-            return answer(request_id, 401, "invalid access key")
+        request_id = _printable(request.headers.get("X-Amz-Firehose-Request-Id")) or ""
+        budget = Budget(limits)
+        body = await read_body(request, budget)
         try:
-            envelope = json.loads(await request.read())
-            request_id = envelope.get("requestId", request_id)
-            if request_id and recent.seen("firehose:" + str(request_id)):
+            request_id, records = _firehose_records(body, budget, request_id)
+            key = delivery_key("firehose", request_id)
+            if request_id and recent.seen(key):
                 selfmetrics.DUPLICATES.labels(collector).inc()
-                return answer(request_id, 200)
-            messages: list[dict] = []
-            for record in envelope["records"]:
-                messages.extend(decode_data(record["data"].encode()))
+                return _firehose_answer(request_id, 200)
+            messages = (message for record in records for message in decode_data(record["data"], budget))
             stream_region = _region_from_arn(request.headers.get("X-Amz-Firehose-Source-Arn"))
-            encoded = encoder.encode(messages, stream_region or region)
-        except (PayloadError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            encoded = encoder.encode(messages, stream_region or region, budget)
+        except PayloadError as exc:
             selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
-            return answer(request_id, 400, f"malformed Firehose request: {exc}")
+            return _firehose_answer(request_id, 400, f"malformed Firehose request: {exc}")
         if not await _store(submit, encoded, collector):
-            return answer(request_id, 503, "ingest path busy, retry")
+            return _firehose_answer(request_id, 503, "ingest path busy, retry")
         if request_id:
-            recent.accepted("firehose:" + str(request_id))
+            recent.accepted(key)
         _count(collector, encoded, encoder)
-        return answer(request_id, 200)
+        return _firehose_answer(request_id, 200)
 
     return handler
 

@@ -22,9 +22,14 @@ from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource, i
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
+from obsloop.collectors.request_budget import MAX_JSON_DEPTH, Budget, Limits, read_body, too_deep
 from obsloop.pipelines.backpressure import PipelineFull
 
 log = logging.getLogger(__name__)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _source(events: list, query) -> LambdaSource | None:
@@ -32,9 +37,10 @@ def _source(events: list, query) -> LambdaSource | None:
     version = query.get("version")
     for event in events:
         if isinstance(event, dict) and event.get("type") == "platform.initStart":
-            record = event.get("record") or {}
-            function = function or record.get("functionName")
-            version = version or record.get("functionVersion")
+            record = event.get("record")
+            if isinstance(record, dict):
+                function = function or _text(record.get("functionName"))
+                version = version or _text(record.get("functionVersion"))
     if not function:
         return None
     return LambdaSource(
@@ -76,24 +82,45 @@ def encode_events(events: list, source: LambdaSource, decoder: LambdaLogDecoder)
     return builder
 
 
+def _events(body: bytes, budget: Budget) -> list:
+    """The body's events; :class:`ValueError` with the reason when it holds none."""
+    budget.check_json(body, "Telemetry API batch")
+    try:
+        events = json.loads(body)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise ValueError("body is not JSON") from None
+    if isinstance(events, dict):
+        events = [events]
+    if not isinstance(events, list):
+        raise ValueError("expected a JSON array of events")
+    if too_deep(events, MAX_JSON_DEPTH):
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    budget.count_documents(1)
+    budget.count_events(len(events))
+    return events
+
+
 def telemetry_handler(
     submit: Submit | AsyncSubmit,
     enrich: Callable[[Invocation], Invocation],
     collector: str = "aws.telemetry",
+    limits: Limits | None = None,
 ):
+    """``POST`` a Telemetry API batch, as an extension forwards it (with the port's bearer
+    token in ``Authorization``: :class:`obsloop.collectors.push_auth.PortGuard`)."""
     decoder = LambdaLogDecoder(enrich, collector)
+    limits = limits or Limits.of()
 
     async def handler(request: web.Request) -> web.Response:
+        budget = Budget(limits)
+        body = await read_body(request, budget)
         try:
-            events = json.loads(await request.read())
-        except ValueError:
+            events = _events(body, budget)
+        except ValueError as exc:
             selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
-            return web.json_response({"error": "body is not JSON"}, status=400)
-        if isinstance(events, dict):
-            events = [events]
-        if not isinstance(events, list):
-            selfmetrics.ERRORS.labels(collector, "bad_payload").inc()
-            return web.json_response({"error": "expected a JSON array of events"}, status=400)
+            return web.json_response({"error": str(exc)}, status=400)
         source = _source(events, request.query)
         if source is None:
             selfmetrics.ERRORS.labels(collector, "bad_payload").inc()

@@ -31,12 +31,21 @@ from collections.abc import Callable
 DEFAULT_TTL_SECONDS = 7200.0
 """Firehose's longest retry duration: a retry later than that is not a retry."""
 DEFAULT_MAX_ENTRIES = 100_000
+MAX_DELIVERY_ID_CHARS = 256
+"""Longest delivery id accepted (Firehose sends a UUID); a longer one is refused, not kept."""
 
 
 def body_key(body: bytes) -> str:
     """A raw push has no delivery id, but its bytes identify it: CloudWatch event ids make
     two genuine deliveries differ, while a re-post is byte for byte the same."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def delivery_key(kind: str, delivery_id: str) -> str:
+    """The key of a delivery that names itself (Firehose's ``requestId``): a digest, so an
+    entry costs the same whatever the id the client chose."""
+    digest = hashlib.blake2b(delivery_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return f"{kind}:{digest}"
 
 
 class RecentDeliveries:

@@ -25,6 +25,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from obsloop.collectors.request_budget import MAX_JSON_DEPTH
+
 SIGNALS = ("traces", "metrics", "logs")
 REQUEST_TYPES: dict[str, type[Message]] = {
     "traces": trace_service_pb2.ExportTraceServiceRequest,
@@ -65,21 +67,28 @@ class ValidRequest:
         return response
 
 
-def _hex_ids_to_base64(node: Any) -> Any:
+def _hex_ids_to_base64(node: Any, depth: int = 1) -> Any:
+    if depth > MAX_JSON_DEPTH and isinstance(node, dict | list):
+        raise InvalidRequest(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(node, dict):
         converted = {}
         for key, value in node.items():
+            if not key.isascii():  # an unpaired surrogate escape in a key fails inside upb, not as ParseError
+                try:
+                    key.encode()
+                except UnicodeEncodeError:
+                    raise InvalidRequest("invalid JSON: an object key holds an unpaired surrogate") from None
             if key in _HEX_ID_KEYS and isinstance(value, str):
                 try:
                     value = base64.b64encode(bytes.fromhex(value)).decode()
                 except ValueError:
                     raise InvalidRequest(f"{key} {value!r} is not a hex string") from None
             else:
-                value = _hex_ids_to_base64(value)
+                value = _hex_ids_to_base64(value, depth + 1)
             converted[key] = value
         return converted
     if isinstance(node, list):
-        return [_hex_ids_to_base64(item) for item in node]
+        return [_hex_ids_to_base64(item, depth + 1) for item in node]
     return node
 
 
@@ -88,6 +97,8 @@ def parse_json(signal: str, body: bytes) -> Message:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(document, dict):
         raise InvalidRequest("invalid JSON: the request must be a JSON object")
     try:

@@ -9,11 +9,11 @@ when the pipeline is full (retryable), UNAUTHENTICATED for a missing or wrong to
 from __future__ import annotations
 
 import asyncio
-import hmac
 
 import grpc
 
 from obsloop.collectors.otlp_decode import InvalidRequest, validate
+from obsloop.collectors.push_auth import secret_matches
 from obsloop.pipelines.ingest import PipelineFull
 from obsloop.pipelines.intake import Intake
 from obsloop.selfmetrics import SelfMetrics
@@ -38,12 +38,13 @@ class OtlpGrpcReceiver:
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
         self._expected_authorization = f"Bearer {bearer_token}" if bearer_token else None
+        """Compared with :func:`secret_matches`, as the OTLP/HTTP port's bearer check does."""
 
     def _export(self, signal: str):
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             if self._expected_authorization is not None:
-                given = dict(context.invocation_metadata() or ()).get("authorization", "")
-                if not hmac.compare_digest(given.encode(), self._expected_authorization.encode()):
+                given = dict(context.invocation_metadata() or ()).get("authorization")
+                if not secret_matches(given, self._expected_authorization):
                     self.metrics.requests.labels(signal, "grpc", "unauthenticated").inc()
                     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
             try:

@@ -10,8 +10,6 @@ request's encoding.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import zlib
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -19,6 +17,8 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 
 from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
+from obsloop.collectors.push_auth import PortGuard, Refused
+from obsloop.collectors.request_budget import Budget, Limits, read_body
 from obsloop.pipelines.ingest import PipelineFull
 from obsloop.pipelines.intake import Intake
 from obsloop.selfmetrics import SelfMetrics
@@ -35,35 +35,10 @@ _GRPC_CODE_FOR_STATUS = {
 }
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-
-
 def _encode(message: Message, content_type: str) -> bytes:
     if content_type == JSON:
         return json_format.MessageToJson(message, indent=None).encode()
     return message.SerializeToString()
-
-
-def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise _Refused(415, f"unsupported Content-Encoding {encoding!r} (use gzip)", "encoding")
-    decompressor = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    try:
-        data = decompressor.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise _Refused(400, f"invalid {encoding} body: {exc}", "bad_compression") from None
-    if len(data) > limit:
-        raise _Refused(413, f"decompressed body exceeds the {limit}-byte limit", "too_large")
-    if not decompressor.eof:
-        raise _Refused(400, f"invalid {encoding} body: truncated stream", "bad_compression")
-    return data
 
 
 class OtlpHttpReceiver:
@@ -72,21 +47,33 @@ class OtlpHttpReceiver:
         pipeline: Intake,
         metrics: SelfMetrics,
         *,
-        max_request_bytes: int,
-        bearer_token: str | None,
+        limits: Limits,
+        guard: PortGuard,
         retry_after_seconds: int,
     ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
-        self.max_request_bytes = max_request_bytes
-        self._expected_authorization = f"Bearer {bearer_token}".encode() if bearer_token else None
+        self.limits = limits
+        self.guard = guard
         self.retry_after = str(retry_after_seconds)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_request_bytes)
+        """The OTLP/HTTP application; every route on it, the AWS pushes mounted later
+        included, passes through ``guard``."""
+        app = web.Application(client_max_size=self.limits.max_request_bytes,
+                              middlewares=[self.guard.middleware])
         for signal in SIGNALS:
-            app.router.add_post(f"/v1/{signal}", self._handler(signal))
+            path = f"/v1/{signal}"
+            app.router.add_post(path, self._handler(signal))
+            self.guard.render(path, self._renderer(signal))
         return app
+
+    def _renderer(self, signal: str):
+        def render(request: web.Request, refused: Refused) -> web.Response:
+            content_type = request.content_type
+            return self._refuse(signal, refused, content_type if content_type in _ENCODINGS else PROTOBUF)
+
+        return render
 
     def _handler(self, signal: str):
         async def handle(request: web.Request) -> web.Response:
@@ -94,49 +81,32 @@ class OtlpHttpReceiver:
 
         return handle
 
-    def _check_auth(self, request: web.Request) -> None:
-        if self._expected_authorization is None:
-            return
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, self._expected_authorization):
-            raise _Refused(401, "missing or invalid bearer token", "unauthenticated")
-
     async def export(self, signal: str, request: web.Request) -> web.Response:
         content_type = request.content_type
         reply_type = content_type if content_type in _ENCODINGS else PROTOBUF
         try:
-            self._check_auth(request)
             if content_type not in _ENCODINGS:
-                raise _Refused(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}",
-                               "content_type")
-            if request.content_length is not None and request.content_length > self.max_request_bytes:
-                raise _Refused(413, f"body of {request.content_length} bytes exceeds the "
-                                    f"{self.max_request_bytes}-byte limit", "too_large")
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise _Refused(413, f"body exceeds the {self.max_request_bytes}-byte limit",
-                               "too_large") from None
-            body = _decompress(body, request.headers.get("Content-Encoding", "").lower().strip(),
-                               self.max_request_bytes)
+                raise Refused(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}",
+                              "content_type")
+            body = await read_body(request, Budget(self.limits))
             try:
                 valid = validate(signal, body, _ENCODINGS[content_type])
             except InvalidRequest as exc:
-                raise _Refused(400, str(exc), "malformed") from None
+                raise Refused(400, str(exc), "malformed") from None
             try:
                 pending = self.pipeline.submit(signal, valid.payload, valid.items)
                 if pending is not None:  # Kafka: acknowledged once the brokers have it
                     await asyncio.wrap_future(pending)
             except PipelineFull:
-                raise _Refused(503, "pipeline full, retry later", "backpressure") from None
-        except _Refused as refused:
+                raise Refused(503, "pipeline full, retry later", "backpressure") from None
+        except Refused as refused:
             return self._refuse(signal, refused, reply_type)
         if valid.rejected:
             self.metrics.items_rejected.labels(signal, "invalid_id").inc(valid.rejected)
         self.metrics.requests.labels(signal, "http", "accepted").inc()
         return web.Response(body=_encode(valid.response(), reply_type), content_type=reply_type)
 
-    def _refuse(self, signal: str, refused: _Refused, content_type: str) -> web.Response:
+    def _refuse(self, signal: str, refused: Refused, content_type: str) -> web.Response:
         self.metrics.requests.labels(signal, "http", refused.reason).inc()
         status = status_pb2.Status(code=_GRPC_CODE_FOR_STATUS[refused.status], message=refused.message)
         headers = {"Retry-After": self.retry_after} if refused.status == 503 else None

@@ -37,9 +37,18 @@ class ReceiverConfig(_Section):
     grpc_port: int = Field(4317, ge=0, le=65535)
     grpc_enabled: bool = True
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
-    """Largest accepted request body, compressed or not (413 past it)."""
+    """Largest accepted request body, compressed or not (413 past it); also the largest
+    JSON text any request may contain."""
+    max_decompressed_ratio: int = Field(8, ge=1)
+    """All decoding layers of one request (``Content-Encoding``, Firehose records,
+    ``awslogs`` data) may produce at most ``max_request_bytes`` times this, together."""
+    max_documents_per_request: int = Field(50_000, gt=0)
+    """JSON documents and Firehose records in one AWS push (413 past it)."""
+    max_events_per_request: int = Field(500_000, gt=0)
+    """Log events in one AWS push (413 past it)."""
     bearer_token: Secret | None = None
-    """When set, every OTLP request must carry ``Authorization: Bearer <token>``."""
+    """When set, every request on the OTLP ports (OTLP and the ``/aws/*`` pushes except
+    Firehose, which sends its access key) must carry ``Authorization: Bearer <token>``."""
     retry_after_seconds: int = Field(1, ge=1)
 
 

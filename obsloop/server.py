@@ -28,6 +28,8 @@ from obsloop import clickhouse
 from obsloop.collectors.otlp_decode import SIGNALS
 from obsloop.collectors.otlp_grpc import OtlpGrpcReceiver
 from obsloop.collectors.otlp_http import OtlpHttpReceiver
+from obsloop.collectors.push_auth import PortGuard
+from obsloop.collectors.request_budget import Limits
 from obsloop.config import Config
 from obsloop.files import private_dir, write_private
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
@@ -66,6 +68,42 @@ def apply_schema(config: Config) -> int:
     for statement in statements:
         client.command(statement)
     return len(statements)
+
+
+def otlp_http_app(config: Config, pipeline: Intake, metrics: SelfMetrics) -> web.Application:
+    """The OTLP/HTTP port's application as ``serve`` runs it: OTLP and the AWS pushes, every
+    route behind one :class:`PortGuard`."""
+    receiver = config.receiver
+    guard = PortGuard(reveal(receiver.bearer_token))
+    http = OtlpHttpReceiver(pipeline, metrics, limits=Limits.of(receiver), guard=guard,
+                            retry_after_seconds=receiver.retry_after_seconds)
+    app = http.app()
+    _mount_push_collectors(app, guard, config, pipeline)
+    return app
+
+
+def _mount_push_collectors(app: web.Application, guard: PortGuard, config: Config, pipeline: Intake) -> None:
+    """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
+    arrive on the OTLP/HTTP port, behind its ``guard``, and enter the same pipeline as
+    OTLP. Firehose authenticates with its access key, so its route exists only when
+    ``collectors.aws.firehose_access_key`` is set."""
+    from obsloop.collectors import aws_subscription, aws_telemetry, runner
+    from obsloop.collectors.forward import pipeline_submit_async
+
+    collectors = config.collectors
+    limits = Limits.of(config.receiver)
+    submit = pipeline_submit_async(pipeline)  # Kafka's acknowledgement is awaited, not waited for
+    enrich = runner.build_enricher(collectors).enrich
+    region = collectors.aws.push_region or collectors.aws.region
+    app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(
+        submit, enrich, region, limits=limits))
+    app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich, limits=limits))
+    if collectors.aws.firehose_access_key:
+        aws_subscription.mount_firehose(
+            app, guard, "/aws/firehose", reveal(collectors.aws.firehose_access_key),
+            aws_subscription.firehose_handler(submit, enrich, region, limits=limits))
+    else:
+        log.info("Firehose endpoint /aws/firehose not served: collectors.aws.firehose_access_key is not set")
 
 
 @dataclass
@@ -148,13 +186,11 @@ class ObsloopServer:
                         extra={"error": str(exc).splitlines()[0][:300]})
         self.pipeline.start()
         receiver = self.config.receiver
-        http = OtlpHttpReceiver(
-            self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
-            bearer_token=reveal(receiver.bearer_token), retry_after_seconds=receiver.retry_after_seconds,
-        )
+        if not receiver.bearer_token and receiver.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("the OTLP ports listen beyond loopback without receiver.bearer_token: "
+                        "anyone who reaches them can write telemetry", extra={"host": receiver.host})
         # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
-        otlp_app = http.app()
-        self._mount_push_collectors(otlp_app)
+        otlp_app = otlp_http_app(self.config, self.pipeline, self.metrics)
         http_port = await self._serve(otlp_app, receiver.host, receiver.http_port, auto_decompress=False)
         grpc_address = None
         if receiver.grpc_enabled:
@@ -235,21 +271,6 @@ class ObsloopServer:
             await self.feedback.stop()
 
     # -- platform collectors ---------------------------------------------------------------
-    def _mount_push_collectors(self, app: web.Application) -> None:
-        """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
-        arrive on the OTLP/HTTP port and enter the same pipeline as OTLP."""
-        from obsloop.collectors import aws_subscription, aws_telemetry, runner
-        from obsloop.collectors.forward import pipeline_submit_async
-
-        collectors = self.config.collectors
-        submit = pipeline_submit_async(self.pipeline)  # Kafka's acknowledgement is awaited, not waited for
-        enrich = runner.build_enricher(collectors).enrich
-        region = collectors.aws.push_region or collectors.aws.region
-        app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(submit, enrich, region))
-        app.router.add_post("/aws/firehose", aws_subscription.firehose_handler(
-            submit, enrich, reveal(collectors.aws.firehose_access_key), region))
-        app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich))
-
     def _start_pull_collectors(self) -> None:
         from obsloop.collectors import runner
         from obsloop.collectors.forward import pipeline_submit

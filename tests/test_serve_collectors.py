@@ -50,20 +50,25 @@ def test_cloudwatch_subscription_push_becomes_a_priced_invocation(obsloop) -> No
     assert "obsloop_detector_windows_scored_total" in metrics and "obsloop_detector_series " in metrics
 
 
+FIREHOSE_KEY = "a-firehose-access-key"
+
+
 def _firehose(obsloop, request_id: str, message: dict) -> int:
     envelope = {"requestId": request_id, "timestamp": 1764217000000,
                 "records": [{"data": base64.b64encode(gzip.compress(json.dumps(message).encode())).decode()}]}
     request = urllib.request.Request(f"{obsloop.http}/aws/firehose", data=json.dumps(envelope).encode(),
                                      headers={"Content-Type": "application/json",
-                                              "X-Amz-Firehose-Request-Id": request_id})
+                                              "X-Amz-Firehose-Request-Id": request_id,
+                                              "X-Amz-Firehose-Access-Key": FIREHOSE_KEY})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.load(response)["requestId"] == request_id
         return response.status
 
 
-def test_a_replayed_firehose_delivery_is_stored_once(obsloop) -> None:
+def test_a_replayed_firehose_delivery_is_stored_once(obsloop_factory) -> None:
     """Firehose retries a requestId whose acknowledgement it lost: the log records and the
     invocation are stored once, its cost counted once."""
+    obsloop = obsloop_factory(collectors={"aws": {"firehose_access_key": FIREHOSE_KEY}})
     rid = "7a1e0c2b-1111-2222-3333-444455556666"
 
     def message(group: str) -> dict:

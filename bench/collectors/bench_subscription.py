@@ -17,6 +17,7 @@ import uuid
 from obsloop.collectors.aws_subscription import SubscriptionEncoder, decode_data
 from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.pricing import Pricing
+from obsloop.collectors.request_budget import Budget, Limits
 
 
 def make_payload(events: int, seed: int) -> bytes:
@@ -61,7 +62,8 @@ def main() -> None:
     stored: list[bytes] = []
     started = time.process_time()
     for data in payloads:
-        encoded = encoder.encode(decode_data(data), "us-east-1")
+        budget = Budget(Limits.of())
+        encoded = encoder.encode(decode_data(data, budget), "us-east-1", budget)
         stored.append(encoded.payload)
     elapsed = time.process_time() - started
     total = args.payloads * args.events

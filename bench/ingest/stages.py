@@ -82,9 +82,12 @@ def subscription_bodies(events: int = 2000) -> list[bytes]:
     from obsloop.collectors.aws_subscription import SubscriptionEncoder, decode_data
     from obsloop.collectors.enrich import Enricher
     from obsloop.collectors.pricing import Pricing
+    from obsloop.collectors.request_budget import Budget, Limits
 
     encoder = SubscriptionEncoder(Enricher(Pricing.load()).enrich, "bench")
-    return [encoder.encode(decode_data(make_payload(events, seed)), "us-east-1").payload for seed in range(8)]
+    budgets = [Budget(Limits.of()) for _ in range(8)]
+    return [encoder.encode(decode_data(make_payload(events, seed), budget), "us-east-1", budget).payload
+            for seed, budget in enumerate(budgets)]
 
 
 SIGNALS = {

@@ -8,6 +8,7 @@ import pytest
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
 from obsloop.collectors.aws_subscription import SubscriptionEncoder
 from obsloop.collectors.aws_telemetry import encode_events
+from obsloop.collectors.request_budget import Budget, Limits
 
 RID = "11111111-2222-3333-4444-555555555555"
 TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -24,7 +25,7 @@ def _subscription_payload(enrich) -> bytes:
                         "Memory Size: 128 MB\tMax Memory Used: 60 MB\tInit Duration: 180.00 ms\t"},
         ],
     }
-    encoded = SubscriptionEncoder(enrich, "aws.subscription").encode([message], "us-east-1")
+    encoded = SubscriptionEncoder(enrich, "aws.subscription").encode([message], "us-east-1", Budget(Limits.of()))
     return encoded.payload
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
 from obsloop import semconv
-from obsloop.collectors.aws_subscription import firehose_handler, subscription_handler
+from obsloop.collectors.aws_subscription import firehose_handler, mount_firehose, subscription_handler
 from obsloop.collectors.aws_telemetry import telemetry_handler
+from obsloop.collectors.push_auth import PortGuard
 
 RID = "8f5e1c9a-7d1b-4c7e-9a51-0123456789ab"
 REPORT = (
@@ -126,18 +131,36 @@ def test_firehose_envelope_response_and_retry(sink, enrich, post):
                "X-Amz-Firehose-Access-Key": "secret",
                "X-Amz-Firehose-Source-Arn":
                    "arn:aws:firehose:ap-south-1:123456789012:deliverystream/logs"}
-    handler = firehose_handler(sink, enrich, access_key="secret")
+    handler = firehose_handler(sink, enrich)
+    guard = PortGuard(bearer_token="bearer-not-for-firehose")
+
+    def guarded(body: bytes, headers: dict) -> tuple[int, dict]:
+        async def run():
+            app = web.Application(middlewares=[guard.middleware])
+            mount_firehose(app, guard, "/", "secret", handler)
+            async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+                response = await client.post("/", data=body, headers=headers)
+                return response.status, await response.json()
+
+        return asyncio.run(run())
+
     sink.fail = 1
-    status, body = post(handler, json.dumps(envelope).encode(), headers)
+    status, body = guarded(json.dumps(envelope).encode(), headers)
     assert status == 503 and body["requestId"] == envelope["requestId"] and "errorMessage" in body
-    status, body = post(handler, json.dumps(envelope).encode(), headers)
+    status, body = guarded(json.dumps(envelope).encode(), headers)
     assert status == 200 and body["requestId"] == envelope["requestId"]
     assert isinstance(body["timestamp"], int) and "errorMessage" not in body
     rows = sink.logs()
     assert {r["resource"][semconv.FAAS_NAME] for r in rows} == {"fraud-fn", "b"}
     assert {r["resource"][semconv.CLOUD_REGION] for r in rows} == {"ap-south-1"}
-    bad_key = dict(headers, **{"X-Amz-Firehose-Access-Key": "wrong"})
-    assert post(handler, json.dumps(envelope).encode(), bad_key)[0] == 401
+    for bad_key in ("wrong", None):  # the access key authenticates Firehose, the bearer token does not
+        headers = {k: v for k, v in headers.items() if k != "X-Amz-Firehose-Access-Key"}
+        headers.update({"X-Amz-Firehose-Access-Key": bad_key} if bad_key else {})
+        status, body = guarded(json.dumps(envelope).encode(),
+                               dict(headers, Authorization="Bearer bearer-not-for-firehose"))
+        assert (status, body["requestId"], body["errorMessage"]) == (
+            401, envelope["requestId"], "missing or invalid Firehose access key")
+    assert len(sink.payloads) == 1
 
 
 def test_telemetry_api_events(sink, enrich, post):
@@ -303,16 +326,17 @@ def test_push_handlers_await_a_kafka_acknowledgement_without_blocking_the_loop(e
 
 
 def test_gzip_bombs_and_truncated_bodies_are_refused_not_inflated(sink, enrich, post):
-    from obsloop.collectors.aws_subscription import PayloadError, gunzip
+    from dataclasses import replace
+
+    import pytest
+
+    from obsloop.collectors.request_budget import Budget, BudgetExceeded, Limits
 
     bomb = gzip.compress(b" " * (3 << 20))  # ~3 KB that inflates to 3 MiB
-    try:
-        gunzip(bomb, limit=1 << 20)
-        raise AssertionError("inflated past the limit")
-    except PayloadError as exc:
-        assert "exceeds" in str(exc)
+    with pytest.raises(BudgetExceeded, match="exceeds the 1048576-byte limit"):
+        Budget(replace(Limits.of(), max_request_bytes=1 << 20)).inflate(bomb)
     two_members = gzip.compress(b'{"a": 1}') + gzip.compress(b'{"b": 2}')
-    assert gunzip(two_members) == b'{"a": 1}{"b": 2}'
+    assert Budget(Limits.of()).inflate(two_members) == b'{"a": 1}{"b": 2}'
     status, reply = post(subscription_handler(sink, enrich), gzip.compress(json.dumps(data_message(["x"])).encode())[:-6])
     assert status == 400 and "truncated" in reply["error"] and sink.payloads == []
 
@@ -336,6 +360,7 @@ def test_concatenated_json_documents_split_as_json_would():
     import pytest
 
     from obsloop.collectors.aws_subscription import PayloadError, _json_documents, decode_data
+    from obsloop.collectors.request_budget import Budget, Limits
 
     cases = [
         b'{"a": 1}',
@@ -356,7 +381,7 @@ def test_concatenated_json_documents_split_as_json_would():
                 break
             document, index = decoder.raw_decode(source, index)
             expected.append(document)
-        assert repr(_json_documents(text)) == repr(expected), text
+        assert repr(_json_documents(text, Budget(Limits.of()))) == repr(expected), text
     for bad in (b'{"a": 1} xx', b'{"a": 1}{', b'{"a": 1}{"b"', b'{"a": 1}\xff', b"{"):
         with pytest.raises(PayloadError):
-            decode_data(bad)
+            decode_data(bad, Budget(Limits.of()))
