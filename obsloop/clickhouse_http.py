@@ -77,7 +77,9 @@ _STATUS_BY_NAME: dict[str, int] = {
         "CANNOT_PARSE_INPUT_ASSERTION_FAILED", "CANNOT_PARSE_UUID", "DUPLICATE_COLUMN", "ILLEGAL_COLUMN",
         "UNKNOWN_ELEMENT_IN_AST", "UNKNOWN_TYPE_OF_AST_NODE", "THERE_IS_NO_COLUMN", "TOO_DEEP_AST",
         "TOO_BIG_AST", "UNEXPECTED_AST_STRUCTURE", "SYNTAX_ERROR", "INCORRECT_DATA", "TYPE_MISMATCH",
-        "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE"], 400),
+        "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+        # obsloop's own: what a request asked for beyond its limits or the interface's rules
+        "SUPPORT_IS_DISABLED", "TOO_MANY_ROWS_OR_BYTES", "TOO_MANY_ROWS", "TOO_MANY_BYTES"], 400),
     **dict.fromkeys([
         "UNKNOWN_TABLE", "UNKNOWN_FUNCTION", "UNKNOWN_IDENTIFIER", "UNKNOWN_TYPE", "UNKNOWN_STORAGE",
         "UNKNOWN_DATABASE", "UNKNOWN_SETTING", "UNKNOWN_DIRECTION_OF_SORTING", "UNKNOWN_AGGREGATE_FUNCTION",
@@ -117,6 +119,8 @@ OUTPUT_SETTINGS = frozenset({
     "input_format_null_as_default", "input_format_skip_unknown_fields", "input_format_defaults_for_omitted_fields",
     "insert_deduplicate",
 })
+#: Set on every request: the embedded engine's Python() reads the caller's variables.
+ALWAYS_SETTINGS = {"allow_python_table_function": "0"}
 #: Set on every write request: Values rows are data, never expressions (``file(...)`` in a row).
 WRITE_SETTINGS = {"input_format_values_interpret_expressions": "0",
                   "input_format_values_deduce_templates_of_expressions": "0"}
@@ -324,6 +328,7 @@ class EmbeddedEngine:
                     raise ClickHouseError(164, "READONLY", f"Cannot modify '{name}' setting: this interface "
                                           "lets a request lower the limits and set output settings only")
         applied.update({name: str(value) for name, value in effective.items()})
+        applied.update(ALWAYS_SETTINGS)
         if statement.writes:
             applied.update(WRITE_SETTINGS)
         else:
