@@ -92,6 +92,13 @@ class AdminConfig(_Section):
     """Browser origins (``https://host:port``) allowed to call this port; requests with
     any other ``Origin`` are refused, so a web page cannot drive it."""
 
+    @field_validator("token")
+    @classmethod
+    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token (an unset secret passed through as ``""``) would match an empty
+        bearer: it means no token, and ``/query`` off."""
+        return value if value is None or value.get_secret_value().strip() else None
+
 
 class QueryLimitsConfig(_Section):
     """Per-query limits of the query surfaces (8123, admin ``/query``, ``obsloop query``), so a

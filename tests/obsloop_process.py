@@ -40,6 +40,8 @@ class ObsloopProcess:
         """What :meth:`query` sends as the admin bearer token (``admin={"token": ...}`` sets it)."""
         self.config_path = workdir / "obsloop.yaml"
         self.config_path.write_text(yaml.safe_dump(document))
+        self.environment: dict[str, str] = {}
+        """``OBSLOOP_*`` variables the process gets on top of this one's (a secret's, say)."""
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "serve.log"
         self.endpoints: dict[str, Any] = {}
@@ -50,7 +52,7 @@ class ObsloopProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "obsloop", "--config", str(self.config_path), "serve"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env={**os.environ, **self.environment},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
