@@ -218,10 +218,6 @@ def _content_type(fmt: str) -> str:
     return "text/plain; charset=UTF-8"
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
@@ -255,7 +251,7 @@ class EmbeddedEngine:
                 connection.query(f"USE {_identifier(query.database)}", "TabSeparated")
             statement = self._check(connection, query)
             for name, value in self._settings(connection, query, statement, limits).items():
-                connection.query(f"SET {name} = {_quote(value)}", "TabSeparated")
+                connection.query(f"SET {name} = {query_gate.quote(value)}", "TabSeparated")
             started = time.perf_counter_ns()
             if query.data is None:
                 result = connection.query(statement.sql, query.default_format, params=query.params)
@@ -319,7 +315,7 @@ class EmbeddedEngine:
             elif name in OUTPUT_SETTINGS:
                 applied[name] = value
             else:
-                result = connection.query(f"SELECT value FROM system.settings WHERE name = {_quote(name)}",
+                result = connection.query(f"SELECT value FROM system.settings WHERE name = {query_gate.quote(name)}",
                                           "JSONCompact")
                 rows = json.loads(bytes(result.bytes()))["data"]
                 if not rows:
@@ -345,7 +341,7 @@ class EmbeddedEngine:
         with tempfile.NamedTemporaryFile(dir=self.scratch, suffix=".rows") as rows:
             rows.write(query.data)
             rows.flush()
-            sql = f"{match.group(1)} FROM INFILE {_quote(rows.name)} FORMAT {match.group(2)}"
+            sql = f"{match.group(1)} FROM INFILE {query_gate.quote(rows.name)} FORMAT {match.group(2)}"
             return connection.query(sql, "TabSeparated", params=query.params)
 
 
