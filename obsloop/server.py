@@ -313,7 +313,11 @@ def admin_app(config: Config, client: Callable[[], Client]) -> web.Application:
     ``/metrics``, ``/healthz`` and ``/readyz``, which stay open for scrapes and probes."""
     admin = config.admin
     app = web.Application(middlewares=[browser_guard("admin", admin.allowed_hosts, admin.allowed_origins)])
-    app.router.add_post("/query", lambda request: query_response(request, client, config))
+
+    async def query(request: web.Request) -> web.Response:
+        return await query_response(request, client, config)
+
+    app.router.add_post("/query", query)
     return app
 
 
