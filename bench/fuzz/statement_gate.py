@@ -227,14 +227,21 @@ class Report:
                 f"escapes {len(self.escapes)}, peak RSS {peak_mb:.0f} MiB, {seconds:.0f} s")
 
 
-class Fuzz:
-    """The scratch engine, the canaries and the oracle; :meth:`one` takes one statement."""
+DATABASE = "obsloop_gate_fuzz"
 
-    def __init__(self, root: Path, listener: Listener) -> None:
+
+class Fuzz:
+    """The scratch database, the canaries and the oracle; :meth:`one` takes one statement.
+    ``engine``: the embedded engine's directory (a process opens one; the suite's, in tests)."""
+
+    def __init__(self, root: Path, listener: Listener, engine: str) -> None:
         import chdb
 
         self.canary = Canary(root, listener)
-        self.connection = chdb.connect(str(root / "engine"))
+        self.engine = engine
+        self.connection = chdb.connect(engine)
+        self.connection.query(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+        self.connection.query(f"USE {DATABASE}")
         self._answers: dict[tuple[str, tuple[tuple[str, str], ...]], list[str] | EngineError] = {}
         self.schema()
         self.denied = query_gate._denied_engine_names(self.run)
@@ -243,7 +250,7 @@ class Fuzz:
 
     def schema(self) -> None:
         """obsloop's tables, created again after an accepted write dropped or changed them."""
-        for statement in ddl(SchemaOptions()):
+        for statement in ddl(SchemaOptions(database=DATABASE)):
             self.connection.query(statement)
 
     def run(self, sql: str, params: Any) -> list[str]:
@@ -293,8 +300,9 @@ class Fuzz:
     def _execute(self, sql: str) -> str | None:
         """Run an accepted statement without ``readonly`` and report any effect it had."""
         self.report.executed += 1
-        connection = __import__("chdb").connect(str(self.canary.root / "engine"))
+        connection = __import__("chdb").connect(self.engine)
         try:
+            connection.query(f"USE {DATABASE}")
             for name, value in LIMITS.items():
                 connection.query(f"SET {name} = {value}")
             output = bytes(connection.query(sql, "TabSeparated").bytes() or b"").decode(errors="replace")
@@ -311,9 +319,11 @@ class Fuzz:
         return None
 
 
-def fuzz(examples: int, seed: int) -> Report:
+def fuzz(examples: int, seed: int, engine: str | None = None) -> Report:
+    """Run ``examples`` statements; ``engine``: an embedded engine directory to use (default: a
+    scratch one), whose ``obsloop_gate_fuzz`` database the fuzz creates and drops."""
     with tempfile.TemporaryDirectory(prefix="obsloop-gate-fuzz-") as directory, listening() as listener:
-        state = Fuzz(Path(directory), listener)
+        state = Fuzz(Path(directory), listener, engine or str(Path(directory) / "engine"))
         attacks, benign = state.canary.attacks(), dashboard_sql()
 
         @hypothesis_seed(seed)
@@ -324,6 +334,7 @@ def fuzz(examples: int, seed: int) -> Report:
             state.one(sql)
 
         case()
+        state.connection.query(f"DROP DATABASE IF EXISTS {DATABASE}")
         state.connection.close()
         return state.report
 

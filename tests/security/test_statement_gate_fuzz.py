@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "fuzz"))
 import statement_gate  # noqa: E402
 
 
-def test_seeded_slice_has_no_crash_and_no_escape():
-    report = statement_gate.fuzz(examples=300, seed=7)
+def test_seeded_slice_has_no_crash_and_no_escape(chdb_client):
+    report = statement_gate.fuzz(examples=300, seed=7, engine=chdb_client.path)
     assert report.inputs == 300
     assert report.crashes == [] and report.escapes == []
     assert report.refusals > 0 and report.accepted > 0 and report.executed > 0
