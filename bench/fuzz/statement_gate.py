@@ -202,7 +202,8 @@ def static_escape(rendered: str, denied: frozenset[str], writes: bool) -> str | 
         word = (match.group(1) or "").lower()
         if (previous, word) in (("into", "outfile"), ("from", "infile")):
             return "an output or input file"
-        if match.group(2) and (word in denied or word in query_gate.DENIED_FUNCTIONS or word.startswith("dict")):
+        called = match.group(2) and previous != "as"  # ``t AS alias(a, b)`` names columns, calls nothing
+        if called and (word in denied or word in query_gate.DENIED_FUNCTIONS or word.startswith("dict")):
             return f"a call to {word}"
         previous = word
     return None
