@@ -8,11 +8,14 @@ only one process open a data directory, so a process keeps a single client per D
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+
+from obsloop import query_gate
 
 _clients: dict[str, Client] = {}
 _clients_lock = threading.Lock()
@@ -59,20 +62,21 @@ def close_all() -> None:
         _clients.clear()
 
 
-_READ_ONLY_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
+def runner(client: Client) -> query_gate.Run:
+    """The statement gate's access to the engine, through ``client``."""
+    return lambda sql, params: [str(row[0]) for row in client.query(sql, parameters=dict(params) or None).result_rows]
 
 
-def is_read_only(sql: str) -> bool:
-    """Whether ``sql`` is a single statement that only reads.
-
-    Checked on the text rather than with ClickHouse's ``readonly`` setting, because the
-    embedded engine keeps a setting for the rest of the session once a query used it.
-    """
-    text = sql.strip()
-    while text.startswith(("--", "/*")):
-        text = text.partition("\n")[2].lstrip() if text.startswith("--") else text.partition("*/")[2].lstrip()
-    body = text.rstrip().rstrip(";")
-    if ";" in body.replace("';'", ""):
-        return False  # several statements: refuse rather than guess
-    first = body.split(None, 1)[0].upper() if body else ""
-    return first.lstrip("(") in _READ_ONLY_STATEMENTS
+def checked_query(client: Client, sql: str, *, writes: bool, limits: Mapping[str, int], fmt: str) -> bytes:
+    """Run ``sql`` on a ClickHouse server if :func:`obsloop.query_gate.check` lets it
+    (``writes``: writes allowed); a read runs with ``readonly=1`` and ``limits`` as this
+    request's settings, which the statement cannot lift. Not for the embedded engine, which
+    would keep the settings on the shared client's session
+    (:func:`obsloop.clickhouse_http.embedded_query` is its way).
+    Raises :class:`obsloop.query_gate.Refused`, or the engine's error."""
+    statement = query_gate.check(sql, runner(client), writes=writes)
+    if statement.inserts_rows:
+        raise query_gate.Refused(62, "SYNTAX_ERROR", "INSERT with rows is not run here: use INSERT ... SELECT, "
+                                 "or send the rows to the ClickHouse HTTP interface")
+    settings = {} if statement.writes else {**limits, "readonly": 1}
+    return client.raw_query(statement.sql, fmt=fmt, settings=settings)

@@ -10,9 +10,15 @@ ClickHouse's exception text, code and HTTP status.
 The engine renders every format itself (Native, RowBinary, JSON, ...): the bytes pass
 through untouched. Each request opens its own engine connection, because the engine keeps
 a ``SET`` (and ``USE``) for the rest of a connection's session: a per-request connection
-keeps one client's settings out of everyone else's queries. For the same reason writes
-are refused by statement kind (:func:`obsloop.clickhouse.is_read_only`) with code 164
-``READONLY`` rather than with the ``readonly`` setting.
+keeps one client's settings out of everyone else's queries, and lets each request run
+under its own ``readonly=1`` and limits.
+
+Every statement passes :func:`obsloop.query_gate.check` (ClickHouse's parse of it: reads
+only unless ``clickhouse_http.read_only`` is false, never files, network or processes), and
+what runs is the engine's rendering of it. Then the request's settings: the limits
+(``query_limits``) may only be lowered, a short list of output settings may be set, any
+other must equal its current value; then ``readonly=1``, so the statement cannot change
+anything either (the Grafana plugin's ``max_execution_time`` is a limit, so it passes).
 
 Not served: ClickHouse's own block compression (``compress=1`` / ``decompress=1``, which
 needs CityHash128 checksums), external data tables, sessions (``session_id`` is accepted
@@ -40,7 +46,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from obsloop.clickhouse import embedded_path, is_embedded, is_read_only
+from obsloop import query_gate
+from obsloop.clickhouse import embedded_path, is_embedded
+from obsloop.config import Config, ConfigError
+from obsloop.http_guard import browser_guard, header_bytes
 from obsloop.secret import reveal
 
 if TYPE_CHECKING:
@@ -69,7 +78,9 @@ _STATUS_BY_NAME: dict[str, int] = {
         "CANNOT_PARSE_INPUT_ASSERTION_FAILED", "CANNOT_PARSE_UUID", "DUPLICATE_COLUMN", "ILLEGAL_COLUMN",
         "UNKNOWN_ELEMENT_IN_AST", "UNKNOWN_TYPE_OF_AST_NODE", "THERE_IS_NO_COLUMN", "TOO_DEEP_AST",
         "TOO_BIG_AST", "UNEXPECTED_AST_STRUCTURE", "SYNTAX_ERROR", "INCORRECT_DATA", "TYPE_MISMATCH",
-        "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE"], 400),
+        "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+        # obsloop's own: what a request asked for beyond its limits or the interface's rules
+        "SUPPORT_IS_DISABLED", "TOO_MANY_ROWS_OR_BYTES", "TOO_MANY_ROWS", "TOO_MANY_BYTES"], 400),
     **dict.fromkeys([
         "UNKNOWN_TABLE", "UNKNOWN_FUNCTION", "UNKNOWN_IDENTIFIER", "UNKNOWN_TYPE", "UNKNOWN_STORAGE",
         "UNKNOWN_DATABASE", "UNKNOWN_SETTING", "UNKNOWN_DIRECTION_OF_SORTING", "UNKNOWN_AGGREGATE_FUNCTION",
@@ -94,6 +105,27 @@ _TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*(?:SETTINGS\b[^;]*)?;?\s*$", 
 _FORMAT_QUERY_SCOPE = re.compile(r": In scope SELECT formatQuery\(.*\)\. \((\w+)\)$", re.S)
 _BODY_INSERT = re.compile(rb"^\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+(\w+)[ \t]*\r?\n?", re.I | re.S)
 _INSERT_WITH_FORMAT = re.compile(r"^(\s*INSERT\s+INTO\s+.+?)\s+FORMAT\s+(\w+)\s*$", re.I | re.S)
+_INSERT_VALUES = re.compile(r"^\s*(INSERT\s+INTO\s+.+?)\s+VALUES\b\s*", re.I | re.S)
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: Request settings that change only how results look or how limits behave.
+OUTPUT_SETTINGS = frozenset({
+    "result_overflow_mode", "timeout_overflow_mode", "read_overflow_mode", "limit", "offset", "extremes",
+    "max_block_size", "session_timezone", "date_time_output_format", "date_time_input_format", "join_use_nulls",
+    "output_format_json_quote_64bit_integers", "output_format_json_quote_denormals",
+    "output_format_json_quote_decimals", "output_format_decimal_trailing_zeros",
+    "output_format_json_named_tuples_as_objects",
+    "output_format_arrow_string_as_string", "output_format_parquet_string_as_string", "log_comment",
+    "http_write_exception_in_output_format", "cancel_http_readonly_queries_on_client_close",
+    "input_format_null_as_default", "input_format_skip_unknown_fields", "input_format_defaults_for_omitted_fields",
+    "insert_deduplicate",
+})
+#: Set on every request: the embedded engine's Python() reads the caller's variables.
+ALWAYS_SETTINGS = {"allow_python_table_function": "0"}
+#: Set on every write request: Values rows are data, never expressions (``file(...)`` in a row).
+WRITE_SETTINGS = {"input_format_values_interpret_expressions": "0",
+                  "input_format_values_deduce_templates_of_expressions": "0"}
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True)
@@ -104,6 +136,8 @@ class HttpSettings:
     password: str | None = None
     """``None``: the user needs no password (ClickHouse's ``default`` user out of the box)."""
     read_only: bool = True
+    limits: tuple[tuple[str, int], ...] = ()
+    """The most a request may ask for: ``(setting, value)``, 0 meaning no limit."""
 
 
 class ClickHouseError(Exception):
@@ -185,10 +219,6 @@ def _content_type(fmt: str) -> str:
     return "text/plain; charset=UTF-8"
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
@@ -213,24 +243,21 @@ class EmbeddedEngine:
         self.path = path
         self.scratch = scratch
 
-    def run(self, query: _Query) -> tuple[bytes, dict[str, str]]:
+    def run(self, query: _Query, limits: dict[str, int]) -> tuple[bytes, dict[str, str]]:
         import chdb
 
         connection = chdb.connect(self.path)
         try:
-            if query.read_only and not is_read_only(query.sql):
-                self._refuse(connection, query)
             if query.database:
                 connection.query(f"USE {_identifier(query.database)}", "TabSeparated")
-            for name, value in query.settings.items():
-                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                    raise ClickHouseError(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
-                connection.query(f"SET {name} = {_quote(value)}", "TabSeparated")
+            statement = self._check(connection, query)
+            for name, value in self._settings(connection, query, statement, limits).items():
+                connection.query(f"SET {name} = {query_gate.quote(value)}", "TabSeparated")
             started = time.perf_counter_ns()
             if query.data is None:
-                result = connection.query(query.sql, query.default_format, params=query.params)
+                result = connection.query(statement.sql, query.default_format, params=query.params)
             else:
-                result = self._insert_file(connection, query)
+                result = self._insert_file(connection, statement, query)
             elapsed = time.perf_counter_ns() - started
             body = bytes(result.bytes() or b"")
             summary = {
@@ -248,28 +275,74 @@ class EmbeddedEngine:
             connection.close()
 
     @staticmethod
-    def _refuse(connection: Any, query: _Query) -> None:
-        """Code 164 for a write; but a statement that does not parse gets the engine's own
-        syntax error (with positions in the user's text), as ClickHouse answers."""
+    def _check(connection: Any, query: _Query) -> query_gate.Statement:
+        """The statement as the gate lets it run; a statement that does not parse gets the
+        engine's own syntax error (with positions in the user's text), as ClickHouse answers."""
+        def run(sql: str, params: Any) -> list[str]:
+            result = connection.query(sql, "JSONCompact", params=dict(params))
+            return [str(row[0]) for row in json.loads(bytes(result.bytes()))["data"]]
+
         try:
-            connection.query(f"SELECT formatQuery({_quote(query.sql)})", "TabSeparated")
+            statement = query_gate.check(query.sql, run, writes=not query.read_only, params=query.params)
+        except query_gate.Refused as refused:
+            raise ClickHouseError(refused.code, refused.name, f"{query.user}: {refused}") from None
         except Exception as exc:  # noqa: BLE001 - the parser's message is the answer
             error = ClickHouseError.from_engine(exc)
-            text = _FORMAT_QUERY_SCOPE.sub(r". (\1)", str(error))
-            error.args = (text,)
+            error.args = (_FORMAT_QUERY_SCOPE.sub(r". (\1)", str(error)),)
             raise error from None
-        raise ClickHouseError(164, "READONLY", f"{query.user}: Cannot execute query in readonly mode")
+        if statement.inserts_rows and query.data is None:
+            raise ClickHouseError(62, "SYNTAX_ERROR", "INSERT without rows: send them in the body after "
+                                  "INSERT ... FORMAT <format>, or after VALUES")
+        return statement
 
-    def _insert_file(self, connection: Any, query: _Query) -> Any:
+    @staticmethod
+    def _settings(connection: Any, query: _Query, statement: query_gate.Statement,
+                  limits: dict[str, int]) -> dict[str, str]:
+        """The settings to apply, in order: the request's (limits lowered only, output
+        settings, any other only if unchanged), the limits, then ``readonly=1`` for a read."""
+        applied: dict[str, str] = {}
+        effective = dict(limits)
+        for name, value in query.settings.items():
+            if not _SETTING_NAME.fullmatch(name):
+                raise ClickHouseError(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
+            if name in limits:
+                try:
+                    requested = int(float(value))
+                except ValueError:
+                    raise ClickHouseError(27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+                                          f"Cannot parse '{value}' as the value of {name}") from None
+                if requested > 0 and (limits[name] == 0 or requested < limits[name]):
+                    effective[name] = requested
+            elif name in OUTPUT_SETTINGS:
+                applied[name] = value
+            else:
+                result = connection.query(f"SELECT value FROM system.settings WHERE name = {query_gate.quote(name)}",
+                                          "JSONCompact")
+                rows = json.loads(bytes(result.bytes()))["data"]
+                if not rows:
+                    raise ClickHouseError(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
+                if rows[0][0] != value:
+                    raise ClickHouseError(164, "READONLY", f"Cannot modify '{name}' setting: this interface "
+                                          "lets a request lower the limits and set output settings only")
+        applied.update({name: str(value) for name, value in effective.items()})
+        applied.update(ALWAYS_SETTINGS)
+        if statement.writes:
+            applied.update(WRITE_SETTINGS)
+        else:
+            applied["readonly"] = "1"
+        return applied
+
+    def _insert_file(self, connection: Any, statement: query_gate.Statement, query: _Query) -> Any:
         """The engine reads no request body: rows sent after ``INSERT ... FORMAT x`` go
         through a scratch file and ``FROM INFILE``."""
-        match = _INSERT_WITH_FORMAT.match(query.sql)
-        assert match is not None and query.data is not None
+        match = _INSERT_WITH_FORMAT.match(statement.sql)
+        if match is None or query.data is None or not statement.inserts_rows:
+            raise ClickHouseError(62, "SYNTAX_ERROR", "rows in the body need INSERT ... FORMAT <format>")
         self.scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.scratch, suffix=".rows") as rows:
             rows.write(query.data)
             rows.flush()
-            sql = f"{match.group(1)} FROM INFILE {_quote(rows.name)} FORMAT {match.group(2)}"
+            sql = f"{match.group(1)} FROM INFILE {query_gate.quote(rows.name)} FORMAT {match.group(2)}"
             return connection.query(sql, "TabSeparated", params=query.params)
 
 
@@ -281,9 +354,10 @@ class ClickHouseHttp:
         self.settings = settings
         self.timezone = timezone
 
-    def app(self) -> web.Application:
+    def app(self, allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()) -> web.Application:
         # ClickHouse answers large bodies (inserts) too; the engine bounds what it accepts.
-        app = web.Application(client_max_size=1024**3)
+        app = web.Application(client_max_size=1024**3, middlewares=[
+            browser_guard("clickhouse_http", allowed_hosts, allowed_origins)])
         app.router.add_get("/ping", self._ping)
         app.router.add_get("/replicas_status", self._ping)
         app.router.add_route("GET", "/", self._query)
@@ -294,24 +368,26 @@ class ClickHouseHttp:
         return web.Response(text="Ok.\n")
 
     def _authenticate(self, request: web.Request) -> str:
-        user = request.headers.get("X-ClickHouse-User") or request.query.get("user")
-        password = request.headers.get("X-ClickHouse-Key") or request.query.get("password")
-        authorization = request.headers.get("Authorization", "")
-        if authorization.startswith("Basic "):
+        """The user, after a constant-time compare on bytes; odd header bytes (non-UTF-8,
+        non-ASCII, bad base64) are a failed authentication, never an error."""
+        user = header_bytes(request.headers.get("X-ClickHouse-User") or request.query.get("user") or "")
+        password = header_bytes(request.headers.get("X-ClickHouse-Key") or request.query.get("password") or "")
+        authorization = header_bytes(request.headers.get("Authorization", ""))
+        if authorization.startswith(b"Basic "):
             try:
-                user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+                user, _, password = base64.b64decode(authorization[6:], validate=True).partition(b":")
             except ValueError:
-                user, password = "", ""
-        user = user or "default"
-        expected = self.settings.password or ""
-        valid_user = hmac.compare_digest(user.encode(), self.settings.username.encode())
-        valid_password = hmac.compare_digest((password or "").encode(), expected.encode())
+                user, password = b"\0", b""
+        user = user or b"default"
+        valid_user = hmac.compare_digest(user, self.settings.username.encode())
+        valid_password = hmac.compare_digest(password, (self.settings.password or "").encode())
+        name = user.decode(errors="replace")
         if not (valid_user and valid_password):
             raise ClickHouseError(
                 516, "AUTHENTICATION_FAILED",
-                f"{user}: Authentication failed: password is incorrect, or there is no user with such name",
+                f"{name}: Authentication failed: password is incorrect, or there is no user with such name",
             )
-        return user
+        return name
 
     async def _parse(self, request: web.Request, user: str) -> _Query:
         query = request.query
@@ -339,11 +415,15 @@ class ClickHouseHttp:
             data = body
         elif inline is not None:
             # ``INSERT ... FORMAT x`` then the rows, all in the body (clickhouse-connect's inserts).
-            text = f"{inline.group(1).decode()} FORMAT {inline.group(2).decode()}"
+            text = f"{inline.group(1).decode(errors='replace')} FORMAT {inline.group(2).decode()}"
             data = body[inline.end():]
         elif body:
             decoded = body.decode(errors="replace")
             text = f"{text}\n{decoded}" if text else decoded
+        values = _INSERT_VALUES.match(text) if data is None else None
+        if values is not None:
+            # The rows after VALUES are data, run from a file: never part of the statement text.
+            text, data = f"{values.group(1)} FORMAT Values", text[values.end():].encode()
         if not text.strip():
             raise ClickHouseError(62, "SYNTAX_ERROR", "Empty query")
         read_only = self.settings.read_only or request.method == "GET" or query.get("readonly", "0") != "0"
@@ -367,7 +447,7 @@ class ClickHouseHttp:
         try:
             user = self._authenticate(request)
             parsed = await self._parse(request, user)
-            body, summary = await asyncio.to_thread(self.engine.run, parsed)
+            body, summary = await asyncio.to_thread(self.engine.run, parsed, dict(self.settings.limits))
         except ClickHouseError as error:
             return error.response(query_id)
         trailing = _TRAILING_FORMAT.search(parsed.sql) if parsed.data is None else None
@@ -398,6 +478,26 @@ def build(path: str, scratch: Path, settings: HttpSettings) -> ClickHouseHttp:
     return ClickHouseHttp(EmbeddedEngine(path, scratch), settings, timezone)
 
 
+def embedded_query(config: Config, sql: str, *, writes: bool, fmt: str) -> bytes:
+    """``sql`` on the embedded engine as this interface runs it (gate, limits, ``readonly``),
+    on a connection of its own: settings given to the process's shared client would stay
+    on its session and refuse the inserter's writes. For admin ``/query`` and ``obsloop query``."""
+    engine = EmbeddedEngine(embedded_path(config.storage_dsn), config.data_dir / "tmp" / "clickhouse_http")
+    query = _Query(sql=sql, data=None, params={}, settings={}, database=config.storage.database,
+                   default_format=fmt, read_only=not writes, user="obsloop")
+    body, _ = engine.run(query, config.query_limits.settings())
+    return body
+
+
+def refuse_unprotected(config: Config) -> None:
+    """A :class:`ConfigError` when the interface would be served beyond loopback without a password."""
+    section = config.clickhouse_http
+    if (section.enabled and is_embedded(config.storage_dsn) and section.host not in LOOPBACK
+            and not section.password):
+        raise ConfigError(f"{config.source}: 'clickhouse_http.host' is {section.host}, beyond this machine, "
+                          "and 'clickhouse_http.password' is not set: set a password, or serve on 127.0.0.1")
+
+
 async def serve(server: ObsloopServer) -> str | None:
     """Mount the interface on its own port (``clickhouse_http`` in the configuration) and
     return its URL; ``None`` when disabled or when storage is a ClickHouse server, which
@@ -411,8 +511,10 @@ async def serve(server: ObsloopServer) -> str | None:
         return None
     interface = await asyncio.to_thread(
         build, embedded_path(config.storage_dsn), config.data_dir / "tmp" / "clickhouse_http",
-        HttpSettings(username=section.username, password=reveal(section.password), read_only=section.read_only),
+        HttpSettings(username=section.username, password=reveal(section.password), read_only=section.read_only,
+                     limits=tuple(config.query_limits.settings().items())),
     )
+    app = interface.app(tuple(section.allowed_hosts), tuple(section.allowed_origins))
     # Bodies may be lz4 or zstd, which aiohttp cannot inflate: the handler does it.
-    port = await server._serve(interface.app(), section.host, section.port, auto_decompress=False)
+    port = await server._serve(app, section.host, section.port, auto_decompress=False)
     return f"http://{section.host}:{port}"

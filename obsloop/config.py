@@ -101,10 +101,45 @@ class StorageConfig(_Section):
 
 
 class AdminConfig(_Section):
-    """The admin HTTP server: /metrics, /healthz, /readyz and the query endpoint."""
+    """The admin HTTP server: /metrics, /healthz, /readyz (open, for scrapes and probes) and
+    ``POST /query`` (behind ``token``)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8888, ge=0, le=65535)
+    token: SecretStr | None = None
+    """``POST /query`` needs ``Authorization: Bearer <token>``; without a token it is refused."""
+    allow_write_queries: bool = False
+    """Let ``/query?write=1`` (``obsloop query --write``) run INSERT, CREATE, ALTER, DROP, ..."""
+    allowed_hosts: list[str] = []
+    """``Host`` names besides IP addresses and ``localhost`` this port answers to (the
+    service name it is reached by); any other is refused, against DNS rebinding."""
+    allowed_origins: list[str] = []
+    """Browser origins (``https://host:port``) allowed to call this port; requests with
+    any other ``Origin`` are refused, so a web page cannot drive it."""
+
+    @field_validator("token")
+    @classmethod
+    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token (an unset secret passed through as ``""``) would match an empty
+        bearer: it means no token, and ``/query`` off."""
+        return value if value is None or value.get_secret_value().strip() else None
+
+
+class QueryLimitsConfig(_Section):
+    """Per-query limits of the query surfaces (8123, admin ``/query``, ``obsloop query``), so a
+    dashboard query cannot exhaust the process that is ingesting. ``0`` means no limit; a
+    request may lower a limit, never raise it."""
+
+    max_execution_time: int = Field(60, ge=0)
+    """Seconds."""
+    max_memory_usage: int = Field(2 * 1024**3, ge=0)
+    max_result_rows: int = Field(1_000_000, ge=0)
+    max_result_bytes: int = Field(512 * 1024**2, ge=0)
+    max_rows_to_read: int = Field(0, ge=0)
+
+    def settings(self) -> dict[str, int]:
+        """The limits as ClickHouse settings."""
+        return self.model_dump()
 
 
 class ClickHouseHttpConfig(_Section):
@@ -118,7 +153,14 @@ class ClickHouseHttpConfig(_Section):
     password: Secret | None = None
     """``None``: no password, like a fresh ClickHouse server's ``default`` user."""
     read_only: bool = True
-    """Refuse statements that write (ClickHouse's code 164, READONLY)."""
+    """Refuse statements that write (ClickHouse's code 164, READONLY). With ``false``, writes
+    run, but still no file, network or process access (see ``obsloop.query_gate``)."""
+    allowed_hosts: list[str] = []
+    """``Host`` names besides IP addresses and ``localhost`` this port answers to (the
+    service name Grafana dials); any other is refused, against DNS rebinding."""
+    allowed_origins: list[str] = []
+    """Browser origins allowed to call this port (Grafana's plugin calls from its server
+    and sends none); requests with any other ``Origin`` are refused."""
 
 
 class LoggingConfig(_Section):
@@ -132,6 +174,7 @@ class Config(_Section):
     wal: WalConfig = WalConfig()
     storage: StorageConfig = StorageConfig()
     admin: AdminConfig = AdminConfig()
+    query_limits: QueryLimitsConfig = QueryLimitsConfig()
     clickhouse_http: ClickHouseHttpConfig = ClickHouseHttpConfig()
     logging: LoggingConfig = LoggingConfig()
     collectors: CollectorsConfig = CollectorsConfig()

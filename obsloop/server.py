@@ -32,11 +32,13 @@ from obsloop.collectors.push_auth import PortGuard
 from obsloop.collectors.request_budget import Limits
 from obsloop.config import Config
 from obsloop.files import private_dir, write_private
+from obsloop.http_guard import bearer_matches, browser_guard
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.intake import Intake
 from obsloop.pipelines.schema import SchemaOptions
 from obsloop.pipelines.wal import WriteAheadLog
+from obsloop.query_gate import Refused
 from obsloop.schema import ddl
 from obsloop.secret import reveal
 from obsloop.selfmetrics import SelfMetrics
@@ -177,6 +179,9 @@ class ObsloopServer:
     async def start(self, *, feedback: bool = True) -> Endpoints:
         """Start everything; with ``feedback=False`` the feedback loop waits for an explicit
         :meth:`start_feedback` (the demo first lets the detectors learn from history)."""
+        from obsloop.clickhouse_http import refuse_unprotected
+
+        refuse_unprotected(self.config)
         try:
             if self.config.kafka is None:  # with Kafka, the ingest workers apply the schema
                 apply_schema(self.config)
@@ -310,11 +315,10 @@ class ObsloopServer:
 
     # -- admin endpoints -------------------------------------------------------------------
     def _admin_app(self) -> web.Application:
-        app = web.Application()
+        app = admin_app(self.config, lambda: self.client)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_post("/query", self._query)
         return app
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -336,27 +340,66 @@ class ObsloopServer:
             body["refusing"] = str(refused)
         return web.json_response(body, status=200 if healthy and refused is None else 503)
 
-    async def _query(self, request: web.Request) -> web.Response:
-        return await query_response(request, lambda: self.client)
+
+def admin_app(config: Config, client: Callable[[], Client]) -> web.Application:
+    """The admin app's shared part: the browser guard and ``POST /query``; the caller adds
+    ``/metrics``, ``/healthz`` and ``/readyz``, which stay open for scrapes and probes."""
+    admin = config.admin
+    app = web.Application(middlewares=[browser_guard("admin", admin.allowed_hosts, admin.allowed_origins)])
+
+    async def query(request: web.Request) -> web.Response:
+        return await query_response(request, client, config)
+
+    app.router.add_post("/query", query)
+    return app
 
 
-async def query_response(request: web.Request, client: Callable[[], Client]) -> web.Response:
-    """``POST /query``: the SQL in the body, answered in ``?format=``; read-only unless
-    ``write=1``. Shared by ``serve`` and ``ingest-worker``: with the embedded engine, the
-    process holding the data directory is the one that can answer."""
-    sql = await request.text()
+async def query_response(request: web.Request, client: Callable[[], Client], config: Config) -> web.Response:
+    """``POST /query``: the SQL in the body, answered in ``?format=``; needs ``admin.token``
+    as a bearer token, read-only unless ``write=1`` and ``admin.allow_write_queries``.
+    Shared by ``serve`` and the workers: with the embedded engine, the process holding the
+    data directory is the one that can answer."""
+    admin = config.admin
+    if admin.token is None:
+        return web.json_response({"error": "/query is off: set admin.token to use it"}, status=403)
+    if not bearer_matches(request, admin.token):
+        return web.json_response({"error": "/query needs Authorization: Bearer <admin.token>"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+    write = request.query.get("write") == "1"
+    if write and not admin.allow_write_queries:
+        return web.json_response({"error": "writes are off: set admin.allow_write_queries to allow write=1"},
+                                 status=403)
+    try:
+        sql = await request.text()
+    except UnicodeDecodeError:
+        return web.json_response({"error": "the SQL must be UTF-8"}, status=400)
     fmt = QUERY_FORMATS.get(request.query.get("format", "json"))
     if not sql.strip() or fmt is None:
         return web.json_response({"error": "POST the SQL as the body; format=json|csv|tsv"}, status=400)
-    if request.query.get("write") != "1" and not clickhouse.is_read_only(sql):
-        return web.json_response(
-            {"error": "only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS run without write=1"},
-            status=403)
     try:
-        result = await asyncio.to_thread(lambda: client().raw_query(sql, fmt=fmt))
+        result = await asyncio.to_thread(run_checked, config, client, sql, writes=write, fmt=fmt)
+    except Refused as refused:
+        hint = "" if write or refused.code != 164 else " (write=1 runs writes)"
+        return web.json_response({"error": f"{refused}{hint}"}, status=403 if refused.code in (164, 497) else 400)
     except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
         return web.json_response({"error": str(exc)}, status=400)
     return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")
+
+
+def run_checked(config: Config, client: Callable[[], Client], sql: str, *, writes: bool, fmt: str) -> bytes:
+    """``sql`` through the statement gate, with the query limits (and ``readonly=1`` for a
+    read): on a connection of its own with the embedded engine, through ``client`` with a
+    server. Raises :class:`Refused` for a statement the gate refuses, else the engine's error."""
+    if not clickhouse.is_embedded(config.storage_dsn):
+        return clickhouse.checked_query(client(), sql, writes=writes, limits=config.query_limits.settings(), fmt=fmt)
+    from obsloop.clickhouse_http import ClickHouseError, embedded_query
+
+    try:
+        return embedded_query(config, sql, writes=writes, fmt=fmt)
+    except ClickHouseError as error:
+        if error.name in ("READONLY", "ACCESS_DENIED"):
+            raise Refused(error.code, error.name, str(error)) from None
+        raise
 
 
 class Service(Protocol):

@@ -40,8 +40,8 @@ from obsloop.retry import Retry
 from obsloop.schema import ddl
 from obsloop.server import (
     SERVE_STATE_FILE,
+    admin_app,
     bound_port,
-    query_response,
     run_until_signal,
     schema_options,
     storage_client,
@@ -124,11 +124,10 @@ class KafkaWorker:
 
     # -- admin endpoints -----------------------------------------------------------------
     def _admin_app(self) -> web.Application:
-        app = web.Application()
+        app = admin_app(self.config, self.client)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_post("/query", lambda request: query_response(request, self.client))
         return app
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ class ObsloopProcess:
         document: dict[str, Any] = {
             "data_dir": str(self.data_dir),
             "receiver": {"http_port": 0, "grpc_port": 0},
-            "admin": {"port": 0},
+            "admin": {"port": 0, "token": secrets.token_urlsafe(16)},
             "clickhouse_http": {"port": 0},
             "wal": {"segment_max_age_seconds": 0.3},
             "logging": {"format": "json"},
@@ -36,8 +37,12 @@ class ObsloopProcess:
             else:
                 document[section] = values
         self.data_dir = Path(document["data_dir"])
+        self.admin_token: str | None = document["admin"].get("token")
+        """What :meth:`query` sends as the admin bearer token (``admin={"token": ...}`` sets it)."""
         self.config_path = workdir / "obsloop.yaml"
         self.config_path.write_text(yaml.safe_dump(document))
+        self.environment: dict[str, str] = {}
+        """``OBSLOOP_*`` variables the process gets on top of this one's (a secret's, say)."""
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "serve.log"
         self.endpoints: dict[str, Any] = {}
@@ -48,7 +53,7 @@ class ObsloopProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "obsloop", "--config", str(self.config_path), "serve"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env={**os.environ, **self.environment},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -78,7 +83,8 @@ class ObsloopProcess:
         return self.endpoints["admin"]
 
     def query(self, sql: str) -> list[dict[str, Any]]:
-        request = urllib.request.Request(f"{self.admin}/query?format=json", data=sql.encode(), method="POST")
+        request = urllib.request.Request(f"{self.admin}/query?format=json", data=sql.encode(), method="POST",
+                                         headers={"Authorization": f"Bearer {self.admin_token}"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 document = json.load(response)

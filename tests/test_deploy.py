@@ -93,9 +93,16 @@ def test_compose_commands_environment_and_ports_match_the_configuration() -> Non
         health = " ".join(service["healthcheck"]["test"])
         assert f":{config.admin.port}/readyz" in health
         published = {int(port.split(":")[-1]) for port in service.get("ports", [])}
+        # The admin port is for Prometheus on the compose network, never published; its
+        # /query needs a token from the shell, and is off without one.
+        assert config.admin.port not in published
+        assert config.admin.host == "0.0.0.0" and name in config.admin.allowed_hosts
+        assert config.admin.token is None and not config.admin.allow_write_queries
+        with_token = _config(config_file, _compose_environment(service, {"OBSLOOP_ADMIN_TOKEN": "admin-s3cret"}))
+        assert with_token.admin.token is not None and with_token.admin.token.get_secret_value() == "admin-s3cret"
         if module == "obsloop.commands.serve":
-            assert published == {config.receiver.http_port, config.receiver.grpc_port, config.admin.port}
-            assert config.receiver.host == "0.0.0.0" and config.admin.host == "0.0.0.0"
+            assert published == {config.receiver.http_port, config.receiver.grpc_port}
+            assert config.receiver.host == "0.0.0.0"
             assert not config.detectors.enabled, "the detector workers score; serve's loop would double it"
         else:
             assert not published
@@ -201,6 +208,8 @@ def test_kubernetes_workloads_match_commands_configuration_and_probes(tmp_path: 
             commands[name] = _command_module(container["args"])
             environment = {e["name"]: e["value"] for e in container["env"] if "value" in e}
             secrets = [e for e in container["env"] if "value" not in e]
+            [admin_token] = [e for e in secrets if e["name"] == "OBSLOOP_ADMIN__TOKEN"]
+            assert admin_token["valueFrom"]["secretKeyRef"] == {"name": "obsloop-admin", "key": "token", "optional": True}
             assert all(e["valueFrom"]["secretKeyRef"].get("optional") for e in secrets), "a missing Secret blocks the pod"
             _config(config_file, {**environment, **{e["name"]: "from-a-secret" for e in secrets}})
             assert environment["OBSLOOP_CONFIG"] == "/etc/obsloop/obsloop.yaml"
@@ -234,5 +243,10 @@ def test_kubernetes_workloads_match_commands_configuration_and_probes(tmp_path: 
     assert scaled == set(commands)
     services = {d["metadata"]["name"] for d in documents if d["kind"] == "Service"}
     config = _config(config_file, {})
+    # The admin port is reached by pod IP (probes, Prometheus), never through a Service.
+    for service in (d for d in documents if d["kind"] == "Service"):
+        for port in service["spec"]["ports"]:
+            assert port.get("targetPort") != "admin" and port["port"] != config.admin.port, service["metadata"]["name"]
+    assert "obsloop-receiver" in config.admin.allowed_hosts and config.admin.token is None
     assert config.storage.dsn == "http://clickhouse:8123" and "clickhouse" in services
     assert config.kafka is not None and config.kafka.bootstrap_servers == ["kafka:9092"] and "kafka" in services

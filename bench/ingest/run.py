@@ -102,8 +102,13 @@ def _rss_peak_mb(pid: int) -> float:
     return float("nan")
 
 
+ADMIN_TOKEN = "obsloop-bench"
+"""The benchmark server's admin token (its /query needs one); the server is on loopback."""
+
+
 def _query(admin: str, sql: str):
-    request = urllib.request.Request(f"{admin}/query?format=json", data=sql.encode(), method="POST")
+    request = urllib.request.Request(f"{admin}/query?format=json", data=sql.encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     with urllib.request.urlopen(request, timeout=600) as response:
         return json.load(response)["data"][0][0]
 
@@ -134,7 +139,7 @@ def running_server(wal: dict, server_cpu: int | None, load_cpu: int | None,
     config = {
         "data_dir": str(workdir / "data"),
         "receiver": {"http_port": 0, "grpc_enabled": False, "max_request_bytes": 64 << 20},
-        "admin": {"port": 0},
+        "admin": {"port": 0, "token": ADMIN_TOKEN},
         "clickhouse_http": {"enabled": False},
         "wal": {"max_pending_bytes": 2 << 30, "fsync": "never", **wal},
         "logging": {"level": "WARNING"},

@@ -1,7 +1,9 @@
 """``obsloop query "SQL"``: run SQL and print a table (or CSV / JSON).
 
 With the embedded engine, a running ``obsloop serve`` holds the data directory; the
-query then goes through that server's admin endpoint instead of failing on the lock.
+query then goes through that server's admin endpoint (with ``admin.token`` from the same
+configuration) instead of failing on the lock. Either way the statement passes
+:mod:`obsloop.query_gate` and a read runs with ``readonly=1`` and ``query_limits``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ def _running_server(state_file) -> str | None:
     return state["admin"]
 
 
-def _via_server(admin_url: str, sql: str, write: bool) -> tuple[list[str], list[list]]:
+def _via_server(admin_url: str, token: str, sql: str, write: bool) -> tuple[list[str], list[list]]:
     url = f"{admin_url}/query?format=json" + ("&write=1" if write else "")
-    request = urllib.request.Request(url, data=sql.encode(), method="POST")
+    request = urllib.request.Request(url, data=sql.encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             body = response.read()
@@ -47,13 +50,16 @@ def _via_server(admin_url: str, sql: str, write: bool) -> tuple[list[str], list[
 
 def _direct(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
     from obsloop import clickhouse
-    from obsloop.server import storage_client
+    from obsloop.query_gate import Refused
+    from obsloop.server import run_checked, storage_client
 
-    if not write and not clickhouse.is_read_only(sql):
-        raise SystemExit("obsloop query: this statement modifies data; pass --write to run it")
     try:
-        result = storage_client(config).query(sql)
-        return list(result.column_names), [list(row) for row in result.result_rows]
+        result = run_checked(config, lambda: storage_client(config), sql, writes=write, fmt="JSONCompact")
+        document = json.loads(result)
+        return [column["name"] for column in document.get("meta", [])], document.get("data", [])
+    except Refused as refused:
+        hint = "; pass --write to run it" if refused.code == 164 and not write else ""
+        raise SystemExit(f"obsloop query: {refused}{hint}") from None
     except Exception as exc:  # noqa: BLE001 - show ClickHouse's message, not a traceback
         raise SystemExit(f"obsloop query: {exc}") from None
     finally:
@@ -90,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
     admin = None
     if clickhouse.is_embedded(config.storage_dsn):
         admin = _running_server(config.data_dir / SERVE_STATE_FILE)
-    columns, rows = _via_server(admin, sql, args.write) if admin else _direct(config, sql, args.write)
+    if admin is None:
+        columns, rows = _direct(config, sql, args.write)
+    elif config.admin.token is None:
+        raise SystemExit("obsloop query: a server holds the data directory and its /query needs admin.token; "
+                         "set admin.token in the configuration")
+    else:
+        columns, rows = _via_server(admin, config.admin.token.get_secret_value(), sql, args.write)
     _print(columns, rows, args.format)
     return 0
