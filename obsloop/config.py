@@ -106,7 +106,7 @@ class AdminConfig(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8888, ge=0, le=65535)
-    token: SecretStr | None = None
+    token: Secret | None = None
     """``POST /query`` needs ``Authorization: Bearer <token>``; without a token it is refused."""
     allow_write_queries: bool = False
     """Let ``/query?write=1`` (``obsloop query --write``) run INSERT, CREATE, ALTER, DROP, ..."""
@@ -116,13 +116,6 @@ class AdminConfig(_Section):
     allowed_origins: list[str] = []
     """Browser origins (``https://host:port``) allowed to call this port; requests with
     any other ``Origin`` are refused, so a web page cannot drive it."""
-
-    @field_validator("token")
-    @classmethod
-    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        """An empty token (an unset secret passed through as ``""``) would match an empty
-        bearer: it means no token, and ``/query`` off."""
-        return value if value is None or value.get_secret_value().strip() else None
 
 
 class QueryLimitsConfig(_Section):

@@ -98,7 +98,7 @@ def test_compose_commands_environment_and_ports_match_the_configuration() -> Non
         assert config.admin.port not in published
         assert config.admin.host == "0.0.0.0" and name in config.admin.allowed_hosts
         assert config.admin.token is None and not config.admin.allow_write_queries
-        with_token = _config(config_file, _compose_environment(service, {"OBSLOOP_ADMIN_TOKEN": "admin-s3cret"}))
+        with_token = _config(config_file, _compose_environment(service, {"OBSLOOP_ADMIN__TOKEN": "admin-s3cret"}))
         assert with_token.admin.token is not None and with_token.admin.token.get_secret_value() == "admin-s3cret"
         if module == "obsloop.commands.serve":
             assert published == {config.receiver.http_port, config.receiver.grpc_port}
