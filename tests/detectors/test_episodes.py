@@ -178,7 +178,8 @@ def test_old_format_episode_state_restores() -> None:
     [(_, opened)] = found
     state = json.loads(json.dumps(scorer.to_state()))
     [entry] = state["episodes"].values()
-    assert len(entry) == 10 and entry[6] is False and entry[7:] == [0, False, None]  # a normal window since
+    assert len(entry) == 12 and entry[6] is False and entry[7:10] == [0, False, None]  # a normal window since
+    assert entry[11] is False  # pending: never paged
     # The format before severities, peaks and relapses: [id, opened, normal_run, baseline].
     state["episodes"] = {k: e[:4] for k, e in state["episodes"].items()}
     restored = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
