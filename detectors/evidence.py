@@ -27,8 +27,8 @@ from scipy.special import bdtr, ndtri, pdtr
 from scipy.stats import binom, poisson
 
 UP, DOWN = 1, -1
-RATE_TOLERANCE = 0.5
-"""A rate may rise by half over its baseline before it is tested (deploys step it by ~25 %)."""
+RATE_TOLERANCE = 0.25
+"""A rate may rise by a quarter over its baseline before it is tested (a deploy steps it)."""
 LATENCY_TOLERANCE = 0.25
 """A percentile may rise by a quarter over its baseline (deploys step latency by ~10 %)."""
 THROUGHPUT_TOLERANCE = 0.3
@@ -254,7 +254,7 @@ class Baseline:
         if s.at is not None:
             for metric, p in PERCENTILES.items():
                 if metric in s.metrics and s.n >= 1.0 / (1.0 - p) - 1e-9:
-                    self.percentiles.setdefault(metric, Holt()).learn(s.at(p), beta=0.02)
+                    self.percentiles.setdefault(metric, Holt()).learn(s.at(p), alpha=0.05, beta=0.005)
         if "invocations" in s.metrics:
             self.throughput.learn(float(s.n))
         self.windows += 1

@@ -9,7 +9,8 @@ neither alarms nor damps the score of the next real regression.
 A window is anomalous for a kind when a count-aware test (:mod:`.evidence`) puts one of its
 statistics outside the range the baseline allows for the window's counts *and* the series
 model scores it above the threshold (the model knows the series' rhythm and history, the
-test knows how many invocations the statistic rests on). The detection shows those tests:
+test knows how many invocations the statistic rests on), or the statistic is far out
+(``CLEAR_FACTOR``). The detection shows those tests:
 each statistic's observed value, the range it was judged against and how far out it is.
 
 An *episode* is a run of anomalous windows of one series and kind, sharing an ``id``. Paging
@@ -54,6 +55,10 @@ METRICS: dict[str, tuple[Kind, int]] = {
     "cost_usd": ("cost", UP),
 }
 COST_CENTER_PREFIX = "cost_center:"
+CLEAR_FACTOR = 1.5
+"""A statistic this many times past its range's edge opens an episode whatever the series
+model scores: after a recent blip the model's surprise history is wide, and a sustained
+regression right after it scored below the threshold for all its windows."""
 
 
 def severity(score: float) -> Severity:
@@ -353,13 +358,14 @@ class WindowScorer:
         out_of_range = any(e.out for e in evidence.values())
         reference = episode.reference if episode is not None else self.baselines[entity]
         extreme = out_of_range and self._extreme(kind, evidence, sample, reference)
-        anomalous = out_of_range and (score >= self.threshold or extreme)
+        worst = excess(evidence)
+        anomalous = out_of_range and (score >= self.threshold or extreme
+                                      or worst >= CLEAR_FACTOR)
         if episode is None:
             if not anomalous:
                 return None
             return self._open(key, kind, labels, score, evidence, start, end, t,
                               self.baselines[entity].copy(), extreme)
-        worst = excess(evidence)
         if anomalous:
             after = None
             if episode.recovered:

@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                       "ordinary" if functions[int(p.function[3:])].traffic >= 15 else "low"
                       for p, _ in false if p.function.startswith("fn-"))
     print(f"  false pages by kind: {dict(by_kind)}; by function traffic: {dict(traffic)}")
-    for p, d in false[: args.show]:
+    for p, _ in false[: args.show]:
         print(f"  window {p.window - args.warmup}: {p.severity} {p.summary}")
     print(f"{'fault':18} {'paged':>7} {'<=2 windows':>12}  delays (windows after the first faulty one)")
     ok = True
