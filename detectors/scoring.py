@@ -25,7 +25,8 @@ because episodes take the place of its refractory period. docs/design/paging.md 
 with the measurements behind each choice.
 
 Windows in which a known function received nothing are scored as zero throughput, but only
-while the function was seen within the idle expiry.
+while the function was seen within the idle expiry; when most of the fleet drops at once,
+no function's throughput is judged (the pipeline or the load dropped, not the functions).
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from obsloop import semconv
-from obsloop.detectors.evidence import DOWN, UP, Baseline, Evidence, Sample
+from obsloop.detectors.evidence import (
+    DOWN,
+    MIN_WINDOWS,
+    UP,
+    Baseline,
+    Evidence,
+    Sample,
+    throughput,
+)
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.series_pool import SeriesDetectorPool
 from obsloop.detectors.windows import SeriesKey, Window
@@ -55,7 +64,7 @@ METRICS: dict[str, tuple[Kind, int]] = {
     "cost_usd": ("cost", UP),
 }
 COST_CENTER_PREFIX = "cost_center:"
-CLEAR_FACTOR = 1.5
+CLEAR_FACTOR = 1.25
 """A statistic this many times past its range's edge opens an episode whatever the series
 model scores: after a recent blip the model's surprise history is wide, and a sustained
 regression right after it scored below the threshold for all its windows."""
@@ -266,14 +275,31 @@ class WindowScorer:
             if entity not in by_entity and not entity.startswith(COST_CENTER_PREFIX) \
                     and t - seen <= self.idle_seconds:
                 by_entity[entity] = (Sample({"invocations": 0.0}), seconds)
+        fleet_drop = self._fleet_drop(by_entity)
         detections = []
         for entity, (sample, window_seconds) in by_entity.items():
-            detections += self._score_entity(entity, sample, start, window_seconds)
+            detections += self._score_entity(entity, sample, start, window_seconds, fleet_drop)
         self._expire(t)
         return detections
 
+    def _fleet_drop(self, by_entity: dict[str, tuple[Sample, int]]) -> bool:
+        """Whether most of the fleet (at least three functions) has too few invocations in
+        this window: then it is the pipeline or the load that dropped (a sender starved of
+        CPU, a collector behind), shown by ``/readyz`` and the ingest metrics, and a
+        throughput page per function would be one cause paged many times."""
+        judged = low = 0
+        for entity, (sample, _) in by_entity.items():
+            baseline = self.baselines.get(entity)
+            if entity.startswith(COST_CENTER_PREFIX) or baseline is None \
+                    or baseline.windows < MIN_WINDOWS:
+                continue
+            judged += 1
+            low += throughput(sample.n, max(baseline.throughput.forecast(), 0.0),
+                              self.evidence_alpha).out
+        return judged >= 3 and low > judged / 2
+
     def _score_entity(self, entity: str, sample: Sample, start: datetime,
-                      seconds: int) -> list[Detection]:
+                      seconds: int, fleet_drop: bool = False) -> list[Detection]:
         t = start.timestamp()
         per_kind: dict[Kind, _Kind] = {}
         for metric, value in sample.metrics.items():
@@ -305,7 +331,8 @@ class WindowScorer:
             episode = self.episodes.get(f"{kind}|{entity}")
             reference = episode.reference if episode is not None else baseline
             tests = reference.evidence(sample, self.evidence_alpha)
-            judged[kind] = {m: tests[m] for m in entry.metrics if m in tests}
+            judged[kind] = {m: tests[m] for m in entry.metrics
+                            if m in tests and not (fleet_drop and m == "invocations")}
         out = []
         end = start + timedelta(seconds=seconds or 0)
         for kind, entry in per_kind.items():

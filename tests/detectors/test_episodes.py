@@ -127,14 +127,13 @@ class Scripted(SeriesAnomalyDetector):
 
 
 def test_values_off_the_baseline_confirm_only_after_a_window_scoring_above_the_threshold() -> None:
-    # p95 of a few dozen invocations sits outside its range for a window or two whenever two
-    # of them start cold, while the model (which knows the series is bimodal) scores low.
-    # Such windows keep an anomaly going, but they do not start one.
+    # Windows out of range by less than CLEAR_FACTOR while the model scores low keep an
+    # anomaly going, but they do not start one.
     blip, off = 100, [102, 103]
     at = {i: T0.timestamp() + 60 * i for i in range(120)}
     Scripted.scores = {at[blip]: 1.0, at[104]: 1.0}
     scorer = WindowScorer(factory=Scripted)
-    factors = {blip: 3.0} | {i: 3.0 for i in (*off, 104, 105)}
+    factors = {blip: 3.0} | {i: 1.8 for i in off} | {i: 3.0 for i in (104, 105)}
     rng = random.Random(5)
     found = []
     for i in range(106):
