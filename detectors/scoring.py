@@ -64,6 +64,8 @@ METRICS: dict[str, tuple[Kind, int]] = {
     "cost_usd": ("cost", UP),
 }
 COST_CENTER_PREFIX = "cost_center:"
+EXTREME_MIN_ERRORS = 5
+"""Errors a window needs to page at once as failing most calls (3 of 5 does not)."""
 CLEAR_FACTOR = 1.25
 """A statistic this many times past its range's edge opens an episode whatever the series
 model scores: after a recent blip the model's surprise history is wide, and a sustained
@@ -355,7 +357,7 @@ class WindowScorer:
                         and p50.bound >= self.extreme_latency_ratio * base.forecast() > 0)
         if kind == "error_rate" and self.extreme_error_rate > 0:
             errors = evidence.get("error_rate")
-            return bool(errors is not None and errors.out
+            return bool(errors is not None and errors.out and sample.errors >= EXTREME_MIN_ERRORS
                         and errors.observed >= self.extreme_error_rate)
         return False
 
