@@ -173,9 +173,10 @@ def throughput(n: int, expected: float, alpha: float) -> Evidence:
 
 def spend(cost: float, n: int, per_invocation: float, alpha: float) -> Evidence:
     """A window's spend against its invocations times the baseline cost per invocation
-    (a coefficient of variation of 1 per invocation, plus the tolerance)."""
+    (a coefficient of variation of 2 per invocation, cold starts being billed too, plus the
+    tolerance)."""
     expected = n * per_invocation
-    high = expected * (1.0 + COST_TOLERANCE) + float(ndtri(1.0 - alpha)) * math.sqrt(n) * per_invocation
+    high = expected * (1.0 + COST_TOLERANCE) + 2.0 * float(ndtri(1.0 - alpha)) * math.sqrt(n) * per_invocation
     return Evidence("cost_usd", cost, 0.0, high, UP, cost,
                     f"{n} invocations at {per_invocation:.3g} USD each")
 
@@ -292,7 +293,7 @@ class Baseline:
         if s.at is not None:
             for metric, p in PERCENTILES.items():
                 if metric in s.metrics and s.n >= 1.0 / (1.0 - p) - 1e-9:
-                    self.percentiles.setdefault(metric, Holt()).learn(s.at(p), alpha=0.05, beta=0.005,
+                    self.percentiles.setdefault(metric, Holt()).learn(s.at(p), alpha=0.05, beta=0.0,
                                                                      clip=1.5)
         if "invocations" in s.metrics:
             self.throughput.learn(float(s.n))

@@ -43,26 +43,30 @@ def receiver():
     server.stop()
 
 
-def invocations(client, db: str, window: int, count: int, *, function: str = "churn-predictor",
-                median_ms: float = 45.0, errors: float = 0.01, cold: float = 0.03) -> None:
-    """``count`` SERVER spans of one function in minute ``window``: log-normal durations
-    (sigma 0.35) with 3 % cold starts 300-1200 ms slower, as the demo's fleet sends them;
-    pseudo-random from hashes, so every run stores the same values."""
+def invocations(client, db: str, windows: range | int, count: int, *,
+                function: str = "churn-predictor", median_ms: float = 45.0,
+                errors: float = 0.01, cold: float = 0.03) -> None:
+    """``count`` SERVER spans of one function in each of the minutes ``windows`` (from T0):
+    log-normal durations (sigma 0.35) with 3 % cold starts 300-1200 ms slower, as the demo's
+    fleet sends them; pseudo-random from hashes, so every run stores the same values."""
+    windows = range(windows, windows + 1) if isinstance(windows, int) else windows
+    w = f"({windows.start} + intDiv(number, {count}))"
+    i = f"(number % {count})"
+
     def u(salt: int) -> str:
-        return f"((cityHash64({window}, number, {salt}, '{function}') % 1000000 + 0.5) / 1e6)"
-    start = T0 + timedelta(minutes=window)
+        return f"((cityHash64({w}, {i}, {salt}, '{function}') % 1000000 + 0.5) / 1e6)"
     client.command(f"""
 INSERT INTO {db}.otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName,
     ResourceAttributes, SpanAttributes, Duration, StatusCode)
-SELECT toDateTime64('{start:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + number * 50 / {count},
-    hex(cityHash64({window}, number, '{function}')), toString(number), 'invoke', 'Server',
+SELECT toDateTime64('{T0:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + {w} * 60 + {i} * 50 / {count},
+    hex(cityHash64({w}, {i}, '{function}')), toString({i}), 'invoke', 'Server',
     '{function}', map('faas.name', '{function}', 'cloud.platform', 'aws_lambda'),
     map('model.name', 'churn', 'model.version', '1.4.2', 'faas.trigger', 'http',
         'faas.coldstart', if({u(3)} < {cold}, 'true', 'false')),
     toUInt64(({median_ms} * exp(0.35 * sqrt(-2 * log({u(1)})) * cos(2 * pi() * {u(2)}))
               + if({u(3)} < {cold}, 300 + 900 * {u(4)}, 0)) * 1e6),
     if({u(5)} < {errors}, 'Error', 'Unset')
-FROM numbers({count})""")
+FROM numbers({count * len(windows)})""")
 
 
 def detections(client, db: str, tmp_path: Path, last_window: int, **settings) -> list[Detection]:
@@ -124,8 +128,8 @@ def test_a_low_traffic_function_does_not_page_on_its_noise(
 
 def test_a_real_three_fold_error_rate_with_enough_calls_pages_within_two_windows(
         chdb_client, db, tmp_path, receiver) -> None:
-    for w in range(60):
-        invocations(chdb_client, db, w, 2000, errors=0.03 if w >= 50 else 0.01)
+    invocations(chdb_client, db, range(50), 2000, errors=0.01)
+    invocations(chdb_client, db, range(50, 60), 2000, errors=0.03)
     found = detections(chdb_client, db, tmp_path, 59)
     pages = [d for d in paged(found, receiver) if d.kind == "error_rate"]
     assert pages and minute(pages[0]) in (50, 51), [d.describe() for d in found]
@@ -134,9 +138,10 @@ def test_a_real_three_fold_error_rate_with_enough_calls_pages_within_two_windows
 
 def test_pending_confirmed_and_extreme_through_the_alerter(chdb_client, db, tmp_path,
                                                            receiver) -> None:
-    slow = {40: 2.5} | {w: 2.5 for w in range(50, 56)} | {70: 10.0}
-    for w in range(80):
-        invocations(chdb_client, db, w, 200, median_ms=45.0 * slow.get(w, 1.0))
+    for windows, slow in ((range(40), 1.0), (range(40, 41), 2.5), (range(41, 50), 1.0),
+                          (range(50, 56), 2.5), (range(56, 70), 1.0), (range(70, 71), 10.0),
+                          (range(71, 80), 1.0)):
+        invocations(chdb_client, db, windows, 200, median_ms=45.0 * slow)
     found = [d for d in detections(chdb_client, db, tmp_path, 79) if d.kind == "latency"]
     opened = {minute(d): d for d in found if not d.cleared}
     # A one-window 2.5x blip: stored, pending, not paged.
@@ -157,11 +162,15 @@ def test_every_paged_detection_shows_a_statistic_out_of_its_range(
     # errors on another. Whatever pages must show why.
     medians = {"fraud-scorer": 45, "churn-predictor": 80, "image-tagger": 120, "sentiment": 60,
                "doc-classifier": 95, "recommender": 70, "anomaly-scorer": 25, "embedder": 35}
-    for w in range(120):
-        for f, median in medians.items():
-            slow = 3.0 if f == "fraud-scorer" and 100 <= w < 106 else 1.0
-            invocations(chdb_client, db, w, 200, function=f, median_ms=median * slow,
-                        errors=0.2 if f == "embedder" and 110 <= w < 114 else 0.01)
+    faults = {"fraud-scorer": (range(100, 106), {"median_ms": 3 * 45}),
+              "embedder": (range(110, 114), {"median_ms": 35, "errors": 0.2})}
+    for f, median in medians.items():
+        during, changed = faults.get(f, (range(120, 120), {}))
+        for windows, kwargs in ((range(during.start if len(during) else 120), {}),
+                                (during, changed), (range(during.stop, 120), {})):
+            if len(windows):
+                invocations(chdb_client, db, windows, 200, function=f,
+                            **({"median_ms": median} | kwargs))
     found = detections(chdb_client, db, tmp_path, 119, warmup_windows=5, clear_after_windows=3,
                        confirm_after_windows=3)
     sent = paged(found, receiver)
