@@ -133,7 +133,7 @@ def test_values_off_the_baseline_confirm_only_after_a_window_scoring_above_the_t
     at = {i: T0.timestamp() + 60 * i for i in range(120)}
     Scripted.scores = {at[blip]: 1.0, at[104]: 1.0}
     scorer = WindowScorer(factory=Scripted)
-    factors = {blip: 3.0} | {i: 1.8 for i in off} | {i: 3.0 for i in (104, 105)}
+    factors = {blip: 3.0} | {i: 1.6 for i in off} | {i: 3.0 for i in (104, 105)}
     rng = random.Random(5)
     found = []
     for i in range(106):
