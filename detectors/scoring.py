@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -255,8 +254,8 @@ class WindowScorer:
     def process(self, start: datetime, windows: Iterable[Window]) -> list[Detection]:
         """Score the windows that start at ``start`` (all series); return new detections."""
         t = start.timestamp()
+        windows = list(windows)
         by_entity: dict[str, tuple[Sample, int]] = {}
-        centers: dict[str, Sample] = defaultdict(lambda: Sample({"cost_usd": 0.0}))
         seconds = 0
         for w in windows:
             by_entity[w.key.id] = (Sample(w.metrics, w.invocations, w.errors, w.cold_starts,
@@ -264,15 +263,8 @@ class WindowScorer:
                                           w.cost_usd), w.seconds)
             seconds = w.seconds
             self.last_seen[w.key.id] = t
-            if w.cost_center:
-                center = centers[w.cost_center]
-                center.cost += w.cost_usd
-                center.n += w.invocations
-                center.metrics["cost_usd"] = center.cost
-        for name, center in centers.items():
-            entity = COST_CENTER_PREFIX + name
+        for entity, center in self._centers(windows, t).items():
             by_entity[entity] = (center, seconds)
-            self.last_seen[entity] = t
         for entity, seen in self.last_seen.items():
             if entity not in by_entity and not entity.startswith(COST_CENTER_PREFIX) \
                     and t - seen <= self.idle_seconds:
@@ -283,6 +275,31 @@ class WindowScorer:
             detections += self._score_entity(entity, sample, start, window_seconds, fleet_drop)
         self._expire(t)
         return detections
+
+    def process_cost_centers(self, start: datetime, windows: Iterable[Window],
+                             seconds: int) -> list[Detection]:
+        """Score the cost centers' spend only, as :meth:`process` does (same ids, labels and
+        episodes): a detector worker's global loop, whose partition loops score the
+        functions."""
+        t = start.timestamp()
+        detections = []
+        for entity, center in self._centers(windows, t).items():
+            detections += self._score_entity(entity, center, start, seconds)
+        self._expire(t)
+        return detections
+
+    def _centers(self, windows: Iterable[Window], t: float) -> dict[str, Sample]:
+        """Spend and invocations per cost center (entity id -> sample)."""
+        centers: dict[str, Sample] = {}
+        for w in windows:
+            if w.cost_center:
+                entity = COST_CENTER_PREFIX + w.cost_center
+                center = centers.setdefault(entity, Sample({"cost_usd": 0.0}))
+                center.cost += w.cost_usd
+                center.n += w.invocations
+                center.metrics["cost_usd"] = center.cost
+                self.last_seen[entity] = t
+        return centers
 
     def _fleet_drop(self, by_entity: dict[str, tuple[Sample, int]]) -> bool:
         """Whether most of the fleet (at least three functions) has too few invocations in
