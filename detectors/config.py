@@ -97,9 +97,19 @@ class DetectorsConfig(_Section):
     confirm_after_windows: int = Field(2, ge=1)
     """Windows in a row with an anomaly still there (from one scoring above the threshold,
     each later one above it or with values outside the range from before the anomaly) that
-    confirm it: its detection then follows again as ``critical``, the severity the feedback
-    policy acts on by default (``minSeverity``); the first window only alerts (at most
-    ``error``). 1 confirms on the first window."""
+    confirm it: its detection then follows again as ``critical``, which pages and which the
+    feedback policy acts on by default (``minSeverity``); until then it is pending (stored,
+    not paged) unless extreme. 1 confirms on the first window."""
+    evidence_alpha: float = Field(1e-3, gt=0, lt=0.5)
+    """Significance of the count-aware tests a window statistic must fail to be out of range
+    (binomial for error and cold-start rates, order-statistic bounds for latency
+    percentiles, Poisson for throughput), per statistic and window."""
+    extreme_latency_ratio: float = Field(4.0, ge=0)
+    """A window whose p50 is at least this many times its baseline's (by its lower
+    confidence bound) pages at once instead of waiting for confirmation; 0 turns it off."""
+    extreme_error_rate: float = Field(0.5, ge=0, le=1)
+    """A window failing at least this share of its calls (significantly above its
+    baseline) pages at once; 0 turns it off."""
     warmup_windows: int | None = Field(None, ge=0)
     """Windows a series learns before it may alarm; ``None`` keeps the detector's default."""
     max_catchup_windows: int = Field(1440, ge=1)

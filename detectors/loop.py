@@ -106,7 +106,10 @@ class DetectorLoop:
                                    clear_after=config.clear_after_windows,
                                    relapse_after=config.relapse_after_windows,
                                    escalate_ratio=config.escalate_ratio,
-                                   confirm_after=config.confirm_after_windows)
+                                   confirm_after=config.confirm_after_windows,
+                                   evidence_alpha=config.evidence_alpha,
+                                   extreme_latency_ratio=config.extreme_latency_ratio,
+                                   extreme_error_rate=config.extreme_error_rate)
         self.drift = DriftTracker(config.drift)
         self.canary = CanaryWatch(clear_after=config.clear_after_windows)
         self.quality = QualityWatch(config.quality, clear_after=config.clear_after_windows,
@@ -281,6 +284,7 @@ ORDER BY Timestamp""").result_rows
             score=min(1.0, score),
             severity="critical" if confirmed else "error" if "error" in found.streams else "warning",
             observed=observed, expected=expected, evidence=evidence, summary=summary,
+            pending=not confirmed,
         )
 
     def _emit(self, detections: list[Detection]) -> None:

@@ -23,7 +23,7 @@ cheap ``GROUP BY`` over the order key's leading ``window_start``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,11 @@ SOURCE_INVOCATIONS = "invocations"
 SOURCE_SPANS = "spans"
 QUANTILES = (0.5, 0.95, 0.99)
 _QUANTILES_SQL = ", ".join(str(q) for q in QUANTILES)
+QUANTILE_GRID = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95,
+                 0.97, 0.98, 0.99)
+"""Levels read per window (the stored t-digest answers any level): the count-aware latency
+tests need a percentile's lower confidence bound, a lower level of the same window."""
+_GRID_SQL = ", ".join(str(q) for q in QUANTILE_GRID)
 
 
 def _log_attr(key: str) -> str:
@@ -174,6 +179,8 @@ class Window:
     cost_usd: float
     memory_used_mb: float
     cost_center: str = ""
+    quantiles: tuple[float, ...] = ()
+    """Durations at :data:`QUANTILE_GRID` (empty: only p50, p95 and p99 are known)."""
     metrics: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -186,6 +193,14 @@ class Window:
             )
             if self.memory_used_mb > 0:
                 self.metrics["memory_used_mb"] = self.memory_used_mb
+
+    def quantile_function(self) -> Callable[[float], float]:
+        """Duration at any level, interpolated between the known ones. Without the grid it
+        runs from 0 at level 0 through p50, p95 and p99: below p50 it can only err low,
+        which makes a lower confidence bound more conservative, never less."""
+        if self.quantiles:
+            return interpolate(QUANTILE_GRID, self.quantiles)
+        return interpolate((0.0, *QUANTILES), (0.0, self.p50_ms, self.p95_ms, self.p99_ms))
 
     @classmethod
     def empty(cls, start: datetime, seconds: int, key: SeriesKey) -> Window:
@@ -228,17 +243,42 @@ class WindowReader:
 SELECT toStartOfInterval(window_start, INTERVAL {w} SECOND, 'UTC') AS w,
        platform, function, model_name, model_version, source,
        uniqMerge(invocations), uniqIfMerge(errors), uniqIfMerge(cold_starts),
-       quantilesTDigestMerge({_QUANTILES_SQL})(duration_ms),
+       quantilesTDigestMerge({_GRID_SQL})(duration_ms),
        sum(cost_usd), max(memory_used_mb), max(cost_center)
 FROM {self.table}
 WHERE window_start >= {_sql_time(start)} AND window_start < {_sql_time(end)}
 GROUP BY w, platform, function, model_name, model_version, source
 ORDER BY w""").result_rows
+        p = [QUANTILE_GRID.index(q) for q in QUANTILES]
         yield from choose_sources(
             Window(_utc(r[0]), w, SeriesKey(*r[1:5]), r[5], int(r[6]), int(r[7]), int(r[8]),
-                   *(float(q) for q in r[9]), float(r[10]), float(r[11]), r[12])
+                   *(float(r[9][i]) for i in p), float(r[10]), float(r[11]), r[12],
+                   tuple(float(q) for q in r[9]))
             for r in rows
         )
+
+
+def interpolate(levels: tuple[float, ...], values: tuple[float, ...]) -> Callable[[float], float]:
+    """The quantile function through (level, value) points, linear between them and flat
+    beyond the outer ones, made monotone (a lower level never gives a larger value).
+
+    >>> at = interpolate((0.5, 0.95), (40.0, 90.0))
+    >>> at(0.5), at(0.725), at(0.99), at(0.1)
+    (40.0, 65.0, 90.0, 40.0)
+    """
+    fixed: list[tuple[float, float]] = []
+    for level, value in sorted(zip(levels, values, strict=True)):
+        fixed.append((level, max(value, fixed[-1][1]) if fixed else value))
+
+    def at(q: float) -> float:
+        if q <= fixed[0][0]:
+            return fixed[0][1]
+        for (l0, v0), (l1, v1) in zip(fixed, fixed[1:], strict=False):
+            if q <= l1:
+                return v0 + (v1 - v0) * (q - l0) / (l1 - l0)
+        return fixed[-1][1]
+
+    return at
 
 
 def choose_sources(windows: Iterable[Window]) -> Iterator[Window]:

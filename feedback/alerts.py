@@ -3,7 +3,8 @@
 Each anomalous series and kind is one alert (its fingerprint). Alerts are grouped by
 ``group_by`` labels, as Alertmanager groups them, so one notification carries every firing
 alert of, say, one function. A detection whose alert is already firing is not re-sent until
-``repeat_interval`` has passed; a cleared detection resolves its alert, and the group
+``repeat_interval`` has passed; a pending detection (not confirmed yet) is not sent at all;
+a cleared detection resolves its alert, and the group
 resolves when its last alert does. Each notifier decides what it sends of a group change:
 Alertmanager-style receivers get the whole group, PagerDuty only the alerts that changed.
 
@@ -196,6 +197,8 @@ class Alerter:
     async def process(self, detection: Detection) -> list[Delivery]:
         """Notify about ``detection`` if it changes anything; returns one entry per target
         that was sent to (empty when deduplicated)."""
+        if detection.pending:
+            return []
         now = self.clock()
         known = self._firing.get(detection.fingerprint)
         if detection.cleared:

@@ -50,6 +50,9 @@ class Detection:
     """Links (dashboards, drift reports, queries) that show the anomaly to a human."""
     cleared: bool = False
     summary: str = ""
+    pending: bool = False
+    """Stored and shown, but not paged: an anomaly not confirmed yet (Prometheus' ``for:``),
+    or the clearing of one that never paged. The alerter skips it."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:

@@ -235,14 +235,17 @@ def story(workdir: Path, client, scenario: Scenario, started: float) -> list[str
     told: set[str] = set()
     learning = client.command(
         f"SELECT count() FROM detections WHERE toUnixTimestamp64Milli(time) / 1000 < {started} AND NOT cleared")
-    for t, detection, kind, cleared, score, summary in client.query(
-        "SELECT toUnixTimestamp64Milli(time) / 1000, id, kind, cleared, score, summary FROM detections ORDER BY time"
+    for t, detection, kind, cleared, score, severity, summary in client.query(
+        "SELECT toUnixTimestamp64Milli(time) / 1000, id, kind, cleared, score, severity, summary "
+        "FROM detections ORDER BY time"
     ).result_rows:
         if t < started or detection in opened_while_learning:
             opened_while_learning.add(detection)
             continue
-        # A second row of an open episode is its confirmation: what the feedback loop acts on.
-        state = "cleared" if cleared else "confirmed" if detection in told else "detected"
+        # A later critical row of an open episode is its confirmation: it pages, and the
+        # feedback loop acts on it. An extreme window pages at once, without acting.
+        state = "cleared" if cleared else "confirmed" if detection in told and severity == "critical" \
+            else "extreme" if summary.endswith("(extreme: paged at once)") else "detected"
         told.add(detection)
         what = state if cleared else f"{state} (score {score:.2f})"
         timeline.append((t - started, f"{kind} {what}: {summary}"))

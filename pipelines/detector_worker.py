@@ -53,7 +53,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -68,7 +67,6 @@ from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, load_budgets
 from obsloop.detectors.detections import DetectionBus
 from obsloop.detectors.loop import DetectorLoop, DetectorMetrics
-from obsloop.detectors.scoring import COST_CENTER_PREFIX
 from obsloop.detectors.windows import Window
 from obsloop.feedback.detection import Detection
 from obsloop.pipelines.detector_partitions import PartitionedStates, partition_of
@@ -150,19 +148,8 @@ class GlobalLoop(DetectorLoop):
         """Cost-center spend of the windows starting at ``start``, scored as ``serve``'s
         :class:`~obsloop.detectors.scoring.WindowScorer` scores it: one series per cost
         center (same ids, labels and episodes), but no per-function series, canary or
-        budget here. ``process`` would score every function again, so its per-entity step
-        is called directly."""
-        t = start.timestamp()
-        spend: dict[str, float] = defaultdict(float)
-        for window in windows:
-            spend[window.cost_center] += window.cost_usd
-        detections: list[Detection] = []
-        for center, cost in spend.items():
-            entity = COST_CENTER_PREFIX + center
-            self.scorer.last_seen[entity] = t
-            detections += self.scorer._score_entity(entity, {"cost_usd": cost}, start, self.config.window_seconds)
-        self.scorer._expire(t)
-        return detections
+        budget here (``process`` would score every function again)."""
+        return self.scorer.process_cost_centers(start, windows, self.config.window_seconds)
 
 
 class WorkerMetrics:

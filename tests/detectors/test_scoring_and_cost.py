@@ -148,3 +148,30 @@ def test_drift_state_round_trip_keeps_the_same_detection() -> None:
     # drift, found at nearly the same point.
     assert [streams for _, streams in resumed] == [expected[0][1]]
     assert resumed[0][0] >= 1500 and abs(resumed[0][0] - expected[0][0]) <= 50
+
+
+def test_a_fleet_wide_drop_is_not_a_throughput_page_per_function_but_one_function_is() -> None:
+    rng = random.Random(2)
+    scorer = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
+    keys = [SeriesKey("knative", f"fn-{j}", "", "") for j in range(5)]
+
+    def windows(i: int, counts: list[float]) -> list[Window]:
+        start = T0 + timedelta(minutes=10 * i)
+        return [window(start, c + rng.gauss(0, 5), 50, rng, key=k) for k, c in zip(keys, counts, strict=True)]
+
+    for i in range(100):
+        scorer.process(T0 + timedelta(minutes=10 * i), windows(i, [200] * 5))
+    # The sender starved: every function at a sixth of its traffic, for three windows.
+    found = []
+    for i in range(100, 103):
+        found += scorer.process(T0 + timedelta(minutes=10 * i), windows(i, [30] * 5))
+    assert [d for d in found if d.kind == "throughput"] == []
+    for i in range(103, 110):
+        scorer.process(T0 + timedelta(minutes=10 * i), windows(i, [200] * 5))
+    # One function alone at a sixth: its drop is judged (and confirmed in its second window).
+    found = []
+    for i in range(110, 113):
+        found += scorer.process(T0 + timedelta(minutes=10 * i), windows(i, [30] + [200] * 4))
+    throughput = [d for d in found if d.kind == "throughput"]
+    assert {d.function for d in throughput} == {"fn-0"}
+    assert [d.pending for d in throughput][:2] == [True, False]

@@ -155,6 +155,20 @@ def test_repeat_interval_resends_a_still_firing_alert(receiver, registry):
     assert len(sent) == 2 and sent[0]["startsAt"] == sent[1]["startsAt"]
 
 
+def test_a_pending_detection_and_its_clearing_send_nothing(receiver, registry):
+    clock = Clock()
+
+    async def scenario():
+        a = alerter(receiver, registry, clock)
+        sent = [await a.process(detection(pending=True)),
+                await a.process(detection(pending=True, cleared=True))]
+        await a.sender.close()
+        return sent
+
+    assert asyncio.run(scenario()) == [[], []]
+    assert receiver.requests == []
+
+
 def test_an_alert_fired_before_a_restart_is_resolved_after_it(receiver, registry, tmp_path):
     clock = Clock()
     state = tmp_path / "alerts-firing.json"

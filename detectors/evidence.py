@@ -1,0 +1,322 @@
+"""Count-aware evidence: is a window's statistic outside what its baseline allows, given how
+many invocations the window holds?
+
+A p95 of six invocations, or an error rate of two errors, says little; the series models
+score values, not counts, so they cannot tell. Each test here knows the counts:
+
+* **rates** (errors, cold starts): the window's count against a binomial of its invocations
+  at the baseline rate (plus a tolerance for deploys' small steps);
+* **latency percentiles**: an order-statistic lower confidence bound of the window's
+  percentile (the ``k``-th smallest of ``n`` with ``P(Bin(n, p) >= k) >= 1 - alpha``), which
+  must exceed the baseline percentile; a window too small to bound a percentile has none;
+* **throughput**: the count against a Poisson at the forecast rate;
+* **spend**: against the invocations times the baseline cost per invocation.
+
+Every test yields an :class:`Evidence` with the range the baseline allows for *this* window's
+counts, so what an alert shows is what the decision was made on (see docs/design/paging.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scipy.special import bdtr, bdtrik, ndtri, pdtr, pdtrik
+
+UP, DOWN = 1, -1
+RATE_TOLERANCE = 0.25
+"""A rate may rise by a quarter over its baseline before it is tested (a deploy steps it)."""
+LATENCY_TOLERANCE = 0.25
+"""A percentile may rise by a quarter over its baseline (deploys step latency by ~10 %)."""
+THROUGHPUT_TOLERANCE = 0.15
+COST_TOLERANCE = 0.5
+MIN_EVENTS = 3
+"""Fewer errors (or cold starts) than this in a window are never evidence of a rate rise."""
+PERCENTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
+MIN_WINDOWS = 10
+"""Windows a baseline (or one of its percentiles) needs before it is compared with."""
+DECAY = 0.98
+"""Per window, for the rates' and the cost's sums: about 50 windows of memory."""
+
+
+def binomial_ppf(q: float, n: int, p: float) -> int:
+    """The smallest ``k`` with ``P(Bin(n, p) <= k) >= q`` (``scipy.stats.binom.ppf``, from
+    the special functions: a hundred times faster per call).
+
+    >>> binomial_ppf(0.999, 200, 0.0125), binomial_ppf(0.001, 200, 0.5)
+    (9, 78)
+    """
+    if p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return n
+    k = max(0, min(n, math.ceil(float(bdtrik(q, n, p))) if q > 0 else 0))
+    while k > 0 and bdtr(k - 1, n, p) >= q:
+        k -= 1
+    while k < n and bdtr(k, n, p) < q:
+        k += 1
+    return k
+
+
+def poisson_ppf(q: float, lam: float) -> int:
+    """The smallest ``k`` with ``P(Poisson(lam) <= k) >= q``.
+
+    >>> poisson_ppf(0.001, 170.0), poisson_ppf(0.999, 10.0)
+    (131, 21)
+    """
+    if lam <= 0.0:
+        return 0
+    k = max(0, math.ceil(float(pdtrik(q, lam))))
+    while k > 0 and pdtr(k - 1, lam) >= q:
+        k -= 1
+    while pdtr(k, lam) < q:
+        k += 1
+    return k
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One statistic of one window against the range its baseline allows for its counts."""
+
+    metric: str
+    observed: float
+    low: float
+    high: float
+    direction: int
+    bound: float
+    """The value judged: a confidence bound (a percentile's lower bound) or ``observed``."""
+    support: str
+    """What the statistic rests on, for humans: "7 of 212 invocations"."""
+
+    @property
+    def out(self) -> bool:
+        return self.bound > self.high if self.direction == UP else self.bound < self.low
+
+    @property
+    def factor(self) -> float:
+        """How far out, as a ratio past the range's edge (> 1 when out, harmful direction).
+
+        >>> Evidence("p50_ms", 400.0, 0.0, 50.0, UP, 300.0, "").factor
+        6.0
+        >>> Evidence("invocations", 40.0, 160.0, 240.0, DOWN, 40.0, "").factor
+        4.0
+        """
+        if self.direction == UP:
+            return self.bound / self.high if self.high > 0 else math.inf if self.bound > 0 else 0.0
+        return self.low / self.bound if self.bound > 0 else math.inf if self.low > 0 else 0.0
+
+    def describe(self) -> str:
+        """``p50_ms=412 (expected 0..52; 7.9x its maximum; at least 300 ...)``."""
+        shown = f"{self.metric}={self.observed:.4g} (expected {max(self.low, 0.0):.4g}..{self.high:.4g}"
+        if self.out:
+            if self.direction == UP:
+                shown += f"; {self.observed / self.high:.3g}x its maximum" if self.high > 0 \
+                    else "; above its maximum 0"
+            else:
+                shown += f"; {1 - self.observed / self.low:.0%} below its minimum"
+        return f"{shown}; {self.support})"
+
+
+def rate(metric: str, events: int, n: int, baseline: float, alpha: float) -> Evidence:
+    """``events`` of ``n`` invocations against a binomial at the baseline rate (plus the
+    tolerance): out when so many events have probability below ``alpha``.
+
+    >>> rate("error_rate", 12, 200, 0.01, 1e-3).out, rate("error_rate", 2, 20, 0.01, 1e-3).out
+    (True, False)
+    """
+    r = min(1.0, baseline * (1.0 + RATE_TOLERANCE))
+    upper = max(binomial_ppf(1.0 - alpha, n, r), MIN_EVENTS - 1) if r < 1.0 else n
+    what = "errors" if metric == "error_rate" else "cold starts"
+    return Evidence(metric, events / n, 0.0, upper / n, UP, events / n,
+                    f"{events} {what} in {n} invocations, baseline {baseline:.2%}")
+
+
+def lower_order_statistic(n: int, p: float, alpha: float) -> int:
+    """The largest ``k`` with ``P(X_(k) <= Q_p) >= 1 - alpha`` for ``n`` samples (0: none).
+
+    >>> lower_order_statistic(6, 0.95, 1e-3), lower_order_statistic(200, 0.5, 1e-3)
+    (3, 78)
+    """
+    j = binomial_ppf(alpha, n, p)
+    while j > 0 and bdtr(j - 1, n, p) > alpha:
+        j -= 1
+    return j
+
+
+def quantile(metric: str, n: int, at: Callable[[float], float], baseline: float,
+             alpha: float) -> Evidence | None:
+    """The window's percentile against ``baseline`` (plus the tolerance), judged by its
+    lower confidence bound; ``None`` when ``n`` invocations cannot bound it at all."""
+    p = PERCENTILES[metric]
+    k = lower_order_statistic(n, p, alpha)
+    if k < 1:
+        return None
+    bound = at((k - 0.5) / n)
+    return Evidence(metric, at(p), 0.0, baseline * (1.0 + LATENCY_TOLERANCE), UP, bound,
+                    f"at least {bound:.4g} with {1 - alpha:.1%} confidence from {n} invocations")
+
+
+def throughput(n: int, expected: float, alpha: float) -> Evidence:
+    """``n`` invocations against a Poisson at the forecast (less the tolerance).
+
+    >>> throughput(60, 200.0, 1e-3).out, throughput(140, 200.0, 1e-3).out
+    (True, False)
+    """
+    lam = max(expected * (1.0 - THROUGHPUT_TOLERANCE), 0.0)
+    low = poisson_ppf(alpha, lam)  # P(X < low) < alpha
+    high = float(poisson_ppf(1.0 - alpha, expected * (1.0 + THROUGHPUT_TOLERANCE)))
+    return Evidence("invocations", float(n), float(low), high, DOWN, float(n),
+                    f"forecast {expected:.4g} for this window")
+
+
+def spend(cost: float, n: int, per_invocation: float, alpha: float) -> Evidence:
+    """A window's spend against its invocations times the baseline cost per invocation
+    (a coefficient of variation of 2 per invocation, cold starts being billed too, plus the
+    tolerance)."""
+    expected = n * per_invocation
+    high = expected * (1.0 + COST_TOLERANCE) + 2.0 * float(ndtri(1.0 - alpha)) * math.sqrt(n) * per_invocation
+    return Evidence("cost_usd", cost, 0.0, high, UP, cost,
+                    f"{n} invocations at {per_invocation:.3g} USD each")
+
+
+class Holt:
+    """Level and trend (Holt's linear smoothing): the forecast of a series that follows a
+    daily rhythm without the lag of a plain moving average.
+
+    >>> h = Holt()
+    >>> for x in range(100):
+    ...     h.learn(10.0 + x)
+    >>> round(h.forecast())
+    110
+    """
+
+    __slots__ = ("level", "trend", "n")
+
+    def __init__(self) -> None:
+        self.level, self.trend, self.n = 0.0, 0.0, 0
+
+    def forecast(self) -> float:
+        return self.level + self.trend
+
+    def learn(self, x: float, alpha: float = 0.2, beta: float = 0.05, clip: float = 0.0) -> None:
+        """Learn ``x``; with ``clip`` > 0, a mature forecast takes ``x`` clipped to within that
+        factor of itself, so rare jumps (a window whose p95 lands in the cold-start mass)
+        barely move it while a level shift still passes, slowly."""
+        if self.n == 0:
+            self.level = x
+        else:
+            if clip > 0.0 and self.n >= MIN_WINDOWS:
+                f = self.forecast()
+                x = min(max(x, f / clip), f * clip)
+            a = max(alpha, 1.0 / (self.n + 1))
+            previous = self.level
+            self.level = a * x + (1 - a) * (self.level + self.trend)
+            self.trend = beta * (self.level - previous) + (1 - beta) * self.trend
+        self.n += 1
+
+    def to_state(self) -> list[float]:
+        return [self.level, self.trend, self.n]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> Holt:
+        h = cls()
+        h.level, h.trend, h.n = float(state[0]), float(state[1]), int(state[2])
+        return h
+
+
+@dataclass(slots=True)
+class Sample:
+    """What one window of one entity (a function, or a cost center) counted."""
+
+    metrics: dict[str, float]
+    """The values the series models score (``Window.metrics``)."""
+    n: int = 0
+    errors: int = 0
+    cold_starts: int = 0
+    at: Callable[[float], float] | None = None
+    """The window's quantile function of durations (``Window.quantile_function``)."""
+    cost: float = 0.0
+
+
+class Baseline:
+    """What one entity's windows normally count, in the terms the tests need: rates as
+    decayed sums of events and invocations, percentiles and throughput as Holt forecasts,
+    spend per invocation. Copied into an episode when it opens, so later windows are judged
+    against the time before the anomaly."""
+
+    __slots__ = ("errors", "cold_starts", "calls", "cost", "cost_calls", "percentiles",
+                 "throughput", "windows")
+
+    def __init__(self) -> None:
+        self.errors = self.cold_starts = self.calls = self.cost = self.cost_calls = 0.0
+        self.percentiles: dict[str, Holt] = {}
+        self.throughput = Holt()
+        self.windows = 0
+
+    def evidence(self, s: Sample, alpha: float) -> dict[str, Evidence]:
+        """The tests of ``s`` against this baseline, for the metrics ``s`` has."""
+        if self.windows < MIN_WINDOWS:
+            return {}
+        out: dict[str, Evidence] = {}
+        m = s.metrics
+        if s.n and "error_rate" in m:
+            out["error_rate"] = rate("error_rate", s.errors, s.n, self.rate(self.errors), alpha)
+        if s.n and "cold_start_rate" in m:
+            out["cold_start_rate"] = rate("cold_start_rate", s.cold_starts, s.n,
+                                          self.rate(self.cold_starts), alpha)
+        if s.n and s.at is not None:
+            for metric, h in self.percentiles.items():
+                if metric in m and h.n >= MIN_WINDOWS:
+                    found = quantile(metric, s.n, s.at, max(h.forecast(), 0.0), alpha)
+                    if found is not None:
+                        out[metric] = found
+        if "invocations" in m:
+            out["invocations"] = throughput(s.n, max(self.throughput.forecast(), 0.0), alpha)
+        if "cost_usd" in m and s.n >= 5 and self.cost_calls > 0 and self.cost > 0:
+            out["cost_usd"] = spend(s.cost, s.n, self.cost / self.cost_calls, alpha)
+        return out
+
+    def rate(self, events: float) -> float:
+        return (events + 1.0) / (self.calls + 1.0)
+
+    def learn(self, s: Sample) -> None:
+        d = DECAY
+        if "error_rate" in s.metrics or "cold_start_rate" in s.metrics:
+            self.errors = d * self.errors + s.errors
+            self.cold_starts = d * self.cold_starts + s.cold_starts
+            self.calls = d * self.calls + s.n
+        if "cost_usd" in s.metrics and s.n:
+            self.cost = d * self.cost + s.cost
+            self.cost_calls = d * self.cost_calls + s.n
+        if s.at is not None:
+            for metric, p in PERCENTILES.items():
+                if metric in s.metrics and s.n >= 1.0 / (1.0 - p) - 1e-9:
+                    self.percentiles.setdefault(metric, Holt()).learn(s.at(p), alpha=0.05, beta=0.0,
+                                                                     clip=1.5)
+        if "invocations" in s.metrics:
+            self.throughput.learn(float(s.n))
+        self.windows += 1
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Baseline) and self.to_state() == other.to_state()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def copy(self) -> Baseline:
+        return Baseline.from_state(self.to_state())
+
+    def to_state(self) -> list[Any]:
+        return [self.errors, self.cold_starts, self.calls, self.cost, self.cost_calls,
+                {m: h.to_state() for m, h in self.percentiles.items()},
+                self.throughput.to_state(), self.windows]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> Baseline:
+        b = cls()
+        b.errors, b.cold_starts, b.calls, b.cost, b.cost_calls = (float(x) for x in state[:5])
+        b.percentiles = {m: Holt.from_state(h) for m, h in state[5].items()}
+        b.throughput = Holt.from_state(state[6])
+        b.windows = int(state[7])
+        return b
