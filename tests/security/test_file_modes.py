@@ -35,9 +35,15 @@ def open_umask() -> Iterator[None]:
 
 def exposed(root: Path) -> list[str]:
     """Paths under ``root`` (itself included) that the group or others may use."""
-    paths = [root, *root.rglob("*")]
-    return [f"{oct(p.lstat().st_mode & 0o777)} {p.relative_to(root.parent)}"
-            for p in paths if not p.is_symlink() and p.lstat().st_mode & GROUP_OR_OTHER]
+    found = []
+    for path in [root, *root.rglob("*")]:
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:  # a live server deletes stored segments while we walk
+            continue
+        if not stat.S_ISLNK(mode) and mode & GROUP_OR_OTHER:
+            found.append(f"{oct(mode & 0o777)} {path.relative_to(root.parent)}")
+    return found
 
 
 def test_helpers_create_private_directories_and_files(tmp_path: Path, open_umask) -> None:
