@@ -138,6 +138,8 @@ class HttpSettings:
     read_only: bool = True
     limits: tuple[tuple[str, int], ...] = ()
     """The most a request may ask for: ``(setting, value)``, 0 meaning no limit."""
+    max_body_bytes: int = 256 * 1024 * 1024
+    """The largest request body, as sent and once inflated (413 past it)."""
 
 
 class ClickHouseError(Exception):
@@ -169,23 +171,38 @@ class ClickHouseError(Exception):
         )
 
 
-def _decompress(body: bytes, encoding: str) -> bytes:
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` inflated to at most ``limit`` bytes: every decoder stops at the limit instead
+    of inflating a small bomb into all of memory. Corrupt data is ClickHouse's 400."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "deflate":
-        return zlib.decompress(body)
-    if encoding == "zstd":
-        from backports import zstd  # type: ignore[import-not-found]  # clickhouse-connect's own zstd
+    try:
+        if encoding in ("gzip", "deflate"):
+            inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+            data, finished = inflater.decompress(body, limit + 1), inflater.eof
+        elif encoding == "zstd":
+            from backports import zstd  # type: ignore[import-not-found]  # clickhouse-connect's own zstd
 
-        return zstd.decompress(body)
-    if encoding == "lz4":
-        import lz4.frame
+            zstd_inflater = zstd.ZstdDecompressor()
+            data, finished = zstd_inflater.decompress(body, max_length=limit + 1), zstd_inflater.eof
+        elif encoding == "lz4":
+            import lz4.frame
 
-        return lz4.frame.decompress(body)
-    raise ClickHouseError(415, "UNSUPPORTED_MEDIA_TYPE", f"Unknown Content-Encoding: {encoding}")
+            lz4_inflater = lz4.frame.LZ4FrameDecompressor()
+            data, finished = lz4_inflater.decompress(body, max_length=limit + 1), lz4_inflater.eof
+        else:
+            raise ClickHouseError(415, "UNSUPPORTED_MEDIA_TYPE", f"Unknown Content-Encoding: {encoding}")
+    except ClickHouseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - each library has its own error for corrupt input
+        raise ClickHouseError(117, "INCORRECT_DATA", f"Cannot decompress the {encoding} body: {exc}") from None
+    if len(data) > limit:
+        raise ClickHouseError(62, "QUERY_IS_TOO_LARGE",
+                              f"The {encoding} body inflates past {limit} bytes (clickhouse_http.max_body_bytes)")
+    if not finished:
+        raise ClickHouseError(117, "INCORRECT_DATA", f"Cannot decompress the {encoding} body: truncated stream")
+    return data
 
 
 def _compressors() -> dict[str, Callable[[bytes], bytes]]:
@@ -355,8 +372,7 @@ class ClickHouseHttp:
         self.timezone = timezone
 
     def app(self, allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()) -> web.Application:
-        # ClickHouse answers large bodies (inserts) too; the engine bounds what it accepts.
-        app = web.Application(client_max_size=1024**3, middlewares=[
+        app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[
             browser_guard("clickhouse_http", allowed_hosts, allowed_origins)])
         app.router.add_get("/ping", self._ping)
         app.router.add_get("/replicas_status", self._ping)
@@ -408,7 +424,8 @@ class ClickHouseHttp:
                     elif part.name and part.name.startswith("param_"):
                         params[part.name[6:]] = value
             else:
-                body = _decompress(await request.read(), request.headers.get("Content-Encoding", ""))
+                body = _decompress(await request.read(), request.headers.get("Content-Encoding", ""),
+                                   self.settings.max_body_bytes)
         data: bytes | None = None
         inline = _BODY_INSERT.match(body) if body and not text else None
         if text and body and _INSERT_WITH_FORMAT.match(text):
@@ -512,7 +529,7 @@ async def serve(server: ObsloopServer) -> str | None:
     interface = await asyncio.to_thread(
         build, embedded_path(config.storage_dsn), config.data_dir / "tmp" / "clickhouse_http",
         HttpSettings(username=section.username, password=reveal(section.password), read_only=section.read_only,
-                     limits=tuple(config.query_limits.settings().items())),
+                     limits=tuple(config.query_limits.settings().items()), max_body_bytes=section.max_body_bytes),
     )
     app = interface.app(tuple(section.allowed_hosts), tuple(section.allowed_origins))
     # Bodies may be lz4 or zstd, which aiohttp cannot inflate: the handler does it.

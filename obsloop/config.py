@@ -145,6 +145,8 @@ class ClickHouseHttpConfig(_Section):
     username: str = "default"
     password: Secret | None = None
     """``None``: no password, like a fresh ClickHouse server's ``default`` user."""
+    max_body_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    """The largest request body, as sent and once inflated (gzip, deflate, zstd, lz4): 413 past it."""
     read_only: bool = True
     """Refuse statements that write (ClickHouse's code 164, READONLY). With ``false``, writes
     run, but still no file, network or process access (see ``obsloop.query_gate``)."""
