@@ -44,7 +44,8 @@ SERVICE = "span-load"
 def _spans(server: ObsloopProcess) -> tuple[int, set[str]]:
     """Rows and the distinct span ids of the load's spans stored in ClickHouse."""
     sql = f"SELECT SpanId FROM otel_traces WHERE ServiceName = '{SERVICE}'"
-    request = urllib.request.Request(f"{server.admin}/query?format=tsv", data=sql.encode(), method="POST")
+    request = urllib.request.Request(f"{server.admin}/query?format=tsv", data=sql.encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {server.admin_token}"})
     with urllib.request.urlopen(request, timeout=300) as response:
         ids = response.read().decode().split()[1:]  # TSVWithNames: the header first
     return len(ids), set(ids)
