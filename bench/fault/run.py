@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> dict:
             workdir, data_dir=str((disk or workdir) / "data"), detectors={"enabled": False},
             wal={"segment_max_bytes": args.segment_mb << 20, "segment_max_age_seconds": 0.5,
                  "min_free_bytes": args.min_free_mb << 20, "fsync": "segment"},
+            # the count reads every stored span id back: millions of rows, past the default limits
+            query_limits={"max_result_rows": 0, "max_result_bytes": 0},
         )
         stack.callback(_kill_if_running, server)
         server.start(timeout=120)
