@@ -94,8 +94,10 @@ class ObsloopProcess:
         return [dict(zip(names, row, strict=True)) for row in document["data"]]
 
     def command(self, sql: str) -> None:
-        """Run a statement that writes (``/query?write=1``)."""
-        request = urllib.request.Request(f"{self.admin}/query?write=1", data=sql.encode(), method="POST")
+        """Run a statement that writes (``/query?write=1``; the server needs
+        ``admin={"allow_write_queries": True}``)."""
+        request = urllib.request.Request(f"{self.admin}/query?write=1", data=sql.encode(), method="POST",
+                                         headers={"Authorization": f"Bearer {self.admin_token}"})
         try:
             with urllib.request.urlopen(request, timeout=60):
                 pass

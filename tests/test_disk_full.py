@@ -161,7 +161,7 @@ def test_readyz_is_503_whenever_submit_refuses_and_a_storm_logs_a_line(obsloop_f
 def test_readyz_is_503_while_inserts_fail_though_clickhouse_answers(obsloop_factory) -> None:
     """The last insert's outcome, not ``SELECT 1``: with the table renamed away, ClickHouse
     answers queries and refuses every insert."""
-    server = obsloop_factory(detectors={"enabled": False})
+    server = obsloop_factory(detectors={"enabled": False}, admin={"allow_write_queries": True})
     assert post_traces(server.http, traces_request(1, 150)[0]) == "200"
     server.wait_for("SELECT count() FROM otel_traces", 150)
     assert readiness(server)[0] == 200
@@ -200,7 +200,7 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_deadline(obsloop_factory,
 def test_sigterm_while_inserts_fail_does_not_spend_the_drain_retrying(obsloop_factory) -> None:
     """A segment that cannot be stored is not retried while shutting down: exit at once, and
     the segment is stored at the next start."""
-    server = obsloop_factory(detectors={"enabled": False})
+    server = obsloop_factory(detectors={"enabled": False}, admin={"allow_write_queries": True})
     assert post_traces(server.http, traces_request(1, 150)[0]) == "200"
     server.wait_for("SELECT count() FROM otel_traces", 150)  # the first insert applies the schema
     server.command("RENAME TABLE otel_traces TO otel_traces_aside")

@@ -48,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
     admin = None
     if clickhouse.is_embedded(config.storage_dsn):
         admin = _running_server(config.data_dir / SERVE_STATE_FILE)
+    if admin is not None and config.admin.token is None:
+        raise SystemExit("obsloop labels load: a server holds the data directory and its /query needs "
+                         "admin.token (and admin.allow_write_queries); set them in the configuration")
     for statement in statements:
-        _via_server(admin, statement, True) if admin else _direct(config, statement, True)
+        if admin is None:
+            _direct(config, statement, True)
+        else:
+            _via_server(admin, config.admin.token.get_secret_value(), statement, True)
     print(f"loaded {'the table' if count is None else f'{count} labels'} into quality_labels")
     return 0

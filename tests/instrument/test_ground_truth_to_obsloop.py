@@ -15,7 +15,9 @@ from obsloop_instrument import log_ground_truth, log_prediction
 
 
 @pytest.fixture
-def exporting_to_obsloop(obsloop, monkeypatch: pytest.MonkeyPatch):
+def exporting_to_obsloop(obsloop_factory, monkeypatch: pytest.MonkeyPatch):
+    # `labels load` writes through the running server's /query: writes must be allowed there
+    obsloop = obsloop_factory(admin={"allow_write_queries": True})
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", obsloop.http)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "fraud-scorer")
     monkeypatch.setenv("OBSLOOP_MODEL_NAME", "fraud")
