@@ -163,7 +163,8 @@ def test_sdk_metrics_of_every_kind_are_stored(obsloop) -> None:
     provider.shutdown()
     tracer_provider.shutdown()
 
-    obsloop.wait_for("SELECT count() FROM otel_metrics_histogram", 1)
+    for table in ("otel_metrics_sum", "otel_metrics_gauge", "otel_metrics_histogram", "otel_metrics_exponential_histogram"):
+        obsloop.wait_for(f"SELECT count() > 0 FROM {table}", 1)  # each table is its own insert
     sums = {r["MetricName"]: r for r in obsloop.query(
         "SELECT MetricName, Value, IsMonotonic, AggregationTemporality, Attributes, MetricUnit FROM otel_metrics_sum")}
     assert sums["faas.invocations"]["Value"] == 5
