@@ -75,6 +75,8 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         CANARY_FUNCTION,
         CANARY_SHARE,
         CANARY_VERSION,
+        LABEL_DELAY_SECONDS,
+        LABELLED_MODEL,
         REGRESSED_FUNCTION,
         OnCallReceiver,
         Scenario,
@@ -82,7 +84,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         prepare_gitops,
         story,
     )
-    from obsloop.loadgen import Canary, ServerlessTraffic, send_forever, send_history
+    from obsloop.loadgen import Canary, Labelled, ServerlessTraffic, send_forever, send_history
     from obsloop.server import ObsloopServer
 
     workdir = args.workdir.resolve()
@@ -104,14 +106,18 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         loop.add_signal_handler(sig, stop.set)
     traffic = ServerlessTraffic()
     traffic.canary[CANARY_FUNCTION] = Canary(CANARY_VERSION, CANARY_SHARE)
+    traffic.labelled[LABELLED_MODEL] = Labelled(delay_seconds=LABEL_DELAY_SECONDS)
     replayed_until = None
     if args.history > 0:
         with console.status(f"replaying {args.history:.0f} s of normal traffic so the detectors start trained…"):
             # The live sender cycles traces, logs, metrics: a third of the requests each.
             per_step = args.rate * args.window / 3
-            # Invocations only: the drift detectors take their reference from live predictions.
+            # Invocations, and the labelled model's predictions with their ground truth (the
+            # quality detector's baseline); the drift detectors of the other models take their
+            # reference from live predictions. A live logs request holds one prediction per model.
             replayed = await send_history(endpoints.http, traffic, seconds=args.history, step_seconds=args.window,
-                                          spans_per_step=int(per_step * 50), records_per_step=0)
+                                          spans_per_step=int(per_step * 50), records_per_step=0,
+                                          labelled_per_step=int(per_step))
             replayed_until = datetime.now(UTC)
     # Live traffic follows the history without a gap (a gap would itself look like an outage).
     sender = asyncio.create_task(send_forever(endpoints.http, traffic, requests_per_second=args.rate, stop=stop))
