@@ -1,9 +1,10 @@
 """``obsloop demo`` (what ``make run`` starts): the whole loop on the embedded engine.
 
 A simulated serverless fleet sends OTLP to a real server; a live table shows what ClickHouse
-stored; halfway through, a latency regression and a model drift are injected, and the
-detectors, the feedback loop, a local GitOps repository and a local on-call receiver do the
-rest (see :mod:`obsloop.demo`). At the end it prints the story of what happened and why.
+stored; a third of the way in, a concept drift (seen only by labels arriving 30 s late), a
+latency regression and a model drift are injected, and the detectors, the feedback loop, a
+local GitOps repository and a local on-call receiver do the rest (see :mod:`obsloop.demo`).
+At the end it prints the story of what happened and why.
 """
 
 from __future__ import annotations
