@@ -244,10 +244,19 @@ class Scenario:
         return None
 
 
-def story(workdir: Path, client, scenario: Scenario, started: float) -> list[str]:
+def told_key(detection_id: str, severity: str, cleared: bool) -> str:
+    """A detection row's key in ``story``'s ``told_at``."""
+    return f"{detection_id}|{severity}|{cleared}"
+
+
+def story(workdir: Path, client, scenario: Scenario, started: float,
+          told_at: dict[str, float] | None = None) -> list[str]:
     """What happened and why, from the stored records, in time order (seconds since start).
     Detections of the replayed history (event times before the start) are counted, not told:
-    the feedback loop did not act on them."""
+    the feedback loop did not act on them. A quality detection's time is the end of its
+    window of prediction time, labelled only later: it is told when it was made, from
+    ``told_at`` (wall clock per ``told_key``), so it does not seem to precede its labels."""
+    told_at = told_at or {}
     timeline: list[tuple[float, str]] = list(scenario.events)
     opened_while_learning: set[str] = set()
     told: set[str] = set()
@@ -266,6 +275,10 @@ def story(workdir: Path, client, scenario: Scenario, started: float) -> list[str
             else "extreme" if summary.endswith("(extreme: paged at once)") else "detected"
         told.add(detection)
         what = state if cleared else f"{state} (score {score:.2f})"
+        made = told_at.get(told_key(detection, severity, cleared)) if kind == "quality" else None
+        if made is not None:
+            summary += f" (predictions up to +{max(0.0, t - started):.0f}s, told once labelled)"
+            t = made
         timeline.append((t - started, f"{kind} {what}: {summary}"))
     for t, deployment, action, outcome, reason, before, after in client.query(
         "SELECT toUnixTimestamp64Milli(time) / 1000, deployment, action, outcome, reason, before, after "

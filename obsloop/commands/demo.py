@@ -84,6 +84,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         demo_config,
         prepare_gitops,
         story,
+        told_key,
     )
     from obsloop.loadgen import Canary, Labelled, ServerlessTraffic, send_forever, send_history
     from obsloop.server import ObsloopServer
@@ -138,7 +139,11 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     regression_open: set[str] = set()
     """Fingerprints of the regressed function's open latency detections: the run ends after they clear."""
 
+    told_at: dict[str, float] = {}
+    """When each detection was made (wall clock): a quality one is about predictions made a label delay earlier."""
+
     def follow(detection) -> None:
+        told_at[told_key(detection.id, detection.severity, detection.cleared)] = time.time()
         events.append(f"detection: {detection.describe()}" if not detection.cleared
                       else f"cleared: {detection.describe()}")
         if detection.kind == "latency" and detection.function == REGRESSED_FUNCTION:
@@ -168,7 +173,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         await server.stop()
         await receiver.stop()
     console.rule("what happened, and why")
-    for line in story(workdir, server.client, scenario, wall_started):
+    for line in story(workdir, server.client, scenario, wall_started, told_at):
         console.print(line, markup=False, highlight=False)
     console.print(f"\nrequests accepted {sent['accepted']}, refused {sent['refused']}, failed {sent['failed']}. "
                   f"Look around: git -C {workdir / 'gitops'} log -p; {workdir / 'alerts.jsonl'}; "
