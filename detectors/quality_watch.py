@@ -232,13 +232,16 @@ class QualityWatch:
             if state.normal[basis] < self.clear_after:
                 return []
             del state.open[basis]
-            state.confirmed.pop(basis, None)
-            return [self._detection(open_id, w, basis, p_value, value, baseline, "info", cleared=True)]
+            paged = state.confirmed.pop(basis, False)
+            return [self._detection(open_id, w, basis, p_value, value, baseline, "info", cleared=True,
+                                    pending=not paged)]
         state.normal[basis] = 0
         if open_id is None:
             open_id = f"quality-{basis}-{w.model[0]}-{w.model[1]}-{int(w.start.timestamp())}"
             state.open[basis] = open_id.replace("/", "_")
-            return [self._detection(state.open[basis], w, basis, p_value, value, baseline, "error")]
+            # Pending, as the window detectors' openings are: one low window pages nobody.
+            return [self._detection(state.open[basis], w, basis, p_value, value, baseline, "error",
+                                    pending=True)]
         if state.confirmed.get(basis):
             return []
         state.confirmed[basis] = True
@@ -248,7 +251,7 @@ class QualityWatch:
 
     def _detection(self, detection_id: str, w: QualityWindow, basis: str, p_value: float,
                    value: float, baseline: float, severity: str, *, cleared: bool = False,
-                   variant: str | None = None) -> Detection:
+                   variant: str | None = None, pending: bool = False) -> Detection:
         name, version = w.model
         metric = "accuracy" if basis == "realized" else "estimated_accuracy"
         series = {semconv.MODEL_NAME: name, semconv.MODEL_VERSION: version}
@@ -258,8 +261,12 @@ class QualityWatch:
         observed = {metric: value, "labelled": float(w.labelled), "predictions": float(w.predictions),
                     "label_coverage": w.metrics.get("label_coverage", 0.0), "p_value": p_value,
                     "estimated": float(basis == "estimated")}
+        # The estimate beside a realized drop: still at the baseline, it says the inputs and
+        # the model's confidence did not change (a concept drift), not that it missed one.
+        estimate = w.metrics.get("estimated_accuracy") if basis == "realized" else None
         summary = (f"{'estimated ' if basis == 'estimated' else ''}accuracy of {name} {version} "
-                   f"{value:.3f} vs baseline {baseline:.3f} over {w.labelled} labels "
+                   f"{value:.3f} vs baseline {baseline:.3f}"
+                   f"{'' if estimate is None else f' (estimated {estimate:.3f})'} over {w.labelled} labels "
                    f"({observed['label_coverage']:.0%} coverage), p={p_value:.2g}")
         drift = self.drift.get(w.model)
         end = w.start + timedelta(seconds=w.seconds)
@@ -270,7 +277,7 @@ class QualityWatch:
             id=detection_id, time=w.start + timedelta(seconds=w.seconds), kind="quality",
             series=series, score=min(1.0, max(0.0, 1.0 - p_value)), severity=severity,  # type: ignore[arg-type]
             observed=observed, expected={metric: (max(0.0, baseline - self.config.min_drop), 1.0)},
-            cleared=cleared, summary=("cleared: " if cleared else "") + summary)
+            cleared=cleared, summary=("cleared: " if cleared else "") + summary, pending=pending)
 
     # ------------------------------------------------------------------ canary
     def _canary(self, group: list[QualityWindow]) -> list[Detection]:

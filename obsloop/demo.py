@@ -10,8 +10,9 @@
 - ``DIR/data``: the embedded ClickHouse data and the write-ahead log;
 
 then runs a scenario against a real ``obsloop serve`` in this process: normal traffic while
-the detectors learn, a latency regression on one function, a covariate drift on one
-model, a regressing canary, the regression's recovery, and finally a story of what happened and why, read back
+the detectors learn, a concept drift on a model whose ground truth arrives 30 s after its
+predictions, a latency regression on one function, a covariate drift on one model, a
+regressing canary, the regression's recovery, and finally a story of what happened and why, read back
 from the detections table, the audit table, the Git history and the receiver's log.
 """
 
@@ -35,6 +36,9 @@ DRIFTED_MODEL = "churn-model"
 CANARY_FUNCTION = "image-tagger"
 CANARY_VERSION = "3.1.0"
 CANARY_SHARE = 0.2
+LABELLED_MODEL = "sentiment-bert"
+"""The model whose predictions get ground truth, ``LABEL_DELAY_SECONDS`` later."""
+LABEL_DELAY_SECONDS = 30.0
 NAMESPACE = "ai-production"
 POLICY = """\
 # Guardrails for obsloop's feedback loop (see obsloop/feedback/policy.py). The cooldown is
@@ -47,6 +51,7 @@ defaults:
   cooldown: 20s
   maxActionsPerDay: 20
   minSeverity: critical  # act on confirmed anomalies only; a one-window blip just alerts
+  retrainOn: [drift, quality]  # [quality] alone: retrain on measured accuracy drops only
   memory: {min: 128MB, max: 10240MB}
 namespaces:
   ai-production:
@@ -170,6 +175,11 @@ def demo_config(base: Config, workdir: Path, receiver_url: str, *, window_second
         "confirm_after_windows": 3, "checkpoint_seconds": 10.0,
         "drift": base.detectors.drift.model_copy(update={"reference_size": 200, "post_change": 100,
                                                          "cooldown": 300}),
+        # Quality per detection window: a window holds ~65 predictions, ~50 of them labelled
+        # (30 s later); 40 labels are enough to see 0.92 fall to 0.6 (p < 1e-6) and too few
+        # to mistake normal noise for a drop (alpha 1e-3 against baseline - 0.03).
+        "quality": base.detectors.quality.model_copy(update={"window_seconds": window_seconds,
+                                                             "min_labels": 40, "settle_seconds": 60.0}),
     })
     config.feedback = FeedbackConfig.model_validate({
         "enabled": True,
@@ -194,18 +204,26 @@ class Scenario:
     """What is injected when, as fractions of the run."""
 
     duration: float
+    concept_drift_at: float = 1 / 3
     regression_at: float = 0.35
     drift_at: float = 0.40
     canary_at: float = 0.45
     recovery_at: float = 0.65
     latency_factor: float = 8.0
     feature_shift: float = 6.0
+    label_flip: float = 0.38
+    """Share of the labelled model's labels that follow a new concept (accuracy 0.92 -> 0.60)."""
     events: list[tuple[float, str]] = field(default_factory=list)
 
     def apply(self, elapsed: float, traffic) -> str | None:
         """Change the traffic when a step is due; returns what happened, once."""
         done = {text for _, text in self.events}
         steps = [
+            (self.concept_drift_at, f"injected a concept drift: {LABELLED_MODEL}'s labels change for "
+                                    f"{self.label_flip:.0%} of its predictions; inputs and scores do not "
+                                    "(no input drift, the CBPE estimate stays put: only the labels, "
+                                    f"{LABEL_DELAY_SECONDS:g} s late, can tell)",
+             lambda: setattr(traffic.labelled[LABELLED_MODEL], "flip", self.label_flip)),
             (self.regression_at, f"injected a latency regression: {REGRESSED_FUNCTION} runs "
                                  f"{self.latency_factor:g}x slower",
              lambda: traffic.latency_factor.__setitem__(REGRESSED_FUNCTION, self.latency_factor)),
@@ -226,10 +244,19 @@ class Scenario:
         return None
 
 
-def story(workdir: Path, client, scenario: Scenario, started: float) -> list[str]:
+def told_key(detection_id: str, severity: str, cleared: bool) -> str:
+    """A detection row's key in ``story``'s ``told_at``."""
+    return f"{detection_id}|{severity}|{cleared}"
+
+
+def story(workdir: Path, client, scenario: Scenario, started: float,
+          told_at: dict[str, float] | None = None) -> list[str]:
     """What happened and why, from the stored records, in time order (seconds since start).
     Detections of the replayed history (event times before the start) are counted, not told:
-    the feedback loop did not act on them."""
+    the feedback loop did not act on them. A quality detection's time is the end of its
+    window of prediction time, labelled only later: it is told when it was made, from
+    ``told_at`` (wall clock per ``told_key``), so it does not seem to precede its labels."""
+    told_at = told_at or {}
     timeline: list[tuple[float, str]] = list(scenario.events)
     opened_while_learning: set[str] = set()
     told: set[str] = set()
@@ -248,6 +275,10 @@ def story(workdir: Path, client, scenario: Scenario, started: float) -> list[str
             else "extreme" if summary.endswith("(extreme: paged at once)") else "detected"
         told.add(detection)
         what = state if cleared else f"{state} (score {score:.2f})"
+        made = told_at.get(told_key(detection, severity, cleared)) if kind == "quality" else None
+        if made is not None:
+            summary += f" (predictions up to +{max(0.0, t - started):.0f}s, told once labelled)"
+            t = made
         timeline.append((t - started, f"{kind} {what}: {summary}"))
     for t, deployment, action, outcome, reason, before, after in client.query(
         "SELECT toUnixTimestamp64Milli(time) / 1000, deployment, action, outcome, reason, before, after "

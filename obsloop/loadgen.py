@@ -5,12 +5,16 @@ Each function runs on one platform with a model behind it; invocations are SERVE
 with the FaaS semantic conventions and a child ``model.predict`` span, cold starts are
 rarer than warm ones and slower, latency is log-normal, a few invocations fail. Logs carry
 the model's prediction events; metrics carry the duration histogram and invocation count.
+A model in ``ServerlessTraffic.labelled`` is a calibrated classifier whose predictions carry
+an id and a score, and whose ground truth follows later as ``obsloop.model.ground_truth``
+events (what ``obsloop_instrument.log_ground_truth`` sends).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import random
 import time
@@ -21,6 +25,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from obsloop import semconv as sc
@@ -85,6 +90,19 @@ class Canary:
     latency_factor: float = 1.0
 
 
+@dataclass
+class Labelled:
+    """Ground truth for a model's predictions: ``coverage`` of them are labelled
+    ``delay_seconds`` (event time) after the prediction."""
+
+    delay_seconds: float = 30.0
+    coverage: float = 0.8
+    flip: float = 0.0
+    """Share of the labels that follow another concept (the other class) while inputs and
+    scores do not change: a concept drift. Right ``c (1 - flip) + (1 - c) flip`` of the time
+    for confidence ``c`` (0.92 on average: 0.38 makes it 0.60)."""
+
+
 class ServerlessTraffic:
     """Deterministic (seeded) generator of OTLP requests from the fleet."""
 
@@ -97,6 +115,10 @@ class ServerlessTraffic:
         """Multiplier of the ``amount`` feature per model name, to inject a covariate drift."""
         self.canary: dict[str, Canary] = {}
         """Per function name, a second model version taking part of the traffic (blue/green)."""
+        self.labelled: dict[str, Labelled] = {}
+        """Per model name, its ground truth (the model then logs prediction ids and scores)."""
+        self._truth: dict[str, list[tuple[int, str, int]]] = {}
+        """Per labelled model, a heap of labels not sent yet: (event time, prediction id, label)."""
 
     def _invocation(self, fn: FunctionSpec, now_ns: int, factor: float = 1.0) -> tuple[int, int, bool, bool]:
         cold = self.random.random() < 0.03
@@ -154,31 +176,70 @@ class ServerlessTraffic:
                                          _kv("model.score", round(self.random.random(), 4))])
         return request
 
-    def logs(self, records: int, now_ns: int | None = None) -> ExportLogsServiceRequest:
-        """Prediction events (``obsloop.model.prediction``), one per record."""
+    def logs(self, records: int, now_ns: int | None = None, *, labelled_only: bool = False) -> ExportLogsServiceRequest:
+        """Prediction events (``obsloop.model.prediction``), one per record, and the ground
+        truth of the labelled models that is due by ``now_ns``; ``labelled_only`` leaves the
+        other models out."""
         now_ns = now_ns or time.time_ns()
         request = ExportLogsServiceRequest()
         per_function = max(1, records // len(self.fleet))
         for fn in self.fleet:
+            labelled = self.labelled.get(fn.model)
+            if labelled_only and labelled is None:
+                continue
             resource_logs = request.resource_logs.add()
             resource_logs.resource.attributes.extend(_resource(fn))
             scope = resource_logs.scope_logs.add()
             scope.scope.name = "obsloop-instrument"
             for _ in range(per_function):
-                amount = round(self.random.lognormvariate(3, 1) * self.feature_shift.get(fn.model, 1.0), 2)
+                at = now_ns - self.random.randrange(0, 1_000_000_000)
                 record = scope.log_records.add(
-                    time_unix_nano=now_ns - self.random.randrange(0, 1_000_000_000),
-                    severity_number=9, severity_text="INFO", event_name=sc.PREDICTION_EVENT,
+                    time_unix_nano=at, severity_number=9, severity_text="INFO", event_name=sc.PREDICTION_EVENT,
                     trace_id=os.urandom(16), span_id=os.urandom(8),
                 )
                 record.body.string_value = f"prediction for {fn.model}"
-                record.attributes.extend([
-                    _kv(sc.MODEL_NAME, fn.model), _kv(sc.MODEL_VERSION, fn.model_version),
-                    _kv(f"{sc.FEATURE_PREFIX}amount", amount),
-                    _kv(f"{sc.FEATURE_PREFIX}country", self.random.choice(["DE", "FR", "US", "BR"])),
-                    _kv(sc.PREDICTION_VALUE, round(min(1.0, amount / 200), 4)),
-                ])
+                record.attributes.extend([_kv(sc.MODEL_NAME, fn.model), _kv(sc.MODEL_VERSION, fn.model_version)])
+                if labelled is None:
+                    amount = round(self.random.lognormvariate(3, 1) * self.feature_shift.get(fn.model, 1.0), 2)
+                    record.attributes.extend([
+                        _kv(f"{sc.FEATURE_PREFIX}amount", amount),
+                        _kv(f"{sc.FEATURE_PREFIX}country", self.random.choice(["DE", "FR", "US", "BR"])),
+                        _kv(sc.PREDICTION_VALUE, round(min(1.0, amount / 200), 4)),
+                    ])
+                else:
+                    record.attributes.extend(self._labelled_prediction(fn.model, labelled, at))
+            if labelled is not None:
+                self._ground_truth(scope, fn.model, now_ns)
         return request
+
+    def _labelled_prediction(self, model: str, labelled: Labelled, at_ns: int) -> list[KeyValue]:
+        """A calibrated classifier's prediction (right with probability ``max(score, 1 - score)``
+        before a concept drift), its label queued for ``delay_seconds`` later."""
+        confidence = self.random.uniform(0.84, 1.0)
+        predicted = int(self.random.random() < 0.5)
+        right = (self.random.random() < confidence) != (self.random.random() < labelled.flip)
+        prediction_id = f"{self.random.getrandbits(64):016x}"
+        if self.random.random() < labelled.coverage:
+            due = at_ns + int(labelled.delay_seconds * 1e9)
+            heapq.heappush(self._truth.setdefault(model, []),
+                           (due, prediction_id, predicted if right else 1 - predicted))
+        return [
+            _kv(f"{sc.FEATURE_PREFIX}tokens", max(1, round(self.random.gauss(120, 25)))),
+            _kv(f"{sc.FEATURE_PREFIX}language", self.random.choice(["en", "de", "fr", "es"])),
+            _kv(sc.PREDICTION_ID, prediction_id),
+            _kv(sc.PREDICTION_VALUE, predicted),
+            _kv(sc.PREDICTION_SCORE, round(confidence if predicted else 1 - confidence, 4)),
+        ]
+
+    def _ground_truth(self, scope: ScopeLogs, model: str, now_ns: int) -> None:
+        """The labels of ``model`` observed by ``now_ns``, as ``log_ground_truth`` sends them."""
+        due = self._truth.get(model, [])
+        while due and due[0][0] <= now_ns:
+            at, prediction_id, label = heapq.heappop(due)
+            record = scope.log_records.add(time_unix_nano=at, severity_number=9, severity_text="INFO",
+                                           event_name=sc.GROUND_TRUTH_EVENT)
+            record.body.string_value = f"ground truth for {model}"
+            record.attributes.extend([_kv(sc.PREDICTION_ID, prediction_id), _kv(sc.PREDICTION_LABEL, label)])
 
     def metrics(self, now_ns: int | None = None) -> ExportMetricsServiceRequest:
         """Per function: an invocation counter and a duration histogram (cumulative)."""
@@ -263,11 +324,14 @@ async def send_history(
     step_seconds: float,
     spans_per_step: int,
     records_per_step: int,
+    labelled_per_step: int = 0,
     concurrency: int = 4,
 ) -> int:
     """Post ``seconds`` of past traffic (event times from ``now - seconds`` to now) at the live
     volume per step, in one large request per signal and step, so that detectors start from a
-    learned normal instead of from zero; returns requests accepted."""
+    learned normal instead of from zero; returns requests accepted. ``labelled_per_step``
+    predictions per step of each labelled model, with their ground truth, give the quality
+    detector its baseline."""
     import aiohttp
 
     now_ns = time.time_ns()
@@ -278,6 +342,9 @@ async def send_history(
         jobs.put_nowait(("traces", traffic.traces(spans_per_step, at).SerializeToString()))
         if records_per_step:
             jobs.put_nowait(("logs", traffic.logs(records_per_step, at).SerializeToString()))
+        elif labelled_per_step and traffic.labelled:
+            jobs.put_nowait(("logs", traffic.logs(labelled_per_step * len(traffic.fleet), at,
+                                                  labelled_only=True).SerializeToString()))
     accepted = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:

@@ -1,12 +1,14 @@
 """The whole loop, end to end, as ``obsloop demo`` runs it: OTLP traffic with an injected
-latency regression and an injected drift → detections → a commit in the GitOps repository,
-a retraining trigger, and an alert that fires and later resolves."""
+latency regression, an injected drift and a concept drift seen only by delayed labels →
+detections → a commit in the GitOps repository, retraining triggers, and an alert that
+fires and later resolves."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +92,28 @@ def test_the_story_explains_it(demo) -> None:
     assert "latency detected" in story and "fraud-scorer" in story
     assert "feedback scale_up on ai-production/fraud-scorer: applied" in story
     assert "latency cleared" in story
+
+
+def test_the_concept_drift_is_caught_by_the_labels_pages_and_retrains(demo) -> None:
+    run, result = demo
+    story = result.stdout.split("what happened, and why", 1)[1]
+    assert "injected a concept drift: sentiment-bert" in story
+    # one entry per event (the console wraps long lines), with its whitespace collapsed
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n(?=\+\s*\d+s )", story)]
+    quality = [entry for entry in entries if re.match(r"\+\s*\d+s quality ", entry)]
+    assert any("quality confirmed" in line and "sentiment-bert" in line for line in quality), story
+    confirmed = next(line for line in quality if "quality confirmed" in line)
+    # the evidence: accuracy against its baseline, the unmoved estimate, the label coverage
+    assert re.search(r"accuracy of sentiment-bert 0\.9\.0 0\.[0-7]\d\d vs baseline 0\.(8[7-9]|9)\d* "
+                     r"\(estimated 0\.(8[7-9]|9)\d*\) over \d+ labels \(\d+% coverage\)", confirmed), confirmed
+    assert "no input drift (concept drift?)" in confirmed
+    assert "drift of sentiment-bert" not in story  # inputs unchanged: input drift stays quiet
+    pages = [json.loads(r["body"]) for r in _requests(run) if r["path"] == "/alertmanager"]
+    quality_pages = [p for p in pages if p["status"] == "firing"
+                     and any(a["labels"].get("kind") == "quality" for a in p["alerts"])]
+    assert len(quality_pages) == 1  # paged once, when confirmed
+    retrains = [r["body"] for r in _requests(run) if r["path"] == "/retrain"]
+    assert any("sentiment-bert" in body and '"kind": "quality"' in body and ".html" in body
+               for body in retrains), retrains
+    assert any(entry.endswith("feedback retrain on ai-production/sentiment: applied (retraining allowed)")
+               for entry in entries), entries

@@ -1,9 +1,10 @@
 """``obsloop demo`` (what ``make run`` starts): the whole loop on the embedded engine.
 
 A simulated serverless fleet sends OTLP to a real server; a live table shows what ClickHouse
-stored; halfway through, a latency regression and a model drift are injected, and the
-detectors, the feedback loop, a local GitOps repository and a local on-call receiver do the
-rest (see :mod:`obsloop.demo`). At the end it prints the story of what happened and why.
+stored; a third of the way in, a concept drift (seen only by labels arriving 30 s late), a
+latency regression and a model drift are injected, and the detectors, the feedback loop, a
+local GitOps repository and a local on-call receiver do the rest (see :mod:`obsloop.demo`).
+At the end it prints the story of what happened and why.
 """
 
 from __future__ import annotations
@@ -75,14 +76,17 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         CANARY_FUNCTION,
         CANARY_SHARE,
         CANARY_VERSION,
+        LABEL_DELAY_SECONDS,
+        LABELLED_MODEL,
         REGRESSED_FUNCTION,
         OnCallReceiver,
         Scenario,
         demo_config,
         prepare_gitops,
         story,
+        told_key,
     )
-    from obsloop.loadgen import Canary, ServerlessTraffic, send_forever, send_history
+    from obsloop.loadgen import Canary, Labelled, ServerlessTraffic, send_forever, send_history
     from obsloop.server import ObsloopServer
 
     workdir = args.workdir.resolve()
@@ -104,14 +108,18 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         loop.add_signal_handler(sig, stop.set)
     traffic = ServerlessTraffic()
     traffic.canary[CANARY_FUNCTION] = Canary(CANARY_VERSION, CANARY_SHARE)
+    traffic.labelled[LABELLED_MODEL] = Labelled(delay_seconds=LABEL_DELAY_SECONDS)
     replayed_until = None
     if args.history > 0:
         with console.status(f"replaying {args.history:.0f} s of normal traffic so the detectors start trained…"):
             # The live sender cycles traces, logs, metrics: a third of the requests each.
             per_step = args.rate * args.window / 3
-            # Invocations only: the drift detectors take their reference from live predictions.
+            # Invocations, and the labelled model's predictions with their ground truth (the
+            # quality detector's baseline); the drift detectors of the other models take their
+            # reference from live predictions. A live logs request holds one prediction per model.
             replayed = await send_history(endpoints.http, traffic, seconds=args.history, step_seconds=args.window,
-                                          spans_per_step=int(per_step * 50), records_per_step=0)
+                                          spans_per_step=int(per_step * 50), records_per_step=0,
+                                          labelled_per_step=int(per_step))
             replayed_until = datetime.now(UTC)
     # Live traffic follows the history without a gap (a gap would itself look like an outage).
     sender = asyncio.create_task(send_forever(endpoints.http, traffic, requests_per_second=args.rate, stop=stop))
@@ -131,7 +139,11 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     regression_open: set[str] = set()
     """Fingerprints of the regressed function's open latency detections: the run ends after they clear."""
 
+    told_at: dict[str, float] = {}
+    """When each detection was made (wall clock): a quality one is about predictions made a label delay earlier."""
+
     def follow(detection) -> None:
+        told_at[told_key(detection.id, detection.severity, detection.cleared)] = time.time()
         events.append(f"detection: {detection.describe()}" if not detection.cleared
                       else f"cleared: {detection.describe()}")
         if detection.kind == "latency" and detection.function == REGRESSED_FUNCTION:
@@ -161,7 +173,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         await server.stop()
         await receiver.stop()
     console.rule("what happened, and why")
-    for line in story(workdir, server.client, scenario, wall_started):
+    for line in story(workdir, server.client, scenario, wall_started, told_at):
         console.print(line, markup=False, highlight=False)
     console.print(f"\nrequests accepted {sent['accepted']}, refused {sent['refused']}, failed {sent['failed']}. "
                   f"Look around: git -C {workdir / 'gitops'} log -p; {workdir / 'alerts.jsonl'}; "

@@ -66,11 +66,14 @@ def test_concept_drift_pages_then_confirms_and_stable_model_is_quiet(chdb_client
 
     realized = [d for d in found if d.observed["estimated"] == 0.0]
     assert [d.severity for d in realized] == ["error", "critical"]
+    assert [d.pending for d in realized] == [True, False]  # one low window pages nobody
     first = realized[0]
     assert first.kind == "quality" and first.time == T0 + timedelta(minutes=35)  # the first drifted window
     assert first.observed["accuracy"] < 0.7 and first.observed["label_coverage"] == 1.0
     assert first.expected["accuracy"][0] > 0.85
     assert first.observed["input_drift"] == 0.0 and "no input drift" in first.summary
+    assert f"(estimated {first.observed['accuracy']:.3f})" not in first.summary
+    assert "(estimated 0.9" in first.summary  # the estimate did not move: a concept drift
     # the scores did not move: the estimate sees nothing, as it should for a concept drift
     assert not [d for d in found if d.observed["estimated"] == 1.0]
     # nothing is tested twice
