@@ -19,26 +19,6 @@ from pathlib import Path
 from obsloop.pipelines.backpressure import DiskFull
 
 SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-_CLICKHOUSE_SPACE_ERRORS = ("NOT_ENOUGH_SPACE", "No space left on device", "Disk quota exceeded")
-
-
-def is_out_of_space(error: BaseException) -> bool:
-    """Whether ``error`` is about disk space, here (``ENOSPC``, ``EDQUOT``) or in ClickHouse
-    (``NOT_ENOUGH_SPACE``, or its write failing with errno 28): such an error passes once
-    space returns, so what failed is retried, never set aside.
-
-    >>> is_out_of_space(OSError(errno.ENOSPC, "No space left on device"))
-    True
-    >>> is_out_of_space(RuntimeError("Code: 243. DB::Exception: Cannot reserve 140.00 MiB, "
-    ...                              "not enough space. (NOT_ENOUGH_SPACE)"))
-    True
-    >>> is_out_of_space(RuntimeError("Code: 27. DB::Exception: Cannot parse input"))
-    False
-    """
-    if isinstance(error, OSError) and error.errno in SPACE_ERRNOS:
-        return True
-    text = str(error)
-    return any(marker in text for marker in _CLICKHOUSE_SPACE_ERRORS)
 
 
 def _existing(directory: Path) -> Path:

@@ -61,7 +61,16 @@ def error_name(error: BaseException) -> str:
 
 
 def classify(error: BaseException) -> Cause:
-    """Whether ``error`` says the data is unreadable (:attr:`Cause.DATA`) or not."""
+    """Whether ``error`` says the data is unreadable (:attr:`Cause.DATA`) or not; disk space,
+    here or in ClickHouse, is never the data's fault.
+
+    >>> classify(RuntimeError("Code: 444. DB::Exception: Protobuf messages are corrupted. (UNKNOWN_PROTOBUF_FORMAT)"))
+    <Cause.DATA: 'data'>
+    >>> classify(RuntimeError("Code: 243. DB::Exception: Cannot reserve 140 MiB. (NOT_ENOUGH_SPACE)"))
+    <Cause.STORAGE: 'storage'>
+    >>> classify(OSError(errno.ENOSPC, "No space left on device"))
+    <Cause.STORAGE: 'storage'>
+    """
     name = error_name(error)
     if name in _NOT_DATA:
         return Cause.STORAGE

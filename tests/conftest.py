@@ -32,6 +32,16 @@ def chdb_database(chdb_client, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def db(chdb_client, chdb_database: str) -> str:
+    """The test's database in the session's chDB, with obsloop's tables."""
+    from obsloop.pipelines.schema import SchemaOptions, ddl
+
+    for statement in ddl(SchemaOptions(database=chdb_database)):
+        chdb_client.command(statement)
+    return chdb_database
+
+
+@pytest.fixture
 def obsloop_factory(tmp_path: Path) -> Iterator:
     """Start ``obsloop serve`` processes (config sections as keyword arguments)."""
     started: list[ObsloopProcess] = []

@@ -20,20 +20,12 @@ from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.detection import Detection
 from obsloop.feedback.notifiers import AlertmanagerWebhook
-from obsloop.pipelines.schema import SchemaOptions, ddl
 
 # The feedback tests' recording HTTP receiver; appended, so `conftest` stays this directory's.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "feedback"))
 from receiver import Receiver  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(chdb_client, chdb_database):
-    for statement in ddl(SchemaOptions(database=chdb_database)):
-        chdb_client.command(statement)
-    return chdb_database
 
 
 @pytest.fixture

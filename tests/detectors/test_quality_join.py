@@ -10,16 +10,8 @@ import pytest
 from quality_events import insert_labels, insert_predictions
 
 from obsloop.detectors.quality import QualityReader
-from obsloop.pipelines.schema import SchemaOptions, ddl
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(chdb_client, chdb_database):
-    for statement in ddl(SchemaOptions(database=chdb_database)):
-        chdb_client.command(statement)
-    return chdb_database
 
 
 def test_binary_metrics_coverage_delay_late_and_duplicates(chdb_client, db) -> None:

@@ -18,17 +18,9 @@ from obsloop.detectors.loop import DetectorLoop
 from obsloop.detectors.quality import QualityWindow
 from obsloop.detectors.quality_watch import QualityWatch, binomial_cdf
 from obsloop.feedback.detection import VARIANT
-from obsloop.pipelines.schema import SchemaOptions, ddl
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CONFIG = QualityConfig(window_seconds=300, min_labels=100, baseline_labels=500, settle_seconds=600)
-
-
-@pytest.fixture
-def db(chdb_client, chdb_database):
-    for statement in ddl(SchemaOptions(database=chdb_database)):
-        chdb_client.command(statement)
-    return chdb_database
 
 
 def stream(client, db: str, minutes: int, *, version: str = "1", per_minute: int = 60,

@@ -8,12 +8,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
 from obsloop.detectors.loop import DetectorLoop
 from obsloop.detectors.windows import WindowReader
-from obsloop.pipelines.schema import SchemaOptions, ddl
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -24,13 +21,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def db(chdb_client, chdb_database):
-    for statement in ddl(SchemaOptions(database=chdb_database)):
-        chdb_client.command(statement)
-    return chdb_database
 
 
 def insert_spans(client, db: str, window: int, count: int, *, second: int = 5,

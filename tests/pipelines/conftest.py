@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # the helpers: tansu_broker, sca
 from tansu_broker import TansuBroker  # noqa: E402 - needs the path above
 
 from obsloop.pipelines.kafka_config import KafkaConfig  # noqa: E402
-from obsloop.pipelines.schema import SchemaOptions, ddl  # noqa: E402
 
 
 @pytest.fixture
@@ -39,11 +37,3 @@ def kafka_config(tansu: TansuBroker) -> KafkaConfig:
         bootstrap_timeout_ms=3_000,
         max_poll_records=50,
     )
-
-
-@pytest.fixture
-def db(chdb_client: Any, chdb_database: str) -> str:
-    """The test's database in the session's chDB, with obsloop's tables."""
-    for statement in ddl(SchemaOptions(database=chdb_database)):
-        chdb_client.command(statement)
-    return chdb_database
