@@ -23,16 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from obsloop import clickhouse
     from obsloop.commands._common import config_from
-    from obsloop.commands.query import _direct, _running_server, _via_server
+    from obsloop.commands.query import execute
     from obsloop.detectors.labels_load import (
         LabelFileError,
         from_table_statement,
         insert_statements,
         read_labels,
     )
-    from obsloop.server import SERVE_STATE_FILE
 
     config = config_from(args)
     database = config.storage.database
@@ -45,16 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except LabelFileError as exc:
         print(f"obsloop labels load: {exc}", file=sys.stderr)
         return 2
-    admin = None
-    if clickhouse.is_embedded(config.storage_dsn):
-        admin = _running_server(config.data_dir / SERVE_STATE_FILE)
-    if admin is not None and config.admin.token is None:
-        raise SystemExit("obsloop labels load: a server holds the data directory and its /query needs "
-                         "admin.token (and admin.allow_write_queries); set them in the configuration")
-    for statement in statements:
-        if admin is None:
-            _direct(config, statement, True)
-        else:
-            _via_server(admin, config.admin.token.get_secret_value(), statement, True)
+    for statement in statements:  # through a running server, that server needs admin.allow_write_queries
+        execute(config, statement, True)
     print(f"loaded {'the table' if count is None else f'{count} labels'} into quality_labels")
     return 0

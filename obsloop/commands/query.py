@@ -86,22 +86,29 @@ def _print(columns: list[str], rows: list[list], fmt: str) -> None:
         Console().print(table)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
+    """``sql`` through the running server holding the embedded data directory (its
+    ``/query``, with ``admin.token``), else on the storage directly; the one way the
+    commands that run SQL (``query``, ``labels load``) reach ClickHouse."""
     from obsloop import clickhouse
-    from obsloop.commands._common import config_from
     from obsloop.server import SERVE_STATE_FILE
 
-    config = config_from(args)
-    sql = sys.stdin.read() if args.sql == "-" else args.sql
     admin = None
     if clickhouse.is_embedded(config.storage_dsn):
         admin = _running_server(config.data_dir / SERVE_STATE_FILE)
     if admin is None:
-        columns, rows = _direct(config, sql, args.write)
-    elif config.admin.token is None:
+        return _direct(config, sql, write)
+    if config.admin.token is None:
         raise SystemExit("obsloop query: a server holds the data directory and its /query needs admin.token; "
                          "set admin.token in the configuration")
-    else:
-        columns, rows = _via_server(admin, config.admin.token.get_secret_value(), sql, args.write)
+    return _via_server(admin, config.admin.token.get_secret_value(), sql, write)
+
+
+def run(args: argparse.Namespace) -> int:
+    from obsloop.commands._common import config_from
+
+    config = config_from(args)
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    columns, rows = execute(config, sql, args.write)
     _print(columns, rows, args.format)
     return 0
