@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from obsloop import semconv
 from obsloop.collectors.encode import LogsBuilder, line_record
 from obsloop.collectors.normalize import Invocation, span_id, xray_parent_id, xray_trace_id
+from obsloop.core import semconv
 
 LOG_GROUP_PREFIX = "/aws/lambda/"
 AWS_LOG_GROUP = "aws.log.group.names"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_logs_pull import classify_aws_error
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode_metrics import DELTA, MetricsBuilder
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.retry import submit_error, with_backoff
+from obsloop.core import semconv
 
 COLLECTOR = "aws.metrics"
 NAMESPACE = "AWS/Lambda"

@@ -22,8 +22,9 @@ from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource, i
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import AsyncSubmit, Submit, deliver
 from obsloop.collectors.normalize import Invocation
-from obsloop.collectors.request_budget import MAX_JSON_DEPTH, Budget, Limits, read_body, too_deep
+from obsloop.collectors.request_budget import Budget, Limits, read_body, too_deep
 from obsloop.pipelines.backpressure import PipelineFull
+from obsloop.pipelines.otlp_decode import MAX_JSON_DEPTH
 
 log = logging.getLogger(__name__)
 

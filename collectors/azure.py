@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode import LogsBuilder
@@ -24,6 +23,7 @@ from obsloop.collectors.extras import require
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, azure_span_id, azure_trace_id
 from obsloop.collectors.retry import submit_error, with_backoff
+from obsloop.core import semconv
 
 COLLECTOR = "azure.appinsights"
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from obsloop.files import private_dir
+from obsloop.core.files import private_dir
 
 
 class CheckpointStore:

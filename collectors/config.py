@@ -10,16 +10,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from obsloop.secret import Secret
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from obsloop.core.secret import Secret
+from obsloop.core.settings import Section
 
 
-class _Pull(_Section):
+class ReceiverConfig(Section):
+    """OTLP receivers: the standard ports 4318 (HTTP) and 4317 (gRPC)."""
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(4318, ge=0, le=65535)
+    grpc_port: int = Field(4317, ge=0, le=65535)
+    grpc_enabled: bool = True
+    max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    """Largest accepted request body, compressed or not (413 past it); also the largest
+    JSON text any request may contain."""
+    max_decompressed_ratio: int = Field(8, ge=1)
+    """All decoding layers of one request (``Content-Encoding``, Firehose records,
+    ``awslogs`` data) may produce at most ``max_request_bytes`` times this, together."""
+    max_documents_per_request: int = Field(50_000, gt=0)
+    """JSON documents and Firehose records in one AWS push (413 past it)."""
+    max_events_per_request: int = Field(500_000, gt=0)
+    """Log events in one AWS push (413 past it)."""
+    bearer_token: Secret | None = None
+    """When set, every request on the OTLP ports (OTLP and the ``/aws/*`` pushes except
+    Firehose, which sends its access key) must carry ``Authorization: Bearer <token>``."""
+    retry_after_seconds: int = Field(1, ge=1)
+
+
+class _Pull(Section):
     enabled: bool = False
     poll_interval_seconds: float = Field(60.0, gt=0)
     backfill_seconds: int = Field(3600, ge=0)
@@ -67,13 +87,13 @@ class AzureCollectorConfig(_Pull):
     settle_seconds: float = Field(120.0, ge=0)
 
 
-class PrometheusCollectorConfig(_Section):
+class PrometheusCollectorConfig(Section):
     enabled: bool = False
     targets: list[str] = []
     poll_interval_seconds: float = Field(15.0, gt=0)
 
 
-class FunctionResources(_Section):
+class FunctionResources(Section):
     """What a function is configured with when its reports do not say (for pricing)."""
 
     arch: Literal["x86_64", "arm64"] = "x86_64"
@@ -85,7 +105,7 @@ class FunctionResources(_Section):
     tags: dict[str, str] = {}
 
 
-class CollectorsConfig(_Section):
+class CollectorsConfig(Section):
     aws: AwsCollectorConfig = AwsCollectorConfig()
     gcp: GcpCollectorConfig = GcpCollectorConfig()
     azure: AzureCollectorConfig = AzureCollectorConfig()

@@ -29,8 +29,8 @@ from collections.abc import Mapping
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from obsloop import semconv
 from obsloop.collectors.normalize import ATTRIBUTE_FIELDS, Invocation
+from obsloop.core import semconv
 
 SCOPE_NAME = "obsloop.collectors"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from obsloop import semconv
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing, Resources
+from obsloop.core import semconv
 
 MANIFEST_KIND = "ServerlessModelDeployment"
 FUNCTION_ANNOTATION = "obsloop.io/function-name"

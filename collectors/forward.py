@@ -36,7 +36,7 @@ class AsyncSubmit(Protocol):
 def _hand(pipeline, signal: str, payload: bytes, items: int | None) -> Future[None] | None:
     """Validate and count unless trusted, then hand to the intake (see :func:`pipeline_submit`)."""
     if items is None:
-        from obsloop.collectors.otlp_decode import validate
+        from obsloop.pipelines.otlp_decode import validate
 
         valid = validate(signal, payload)
         payload, items = valid.payload, valid.items

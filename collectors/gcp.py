@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.encode import LogsBuilder
@@ -25,6 +24,7 @@ from obsloop.collectors.extras import require
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, gcp_trace_id, span_id
 from obsloop.collectors.retry import submit_error, with_backoff
+from obsloop.core import semconv
 
 COLLECTOR = "gcp.logging"
 DEFAULT_FILTER = 'resource.type = ("cloud_run_revision" OR "cloud_function")'

@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from obsloop import semconv
+from obsloop.core import semconv
 
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")

@@ -12,11 +12,11 @@ import asyncio
 
 import grpc
 
-from obsloop.collectors.otlp_decode import InvalidRequest, validate
 from obsloop.collectors.push_auth import secret_matches
-from obsloop.pipelines.ingest import PipelineFull
+from obsloop.core.selfmetrics import SelfMetrics
+from obsloop.pipelines.backpressure import PipelineFull
 from obsloop.pipelines.intake import Intake
-from obsloop.selfmetrics import SelfMetrics
+from obsloop.pipelines.otlp_decode import InvalidRequest, validate
 
 SERVICES = {
     "traces": "opentelemetry.proto.collector.trace.v1.TraceService",

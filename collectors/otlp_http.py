@@ -16,12 +16,12 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 
-from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
 from obsloop.collectors.push_auth import PortGuard, Refused
 from obsloop.collectors.request_budget import Budget, Limits, read_body
-from obsloop.pipelines.ingest import PipelineFull
+from obsloop.core.selfmetrics import SelfMetrics
+from obsloop.pipelines.backpressure import PipelineFull
 from obsloop.pipelines.intake import Intake
-from obsloop.selfmetrics import SelfMetrics
+from obsloop.pipelines.otlp_decode import SIGNALS, InvalidRequest, validate
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

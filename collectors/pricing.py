@@ -29,9 +29,9 @@ from typing import Any
 
 import yaml
 
-from obsloop import semconv
 from obsloop.collectors.normalize import Invocation
-from obsloop.config import deep_merge
+from obsloop.core import semconv
+from obsloop.core.settings import deep_merge
 
 
 @dataclass(frozen=True, slots=True)

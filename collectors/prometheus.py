@@ -20,11 +20,11 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.encode_metrics import CUMULATIVE, MetricsBuilder
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.retry import submit_error, with_backoff
+from obsloop.core import semconv
 
 COLLECTOR = "prometheus"
 

@@ -17,19 +17,13 @@ from __future__ import annotations
 import base64
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from obsloop.collectors.config import ReceiverConfig
 from obsloop.collectors.push_auth import Refused
+from obsloop.pipelines.otlp_decode import MAX_JSON_DEPTH
 
-if TYPE_CHECKING:
-    from obsloop.config import ReceiverConfig
-
-MAX_JSON_DEPTH = 128
-"""Deepest JSON nesting accepted where the parsed JSON is walked (OTLP/JSON, Telemetry API
-events), 400 past it. OTLP/JSON needs about ten levels plus four per nested
-``kvlistValue``; Python's recursion limit is about 1,000."""
 ORJSON_MAX_DEPTH = 1024
 """orjson's own limit, the bound on the subscription and Firehose routes: their decoders
 read a few fields at known depths and never walk a document, so deeper nesting costs
@@ -53,8 +47,6 @@ class Limits:
     def of(cls, receiver: ReceiverConfig | None = None) -> Limits:
         """The limits ``receiver`` configures (the defaults without one)."""
         if receiver is None:
-            from obsloop.config import ReceiverConfig
-
             receiver = ReceiverConfig()
         return cls(
             max_request_bytes=receiver.max_request_bytes,

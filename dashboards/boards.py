@@ -9,7 +9,7 @@ over the embedded engine. Collector health is PromQL over a Prometheus scraping 
 
 from __future__ import annotations
 
-from obsloop import semconv as sc
+from obsloop.core import semconv as sc
 from obsloop.dashboards.grafana import Annotation, Constant, Dashboard, Panel, PromQL, Row, Sql, Variable
 
 INVOCATIONS = "faas_invocations_merged"

@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from obsloop.detectors.detection import VARIANT, Detection
 from obsloop.detectors.windows import Window
-from obsloop.feedback.detection import VARIANT, Detection
 
 
 class CanaryWatch:

@@ -9,16 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from obsloop.core.settings import Section
 from obsloop.detectors.windows import BASE_SECONDS
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DriftConfig(_Section):
+class DriftConfig(Section):
     """Model drift on ``obsloop.model.prediction`` events, one set of detectors per model version."""
 
     enabled: bool = True
@@ -39,7 +36,7 @@ class DriftConfig(_Section):
     """Model versions monitored at once (least recently seen dropped first)."""
 
 
-class QualityConfig(_Section):
+class QualityConfig(Section):
     """Model quality from delayed ground truth (``obsloop.model.ground_truth`` events or
     ``obsloop labels load``), joined with the predictions that carry a ``prediction.id``."""
 
@@ -65,7 +62,7 @@ class QualityConfig(_Section):
     """Also test the CBPE estimate (detections flagged ``estimated``)."""
 
 
-class DetectorsConfig(_Section):
+class DetectorsConfig(Section):
     enabled: bool = True
     window_seconds: int = Field(60, gt=0)
     """Length of a detection window; a multiple of the stored granularity (10 s)."""

@@ -27,9 +27,9 @@ from typing import Any
 import yaml
 from river import time_series
 
-from obsloop import semconv
 from obsloop.collectors.enrich import parse_manifest
-from obsloop.feedback.detection import Detection
+from obsloop.core import semconv
+from obsloop.detectors.detection import Detection
 from obsloop.feedback.manifests import parse_budget, parse_percent
 
 log = logging.getLogger(__name__)

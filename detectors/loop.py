@@ -34,17 +34,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from obsloop import semconv
+from obsloop.core import semconv
 from obsloop.detectors.canary import CanaryWatch
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, BudgetWatch
-from obsloop.detectors.detections import DetectionBus, DetectionStore, Subscriber
+from obsloop.detectors.detection import Detection
+from obsloop.detectors.detection_bus import DetectionBus, DetectionStore, Subscriber
 from obsloop.detectors.drift import DriftEvent, DriftTracker, prediction_event
 from obsloop.detectors.quality_watch import QualityWatch
 from obsloop.detectors.scoring import WindowScorer
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.windows import Window, WindowReader
-from obsloop.feedback.detection import Detection
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from obsloop import semconv
+from obsloop.core import semconv
 from obsloop.detectors.config import QualityConfig
+from obsloop.detectors.detection import VARIANT, Detection
 from obsloop.detectors.quality import QualityReader, QualityWindow
-from obsloop.feedback.detection import VARIANT, Detection
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from obsloop.detectors.detections import detections_ddl
+from obsloop.detectors.detection_bus import detections_ddl
 from obsloop.detectors.quality_schema import quality_ddl
 from obsloop.detectors.windows import windows_ddl
 

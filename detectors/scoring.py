@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from obsloop import semconv
+from obsloop.core import semconv
+from obsloop.detectors.detection import Detection, Kind, Severity
 from obsloop.detectors.evidence import (
     DOWN,
     MIN_WINDOWS,
@@ -51,7 +52,6 @@ from obsloop.detectors.evidence import (
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.series_pool import SeriesDetectorPool
 from obsloop.detectors.windows import SeriesKey, Window
-from obsloop.feedback.detection import Detection, Kind, Severity
 
 METRICS: dict[str, tuple[Kind, int]] = {
     "p50_ms": ("latency", UP),

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from obsloop import semconv
+from obsloop.core import semconv
 
 if TYPE_CHECKING:
     from obsloop.pipelines.schema import SchemaOptions

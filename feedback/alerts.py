@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from .config import DEFAULT_GROUP_BY
-from .delivery import DeliveryFailed, Request, Sender
-from .detection import Detection
+from obsloop.detectors.detection import Detection
+from obsloop.feedback.config import DEFAULT_GROUP_BY
+from obsloop.feedback.delivery import DeliveryFailed, Request, Sender
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from obsloop.feedback.policy import TakenAction
 from obsloop.pipelines.schema import SchemaOptions
-
-from .policy import TakenAction
 
 AuditOutcome = Literal["applied", "dry_run", "refused", "noop", "failed", "invalid"]
 """``invalid``: a manifest or policy file that does not parse or validate."""

@@ -10,25 +10,24 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import SecretStr
 
-from obsloop.pipelines.kafka_config import KafkaConfig
-
-from .alertmanager_api import AlertmanagerApi
-from .alerts import Alerter, Notifier
-from .audit import AuditLog
-from .config import FeedbackConfig, NotifierConfig, RetrainConfig
-from .deadletter import DeadLetters
-from .delivery import RetryPolicy, Sender
-from .forges import Forge, GitHub, GitLab
-from .gitops import Author, GitOpsRepo
-from .loop import FeedbackLoop
-from .notifiers import PAGERDUTY_URL, AlertmanagerWebhook, PagerDuty, SignedWebhook, Slack
-from .retrain import (
+from obsloop.feedback.alertmanager_api import AlertmanagerApi
+from obsloop.feedback.alerts import Alerter, Notifier
+from obsloop.feedback.audit import AuditLog
+from obsloop.feedback.config import FeedbackConfig, NotifierConfig, RetrainConfig
+from obsloop.feedback.deadletter import DeadLetters
+from obsloop.feedback.delivery import RetryPolicy, Sender
+from obsloop.feedback.forges import Forge, GitHub, GitLab
+from obsloop.feedback.gitops import Author, GitOpsRepo
+from obsloop.feedback.loop import FeedbackLoop
+from obsloop.feedback.notifiers import PAGERDUTY_URL, AlertmanagerWebhook, PagerDuty, SignedWebhook, Slack
+from obsloop.feedback.retrain import (
     ArgoWorkflowsTrigger,
     GitHubActionsTrigger,
     KafkaTrigger,
     RetrainTrigger,
     WebhookTrigger,
 )
+from obsloop.pipelines.kafka_config import KafkaConfig
 
 
 def _notifier(config: NotifierConfig) -> Notifier:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from obsloop.core.secret import Secret
+from obsloop.core.settings import Section
+from obsloop.detectors.detection import NAMESPACE
 from obsloop.pipelines.kafka_config import KafkaConfig
-from obsloop.secret import Secret
-
-from .detection import NAMESPACE
 
 DEFAULT_POLICY_FILE = "obsloop-policy.yaml"
 """The policy file's path in the GitOps repository."""
@@ -24,11 +24,8 @@ DEFAULT_GROUP_BY = (NAMESPACE, "faas.name", "kind")
 """Alert grouping labels: one notification per deployment's function and kind of anomaly."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class GitConfig(_Section):
+class GitConfig(Section):
     remote: str
     """A local path or a URL of the GitOps repository."""
     branch: str = "main"
@@ -45,7 +42,7 @@ class GitConfig(_Section):
     manifest_globs: list[str] = Field(default_factory=lambda: list(DEFAULT_GLOBS))
 
 
-class NotifierConfig(_Section):
+class NotifierConfig(Section):
     name: str
     type: Literal["alertmanager", "alertmanager_api", "pagerduty", "slack", "webhook"]
     """``alertmanager``: Alertmanager's webhook body, for receivers that accept it;
@@ -63,7 +60,7 @@ class NotifierConfig(_Section):
     hmac_key: Secret | None = None
 
 
-class RetrainConfig(_Section):
+class RetrainConfig(Section):
     name: str
     type: Literal["webhook", "github_actions", "argo", "kafka"]
     url: str | None = None
@@ -78,7 +75,7 @@ class RetrainConfig(_Section):
     kafka: KafkaConfig | None = None
 
 
-class FeedbackConfig(_Section):
+class FeedbackConfig(Section):
     enabled: bool = False
     dry_run: bool = True
     """Start in dry-run: decisions are audited, nothing is committed or triggered."""

@@ -22,7 +22,7 @@ import aiohttp
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from pydantic import SecretStr
 
-from .deadletter import DeadLetters
+from obsloop.feedback.deadletter import DeadLetters
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from .delivery import DeliveryFailed, Request, Sender, bearer
+from obsloop.feedback.delivery import DeliveryFailed, Request, Sender, bearer
 
 
 class Forge(Protocol):

@@ -17,7 +17,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from .manifests import Manifest, parse_manifests
+from obsloop.feedback.manifests import Manifest, parse_manifests
 
 
 class ManifestEditError(Exception):

@@ -18,10 +18,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
 
-from obsloop import semconv
-
-from .config import DEFAULT_GLOBS
-from .detection import NAMESPACE, Detection
+from obsloop.core import semconv
+from obsloop.detectors.detection import NAMESPACE, Detection
+from obsloop.feedback.config import DEFAULT_GLOBS
 
 KIND = "ServerlessModelDeployment"
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from .alerts import Alert, GroupChange
-from .delivery import Request
+from obsloop.feedback.alerts import Alert, GroupChange
+from obsloop.feedback.delivery import Request
 
 SIGNATURE_HEADER = "X-Obsloop-Signature-256"
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"

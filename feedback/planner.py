@@ -28,11 +28,10 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from obsloop import semconv
-
-from .detection import NAMESPACE, VARIANT, Detection
-from .manifests import Manifest
-from .policy import MEMORY, REPLICAS, Proposal
+from obsloop.core import semconv
+from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
+from obsloop.feedback.manifests import Manifest
+from obsloop.feedback.policy import MEMORY, REPLICAS, Proposal
 
 MAX_REPLICA_ASK = 4
 """Replicas a detection with score 1.0 asks for; the policy's maxReplicaStep usually cuts it."""

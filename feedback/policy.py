@@ -50,8 +50,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from .detection import Severity
-from .manifests import Manifest, ManifestError, parse_memory_mb
+from obsloop.detectors.detection import Severity
+from obsloop.feedback.manifests import Manifest, ManifestError, parse_memory_mb
 
 POLICY_KIND = "FeedbackPolicy"
 

@@ -15,12 +15,11 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from obsloop.detectors.detection import Detection
+from obsloop.feedback.delivery import DeliveryFailed, Request, Sender, bearer
+from obsloop.feedback.forges import github_headers
+from obsloop.feedback.manifests import Manifest
 from obsloop.pipelines.kafka_config import KafkaConfig, client_kwargs
-
-from .delivery import DeliveryFailed, Request, Sender, bearer
-from .detection import Detection
-from .forges import github_headers
-from .manifests import Manifest
 
 
 def retrain_event(detection: Detection, manifest: Manifest) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The feedback loop attached to a detection stream: ``obsloop serve`` and ``obsloop
 detector-worker`` run it the same way.
 
-Detections are published on a detector thread (a :class:`~obsloop.detectors.detections.DetectionBus`
+Detections are published on a detector thread (a :class:`~obsloop.detectors.detection_bus.DetectionBus`
 calls its subscribers there). The runner hops each one onto an asyncio event loop and handles
 them one at a time, in the order they were published: two detections never edit the GitOps
 checkout at once, and a clearing never overtakes the detection it clears. A detection that
@@ -29,12 +29,11 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from obsloop.retry import Retry
-
-from .build import LoopBuilder
-from .config import FeedbackConfig
-from .detection import Detection
-from .loop import FeedbackLoop
+from obsloop.core.retry import Retry
+from obsloop.detectors.detection import Detection
+from obsloop.feedback.build import LoopBuilder
+from obsloop.feedback.config import FeedbackConfig
+from obsloop.feedback.loop import FeedbackLoop
 
 log = logging.getLogger(__name__)
 

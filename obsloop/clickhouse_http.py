@@ -42,18 +42,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from obsloop import query_gate
 from obsloop.clickhouse import embedded_path, is_embedded
 from obsloop.config import Config, ConfigError
+from obsloop.core.secret import reveal
 from obsloop.http_guard import browser_guard, header_bytes
-from obsloop.secret import reveal
-
-if TYPE_CHECKING:
-    from obsloop.server import ObsloopServer
 
 log = logging.getLogger(__name__)
 
@@ -515,11 +512,10 @@ def refuse_unprotected(config: Config) -> None:
                           "and 'clickhouse_http.password' is not set: set a password, or serve on 127.0.0.1")
 
 
-async def serve(server: ObsloopServer) -> str | None:
-    """Mount the interface on its own port (``clickhouse_http`` in the configuration) and
-    return its URL; ``None`` when disabled or when storage is a ClickHouse server, which
-    Grafana should query directly."""
-    config = server.config
+async def interface_app(config: Config) -> web.Application | None:
+    """The interface's application (``clickhouse_http`` in the configuration), for the caller
+    to serve on its port; ``None`` when disabled or when storage is a ClickHouse server,
+    which Grafana should query directly."""
     section = config.clickhouse_http
     if not section.enabled:
         return None
@@ -531,7 +527,4 @@ async def serve(server: ObsloopServer) -> str | None:
         HttpSettings(username=section.username, password=reveal(section.password), read_only=section.read_only,
                      limits=tuple(config.query_limits.settings().items()), max_body_bytes=section.max_body_bytes),
     )
-    app = interface.app(tuple(section.allowed_hosts), tuple(section.allowed_origins))
-    # Bodies may be lz4 or zstd, which aiohttp cannot inflate: the handler does it.
-    port = await server._serve(app, section.host, section.port, auto_decompress=False)
-    return f"http://{section.host}:{port}"
+    return interface.app(tuple(section.allowed_hosts), tuple(section.allowed_origins))

@@ -13,46 +13,21 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
-from obsloop.collectors.config import CollectorsConfig
+from obsloop.collectors.config import CollectorsConfig, ReceiverConfig
+from obsloop.core.secret import Secret
+from obsloop.core.settings import Section, deep_merge
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.feedback.config import FeedbackConfig
 from obsloop.pipelines.kafka_config import KafkaConfig
-from obsloop.secret import Secret
 
 ENV_PREFIX = "OBSLOOP_"
 DEFAULT_CONFIG_FILE = "obsloop.yaml"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-
-class ReceiverConfig(_Section):
-    """OTLP receivers: the standard ports 4318 (HTTP) and 4317 (gRPC)."""
-
-    host: str = "127.0.0.1"
-    http_port: int = Field(4318, ge=0, le=65535)
-    grpc_port: int = Field(4317, ge=0, le=65535)
-    grpc_enabled: bool = True
-    max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
-    """Largest accepted request body, compressed or not (413 past it); also the largest
-    JSON text any request may contain."""
-    max_decompressed_ratio: int = Field(8, ge=1)
-    """All decoding layers of one request (``Content-Encoding``, Firehose records,
-    ``awslogs`` data) may produce at most ``max_request_bytes`` times this, together."""
-    max_documents_per_request: int = Field(50_000, gt=0)
-    """JSON documents and Firehose records in one AWS push (413 past it)."""
-    max_events_per_request: int = Field(500_000, gt=0)
-    """Log events in one AWS push (413 past it)."""
-    bearer_token: Secret | None = None
-    """When set, every request on the OTLP ports (OTLP and the ``/aws/*`` pushes except
-    Firehose, which sends its access key) must carry ``Authorization: Bearer <token>``."""
-    retry_after_seconds: int = Field(1, ge=1)
-
-
-class WalConfig(_Section):
+class WalConfig(Section):
     """Write-ahead segments: the acknowledged bytes, and the unit ClickHouse inserts."""
 
     directory: Path | None = None
@@ -77,7 +52,7 @@ class WalConfig(_Section):
         return 3 * self.segment_max_bytes if self.min_free_bytes is None else self.min_free_bytes
 
 
-class StorageConfig(_Section):
+class StorageConfig(Section):
     """Where ClickHouse lives: ``chdb:///path`` (embedded, default) or ``http(s)://host:8123``."""
 
     dsn: str | None = None
@@ -100,7 +75,7 @@ class StorageConfig(_Section):
         return value
 
 
-class AdminConfig(_Section):
+class AdminConfig(Section):
     """The admin HTTP server: /metrics, /healthz, /readyz (open, for scrapes and probes) and
     ``POST /query`` (behind ``token``)."""
 
@@ -118,7 +93,7 @@ class AdminConfig(_Section):
     any other ``Origin`` are refused, so a web page cannot drive it."""
 
 
-class QueryLimitsConfig(_Section):
+class QueryLimitsConfig(Section):
     """Per-query limits of the query surfaces (8123, admin ``/query``, ``obsloop query``), so a
     dashboard query cannot exhaust the process that is ingesting. ``0`` means no limit; a
     request may lower a limit, never raise it."""
@@ -135,7 +110,7 @@ class QueryLimitsConfig(_Section):
         return self.model_dump()
 
 
-class ClickHouseHttpConfig(_Section):
+class ClickHouseHttpConfig(Section):
     """ClickHouse's HTTP interface over the embedded engine (``obsloop.clickhouse_http``),
     for Grafana's ClickHouse datasource; served only when storage is embedded."""
 
@@ -158,12 +133,12 @@ class ClickHouseHttpConfig(_Section):
     and sends none); requests with any other ``Origin`` are refused."""
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
 
 
-class Config(_Section):
+class Config(Section):
     data_dir: Path = Path(".obsloop")
     receiver: ReceiverConfig = ReceiverConfig()
     wal: WalConfig = WalConfig()
@@ -271,17 +246,6 @@ def _is_text(annotation: Any) -> bool:
 
 def _is_secret(annotation: Any) -> bool:
     return any(isinstance(m, type) and issubclass(m, SecretStr) for m in _members(annotation))
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` on top, nested mappings merged key by key."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _describe(error: ValidationError, source: str) -> str:

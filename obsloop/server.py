@@ -13,63 +13,31 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from aiohttp import web
-from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from obsloop import clickhouse
-from obsloop.collectors.otlp_decode import SIGNALS
+from obsloop import clickhouse, clickhouse_http
+from obsloop.admin import admin_app
 from obsloop.collectors.otlp_grpc import OtlpGrpcReceiver
 from obsloop.collectors.otlp_http import OtlpHttpReceiver
 from obsloop.collectors.push_auth import PortGuard
 from obsloop.collectors.request_budget import Limits
 from obsloop.config import Config
-from obsloop.files import private_dir, write_private
-from obsloop.http_guard import bearer_matches, browser_guard
+from obsloop.core.files import private_dir, write_private
+from obsloop.core.secret import reveal
+from obsloop.core.selfmetrics import SelfMetrics
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.intake import Intake
-from obsloop.pipelines.schema import SchemaOptions
+from obsloop.pipelines.otlp_decode import SIGNALS
 from obsloop.pipelines.wal import WriteAheadLog
-from obsloop.query_gate import Refused
-from obsloop.schema import ddl
-from obsloop.secret import reveal
-from obsloop.selfmetrics import SelfMetrics
+from obsloop.runtime import SERVE_STATE_FILE, apply_schema, listen, storage_client
 
 log = logging.getLogger(__name__)
-
-SERVE_STATE_FILE = "serve.json"
-QUERY_FORMATS = {"json": "JSONCompact", "csv": "CSVWithNames", "tsv": "TSVWithNames"}
-
-
-def schema_options(config: Config) -> SchemaOptions:
-    return SchemaOptions(
-        database=config.storage.database, cluster=config.storage.cluster, ttl_days=config.storage.ttl_days
-    )
-
-
-def storage_client(config: Config):
-    return clickhouse.connect(
-        config.storage_dsn,
-        database=config.storage.database,
-        username=config.storage.username,
-        password=reveal(config.storage.password),
-    )
-
-
-def apply_schema(config: Config) -> int:
-    client = storage_client(config)
-    statements = ddl(schema_options(config))
-    for statement in statements:
-        client.command(statement)
-    return len(statements)
 
 
 def otlp_http_app(config: Config, pipeline: Intake, metrics: SelfMetrics) -> web.Application:
@@ -114,13 +82,6 @@ class Endpoints:
     grpc: str | None
     admin: str
     clickhouse_http: str | None = None
-
-
-def bound_port(site: web.TCPSite) -> int:
-    """The port a started site listens on (port 0 in the configuration picks a free one)."""
-    server = site._server  # aiohttp keeps the asyncio server here; no public accessor
-    assert server is not None and server.sockets
-    return server.sockets[0].getsockname()[1]
 
 
 class ObsloopServer:
@@ -179,9 +140,7 @@ class ObsloopServer:
     async def start(self, *, feedback: bool = True) -> Endpoints:
         """Start everything; with ``feedback=False`` the feedback loop waits for an explicit
         :meth:`start_feedback` (the demo first lets the detectors learn from history)."""
-        from obsloop.clickhouse_http import refuse_unprotected
-
-        refuse_unprotected(self.config)
+        clickhouse_http.refuse_unprotected(self.config)
         try:
             if self.config.kafka is None:  # with Kafka, the ingest workers apply the schema
                 apply_schema(self.config)
@@ -208,9 +167,7 @@ class ObsloopServer:
             grpc_address = f"{receiver.host}:{grpc_port}"
         admin = self.config.admin
         admin_port = await self._serve(self._admin_app(), admin.host, admin.port)
-        from obsloop.clickhouse_http import serve as serve_clickhouse_http
-
-        clickhouse_http_url = await serve_clickhouse_http(self)
+        clickhouse_http_url = await self._serve_clickhouse_http()
         self.endpoints = Endpoints(
             http=f"http://{receiver.host}:{http_port}",
             grpc=grpc_address,
@@ -228,12 +185,19 @@ class ObsloopServer:
         return self.endpoints
 
     async def _serve(self, app: web.Application, host: str, port: int, **handler_options: bool) -> int:
-        runner = web.AppRunner(app, access_log=None, **handler_options)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        runner, bound = await listen(app, host, port, **handler_options)
         self._runners.append(runner)
-        return bound_port(site)
+        return bound
+
+    async def _serve_clickhouse_http(self) -> str | None:
+        """The ClickHouse HTTP interface on its own port, and its URL (``None`` when not served)."""
+        app = await clickhouse_http.interface_app(self.config)
+        if app is None:
+            return None
+        section = self.config.clickhouse_http
+        # Bodies may be lz4 or zstd, which aiohttp cannot inflate: the handler does it.
+        port = await self._serve(app, section.host, section.port, auto_decompress=False)
+        return f"http://{section.host}:{port}"
 
     # -- detectors -------------------------------------------------------------------------
     def _start_detectors(self) -> None:
@@ -339,88 +303,3 @@ class ObsloopServer:
         if refused is not None:
             body["refusing"] = str(refused)
         return web.json_response(body, status=200 if healthy and refused is None else 503)
-
-
-def admin_app(config: Config, client: Callable[[], Client]) -> web.Application:
-    """The admin app's shared part: the browser guard and ``POST /query``; the caller adds
-    ``/metrics``, ``/healthz`` and ``/readyz``, which stay open for scrapes and probes."""
-    admin = config.admin
-    app = web.Application(middlewares=[browser_guard("admin", admin.allowed_hosts, admin.allowed_origins)])
-
-    async def query(request: web.Request) -> web.Response:
-        return await query_response(request, client, config)
-
-    app.router.add_post("/query", query)
-    return app
-
-
-async def query_response(request: web.Request, client: Callable[[], Client], config: Config) -> web.Response:
-    """``POST /query``: the SQL in the body, answered in ``?format=``; needs ``admin.token``
-    as a bearer token, read-only unless ``write=1`` and ``admin.allow_write_queries``.
-    Shared by ``serve`` and the workers: with the embedded engine, the process holding the
-    data directory is the one that can answer."""
-    admin = config.admin
-    if admin.token is None:
-        return web.json_response({"error": "/query is off: set admin.token to use it"}, status=403)
-    if not bearer_matches(request, admin.token):
-        return web.json_response({"error": "/query needs Authorization: Bearer <admin.token>"}, status=401,
-                                 headers={"WWW-Authenticate": "Bearer"})
-    write = request.query.get("write") == "1"
-    if write and not admin.allow_write_queries:
-        return web.json_response({"error": "writes are off: set admin.allow_write_queries to allow write=1"},
-                                 status=403)
-    try:
-        sql = await request.text()
-    except UnicodeDecodeError:
-        return web.json_response({"error": "the SQL must be UTF-8"}, status=400)
-    fmt = QUERY_FORMATS.get(request.query.get("format", "json"))
-    if not sql.strip() or fmt is None:
-        return web.json_response({"error": "POST the SQL as the body; format=json|csv|tsv"}, status=400)
-    try:
-        result = await asyncio.to_thread(run_checked, config, client, sql, writes=write, fmt=fmt)
-    except Refused as refused:
-        hint = "" if write or refused.code != 164 else " (write=1 runs writes)"
-        return web.json_response({"error": f"{refused}{hint}"}, status=403 if refused.code in (164, 497) else 400)
-    except Exception as exc:  # noqa: BLE001 - ClickHouse's own message goes back to the user
-        return web.json_response({"error": str(exc)}, status=400)
-    return web.Response(body=result, content_type="text/plain" if fmt != "JSONCompact" else "application/json")
-
-
-def run_checked(config: Config, client: Callable[[], Client], sql: str, *, writes: bool, fmt: str) -> bytes:
-    """``sql`` through the statement gate, with the query limits (and ``readonly=1`` for a
-    read): on a connection of its own with the embedded engine, through ``client`` with a
-    server. Raises :class:`Refused` for a statement the gate refuses, else the engine's error."""
-    if not clickhouse.is_embedded(config.storage_dsn):
-        return clickhouse.checked_query(client(), sql, writes=writes, limits=config.query_limits.settings(), fmt=fmt)
-    from obsloop.clickhouse_http import ClickHouseError, embedded_query
-
-    try:
-        return embedded_query(config, sql, writes=writes, fmt=fmt)
-    except ClickHouseError as error:
-        if error.name in ("READONLY", "ACCESS_DENIED"):
-            raise Refused(error.code, error.name, str(error)) from None
-        raise
-
-
-class Service(Protocol):
-    async def start(self) -> Any: ...
-
-    async def stop(self) -> None: ...
-
-
-async def run_until_signal(service: Service, *, duration: float | None = None, stopping: str = "") -> None:
-    """Start ``service``, run until SIGINT / SIGTERM (or ``duration`` seconds), then stop it
-    cleanly (``stopping`` is logged first); the one lifecycle of ``serve`` and the workers."""
-    await service.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=duration)
-    except TimeoutError:
-        pass
-    finally:
-        if stopping:
-            log.info(stopping)
-        await service.stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from obsloop import semconv
+from obsloop.core import semconv
 
 if TYPE_CHECKING:
     from obsloop.pipelines.schema import SchemaOptions

@@ -22,14 +22,14 @@ import threading
 import time
 from pathlib import Path
 
-from obsloop.collectors.otlp_decode import SIGNALS, InvalidRequest, validate
+from obsloop.core.retry import Retry, summary
+from obsloop.core.selfmetrics import SelfMetrics
 from obsloop.pipelines.backpressure import PipelineFull, RefusalLog
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.otlp_decode import SIGNALS, InvalidRequest, validate
 from obsloop.pipelines.quarantine import Quarantine
 from obsloop.pipelines.storage_errors import Cause, classify
 from obsloop.pipelines.wal import Segment, WriteAheadLog, iter_messages
-from obsloop.retry import Retry, summary
-from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from obsloop.secret import Secret, reveal
+from obsloop.core.secret import Secret, reveal
 
 Signal = Literal["traces", "logs", "metrics"]
 SIGNALS: tuple[Signal, ...] = ("traces", "logs", "metrics")
@@ -46,7 +46,7 @@ class KafkaConfig(BaseModel):
     """Consumer group of ``obsloop ingest-worker`` (workers sharing it share the partitions)."""
     detector_group: str = Field("obsloop-detectors", min_length=1)
     """Consumer group of ``obsloop detector-worker``: membership over the traces topic decides
-    which worker scores which functions (:mod:`obsloop.pipelines.detector_worker`)."""
+    which worker scores which functions (:mod:`obsloop.workers.detector`)."""
     detector_checkpoint_dir: Path | None = None
     """Per-partition detector state, written on revoke and read on assign; every detector
     worker must see the same directory (a shared volume). Defaults to

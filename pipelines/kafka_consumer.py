@@ -39,8 +39,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from obsloop.core.retry import Retry
 from obsloop.pipelines.kafka_config import SIGNALS, KafkaConfig, Signal, client_kwargs
-from obsloop.retry import Retry
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
+from obsloop.core.selfmetrics import SelfMetrics
 from obsloop.pipelines.ingest import PipelineFull
 from obsloop.pipelines.kafka_config import BusUnavailable, KafkaConfig, Signal
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
 from obsloop.pipelines.wal import WriteAheadLog, iter_messages
-from obsloop.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from obsloop.files import private_dir, write_private
+from obsloop.core.files import private_dir, write_private
 
 _FDP = descriptor_pb2.FieldDescriptorProto
 _SCALAR_NAMES = {

@@ -31,12 +31,12 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from obsloop.collectors.otlp_decode import InvalidRequest, validate
-from obsloop.files import open_private, private_dir
+from obsloop.core.files import open_private, private_dir
+from obsloop.core.retry import summary
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.otlp_decode import InvalidRequest, validate
 from obsloop.pipelines.storage_errors import Cause, classify, error_name
 from obsloop.pipelines.wal import _VarintBytes
-from obsloop.retry import summary
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from obsloop.detectors.schema import detectors_ddl
-
 #: Inserts remembered per table for deduplication (each segment is one insert per table).
 DEDUPLICATION_WINDOW = 10_000
 
@@ -244,9 +242,9 @@ def _faas_invocations(o: SchemaOptions) -> list[str]:
     return faas_invocations_ddl(o)
 
 
-#: Every part that owns tables adds its DDL builder here, in dependency order.
+#: The storage layer's own tables, in dependency order. The layers above add theirs in
+#: :mod:`obsloop.schema`, so this module depends on none of them.
 DDL_BUILDERS: list[Callable[[SchemaOptions], Iterable[str]]] = [_traces, _logs, _metrics, _faas_invocations]
-DDL_BUILDERS.append(detectors_ddl)
 
 
 #: How a ``Distributed`` table spreads inserted rows over the shards. Rows that a view

@@ -29,7 +29,7 @@ from pathlib import Path
 from google.protobuf.internal.decoder import _DecodeVarint
 from google.protobuf.internal.encoder import _VarintBytes
 
-from obsloop.files import open_private, private_dir
+from obsloop.core.files import open_private, private_dir
 from obsloop.pipelines.backpressure import DiskFull
 from obsloop.pipelines.diskspace import SPACE_ERRNOS, FreeSpace
 

@@ -34,7 +34,8 @@ def chdb_database(chdb_client, request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def db(chdb_client, chdb_database: str) -> str:
     """The test's database in the session's chDB, with obsloop's tables."""
-    from obsloop.pipelines.schema import SchemaOptions, ddl
+    from obsloop.pipelines.schema import SchemaOptions
+    from obsloop.schema import ddl
 
     for statement in ddl(SchemaOptions(database=chdb_database)):
         chdb_client.command(statement)

@@ -33,7 +33,7 @@ def test_query_goes_through_the_running_server(obsloop, tmp_path: Path) -> None:
 
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: F401
 
-    from obsloop.loadgen import ServerlessTraffic
+    from obsloop.demo.loadgen import ServerlessTraffic
 
     body = ServerlessTraffic(seed=9).logs(8).SerializeToString()
     urllib.request.urlopen(urllib.request.Request(f"{obsloop.http}/v1/logs", data=body,

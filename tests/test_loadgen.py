@@ -8,8 +8,8 @@ import asyncio
 
 from aiohttp import web
 
-from obsloop.loadgen import ServerlessTraffic, send_forever
-from obsloop.server import bound_port
+from obsloop.demo.loadgen import ServerlessTraffic, send_forever
+from obsloop.runtime import bound_port
 
 
 def test_send_forever_keeps_its_rate_with_a_slow_receiver() -> None:
@@ -47,8 +47,8 @@ def test_send_forever_keeps_its_rate_with_a_slow_receiver() -> None:
 def _labelled_run(flip: float) -> tuple[list[float], list[bool], list[int]]:
     """A hundred 10-second steps of a labelled model: its scores' confidence, whether each
     label agrees with its prediction, and each label's delay in ns."""
-    from obsloop import semconv as sc
-    from obsloop.loadgen import Labelled
+    from obsloop.core import semconv as sc
+    from obsloop.demo.loadgen import Labelled
 
     traffic = ServerlessTraffic(seed=3)
     traffic.labelled["sentiment-bert"] = Labelled(delay_seconds=30.0, coverage=0.8, flip=flip)

@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.parser import text_string_to_metric_families
 from test_receiver_errors import post, status_message
 
-from obsloop.loadgen import FLEET, ServerlessTraffic
+from obsloop.demo.loadgen import FLEET, ServerlessTraffic
 
 
 def _field(number: int, payload: bytes) -> bytes:

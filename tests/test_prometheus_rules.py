@@ -40,7 +40,7 @@ def test_each_alert_fires_on_a_sick_process_only():
 
 @pytest.mark.slow
 def test_metrics_of_a_real_serve_pass_promtool(obsloop):
-    from obsloop.loadgen import ServerlessTraffic
+    from obsloop.demo.loadgen import ServerlessTraffic
 
     body = ServerlessTraffic(seed=3).logs(5).SerializeToString()
     urllib.request.urlopen(urllib.request.Request(f"{obsloop.http}/v1/logs", data=body,
@@ -59,7 +59,7 @@ def _api(url: str, path: str, **query: str):
 
 @pytest.mark.slow
 def test_a_real_prometheus_scrapes_serve_and_evaluates_every_rule(obsloop, tmp_path):
-    from obsloop.loadgen import ServerlessTraffic
+    from obsloop.demo.loadgen import ServerlessTraffic
 
     admin = obsloop.admin.removeprefix("http://")
     config = tmp_path / "prometheus.yml"

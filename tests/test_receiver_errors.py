@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from obsloop.loadgen import ServerlessTraffic
+from obsloop.demo.loadgen import ServerlessTraffic
 
 TOKEN = "s3cret-token-value"
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from obsloop.loadgen import ServerlessTraffic
+from obsloop.demo.loadgen import ServerlessTraffic
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
 from obsloop.pipelines.wal import WriteAheadLog, iter_messages
+from obsloop.schema import ddl
 
 
 def _wal(directory: Path, **options) -> WriteAheadLog:
@@ -131,8 +132,8 @@ def test_an_outage_is_logged_once_and_the_segments_wait_in_the_log(
     import logging
     import time
 
+    from obsloop.core.selfmetrics import SelfMetrics
     from obsloop.pipelines.ingest import IngestPipeline
-    from obsloop.selfmetrics import SelfMetrics
 
     down = {"attempts": 0}
 

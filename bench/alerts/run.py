@@ -39,14 +39,16 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from obsloop import clickhouse, semconv
+from obsloop import clickhouse
+from obsloop.core import semconv
 from obsloop.detectors.config import DetectorsConfig
+from obsloop.detectors.detection import Detection
 from obsloop.detectors.loop import DetectorLoop
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.delivery import RetryPolicy, Sender
-from obsloop.feedback.detection import Detection
 from obsloop.feedback.notifiers import AlertmanagerWebhook
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
+from obsloop.schema import ddl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from feedback.receiver import Receiver  # noqa: E402  (the test suite's recording receiver)

@@ -2,7 +2,7 @@
 detection appears in ``obsloop serve``'s ``detections`` table. Reports the delay in windows.
 
 Starts a real ``obsloop serve`` (embedded ClickHouse, free loopback ports), posts the
-simulated fleet's spans (``obsloop.loadgen``) window by window with event times in the past
+simulated fleet's spans (``obsloop.demo.loadgen``) window by window with event times in the past
 (so hundreds of one-minute windows take seconds), multiplies one function's latency from
 window ``--regression-at`` on, then polls ``detections``.
 
@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from obsloop.loadgen import ServerlessTraffic
+from obsloop.demo.loadgen import ServerlessTraffic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from obsloop_process import ObsloopProcess  # noqa: E402  (the test suite's server runner)

@@ -39,11 +39,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from obsloop.collectors.otlp_decode import SIGNALS, validate
 from obsloop.collectors.otlp_grpc import SERVICES, OtlpGrpcReceiver
 from obsloop.config import Config
-from obsloop.loadgen import ServerlessTraffic
-from obsloop.selfmetrics import SelfMetrics
+from obsloop.core.selfmetrics import SelfMetrics
+from obsloop.demo.loadgen import ServerlessTraffic
+from obsloop.pipelines.otlp_decode import SIGNALS, validate
 from obsloop.server import otlp_http_app
 
 TOKEN = "fuzz-token"

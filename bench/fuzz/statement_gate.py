@@ -46,7 +46,8 @@ from obsloop import query_gate  # noqa: E402
 from obsloop.dashboards.boards import all_dashboards  # noqa: E402
 from obsloop.dashboards.grafana import Sql, Variable  # noqa: E402
 from obsloop.dashboards.macros import TimeRange, expand  # noqa: E402
-from obsloop.pipelines.schema import SchemaOptions, ddl  # noqa: E402
+from obsloop.pipelines.schema import SchemaOptions  # noqa: E402
+from obsloop.schema import ddl  # noqa: E402
 
 LIMITS = {"max_execution_time": "2", "max_rows_to_read": "10000000", "max_memory_usage": str(512 << 20),
           "max_result_rows": "10000", "allow_python_table_function": "0"}

@@ -29,8 +29,8 @@ sys.path.insert(0, str(HERE))
 
 from run import _query, running_server  # noqa: E402
 
-from obsloop.collectors.otlp_decode import REQUEST_TYPES  # noqa: E402
-from obsloop.loadgen import ServerlessTraffic  # noqa: E402
+from obsloop.demo.loadgen import ServerlessTraffic  # noqa: E402
+from obsloop.pipelines.otlp_decode import REQUEST_TYPES  # noqa: E402
 
 
 def _field(number: int, payload: bytes) -> bytes:

@@ -29,8 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from obsloop.collectors.otlp_decode import REQUEST_TYPES, validate  # noqa: E402
-from obsloop.loadgen import ServerlessTraffic  # noqa: E402
+from obsloop.demo.loadgen import ServerlessTraffic  # noqa: E402
+from obsloop.pipelines.otlp_decode import REQUEST_TYPES, validate  # noqa: E402
 
 
 def payloads(signal: str, items: int, count: int = 16) -> list[tuple[bytes, int]]:

@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from obsloop import clickhouse  # noqa: E402
-from obsloop.loadgen import ServerlessTraffic  # noqa: E402
+from obsloop.core.selfmetrics import SelfMetrics  # noqa: E402
+from obsloop.demo.loadgen import ServerlessTraffic  # noqa: E402
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink  # noqa: E402
 from obsloop.pipelines.quarantine import Quarantine  # noqa: E402
-from obsloop.pipelines.schema import SchemaOptions, ddl  # noqa: E402
-from obsloop.selfmetrics import SelfMetrics  # noqa: E402
+from obsloop.pipelines.schema import SchemaOptions  # noqa: E402
+from obsloop.schema import ddl  # noqa: E402
 
 UNREADABLE = b"\x0a\x04\x12\x05ab"
 """A scope_spans field longer than the resource_spans holding it."""

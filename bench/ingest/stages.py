@@ -68,7 +68,7 @@ def best_of(repeat: int, action, before=None) -> tuple[float, float]:
 
 
 def trace_bodies() -> list[bytes]:
-    from obsloop.loadgen import ServerlessTraffic
+    from obsloop.demo.loadgen import ServerlessTraffic
 
     traffic = ServerlessTraffic(seed=3)
     return [traffic.traces(1000).SerializeToString() for _ in range(20)]

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from obsloop.collectors.otlp_decode import canonical, parse_protobuf, validate  # noqa: E402
-from obsloop.loadgen import ServerlessTraffic  # noqa: E402
+from obsloop.demo.loadgen import ServerlessTraffic  # noqa: E402
+from obsloop.pipelines.otlp_decode import canonical, parse_protobuf, validate  # noqa: E402
 
 
 def cpu_now() -> float:

@@ -24,10 +24,11 @@ from pathlib import Path
 from obsloop import clickhouse
 from obsloop.config import Config, StorageConfig
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
-from obsloop.pipelines.detector_worker import DetectorWorker, PartitionLoop
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
+from obsloop.schema import ddl
+from obsloop.workers.detector import DetectorWorker, PartitionLoop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "pipelines"))
 from tansu_broker import TansuBroker  # noqa: E402  (the test suite's broker)

@@ -32,11 +32,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from obsloop import clickhouse, semconv
+from obsloop import clickhouse
+from obsloop.core import semconv
 from obsloop.detectors.config import QualityConfig
 from obsloop.detectors.quality import QualityReader
 from obsloop.detectors.quality_watch import QualityWatch
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
+from obsloop.schema import ddl
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 WINDOW = 3600

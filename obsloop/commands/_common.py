@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from obsloop.config import Config, load_config
-from obsloop.files import private_umask
+from obsloop.core.files import private_umask
 from obsloop.logsetup import configure
 
 

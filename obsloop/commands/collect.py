@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from obsloop.collectors import runner
     from obsloop.collectors.forward import http_submit
     from obsloop.commands._common import config_from
-    from obsloop.secret import reveal
+    from obsloop.core.secret import reveal
 
     config = config_from(args)
     collectors = config.collectors

@@ -3,7 +3,7 @@
 A simulated serverless fleet sends OTLP to a real server; a live table shows what ClickHouse
 stored; a third of the way in, a concept drift (seen only by labels arriving 30 s late), a
 latency regression and a model drift are injected, and the detectors, the feedback loop, a
-local GitOps repository and a local on-call receiver do the rest (see :mod:`obsloop.demo`).
+local GitOps repository and a local on-call receiver do the rest (see :mod:`obsloop.demo.scenario`).
 At the end it prints the story of what happened and why.
 """
 
@@ -72,7 +72,8 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from obsloop.demo import (
+    from obsloop.demo.loadgen import Canary, Labelled, ServerlessTraffic, send_forever, send_history
+    from obsloop.demo.scenario import (
         CANARY_FUNCTION,
         CANARY_SHARE,
         CANARY_VERSION,
@@ -86,7 +87,6 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         story,
         told_key,
     )
-    from obsloop.loadgen import Canary, Labelled, ServerlessTraffic, send_forever, send_history
     from obsloop.server import ObsloopServer
 
     workdir = args.workdir.resolve()

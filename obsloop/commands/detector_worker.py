@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     if not config.detectors.enabled:
         print(f"obsloop detector-worker: detectors.enabled is false in {config.source}", file=sys.stderr)
         return 2
-    from obsloop.pipelines.detector_worker import DetectorWorker
-    from obsloop.pipelines.kafka_worker import run_worker
+    from obsloop.workers.detector import DetectorWorker
+    from obsloop.workers.kafka_base import run_worker
 
     try:
         # Configuration errors (here and when the feedback loop is built at start) are

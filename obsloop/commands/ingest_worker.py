@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     config = worker_config(args, "obsloop ingest-worker")
     if config is None:
         return 2
-    from obsloop.pipelines.ingest_worker import IngestWorker
-    from obsloop.pipelines.kafka_worker import run_worker
+    from obsloop.workers.ingest import IngestWorker
+    from obsloop.workers.kafka_base import run_worker
 
     return run_worker(lambda: IngestWorker(config, group_id=args.group, signals=args.signals), args.duration)

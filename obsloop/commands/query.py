@@ -50,8 +50,9 @@ def _via_server(admin_url: str, token: str, sql: str, write: bool) -> tuple[list
 
 def _direct(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
     from obsloop import clickhouse
+    from obsloop.admin import run_checked
     from obsloop.query_gate import Refused
-    from obsloop.server import run_checked, storage_client
+    from obsloop.runtime import storage_client
 
     try:
         result = run_checked(config, lambda: storage_client(config), sql, writes=write, fmt="JSONCompact")
@@ -91,7 +92,7 @@ def execute(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
     ``/query``, with ``admin.token``), else on the storage directly; the one way the
     commands that run SQL (``query``, ``labels load``) reach ClickHouse."""
     from obsloop import clickhouse
-    from obsloop.server import SERVE_STATE_FILE
+    from obsloop.runtime import SERVE_STATE_FILE
 
     admin = None
     if clickhouse.is_embedded(config.storage_dsn):

@@ -13,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from obsloop.commands._common import config_from
+    from obsloop.runtime import apply_schema, schema_options
     from obsloop.schema import ddl
-    from obsloop.server import apply_schema, schema_options
 
     config = config_from(args)
     if args.action == "show":

@@ -16,8 +16,9 @@ def run(args: argparse.Namespace) -> int:
 
     from obsloop import clickhouse
     from obsloop.commands._common import config_from
-    from obsloop.files import private_umask
-    from obsloop.server import ObsloopServer, run_until_signal
+    from obsloop.core.files import private_umask
+    from obsloop.runtime import run_until_signal
+    from obsloop.server import ObsloopServer
 
     config = config_from(args)
     private_umask()  # the embedded engine's and git's files under data_dir too

@@ -12,8 +12,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from obsloop.collectors.enrich import Enricher
-from obsloop.collectors.otlp_decode import parse_protobuf, validate
 from obsloop.collectors.pricing import Pricing
+from obsloop.pipelines.otlp_decode import parse_protobuf, validate
 
 
 def any_value(value: AnyValue):
@@ -103,7 +103,8 @@ def store(chdb_client, request):
     """A fresh database with the full schema plus faas_invocations, and a function that
     stores collector payloads through the real ClickHouse sink (Protobuf parsed in SQL)."""
     from obsloop.pipelines.clickhouse_sink import ClickHouseSink
-    from obsloop.pipelines.schema import SchemaOptions, ddl
+    from obsloop.pipelines.schema import SchemaOptions
+    from obsloop.schema import ddl
 
     database = "t_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:40]
     chdb_client.command(f"DROP DATABASE IF EXISTS {database}")

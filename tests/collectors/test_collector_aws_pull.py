@@ -14,7 +14,6 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_log_groups import LogGroupDiscovery
 from obsloop.collectors.aws_logs_pull import CloudWatchLogsPuller, lambda_tag_lookup
@@ -23,6 +22,7 @@ from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.pricing import Pricing
 from obsloop.collectors.retry import GaveUp
+from obsloop.core import semconv
 
 GROUP = "/aws/lambda/fraud"
 STREAM = "2024/05/01/[$LATEST]0a1b2c3d"

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from azure.core.credentials import AccessToken
 
-from obsloop import semconv
 from obsloop.collectors.azure import CLASSIC, WORKSPACE, AppInsightsPuller, make_client
 from obsloop.collectors.checkpoint import CheckpointStore
+from obsloop.core import semconv
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 OP = "5759e988bd862e3fe1be46a994272793"

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from obsloop import semconv
 from obsloop.collectors.encode import SCOPE_NAME, LogsBuilder, add_attributes, varint
 from obsloop.collectors.normalize import Invocation
-from obsloop.collectors.otlp_decode import validate
+from obsloop.core import semconv
+from obsloop.pipelines.otlp_decode import validate
 
 _text = st.text(max_size=40)
 _attribute_value = st.one_of(

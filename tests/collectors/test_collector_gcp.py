@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from obsloop import semconv
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.gcp import CloudLoggingPuller, make_client
+from obsloop.core import semconv
 
 TRACE = "5759e988bd862e3fe1be46a994272793"
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

@@ -10,10 +10,10 @@ import json
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from obsloop import semconv
 from obsloop.collectors.aws_subscription import firehose_handler, mount_firehose, subscription_handler
 from obsloop.collectors.aws_telemetry import telemetry_handler
 from obsloop.collectors.push_auth import PortGuard
+from obsloop.core import semconv
 
 RID = "8f5e1c9a-7d1b-4c7e-9a51-0123456789ab"
 REPORT = (

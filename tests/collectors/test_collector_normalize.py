@@ -5,7 +5,6 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from obsloop import semconv
 from obsloop.collectors.normalize import (
     Invocation,
     azure_span_id,
@@ -15,6 +14,7 @@ from obsloop.collectors.normalize import (
     xray_parent_id,
     xray_trace_id,
 )
+from obsloop.core import semconv
 
 W3C = "5759e988bd862e3fe1be46a994272793"
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from obsloop import semconv
 from obsloop.collectors.enrich import Enricher, load_manifests
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing, Resources, tier_bounds, tiered_cost
+from obsloop.core import semconv
 
 
 def _inv(platform: str, **kwargs) -> Invocation:

@@ -9,9 +9,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from obsloop import semconv
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.prometheus import PrometheusScraper
+from obsloop.core import semconv
 
 KNATIVE_OPENCENSUS = """\
 # HELP revision_request_count The number of requests that are routed to queue-proxy

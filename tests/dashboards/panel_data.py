@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from obsloop import semconv as sc
+from obsloop.core import semconv as sc
 from obsloop.dashboards.boards import all_dashboards
 from obsloop.dashboards.grafana import Constant, Sql, Variable
 from obsloop.dashboards.macros import TimeRange, expand
@@ -25,11 +25,11 @@ from obsloop.pipelines.schema import SchemaOptions
 from obsloop.schema import ddl
 
 try:
-    from obsloop.detectors.detections import DetectionStore, detections_ddl
+    from obsloop.detectors.detection_bus import DetectionStore, detections_ddl
 except ImportError:  # the detectors' table has not landed yet
     DetectionStore = detections_ddl = None
 
-DETECTIONS_MISSING = "the detections table (obsloop.detectors.detections) does not exist yet"
+DETECTIONS_MISSING = "the detections table (obsloop.detectors.detection_bus) does not exist yet"
 
 FUNCTIONS = [  # platform, function, model, version, cost center
     (sc.PLATFORM_AWS_LAMBDA, "fraud-scorer", "fraud-detection-model", "2.1.0", "risk"),
@@ -160,7 +160,7 @@ def seed(client: Any, database: str) -> None:
 
 
 def _seed_detections(client: Any, database: str, moments: list[datetime]) -> None:
-    from obsloop.feedback.detection import Detection
+    from obsloop.detectors.detection import Detection
 
     for statement in detections_ddl(SchemaOptions(database=database)):
         client.command(statement)

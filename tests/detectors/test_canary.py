@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from obsloop.detectors.canary import CanaryWatch
+from obsloop.detectors.detection import VARIANT
 from obsloop.detectors.windows import SeriesKey, Window
-from obsloop.feedback.detection import VARIANT
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

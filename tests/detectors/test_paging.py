@@ -15,10 +15,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
+from obsloop.detectors.detection import Detection
 from obsloop.detectors.loop import DetectorLoop
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.delivery import RetryPolicy, Sender
-from obsloop.feedback.detection import Detection
 from obsloop.feedback.notifiers import AlertmanagerWebhook
 
 # The feedback tests' recording HTTP receiver; appended, so `conftest` stays this directory's.

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 from quality_events import insert_labels, insert_predictions
 
 from obsloop.detectors.config import DetectorsConfig, DriftConfig, QualityConfig
+from obsloop.detectors.detection import VARIANT
 from obsloop.detectors.loop import DetectorLoop
 from obsloop.detectors.quality import QualityWindow
 from obsloop.detectors.quality_watch import QualityWatch, binomial_cdf
-from obsloop.feedback.detection import VARIANT
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CONFIG = QualityConfig(window_seconds=300, min_labels=100, baseline_labels=500, settle_seconds=600)
@@ -177,7 +177,7 @@ def _window(start: datetime, labelled: int, correct: int) -> QualityWindow:
 
 
 def test_a_quality_drop_names_the_input_drift_of_the_same_model() -> None:
-    from obsloop.feedback.detection import Detection
+    from obsloop.detectors.detection import Detection
 
     watch = QualityWatch(CONFIG)
     windows = [_window(T0 + timedelta(minutes=5 * i), 200, 180) for i in range(3)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import urllib.request
 
-from obsloop.loadgen import ServerlessTraffic
+from obsloop.demo.loadgen import ServerlessTraffic
 
 
 def test_serve_detects_a_latency_regression(obsloop_factory) -> None:

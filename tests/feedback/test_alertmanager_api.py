@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from obsloop import semconv
+from obsloop.core import semconv
+from obsloop.detectors.detection import NAMESPACE, Detection
 from obsloop.feedback.alertmanager_api import ORIGINAL_LABELS, AlertmanagerApi, label_name
 from obsloop.feedback.alerts import Alerter, alert_from
 from obsloop.feedback.delivery import RetryPolicy, Sender
-from obsloop.feedback.detection import NAMESPACE, Detection
 from obsloop.feedback.runner import FeedbackRunner
 
 from .alertmanager import Alertmanager

@@ -8,11 +8,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
-from obsloop import semconv
+from obsloop.core import semconv
+from obsloop.detectors.detection import NAMESPACE, Detection
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.deadletter import DeadLetters
 from obsloop.feedback.delivery import DeliveryFailed, Request, RetryPolicy, Sender
-from obsloop.feedback.detection import NAMESPACE, Detection
 from obsloop.feedback.notifiers import (
     SIGNATURE_HEADER,
     AlertmanagerWebhook,

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from obsloop import semconv
+from obsloop.core import semconv
+from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.audit import AuditLog
 from obsloop.feedback.delivery import RetryPolicy, Sender
-from obsloop.feedback.detection import NAMESPACE, VARIANT, Detection
 from obsloop.feedback.forges import GitHub, GitLab
 from obsloop.feedback.gitops import GitOpsRepo
 from obsloop.feedback.loop import FeedbackLoop

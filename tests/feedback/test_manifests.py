@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from obsloop import semconv
-from obsloop.feedback.detection import NAMESPACE
+from obsloop.core import semconv
+from obsloop.detectors.detection import NAMESPACE
 from obsloop.feedback.manifest_edit import ManifestEditError, apply_edits
 from obsloop.feedback.manifests import (
     load_manifests,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obsloop import semconv
-from obsloop.feedback.detection import VARIANT, Detection
+from obsloop.core import semconv
+from obsloop.detectors.detection import VARIANT, Detection
 from obsloop.feedback.manifest_edit import apply_edits
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.planner import plan

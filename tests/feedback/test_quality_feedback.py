@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
-from obsloop import semconv
+from obsloop.core import semconv
 
 from .gitrepos import show
 from .test_loop import PATH, build, detection

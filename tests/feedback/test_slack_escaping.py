@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from pydantic import SecretStr
 
+from obsloop.detectors.detection import NAMESPACE
 from obsloop.feedback.alerts import Alerter, GroupChange, alert_from
 from obsloop.feedback.delivery import Sender
-from obsloop.feedback.detection import NAMESPACE
 from obsloop.feedback.notifiers import Slack
 
 from .test_alerts import FAST, SLACK_PATH, T0, Clock, detection

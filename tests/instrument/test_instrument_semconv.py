@@ -12,7 +12,7 @@ from types import ModuleType
 
 from obsloop_instrument import _semconv as library
 
-from obsloop import semconv as service
+from obsloop.core import semconv as service
 
 
 def _names(module: ModuleType) -> dict[str, object]:

@@ -8,10 +8,10 @@ from pathlib import Path
 from kafka import KafkaConsumer
 from scale_out import wait_for
 
-from obsloop.pipelines.detector_partitions import PartitionedPools, partition_of
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import GroupConsumer, OwnedPartition
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
+from obsloop.workers.detector_partitions import PartitionedPools, partition_of
 
 SERVICES = [f"service-{n}" for n in range(12)]
 

@@ -21,11 +21,11 @@ from tansu_broker import free_port
 
 from obsloop.config import Config, StorageConfig
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
-from obsloop.pipelines.detector_partitions import partition_of
-from obsloop.pipelines.detector_worker import DetectorWorker, PartitionLoop
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import OwnedPartition
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
+from obsloop.workers.detector import DetectorWorker, PartitionLoop
+from obsloop.workers.detector_partitions import partition_of
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FUNCTIONS = [f"model-fn-{n}" for n in range(8)]

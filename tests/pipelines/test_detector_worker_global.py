@@ -29,9 +29,9 @@ from obsloop.detectors.config import DetectorsConfig, DriftConfig
 from obsloop.detectors.loop import DetectorLoop
 from obsloop.detectors.scoring import COST_CENTER_PREFIX
 from obsloop.feedback.config import FeedbackConfig, GitConfig, NotifierConfig
-from obsloop.pipelines.detector_worker import DetectorWorker, GlobalLoop
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import OwnedPartition
+from obsloop.workers.detector import DetectorWorker, GlobalLoop
 
 # The feedback tests' Git and HTTP fixtures; appended, so `conftest` stays this directory's.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "feedback"))

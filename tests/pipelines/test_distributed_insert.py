@@ -17,7 +17,8 @@ from scale_out import traces_request
 
 from obsloop.pipelines.clickhouse_sink import DISTRIBUTED_SYNC_SETTING, ClickHouseSink
 from obsloop.pipelines.otlp_rows import MAPPINGS
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
+from obsloop.schema import ddl
 
 
 class RecordingClient:

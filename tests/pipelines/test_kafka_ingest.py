@@ -18,10 +18,10 @@ from kafka import TopicPartition
 from scale_out import traces_request
 
 from obsloop.config import AdminConfig, Config, StorageConfig
-from obsloop.pipelines.ingest_worker import IngestWorker
 from obsloop.pipelines.kafka_config import SIGNALS, KafkaConfig
 from obsloop.pipelines.kafka_consumer import IngestConsumer, dedup_token
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
+from obsloop.workers.ingest import IngestWorker
 
 Call = tuple[str, list[bytes], str]
 

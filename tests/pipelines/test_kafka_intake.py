@@ -11,12 +11,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from tansu_broker import TansuBroker
 
+from obsloop.core.selfmetrics import SelfMetrics
 from obsloop.pipelines.ingest import PipelineFull
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import IngestConsumer
 from obsloop.pipelines.kafka_intake import KafkaIntake, service_name
 from obsloop.pipelines.wal import WriteAheadLog
-from obsloop.selfmetrics import SelfMetrics
 
 
 @pytest.mark.parametrize(

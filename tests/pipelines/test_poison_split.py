@@ -15,12 +15,12 @@ import pytest
 from google.protobuf.internal.encoder import _VarintBytes
 from prometheus_client import CollectorRegistry
 
-from obsloop.loadgen import FLEET, ServerlessTraffic
+from obsloop.core.selfmetrics import SelfMetrics
+from obsloop.demo.loadgen import FLEET, ServerlessTraffic
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.storage_errors import Cause, classify
 from obsloop.pipelines.wal import WriteAheadLog
-from obsloop.selfmetrics import SelfMetrics
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -188,7 +188,7 @@ def test_an_ingest_worker_splits_a_consumed_batch_it_cannot_store_whole(
     from test_kafka_ingest import publish_all
 
     from obsloop.config import AdminConfig, Config, StorageConfig
-    from obsloop.pipelines.ingest_worker import IngestWorker
+    from obsloop.workers.ingest import IngestWorker
 
     records = [("traces", "svc", traces_request("svc", n * 100, 5)) for n in range(6)]
     records.insert(3, ("traces", "svc", UNREADABLE))

@@ -64,7 +64,7 @@ def test_published_spans_are_stored_exactly_once_and_publishing_survives_a_broke
 DYING_WORKER = """
 import os, sys
 from obsloop.config import load_config
-from obsloop.pipelines.ingest_worker import IngestWorker
+from obsloop.workers.ingest import IngestWorker
 from obsloop.pipelines.kafka_consumer import IngestConsumer
 
 worker = IngestWorker(load_config(sys.argv[1]))

@@ -17,12 +17,12 @@ import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from prometheus_client import CollectorRegistry
 
-from obsloop import semconv
-from obsloop.detectors.detections import DetectionBus
+from obsloop.core import semconv
+from obsloop.core.retry import Retry
+from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
+from obsloop.detectors.detection_bus import DetectionBus
 from obsloop.feedback.config import FeedbackConfig, GitConfig
-from obsloop.feedback.detection import NAMESPACE, VARIANT, Detection
 from obsloop.feedback.runner import FeedbackRunner
-from obsloop.retry import Retry
 
 # The feedback tests' Git fixtures; appended, so `conftest` stays this directory's.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "feedback"))

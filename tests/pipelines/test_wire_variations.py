@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from wire_variations import variations
 
-from obsloop.collectors.otlp_decode import REQUEST_TYPES, InvalidRequest, validate
-from obsloop.loadgen import FLEET, ServerlessTraffic
+from obsloop.demo.loadgen import FLEET, ServerlessTraffic
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+from obsloop.pipelines.otlp_decode import REQUEST_TYPES, InvalidRequest, validate
 from obsloop.pipelines.otlp_rows import MAPPINGS
 
 EXAMPLES = int(os.environ.get("OBSLOOP_WIRE_EXAMPLES", "12"))

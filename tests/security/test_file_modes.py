@@ -13,14 +13,15 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from obsloop.collectors.checkpoint import CheckpointStore
-from obsloop.files import private_dir, write_private
-from obsloop.loadgen import ServerlessTraffic
+from obsloop.core.files import private_dir, write_private
+from obsloop.core.selfmetrics import SelfMetrics
+from obsloop.demo.loadgen import ServerlessTraffic
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.ingest import IngestPipeline
 from obsloop.pipelines.protobuf_schema import write_schema_file
-from obsloop.pipelines.schema import SchemaOptions, ddl
+from obsloop.pipelines.schema import SchemaOptions
 from obsloop.pipelines.wal import WriteAheadLog
-from obsloop.selfmetrics import SelfMetrics
+from obsloop.schema import ddl
 
 GROUP_OR_OTHER = stat.S_IRWXG | stat.S_IRWXO
 

@@ -11,7 +11,7 @@ one worker per partition. With ``storage.cluster`` set, inserts into the ``Distr
 tables are synchronous, so a committed batch is stored on its shards, not queued.
 
 The admin endpoints, ``serve.json`` and the lifecycle are every worker's
-(:class:`~obsloop.pipelines.kafka_worker.KafkaWorker`); ``/readyz`` means ClickHouse
+(:class:`~obsloop.workers.kafka_base.KafkaWorker`); ``/readyz`` means ClickHouse
 answered the last insert and the group member exists.
 """
 
@@ -29,9 +29,9 @@ from obsloop.config import Config
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.kafka_config import SIGNALS, Signal
 from obsloop.pipelines.kafka_consumer import IngestConsumer
-from obsloop.pipelines.kafka_worker import KafkaWorker
 from obsloop.pipelines.quarantine import Quarantine
 from obsloop.pipelines.storage_errors import Cause, classify
+from obsloop.workers.kafka_base import KafkaWorker
 
 log = logging.getLogger(__name__)
 

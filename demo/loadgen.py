@@ -28,7 +28,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from obsloop import semconv as sc
+from obsloop.core import semconv as sc
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""The one record the detectors hand to the feedback loop.
+"""The one record the detectors hand to the feedback loop: the contract between the two layers.
 
-Kept deliberately plain (a frozen dataclass of strings, floats and dicts) so that a detector
-can build one from a river model's output without importing anything else from
-``obsloop.feedback``, and so that it serializes to JSON for webhooks and audit rows as is.
+It lives with its producers, so ``feedback/`` imports it and ``detectors/`` imports nothing of
+``feedback/``. Kept plain (a frozen dataclass of strings, floats and dicts) so that it
+serializes to JSON for webhooks and audit rows as is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from obsloop import semconv
+from obsloop.core import semconv
 
 Kind = Literal[
     "latency", "error_rate", "cold_start", "throughput", "cost", "drift", "budget_forecast",

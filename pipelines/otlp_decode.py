@@ -25,7 +25,11 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from obsloop.collectors.request_budget import MAX_JSON_DEPTH
+MAX_JSON_DEPTH = 128
+"""Deepest JSON nesting accepted where the parsed JSON is walked (OTLP/JSON, Telemetry API
+events), 400 past it. OTLP/JSON needs about ten levels plus four per nested
+``kvlistValue``; Python's recursion limit is about 1,000."""
+
 
 SIGNALS = ("traces", "metrics", "logs")
 REQUEST_TYPES: dict[str, type[Message]] = {

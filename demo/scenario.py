@@ -28,8 +28,8 @@ from pathlib import Path
 from aiohttp import web
 
 from obsloop.config import Config
-from obsloop.loadgen import FLEET, FunctionSpec
-from obsloop.server import bound_port
+from obsloop.demo.loadgen import FLEET, FunctionSpec
+from obsloop.runtime import bound_port
 
 REGRESSED_FUNCTION = "fraud-scorer"
 DRIFTED_MODEL = "churn-model"

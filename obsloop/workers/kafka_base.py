@@ -14,7 +14,7 @@ endpoints.
 
 A worker starts while ClickHouse is down: it creates the tables when ClickHouse first
 answers, retrying with backoff, and logs when ClickHouse goes away and comes back, not each
-failed attempt (:class:`~obsloop.retry.Retry`).
+failed attempt (:class:`~obsloop.core.retry.Retry`).
 """
 
 from __future__ import annotations
@@ -33,19 +33,13 @@ from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from obsloop import clickhouse
+from obsloop.admin import admin_app
 from obsloop.config import Config
-from obsloop.files import private_dir, write_private
+from obsloop.core.files import private_dir, write_private
+from obsloop.core.retry import Retry
 from obsloop.pipelines.kafka_config import KafkaConfig
-from obsloop.retry import Retry
+from obsloop.runtime import SERVE_STATE_FILE, listen, run_until_signal, schema_options, storage_client
 from obsloop.schema import ddl
-from obsloop.server import (
-    SERVE_STATE_FILE,
-    admin_app,
-    bound_port,
-    run_until_signal,
-    schema_options,
-    storage_client,
-)
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +144,9 @@ class KafkaWorker:
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> str:
         """Serve the admin endpoints, start the work thread; returns the admin URL."""
-        self._runner = web.AppRunner(self._admin_app(), access_log=None)
-        await self._runner.setup()
         admin = self.config.admin
-        site = web.TCPSite(self._runner, admin.host, admin.port, reuse_address=True)
-        await site.start()
-        admin_url = f"http://{admin.host}:{bound_port(site)}"
+        self._runner, port = await listen(self._admin_app(), admin.host, admin.port)
+        admin_url = f"http://{admin.host}:{port}"
         self._thread = threading.Thread(target=self._work, name=f"obsloop-{self.command}")
         self._thread.start()
         write_private(self.state_file, json.dumps({"pid": os.getpid(), "admin": admin_url}))

@@ -65,14 +65,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from obsloop.config import Config
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, load_budgets
-from obsloop.detectors.detections import DetectionBus
+from obsloop.detectors.detection import Detection
+from obsloop.detectors.detection_bus import DetectionBus
 from obsloop.detectors.loop import DetectorLoop, DetectorMetrics
 from obsloop.detectors.windows import Window
-from obsloop.feedback.detection import Detection
-from obsloop.pipelines.detector_partitions import PartitionedStates, partition_of
 from obsloop.pipelines.kafka_config import Signal
 from obsloop.pipelines.kafka_consumer import GroupConsumer, OwnedPartition
-from obsloop.pipelines.kafka_worker import KafkaWorker
+from obsloop.workers.detector_partitions import PartitionedStates, partition_of
+from obsloop.workers.kafka_base import KafkaWorker
 
 if TYPE_CHECKING:
     from obsloop.feedback.runner import FeedbackRunner

@@ -1,6 +1,6 @@
 """Where detections go: the ``detections`` table and the in-process event stream.
 
-Every :class:`~obsloop.feedback.detection.Detection` is first stored (so Grafana shows it
+Every :class:`~obsloop.detectors.detection.Detection` is first stored (so Grafana shows it
 and a restarted feedback loop can look back), then handed to each subscriber in turn. A
 subscriber that raises is logged and skipped: one broken consumer must not silence the
 others or stop the detector loop.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from obsloop.feedback.detection import Detection
+from obsloop.detectors.detection import Detection
 
 if TYPE_CHECKING:
     from obsloop.pipelines.schema import SchemaOptions
