@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from pydantic import ValidationError
+
 from obsloop.core.settings import Section
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget
@@ -85,8 +87,10 @@ class DetectorContext:
         """The detector's own section, ``detectors.sections.<name>`` (defaults when absent)."""
         try:
             return model.model_validate(self.config.sections.get(name, {}))
-        except ValueError as exc:
-            raise ValueError(f"detectors.sections.{name}: {exc}") from exc
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                f"detectors.sections.{'.'.join(map(str, (name, *e['loc'])))}: {e['msg']}" for e in exc.errors()
+            )) from exc
 
 
 class WindowDetector:
