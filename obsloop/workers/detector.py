@@ -109,7 +109,7 @@ class WorkerMetrics:
                                    "Failed partition steps (ClickHouse unreachable, usually).",
                                    registry=self.registry)
         self.leader = Gauge("obsloop_detector_worker_leader",
-                            "1 while this worker owns partition 0 and scores drift and cost centers.",
+                            "1 while this worker owns partition 0 and runs the fleet's detectors.",
                             registry=self.registry)
 
 
