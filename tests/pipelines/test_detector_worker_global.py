@@ -25,7 +25,7 @@ from test_detector_worker import (
 
 from obsloop.collectors.config import CollectorsConfig
 from obsloop.config import AdminConfig, Config
-from obsloop.detectors.builtin import SeriesScoring
+from obsloop.detectors.builtin import ModelQuality, SeriesScoring
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
 from obsloop.detectors.host import DetectorHost
 from obsloop.detectors.model_drift import ModelDrift
@@ -104,7 +104,9 @@ def test_the_owner_of_partition_0_scores_drift_and_its_successor_resumes_from_th
         assert seen(fleet_host) == 4500
         # Only the leader scored it: the other worker has no fleet host, and no partition
         # host of either worker runs a drift detector.
-        assert all(host.detector(ModelDrift) is None for w in (leader, other) for host in w.hosts().values())
+        assert all(host.detector(ModelDrift) is None and host.detector(ModelQuality) is None
+                   for w in (leader, other) for host in w.hosts().values())
+        assert fleet_host.detector(ModelQuality) is not None  # model quality too: once, in the leader
         assert (leader.worker.config.data_dir / "reports" / f"{drift_id}.html").exists(), "no drift report"
 
         running.remove(leader)
