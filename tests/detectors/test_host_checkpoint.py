@@ -127,3 +127,18 @@ def test_a_checkpoint_a_detector_cannot_read_starts_every_detector_afresh(chdb_c
     assert not fresh.restored and fresh.closed_until is None
     scoring = fresh.detector(SeriesScoring)
     assert scoring is not None and scoring.series_count() == 0, "half a restored state"
+
+
+def test_forgetting_open_episodes_drops_those_of_every_detector(chdb_client, db, tmp_path: Path) -> None:
+    old = json.loads(V1.read_text())
+    opened = len(old["scorer"]["episodes"]) + len(old["canary"]["open"])
+    assert len(old["canary"]["open"]) == 1 and opened > 1
+    checkpoint = tmp_path / "detectors" / "checkpoint.json"
+    checkpoint.parent.mkdir(parents=True)
+    shutil.copy(V1, checkpoint)
+    restored = host(chdb_client, db, tmp_path)
+
+    assert restored.forget_open_episodes() == opened
+
+    state = restored.to_state()["detectors"]
+    assert state["scorer"]["episodes"] == {} and state["canary"]["open"] == {}
