@@ -7,7 +7,7 @@ under the data directory so a restart resumes learning rather than starting from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -115,6 +115,9 @@ class DetectorsConfig(Section):
     """Spend is bucketed per this many seconds for the month-end forecast (one point each)."""
     drift: DriftConfig = DriftConfig()
     quality: QualityConfig = QualityConfig()
+    sections: dict[str, dict[str, Any]] = {}
+    """Settings of window detectors beyond the built-in ones, by detector name; each is
+    validated by its detector's own model when the detectors are built (docs/extending.md)."""
 
     @field_validator("window_seconds")
     @classmethod

@@ -3,7 +3,7 @@
 Every :class:`~obsloop.detectors.detection.Detection` is first stored (so Grafana shows it
 and a restarted feedback loop can look back), then handed to each subscriber in turn. A
 subscriber that raises is logged and skipped: one broken consumer must not silence the
-others or stop the detector loop.
+others or stop the detector host.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _row(d: Detection) -> list[Any]:
 
 
 class DetectionBus:
-    """Subscribers receive every detection, in the detector loop's thread, in order.
+    """Subscribers receive every detection, in the detector host's thread, in order.
 
     >>> from datetime import datetime, UTC
     >>> bus = DetectionBus()

@@ -1,7 +1,7 @@
 """Evidently drift reports: what a human opens from a drift detection.
 
 Evidently is heavy (seconds to import, pandas and plotly behind it), so it is imported
-here, lazily, only when a drift fires; the detector loop never loads it otherwise.
+here, lazily, only when a drift fires; the detector host never loads it otherwise.
 The report compares the model version's reference sample with its recent events, column
 by column (``DataDriftPreset``); the HTML is Evidently's own page, the JSON a summary that
 other tools read without Evidently: which columns drifted, with which test and value.

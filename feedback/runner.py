@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 Forecast = Callable[[Detection], "float | None"]
 """The month-end spend forecast of a detection's function, for the budget guardrail."""
 Subscribe = Callable[[Callable[[Detection], None]], Callable[[], None]]
-"""``DetectionBus.subscribe`` (or ``DetectorLoop.subscribe``): returns the unsubscriber."""
+"""``DetectionBus.subscribe`` (or ``DetectorHost.subscribe``): returns the unsubscriber."""
 
 
 def no_forecast(detection: Detection) -> float | None:

@@ -124,7 +124,7 @@ class ObsloopServer:
         self.feedback = None
         """The feedback runner (``obsloop.feedback.runner.FeedbackRunner``) when enabled."""
         self.detectors = None
-        """The detector loop (``obsloop.detectors.loop.DetectorLoop``) once started; the
+        """The detector host (``obsloop.detectors.host.DetectorHost``) once started; the
         feedback loop subscribes to its detections with ``self.detectors.subscribe``."""
         self._stopped = asyncio.Event()
 
@@ -203,13 +203,13 @@ class ObsloopServer:
     def _start_detectors(self) -> None:
         """Window models, drift and budget forecasts in a thread (``detectors.enabled``)."""
         from obsloop.detectors.cost import load_budgets
-        from obsloop.detectors.loop import DetectorLoop
+        from obsloop.detectors.host import DetectorHost
 
         settings = self.config.detectors
         if not settings.enabled:
             return
         manifests = self.config.collectors.manifests_dir
-        self.detectors = DetectorLoop(
+        self.detectors = DetectorHost(
             settings, lambda: self.client, self.config.data_dir, database=self.config.storage.database,
             budgets=load_budgets(manifests) if manifests else None, registry=self.metrics.registry,
         )

@@ -3,7 +3,7 @@ class the share paged and the delay in windows.
 
 The path is ``obsloop serve``'s: invocation reports (``obsloop.faas.invocation`` log records)
 and prediction events are inserted into the embedded engine's ``otel_logs``, so the
-``faas_windows`` view aggregates them; the real :class:`DetectorLoop` reads the closed
+``faas_windows`` view aggregates them; the real :class:`DetectorHost` reads the closed
 windows and prediction events, and the real :class:`Alerter` decides what pages, posting to
 a local Alertmanager-style receiver. A page is a firing notification the receiver got.
 
@@ -43,7 +43,7 @@ from obsloop import clickhouse
 from obsloop.core import semconv
 from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.detection import Detection
-from obsloop.detectors.loop import DetectorLoop
+from obsloop.detectors.host import DetectorHost
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.notifiers import AlertmanagerWebhook
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                                      idle_flush_seconds=1, max_catchup_windows=100)
             clock = [0.0]
             end = T0 + timedelta(seconds=total * WINDOW)
-            loop = DetectorLoop(config, lambda: client, Path(tmp) / "data",
+            loop = DetectorHost(config, lambda: client, Path(tmp) / "data",
                                 wall_clock=lambda: (end + timedelta(days=1)).timestamp(),
                                 monotonic=lambda: clock[0])
             detections: list[Detection] = []

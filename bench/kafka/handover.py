@@ -28,7 +28,7 @@ from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
 from obsloop.pipelines.schema import SchemaOptions
 from obsloop.schema import ddl
-from obsloop.workers.detector import DetectorWorker, PartitionLoop
+from obsloop.workers.detector import DetectorWorker, PartitionHost
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "pipelines"))
 from tansu_broker import TansuBroker  # noqa: E402  (the test suite's broker)
@@ -98,8 +98,8 @@ def main() -> None:
         started = time.monotonic()
         end = datetime(2026, 3, 2, 12, 0, tzinfo=UTC) + timedelta(minutes=args.minutes - 1)  # watermark
         wait(lambda: a.worker.owned() and all(
-            loop.closed_until == end for loop in a.worker.loops.states.values()))
-        series = sum(len(loop.scorer.pool) for loop in a.worker.loops.states.values())
+            host.closed_until == end for host in a.worker.hosts.states.values()))
+        series = sum(host.series_count() for host in a.worker.hosts.states.values())
         partitions = len(a.worker.owned())
         print(f"{args.functions} functions x {args.minutes} windows: {series} series in {partitions} "
               f"partitions, scored by one worker in {time.monotonic() - started:.1f} s")
@@ -119,16 +119,16 @@ def main() -> None:
         print(f"checkpoints: {sum(sizes) / 1e6:.1f} MB in {len(sizes)} files "
               f"({sum(sizes) / max(series, 1):.0f} bytes a series)")
 
-        owned, loop = next(iter(b.worker.loops.states.items()))
+        owned, host = next(iter(b.worker.hosts.states.items()))
         t = time.perf_counter()
-        loop.checkpoint()
+        host.checkpoint()
         saved = time.perf_counter() - t
         t = time.perf_counter()
-        restored = PartitionLoop(owned, partitions, loop.config, lambda: client, root / "probe",
+        restored = PartitionHost(owned, partitions, host.config, lambda: client, root / "probe",
                                  database="default", budgets={}, metrics=b.worker.metrics.detector)
         loaded = time.perf_counter() - t
-        assert restored.restored and len(restored.scorer.pool) == len(loop.scorer.pool)
-        print(f"one partition ({len(loop.scorer.pool)} series): save {saved * 1000:.0f} ms, "
+        assert restored.restored and restored.series_count() == host.series_count()
+        print(f"one partition ({host.series_count()} series): save {saved * 1000:.0f} ms, "
               f"load {loaded * 1000:.0f} ms")
         b.leave()
     finally:

@@ -1,55 +1,21 @@
-"""The detector worker: window scoring spread over processes by Kafka partition.
+"""The detector worker: window detectors spread over processes by Kafka partition.
 
-``obsloop serve`` runs one :class:`~obsloop.detectors.loop.DetectorLoop` over every series.
-Past one machine, ``obsloop detector-worker`` processes join the consumer group
-``kafka.detector_group`` over the traces topic, and each scores only the functions whose
-name hashes (:func:`partition_of`, the publisher's murmur2) to a partition it owns. The
-group is used for ownership only: the worker pauses its partitions and fetches no
-records, because the input is the same as in ``serve``, the closed windows ClickHouse
-aggregates in ``faas_windows``. Polling keeps the membership alive and delivers rebalances.
-
-Why per function name: a window row knows its function (``faas.name``, or the service name
-when there is none), not the Kafka key, and obsloop-instrument sets ``service.name`` to the
-function name, so a function's series are usually owned by the worker that owns its spans'
-partition too. Either way each function has exactly one owner per group generation.
-
-Rebalances are cooperative (KIP-429, kafka-python's ``CooperativeStickyAssignor``): only
-the partitions that move are revoked, so a member keeps the rest in memory instead of
-saving and reloading every partition on every membership change (with 14,000 series in 4
-partitions, a leaving member's partitions were taken over in 3.0 s instead of 8.8 s with
-the eager default; ``bench/kafka/handover.py``).
-
-A partition's state is a whole detector loop (:class:`PartitionLoop`): series models,
-expected ranges, open episodes, budget forecasts, canary episodes *and* its position in
-event time. On revoke the loop is checkpointed to ``<dir>/traces-<p>-of-<n>.json``; on
-assign the new owner restores it and continues from the next unread window of those
-functions, so no window is scored twice or skipped when ownership moves cleanly. A
-worker that dies resumes from the last periodic checkpoint (``detectors.checkpoint_seconds``):
-the windows since then are scored again, and their detections get the same ids (they hash
-the series and the window). The partition count is part of the file name: after the topic
-gains partitions the functions map elsewhere, and the loops start afresh rather than
-restore other functions' models.
-
-What is not partitioned runs in one worker, the owner of partition 0 (:class:`GlobalLoop`):
-model drift (prediction events name a model version, not a function) and cost-center spend
-(a sum over functions of every partition). Partition 0 always exists and has exactly one
-owner per group generation, so this leader needs no election of its own; it changes only on
-a rebalance, and its state moves like a partition's, through ``<dir>/global.json``.
-Per-function spend and month-end budget forecasts stay with the function's partition.
-
-With ``feedback.enabled`` each worker runs the feedback loop (alerts, GitOps commits,
-retraining triggers) on the detections it produces, as ``serve`` does on its own
-(:class:`~obsloop.feedback.runner.FeedbackRunner`, on the worker's event loop); a scale-up's
-budget check asks the partition loop that owns the function for its spend forecast.
-
-The worker starts while ClickHouse is down: it joins the group and keeps its partitions'
-state, steps again with backoff (and the feedback runner creates its tables with backoff),
-and ``/readyz`` answers 503 until ClickHouse answered the tables, the steps and the feedback.
+``obsloop serve`` runs one :class:`~obsloop.detectors.host.DetectorHost` over every
+function. Past one machine, ``obsloop detector-worker`` processes join the consumer group
+``kafka.detector_group`` over the traces topic, for ownership only (they pause their
+partitions and fetch no records: the input is ``faas_windows`` in ClickHouse). Each worker
+runs a :class:`PartitionHost` per owned partition, with the detectors of
+:attr:`~obsloop.detectors.window_detector.Scope.SERIES` scope on the functions whose name
+hashes there (:func:`partition_of`), and, while it owns partition 0, a host of the
+:attr:`~obsloop.detectors.window_detector.Scope.FLEET` detectors (drift, quality, cost
+centers) over every function. A host's whole state moves with its partition through its
+checkpoint (``<dir>/traces-<p>-of-<n>.json``, the fleet's ``<dir>/global.json``) on
+cooperative rebalances. With ``feedback.enabled`` the worker also runs the feedback loop on
+the detections it produces. docs/design/detector-worker.md tells why it is built this way.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -67,7 +33,9 @@ from obsloop.detectors.config import DetectorsConfig
 from obsloop.detectors.cost import Budget, load_budgets
 from obsloop.detectors.detection import Detection
 from obsloop.detectors.detection_bus import DetectionBus
-from obsloop.detectors.loop import DetectorLoop, DetectorMetrics
+from obsloop.detectors.host import DetectorHost
+from obsloop.detectors.metrics import DetectorMetrics
+from obsloop.detectors.window_detector import Scope
 from obsloop.detectors.windows import Window
 from obsloop.pipelines.kafka_config import Signal
 from obsloop.pipelines.kafka_consumer import GroupConsumer, OwnedPartition
@@ -82,7 +50,7 @@ log = logging.getLogger(__name__)
 OWNERSHIP_SIGNAL: Signal = "traces"
 """The topic whose partitions divide the functions between detector workers."""
 LEADER_PARTITION = 0
-"""Its owner also runs the :class:`GlobalLoop` (drift, cost centers)."""
+"""Its owner also runs the host of the fleet's detectors (drift, quality, cost centers)."""
 GLOBAL_CHECKPOINT = "global.json"
 
 
@@ -95,12 +63,9 @@ def checkpoint_file(directory: Path, owned: OwnedPartition, partitions: int) -> 
     return directory / f"{owned.signal}-{owned.partition}-of-{partitions}.json"
 
 
-class PartitionLoop(DetectorLoop):
-    """The detector loop of one partition: the windows of the functions hashing to it.
-
-    Everything else is :class:`DetectorLoop`'s: the watermark, the bounded catch-up, the
-    scoring, the detections table, the checkpoint format.
-    """
+class PartitionHost(DetectorHost):
+    """The detector host of one partition: the ``SERIES`` detectors on the windows of the
+    functions hashing to it (and the budgets of those functions)."""
 
     def __init__(
         self,
@@ -119,42 +84,18 @@ class PartitionLoop(DetectorLoop):
         self.owned = owned
         self.partitions = partitions
         own_budgets = {f: b for f, b in budgets.items() if self.owns(f)}
-        super().__init__(config, client, data_dir, database, budgets=own_budgets, metrics=metrics)
+        super().__init__(config, client, data_dir, database, budgets=own_budgets, metrics=metrics,
+                         scope=Scope.SERIES)
 
     def owns(self, function: str) -> bool:
         return partition_of(function, self.partitions) == self.owned.partition
 
     def read_windows(self, start: datetime, end: datetime) -> Iterator[Window]:
-        for window in super().read_windows(start, end):
-            if self.owns(window.key.function):
-                # A cost center spans functions of other partitions: its sum here would be
-                # partial, so the partition loops score per-function spend only.
-                yield dataclasses.replace(window, cost_center="") if window.cost_center else window
-
-
-class GlobalLoop(DetectorLoop):
-    """The detector loop of what no partition sees whole, run by the owner of partition 0:
-    model drift on prediction events (``detectors.drift``) and cost-center spend.
-
-    Everything else is :class:`DetectorLoop`'s (watermark, catch-up, drift detections and
-    reports, the detections table, the checkpoint); it only reads the windows that carry a
-    cost center and scores their sums, not the functions (their partition loops do).
-    """
-
-    def read_windows(self, start: datetime, end: datetime) -> Iterator[Window]:
-        return (window for window in super().read_windows(start, end) if window.cost_center)
-
-    def score(self, start: datetime, windows: list[Window]) -> list[Detection]:
-        """Cost-center spend of the windows starting at ``start``, scored as ``serve``'s
-        :class:`~obsloop.detectors.scoring.WindowScorer` scores it: one series per cost
-        center (same ids, labels and episodes), but no per-function series, canary or
-        budget here (``process`` would score every function again)."""
-        return self.scorer.process_cost_centers(start, windows, self.config.window_seconds)
+        return (window for window in super().read_windows(start, end) if self.owns(window.key.function))
 
 
 class WorkerMetrics:
-    """The worker's registry: the detector loop's series (shared by its partition loops)
-    plus ownership."""
+    """The worker's registry: the detector hosts' series (shared by its hosts) plus ownership."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -168,13 +109,13 @@ class WorkerMetrics:
                                    "Failed partition steps (ClickHouse unreachable, usually).",
                                    registry=self.registry)
         self.leader = Gauge("obsloop_detector_worker_leader",
-                            "1 while this worker owns partition 0 and scores drift and cost centers.",
+                            "1 while this worker owns partition 0 and runs the fleet's detectors.",
                             registry=self.registry)
 
 
 class DetectorWorker(KafkaWorker):
-    """One member of the detector group: a :class:`PartitionLoop` per owned partition, the
-    :class:`GlobalLoop` while it owns partition 0, and the feedback loop when enabled."""
+    """One member of the detector group: a :class:`PartitionHost` per owned partition, the
+    fleet's host while it owns partition 0, and the feedback loop when enabled."""
 
     command = "detector-worker"
 
@@ -194,16 +135,13 @@ class DetectorWorker(KafkaWorker):
         self.group_id = group_id or self.kafka.detector_group
         self.checkpoint_dir = self.kafka.detector_checkpoint_dir or config.data_dir / "detectors" / "partitions"
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        # Drift is per model version, not per function: only the global loop scores it.
-        self.detectors = config.detectors.model_copy(
-            update={"drift": config.detectors.drift.model_copy(update={"enabled": False})})
         manifests = config.collectors.manifests_dir
         self.budgets = load_budgets(manifests) if manifests else {}
         self.bus = DetectionBus()
-        """Every detection of this worker's loops (they come and go with ownership)."""
-        self.loops: PartitionedStates[PartitionLoop] = PartitionedStates(self._open, self._save)
-        self.leading: PartitionedStates[GlobalLoop] = PartitionedStates(self._open_global, self._save)
-        """The global loop, under partition 0's key while this worker owns it."""
+        """Every detection of this worker's hosts (they come and go with ownership)."""
+        self.hosts: PartitionedStates[PartitionHost] = PartitionedStates(self._open, self._save)
+        self.leading: PartitionedStates[DetectorHost] = PartitionedStates(self._open_fleet, self._save)
+        """The fleet's host, under partition 0's key while this worker owns it."""
         self.feedback: FeedbackRunner | None = None
         self.group: GroupConsumer | None = None
         self._schema_ready = False
@@ -216,36 +154,36 @@ class DetectorWorker(KafkaWorker):
             raise RuntimeError(f"no partitions known for {self.kafka.topic(OWNERSHIP_SIGNAL)}")
         return len(partitions)
 
-    def _open(self, owned: OwnedPartition) -> PartitionLoop:
+    def _open(self, owned: OwnedPartition) -> PartitionHost:
         partitions = self._partition_count()
-        settings = self.detectors.model_copy(
+        settings = self.config.detectors.model_copy(
             update={"checkpoint_path": checkpoint_file(self.checkpoint_dir, owned, partitions)})
-        loop = PartitionLoop(owned, partitions, settings, self.client, self.config.data_dir,
+        host = PartitionHost(owned, partitions, settings, self.client, self.config.data_dir,
                              database=self.config.storage.database, budgets=self.budgets,
                              metrics=self.metrics.detector)
-        loop.subscribe(self.bus.publish)
-        self.metrics.assigned.labels("restored" if loop.restored else "fresh").inc()
+        host.subscribe(self.bus.publish)
+        self.metrics.assigned.labels("restored" if host.restored else "fresh").inc()
         log.info("partition assigned", extra={"partition": owned.partition, "partitions": partitions,
-                                               "restored": loop.restored})
-        return loop
+                                               "restored": host.restored})
+        return host
 
-    def _open_global(self, owned: OwnedPartition) -> GlobalLoop:
-        """Partition 0 came with the global duties: restore them from ``global.json``. The
-        file does not depend on the partition count (neither model versions nor cost
+    def _open_fleet(self, owned: OwnedPartition) -> DetectorHost:
+        """Partition 0 came with the fleet's detectors: restore them from ``global.json``.
+        The file does not depend on the partition count (neither model versions nor cost
         centers hash to partitions)."""
         settings = self.config.detectors.model_copy(
             update={"checkpoint_path": self.checkpoint_dir / GLOBAL_CHECKPOINT})
-        loop = GlobalLoop(settings, self.client, self.config.data_dir, self.config.storage.database,
-                          metrics=self.metrics.detector)
-        loop.subscribe(self.bus.publish)
-        log.info("leading: drift and cost centers", extra={"restored": loop.restored})
-        return loop
+        host = DetectorHost(settings, self.client, self.config.data_dir, self.config.storage.database,
+                            metrics=self.metrics.detector, scope=Scope.FLEET)
+        host.subscribe(self.bus.publish)
+        log.info("leading: the fleet's detectors", extra={"restored": host.restored})
+        return host
 
-    def _save(self, owned: OwnedPartition, loop: DetectorLoop) -> None:
-        loop.checkpoint()
+    def _save(self, owned: OwnedPartition, host: DetectorHost) -> None:
+        host.checkpoint()
 
     def _ownership_changed(self) -> None:
-        self.metrics.partitions.set(len(self.loops.states))
+        self.metrics.partitions.set(len(self.hosts.states))
         self.metrics.leader.set(len(self.leading.states))
 
     @staticmethod
@@ -256,42 +194,42 @@ class DetectorWorker(KafkaWorker):
         """Ownership only: pause the partitions so polling fetches no records."""
         assert self.group is not None
         self.group.consumer.pause(*self.group.consumer.assignment())
-        self.loops.on_assign(owned)
+        self.hosts.on_assign(owned)
         self.leading.on_assign(self._leader(owned))
         self._ownership_changed()
 
     def _revoked(self, owned: list[OwnedPartition]) -> None:
-        self.loops.on_revoke(owned)
+        self.hosts.on_revoke(owned)
         self.leading.on_revoke(self._leader(owned))
         self._ownership_changed()
 
     def _lost(self, owned: list[OwnedPartition]) -> None:
         log.warning("evicted from the detector group; partitions dropped unsaved",
                     extra={"partitions": [p.partition for p in owned]})
-        self.loops.on_lost(owned)
+        self.hosts.on_lost(owned)
         self.leading.on_lost(self._leader(owned))
         self._ownership_changed()
 
     def owned(self) -> set[OwnedPartition]:
-        return set(self.loops.states)
+        return set(self.hosts.states)
 
     @property
-    def global_loop(self) -> GlobalLoop | None:
-        """The global loop while this worker leads (owns partition 0), else None."""
+    def fleet_host(self) -> DetectorHost | None:
+        """The host of the fleet's detectors while this worker leads (owns partition 0), else None."""
         return next(iter(self.leading.states.values()), None)
 
     def forecast_monthly_usd(self, detection: Detection) -> float | None:
-        """The spend forecast of the detection's function, from the partition loop that
+        """The spend forecast of the detection's function, from the partition host that
         owns it (the feedback loop's budget guardrail); None when another worker owns it."""
         function = detection.function or ""
-        for loop in list(self.loops.states.values()):
-            if loop.owns(function):
-                return loop.forecast_monthly_usd(function)
+        for host in list(self.hosts.states.values()):
+            if host.owns(function):
+                return host.forecast_monthly_usd(function)
         return None
 
     # -- the work ------------------------------------------------------------------------
     def join(self) -> GroupConsumer:
-        """Become a member of the detector group (hooks wired to the partition loops)."""
+        """Become a member of the detector group (hooks wired to the partition hosts)."""
         self.group = GroupConsumer(self.kafka, self.group_id, signals=[OWNERSHIP_SIGNAL],
                                    on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost,
                                    assignors=(CooperativeStickyAssignor,))
@@ -299,7 +237,7 @@ class DetectorWorker(KafkaWorker):
 
     def step(self, poll_ms: int = 0) -> bool:
         """Poll the group (rebalances happen here), then one bounded step of every owned
-        partition (and of the global loop when leading); True while one has more to read."""
+        partition's host (and of the fleet's when leading); True while one has more to read."""
         assert self.group is not None
         self.group.consumer.poll(timeout_ms=poll_ms)
         if not self._schema_ready:
@@ -307,18 +245,18 @@ class DetectorWorker(KafkaWorker):
             if not self._schema_ready:
                 return False
         behind = False
-        loops: list[tuple[OwnedPartition, DetectorLoop]] = [*self.loops.states.items(), *self.leading.states.items()]
-        for owned, loop in loops:
+        hosts: list[tuple[OwnedPartition, DetectorHost]] = [*self.hosts.states.items(), *self.leading.states.items()]
+        for owned, host in hosts:
             try:
-                behind = loop.step() or behind
+                behind = host.step() or behind
             except Exception as exc:  # noqa: BLE001 - ClickHouse down: keep polling, state is kept
                 self.metrics.step_errors.inc()
                 self.storage.failed(exc)  # logged once per outage; each failure at debug level
                 log.debug("detector step failed", exc_info=True,
-                          extra={"partition": owned.partition, "global": isinstance(loop, GlobalLoop)})
+                          extra={"partition": owned.partition, "global": not isinstance(host, PartitionHost)})
                 return False
         self.storage.succeeded()
-        self.metrics.detector.series.set(sum(len(loop.scorer.pool) for _, loop in loops))
+        self.metrics.detector.series.set(sum(host.series_count() for _, host in hosts))
         return behind
 
     def run_until(self, stop: threading.Event) -> None:
@@ -326,7 +264,7 @@ class DetectorWorker(KafkaWorker):
         in the group) for ``detectors.poll_seconds``, or the backoff while ClickHouse does
         not answer, in slices so a stop is noticed soon."""
         assert self.group is not None
-        poll_seconds = self.detectors.poll_seconds
+        poll_seconds = self.config.detectors.poll_seconds
         next_step = 0.0
         while not stop.is_set():
             try:
@@ -345,9 +283,9 @@ class DetectorWorker(KafkaWorker):
         """Checkpoint every owned partition and leave the group (the partitions move now)."""
         try:
             if self.group is not None:
-                self.group.close()  # revokes first: every loop is checkpointed on the way out
+                self.group.close()  # revokes first: every host is checkpointed on the way out
         finally:
-            self.loops.checkpoint()  # whatever a failed revoke left behind
+            self.hosts.checkpoint()  # whatever a failed revoke left behind
             self.leading.checkpoint()
 
     async def start(self) -> str:

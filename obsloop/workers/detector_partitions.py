@@ -8,7 +8,7 @@ Series ids are prefixed with their service, so the owner of a series is never am
 
 State moves with ownership through checkpoints (:class:`PartitionedStates`): on revoke a
 worker saves each partition's state and forgets it; on assign the new owner loads it (fresh
-when there is none). ``obsloop detector-worker`` keeps a whole detector loop per partition
+when there is none). ``obsloop detector-worker`` keeps a whole detector host per partition
 (:mod:`obsloop.workers.detector`); :class:`PartitionedPools` keeps bare series
 pools. The directory must be shared by the workers (a ReadWriteMany volume, or a synced
 bucket), and the hooks run inside ``poll`` between steps, so a state is never saved while

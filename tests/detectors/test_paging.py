@@ -1,7 +1,7 @@
 """What pages: count-aware evidence, pending / confirmed / extreme detections through the real
 alerter to a real HTTP receiver, and evidence that supports every page.
 
-The windows come from invocations stored in chDB and read by the real detector loop, so
+The windows come from invocations stored in chDB and read by the real detector host, so
 the counts and percentiles are the ones ClickHouse computes."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
 from obsloop.detectors.detection import Detection
-from obsloop.detectors.loop import DetectorLoop
+from obsloop.detectors.host import DetectorHost
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.notifiers import AlertmanagerWebhook
@@ -67,7 +67,7 @@ def detections(client, db: str, tmp_path: Path, last_window: int, **settings) ->
                   warmup_windows=20, confirm_after_windows=2, drift=DriftConfig(enabled=False))
     config.update(settings)
     clock = [0.0]
-    loop = DetectorLoop(DetectorsConfig(**config), lambda: client, tmp_path, database=db,
+    loop = DetectorHost(DetectorsConfig(**config), lambda: client, tmp_path, database=db,
                         wall_clock=lambda: (T0 + timedelta(days=30)).timestamp(),
                         monotonic=lambda: clock[0])
     found: list[Detection] = []

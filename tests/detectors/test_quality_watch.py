@@ -1,6 +1,6 @@
 """Quality detections from labels joined in chDB: a concept drift pages and is confirmed, a
 window with few labels is weak evidence, a worse canary is a green detection, and the
-detector loop runs it and keeps its state across a checkpoint."""
+detector host runs it and keeps its state across a checkpoint."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from quality_events import insert_labels, insert_predictions
 
+from obsloop.detectors.builtin import ModelQuality
 from obsloop.detectors.config import DetectorsConfig, DriftConfig, QualityConfig
 from obsloop.detectors.detection import VARIANT
-from obsloop.detectors.loop import DetectorLoop
+from obsloop.detectors.host import DetectorHost
 from obsloop.detectors.quality import QualityWindow
 from obsloop.detectors.quality_watch import QualityWatch, binomial_cdf
 
@@ -105,7 +106,7 @@ def test_worse_canary_is_a_green_quality_detection(chdb_client, db) -> None:
     assert canary[0].observed["accuracy"] < canary[0].expected["accuracy"][0]
 
 
-def test_detector_loop_reports_quality_and_restores_its_baselines(chdb_client, db, tmp_path: Path) -> None:
+def test_detector_host_reports_quality_and_restores_its_baselines(chdb_client, db, tmp_path: Path) -> None:
     stream(chdb_client, db, 60, wrong_after=30)
     # the loop's event time comes from the function windows: one span per minute
     chdb_client.command(f"""
@@ -118,8 +119,8 @@ FROM numbers(62)""")
 
     registry = CollectorRegistry()
 
-    def loop(registry: CollectorRegistry | None = None) -> DetectorLoop:
-        return DetectorLoop(config, lambda: chdb_client, tmp_path, database=db, registry=registry,
+    def loop(registry: CollectorRegistry | None = None) -> DetectorHost:
+        return DetectorHost(config, lambda: chdb_client, tmp_path, database=db, registry=registry,
                             wall_clock=lambda: (T0 + timedelta(days=1)).timestamp(), monotonic=lambda: 0.0)
 
     first = loop(registry)
@@ -146,8 +147,10 @@ FROM numbers(62)""")
     first.checkpoint()
     second = loop()
     assert second.restored
-    assert second.quality.versions[("fraud", "1")].base_labelled >= 500
-    assert second.quality.versions[("fraud", "1")].open
+    quality = second.detector(ModelQuality)
+    assert quality is not None
+    assert quality.watch.versions[("fraud", "1")].base_labelled >= 500
+    assert quality.watch.versions[("fraud", "1")].open
 
 
 def test_low_coverage_windows_are_pooled_until_they_have_enough_labels(chdb_client, db) -> None:

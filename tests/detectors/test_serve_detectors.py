@@ -1,4 +1,4 @@
-"""``obsloop serve`` runs the detector loop: OTLP spans in, a latency detection in the
+"""``obsloop serve`` runs the detector host: OTLP spans in, a latency detection in the
 ``detections`` table, the checkpoint written at stop."""
 
 from __future__ import annotations

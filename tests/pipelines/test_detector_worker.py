@@ -20,11 +20,12 @@ from scale_out import WorkerProcess, kafka_section, wait_for
 from tansu_broker import free_port
 
 from obsloop.config import Config, StorageConfig
+from obsloop.detectors.builtin import SeriesScoring
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import OwnedPartition
 from obsloop.pipelines.kafka_publisher import OtlpPublisher
-from obsloop.workers.detector import DetectorWorker, PartitionLoop
+from obsloop.workers.detector import DetectorWorker, PartitionHost
 from obsloop.workers.detector_partitions import partition_of
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -90,8 +91,8 @@ class RunningWorker:
     def owned(self) -> set[OwnedPartition]:
         return self.worker.owned()
 
-    def loops(self) -> dict[OwnedPartition, PartitionLoop]:
-        return dict(self.worker.loops.states)
+    def hosts(self) -> dict[OwnedPartition, PartitionHost]:
+        return dict(self.worker.hosts.states)
 
     def stop(self) -> None:
         self._stop.set()
@@ -99,9 +100,10 @@ class RunningWorker:
         self.worker.close()
 
 
-def learned(loop: PartitionLoop, function: str) -> int:
+def learned(host: PartitionHost, function: str) -> int:
     """Points the function's p95 model has seen (0: no model)."""
-    model = loop.scorer.pool.get(series_id(function))
+    scoring = host.detector(SeriesScoring)
+    model = None if scoring is None else scoring.scorer.pool.get(series_id(function))
     return 0 if model is None else model.n
 
 
@@ -120,15 +122,15 @@ def test_two_workers_split_functions_and_a_leaving_workers_state_moves_through_i
     second: RunningWorker | None = None
     try:
         wait_for(lambda: first.owned() == every, what="the first worker owning every partition")
-        wait_for(lambda: all(loop.closed_until == closed for loop in first.loops().values()),
+        wait_for(lambda: all(host.closed_until == closed for host in first.hosts().values()),
                  what="the first worker catching up")
         for function, partition in home.items():
-            assert learned(first.loops()[partition], function) == 49
-            others = [loop for p, loop in first.loops().items() if p != partition]
-            assert all(learned(loop, function) == 0 for loop in others), "one owner per function"
+            assert learned(first.hosts()[partition], function) == 49
+            others = [host for p, host in first.hosts().items() if p != partition]
+            assert all(learned(host, function) == 0 for host in others), "one owner per function"
 
         # From now on the learned history exists only in the workers' state and checkpoints:
-        # a loop that started afresh would find no window to learn from.
+        # a host that started afresh would find no window to learn from.
         chdb_client.command(f"TRUNCATE TABLE {db}.faas_windows")
 
         second = RunningWorker("second", kafka_config, chdb_client, db, tmp_path)
@@ -137,9 +139,9 @@ def test_two_workers_split_functions_and_a_leaving_workers_state_moves_through_i
         assert not first.owned() & second.owned()
         for function, partition in home.items():
             owner = first if partition in first.owned() else second
-            loop = owner.loops()[partition]
-            assert loop.closed_until == closed and learned(loop, function) == 49
-            assert loop.restored or owner is first
+            host = owner.hosts()[partition]
+            assert host.closed_until == closed and learned(host, function) == 49
+            assert host.restored or owner is first
         # Cooperative rebalancing: the first worker gave up only what moved, and kept the
         # rest in memory, never saved and reloaded.
         assert first.worker.metrics.assigned.labels("restored")._value.get() == 0
@@ -148,10 +150,10 @@ def test_two_workers_split_functions_and_a_leaving_workers_state_moves_through_i
         first = None
         wait_for(lambda: second.owned() == every, what="the second worker taking over every partition")
         for function, partition in home.items():
-            loop = second.loops()[partition]
-            assert loop.restored, f"{partition} started afresh instead of from its checkpoint"
-            assert loop.closed_until == closed
-            assert learned(loop, function) == 49, "the restored model lost its learned history"
+            host = second.hosts()[partition]
+            assert host.restored, f"{partition} started afresh instead of from its checkpoint"
+            assert host.closed_until == closed
+            assert learned(host, function) == 49, "the restored model lost its learned history"
         restored = second.worker.metrics.assigned.labels("restored")._value.get()
         assert restored >= partitions and second.worker.metrics.assigned.labels("fresh")._value.get() == 0
 
@@ -163,8 +165,8 @@ def test_two_workers_split_functions_and_a_leaving_workers_state_moves_through_i
                  f"FROM {db}.detections WHERE kind = 'latency' AND series['faas.name'] = '{target}' "
                  f"AND time > '{T0 + timedelta(minutes=49):%Y-%m-%d %H:%M:%S}' ORDER BY time")
         wait_for(lambda: bool(chdb_client.query(query).result_rows), what="the slow function's detection")
-        wait_for(lambda: all(loop.closed_until == T0 + timedelta(minutes=69)
-                             for loop in second.loops().values()), what="the survivor catching up")
+        wait_for(lambda: all(host.closed_until == T0 + timedelta(minutes=69)
+                             for host in second.hosts().values()), what="the survivor catching up")
         rows = chdb_client.query(query).result_rows
         # At the end of the first slow window (minute 55), above the expected range, and once
         # more, the same episode, when the next window confirms it (confirm_after_windows).
@@ -173,7 +175,7 @@ def test_two_workers_split_functions_and_a_leaving_workers_state_moves_through_i
         throughput = chdb_client.command(
             f"SELECT count() FROM {db}.detections WHERE kind = 'throughput' AND time > '{closed:%Y-%m-%d %H:%M:%S}'")
         assert throughput == 0, "a window was read before all its data had arrived"
-        assert learned(second.loops()[home[target]], FUNCTIONS[3]) == 69
+        assert learned(second.hosts()[home[target]], FUNCTIONS[3]) == 69
     finally:
         for running in (second, first):
             if running is not None:
@@ -192,7 +194,7 @@ def test_checkpoint_of_another_partition_count_is_not_restored(
     running = RunningWorker("only", kafka_config, chdb_client, db, tmp_path)
     try:
         wait_for(lambda: len(running.owned()) == partitions, what="the worker owning every partition")
-        assert not any(loop.restored for loop in running.loops().values())
+        assert not any(host.restored for host in running.hosts().values())
         assert running.worker.metrics.assigned.labels("fresh")._value.get() == partitions
     finally:
         running.stop()
@@ -211,7 +213,7 @@ def test_an_evicted_worker_drops_its_partitions_unsaved(
     worker.join()
     try:
         deadline = time.monotonic() + 30
-        while len(worker.owned()) < partitions or any(loop.closed_until is None for loop in worker.loops.states.values()):
+        while len(worker.owned()) < partitions or any(host.closed_until is None for host in worker.hosts.states.values()):
             assert time.monotonic() < deadline, "the worker did not own and score every partition"
             worker.step(poll_ms=100)
         assert worker.metrics.assigned.labels("fresh")._value.get() == partitions

@@ -25,13 +25,16 @@ from test_detector_worker import (
 
 from obsloop.collectors.config import CollectorsConfig
 from obsloop.config import AdminConfig, Config
+from obsloop.detectors.builtin import ModelQuality, SeriesScoring
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
-from obsloop.detectors.loop import DetectorLoop
+from obsloop.detectors.host import DetectorHost
+from obsloop.detectors.model_drift import ModelDrift
 from obsloop.detectors.scoring import COST_CENTER_PREFIX
+from obsloop.detectors.window_detector import Scope
 from obsloop.feedback.config import FeedbackConfig, GitConfig, NotifierConfig
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.pipelines.kafka_consumer import OwnedPartition
-from obsloop.workers.detector import DetectorWorker, GlobalLoop
+from obsloop.workers.detector import DetectorWorker
 
 # The feedback tests' Git and HTTP fixtures; appended, so `conftest` stays this directory's.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "feedback"))
@@ -60,9 +63,10 @@ def drift_rows(client: Any, db: str) -> list[tuple[str, str]]:
     return client.query(f"SELECT id, series['model.version'] FROM {db}.detections WHERE kind = 'drift'").result_rows
 
 
-def seen(loop: DetectorLoop | None) -> int:
+def seen(host: DetectorHost | None) -> int:
     """Prediction events the model version's drift monitor has learned (0: none)."""
-    monitor = None if loop is None else loop.drift.monitors.get(MODEL)
+    drift = None if host is None else host.detector(ModelDrift)
+    monitor = None if drift is None else drift.tracker.monitors.get(MODEL)
     return 0 if monitor is None else monitor.seen
 
 
@@ -74,7 +78,7 @@ def test_the_owner_of_partition_0_scores_drift_and_its_successor_resumes_from_th
 
     def start(name: str) -> RunningWorker:
         config = worker_config(name, kafka_config, db, tmp_path)
-        config.detectors.drift = drift  # the workers' own setting; partition loops turn it off
+        config.detectors.drift = drift  # the workers' own setting; partition hosts have no drift
         return RunningWorker(name, kafka_config, chdb_client, db, tmp_path, config=config)
 
     first, second = start("first"), start("second")
@@ -83,7 +87,7 @@ def test_the_owner_of_partition_0_scores_drift_and_its_successor_resumes_from_th
         wait_for(lambda: bool(first.owned()) and bool(second.owned())
                  and first.owned() | second.owned() == every, what="the two workers sharing the partitions")
         leader, other = (first, second) if OwnedPartition("traces", 0) in first.owned() else (second, first)
-        assert leader.worker.global_loop is not None and other.worker.global_loop is None
+        assert leader.worker.fleet_host is not None and other.worker.fleet_host is None
         assert leader.worker.metrics.leader._value.get() == 1 and other.worker.metrics.leader._value.get() == 0
 
         # 45 s of predictions, the shift from minute 1; the fleet's spans up to 3:10 put the
@@ -92,23 +96,25 @@ def test_the_owner_of_partition_0_scores_drift_and_its_successor_resumes_from_th
         insert_minutes(chdb_client, db, FUNCTIONS, 0, 3)
         closed = T0 + timedelta(minutes=2)
         wait_for(lambda: bool(drift_rows(chdb_client, db)), what="a drift detection", timeout_s=60)
-        global_loop = leader.worker.global_loop
-        assert global_loop is not None
-        wait_for(lambda: global_loop.closed_until == closed, what="the leader reading both minutes")
+        fleet_host = leader.worker.fleet_host
+        assert fleet_host is not None
+        wait_for(lambda: fleet_host.closed_until == closed, what="the leader reading both minutes")
         [(drift_id, version)] = drift_rows(chdb_client, db)
         assert version == MODEL[1] and drift_id.startswith("drift-fraud-2.1.0-")
-        assert seen(global_loop) == 4500
-        # Only the leader scored it: the other worker has no global loop, and no partition
-        # loop of either worker keeps a drift monitor.
-        assert all(not loop.drift.monitors for w in (leader, other) for loop in w.loops().values())
+        assert seen(fleet_host) == 4500
+        # Only the leader scored it: the other worker has no fleet host, and no partition
+        # host of either worker runs a drift detector.
+        assert all(host.detector(ModelDrift) is None and host.detector(ModelQuality) is None
+                   for w in (leader, other) for host in w.hosts().values())
+        assert fleet_host.detector(ModelQuality) is not None  # model quality too: once, in the leader
         assert (leader.worker.config.data_dir / "reports" / f"{drift_id}.html").exists(), "no drift report"
 
         running.remove(leader)
         leader.stop()
         assert (tmp_path / "checkpoints" / "global.json").exists()
-        wait_for(lambda: other.owned() == every and other.worker.global_loop is not None,
+        wait_for(lambda: other.owned() == every and other.worker.fleet_host is not None,
                  what="the other worker taking over partition 0")
-        successor = other.worker.global_loop
+        successor = other.worker.fleet_host
         assert successor is not None and successor.restored, "the global state started afresh"
         assert successor.closed_until == closed and seen(successor) == 4500
         assert other.worker.metrics.leader._value.get() == 1
@@ -139,22 +145,24 @@ SELECT toDateTime64('{T0:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + toIntervalMinute(m) + 
 FROM (SELECT arrayJoin({functions!r}) AS f, intDiv(number, 10) AS m, number FROM numbers({minutes * 10}))""")
 
 
-def test_the_global_loop_scores_cost_centers_as_serve_does_and_nothing_per_function(
+def test_the_fleet_host_scores_cost_centers_as_serve_does_and_nothing_per_function(
     chdb_client: Any, db: str, tmp_path: Path
 ) -> None:
     insert_reports(chdb_client, db, FUNCTIONS[:3], 60, spike=50)
     settings = DetectorsConfig(window_seconds=60, allowed_lateness_seconds=30, warmup_windows=20,
                                drift=DriftConfig(enabled=False))
 
-    serve = DetectorLoop(settings, lambda: chdb_client, tmp_path / "serve", db).run_once()
-    global_loop = GlobalLoop(settings, lambda: chdb_client, tmp_path / "global", db)
-    global_found = global_loop.run_once()
+    serve = DetectorHost(settings, lambda: chdb_client, tmp_path / "serve", db).run_once()
+    fleet_host = DetectorHost(settings, lambda: chdb_client, tmp_path / "global", db, scope=Scope.FLEET)
+    global_found = fleet_host.run_once()
     by_center = [d for d in serve if "obsloop.cost_center" in d.series]
-    # Whatever serve's scorer makes of the cost center's spend, the global loop makes the same.
+    # Whatever serve's scorer makes of the cost center's spend, the fleet host makes the same.
     assert any(d.kind == "cost" and not d.cleared for d in by_center), serve
     assert [(d.id, d.series, d.observed) for d in global_found] == [(d.id, d.series, d.observed) for d in by_center]
     assert len(serve) > len(by_center), "serve scores the functions' own spend too"
-    assert global_loop.scorer.pool and all(sid.startswith(COST_CENTER_PREFIX) for sid in global_loop.scorer.ranges)
+    scoring = fleet_host.detector(SeriesScoring)
+    assert scoring is not None
+    assert scoring.scorer.pool and all(sid.startswith(COST_CENTER_PREFIX) for sid in scoring.scorer.ranges)
 
 
 POLICY_FILE = "obsloop-policy.yaml"
@@ -172,7 +180,7 @@ FUNCTION = "fraud-detection-model-v2"  # SEED's metadata.name: 4096 MB, a $5000/
 
 def insert_invocations(client: Any, db: str, first: int, last: int, slow_from: int) -> None:
     """20 invocation reports of FUNCTION a minute, 40-60 ms and $0.001 each; 8x slower from
-    ``slow_from``. The spend gives its partition loop a month-end forecast."""
+    ``slow_from``. The spend gives its partition host a month-end forecast."""
     client.command(f"""
 INSERT INTO {db}.otel_logs (Timestamp, ServiceName, ResourceAttributes, LogAttributes, EventName)
 SELECT toDateTime64('{T0:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + toIntervalMinute(m) + toIntervalSecond(5 + number % 20),
@@ -235,7 +243,7 @@ def test_a_worker_with_feedback_alerts_on_call_and_commits_to_the_gitops_reposit
         f" AND NOT cleared AND observed['p95_ms'] > expected_high['p95_ms']").result_rows]
     assert len(detection_ids) == 1, detection_ids
     # The commit: the manifest's memory doubled within the policy's step, with the
-    # detection's id; allowed only because the function's partition loop priced it.
+    # detection's id; allowed only because the function's partition host priced it.
     assert "memory: \"6144MB\"" in show(remote, "main", "apps/fraud.yaml")
     body = git(remote, "log", "-1", "--format=%an%n%B", "main")
     assert body.startswith("obsloop-worker\nobsloop: scale up ai-production/fraud-detection-model-v2")

@@ -1,4 +1,4 @@
-"""The detector loop against chDB: windows read once, late and out-of-order data, detections
+"""The detector host against chDB: windows read once, late and out-of-order data, detections
 stored and published, checkpoints that resume where the loop stopped, drift reports."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from obsloop.detectors.builtin import SeriesScoring
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
-from obsloop.detectors.loop import DetectorLoop
+from obsloop.detectors.host import DetectorHost
+from obsloop.detectors.scoring import WindowScorer
 from obsloop.detectors.windows import WindowReader
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -38,20 +40,26 @@ SELECT toDateTime64('{start:%Y-%m-%d %H:%M:%S}', 9, 'UTC') + number / 1000,
 FROM numbers({count})""")
 
 
-def make_loop(client, db: str, data_dir: Path, **overrides) -> tuple[DetectorLoop, Clock]:
+def make_loop(client, db: str, data_dir: Path, **overrides) -> tuple[DetectorHost, Clock]:
     settings = dict(window_seconds=60, allowed_lateness_seconds=30, idle_flush_seconds=60,
                     warmup_windows=20, drift=DriftConfig(enabled=False))
     settings.update(overrides)
     clock = Clock()
-    loop = DetectorLoop(DetectorsConfig(**settings), lambda: client, data_dir, database=db,
+    loop = DetectorHost(DetectorsConfig(**settings), lambda: client, data_dir, database=db,
                         wall_clock=lambda: (T0 + timedelta(days=30)).timestamp(), monotonic=clock)
     return loop, clock
 
 
-def record_windows(loop: DetectorLoop) -> list[tuple[int, int]]:
+def scorer(host: DetectorHost) -> WindowScorer:
+    detector = host.detector(SeriesScoring)
+    assert detector is not None
+    return detector.scorer
+
+
+def record_windows(loop: DetectorHost) -> list[tuple[int, int]]:
     """(minute from T0, invocations) of every window the scorer is given."""
     seen: list[tuple[int, int]] = []
-    process = loop.scorer.process
+    process = scorer(loop).process
 
     def spy(start, windows):
         windows = list(windows)
@@ -59,7 +67,7 @@ def record_windows(loop: DetectorLoop) -> list[tuple[int, int]]:
         seen.extend((minute, w.invocations) for w in windows)
         return process(start, windows)
 
-    loop.scorer.process = spy  # type: ignore[method-assign]
+    scorer(loop).process = spy  # type: ignore[method-assign]
     return seen
 
 
@@ -148,7 +156,7 @@ def test_checkpoint_resumes_where_it_stopped(chdb_client, db, tmp_path) -> None:
 
     resumed, _ = make_loop(chdb_client, db, tmp_path / "split", warmup_windows=None)
     assert resumed.closed_until == T0 + timedelta(minutes=310)
-    assert resumed.scorer.to_state() == first.scorer.to_state()
+    assert scorer(resumed).to_state() == scorer(first).to_state()
     rest = resumed.run_once()
     assert [d.id for d in part + rest] == [d.id for d in expected]
     assert any(d.kind == "latency" for d in rest)
