@@ -39,11 +39,11 @@ Per-function spend and month-end budget forecasts stay with the function's parti
 
 With ``feedback.enabled`` each worker runs the feedback loop (alerts, GitOps commits,
 retraining triggers) on the detections it produces, as ``serve`` does on its own
-(:class:`~obsloop.feedback.runner.FeedbackRunner`, on the worker's event loop); a scale-up's
+(:class:`~obsloop.feedback.stage.FeedbackStage`, on the worker's event loop); a scale-up's
 budget check asks the partition loop that owns the function for its spend forecast.
 
 The worker starts while ClickHouse is down: it joins the group and keeps its partitions'
-state, steps again with backoff (and the feedback runner creates its tables with backoff),
+state, steps again with backoff (and the feedback stage creates its tables with backoff),
 and ``/readyz`` answers 503 until ClickHouse answered the tables, the steps and the feedback.
 """
 
@@ -75,7 +75,7 @@ from obsloop.workers.detector_partitions import PartitionedStates, partition_of
 from obsloop.workers.kafka_base import KafkaWorker
 
 if TYPE_CHECKING:
-    from obsloop.feedback.runner import FeedbackRunner
+    from obsloop.feedback.stage import FeedbackStage
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class DetectorWorker(KafkaWorker):
         self.loops: PartitionedStates[PartitionLoop] = PartitionedStates(self._open, self._save)
         self.leading: PartitionedStates[GlobalLoop] = PartitionedStates(self._open_global, self._save)
         """The global loop, under partition 0's key while this worker owns it."""
-        self.feedback: FeedbackRunner | None = None
+        self.feedback: FeedbackStage | None = None
         self.group: GroupConsumer | None = None
         self._schema_ready = False
 
@@ -351,12 +351,12 @@ class DetectorWorker(KafkaWorker):
             self.leading.checkpoint()
 
     async def start(self) -> str:
-        """With ``feedback.enabled``, subscribe the feedback runner (on this event loop)
+        """With ``feedback.enabled``, subscribe the feedback stage (on this event loop)
         before the work thread can publish a detection; then the admin endpoints and the work."""
         if self.config.feedback.enabled:
-            from obsloop.feedback.runner import FeedbackRunner
+            from obsloop.feedback.stage import FeedbackStage
 
-            self.feedback = FeedbackRunner.build(
+            self.feedback = FeedbackStage.build(
                 self.config.feedback, self.client, self.config.data_dir, self.config.storage.database,
                 forecast=self.forecast_monthly_usd, registry=self.registry)
             self.feedback.start(self.bus.subscribe)
