@@ -53,14 +53,15 @@ class Scale:
         if is_green(detection, manifest) or not above_range(detection):
             return None
         ask = max(1, math.ceil(detection.score * MAX_REPLICA_ASK))
+        replicas = manifest.min_replicas or 0
         if self.up and detection.kind in ("cold_start", "throughput"):
-            return Proposal(self.name, {REPLICAS: manifest.min_replicas + ask})
+            return Proposal(self.name, {REPLICAS: replicas + ask})
         if self.up and detection.kind == "latency":
             if manifest.memory_mb is not None:
                 return Proposal(self.name, {MEMORY: manifest.memory_mb * 2})
-            return Proposal(self.name, {REPLICAS: manifest.min_replicas + ask})
+            return Proposal(self.name, {REPLICAS: replicas + ask})
         if not self.up and detection.kind in ("cost", "budget_forecast"):
-            return Proposal(self.name, {REPLICAS: max(0, manifest.min_replicas - ask)})
+            return Proposal(self.name, {REPLICAS: max(0, replicas - ask)})
         return None
 
     def guard(self, manifest: Manifest, proposal: Proposal, limits: Limits) -> Decision:
@@ -119,7 +120,7 @@ def _over_budget(
         return "budget: no cost forecast for this deployment; scale-up refused"
 
     def capacity(values: dict[str, float]) -> float:
-        replicas = values.get(REPLICAS, manifest.min_replicas)
+        replicas = values.get(REPLICAS, manifest.min_replicas or 0)
         memory = values.get(MEMORY, manifest.memory_mb or 1024)
         return replicas * memory / 1024
 
