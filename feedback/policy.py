@@ -26,8 +26,8 @@ intersection of allowed actions, the higher severity), so attaching a policy to 
 can never grant it more than its namespace allows.
 
 ``minSeverity`` is how sure the detectors must be before anything changes (the default acts
-on confirmed detections only: docs/design/acting-on-confirmed-detections.md). What each
-action may change beyond the common rules is its own ``guard`` (:mod:`obsloop.feedback.actions`).
+on confirmed detections only). What each action may change beyond these common rules is its
+own ``guard`` (:mod:`obsloop.feedback.actions`); why: docs/design/feedback-actions.md.
 
 Evaluation is a pure function of the manifest, the proposal, the action history and the
 clock, which is what the property-based tests drive.

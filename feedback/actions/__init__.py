@@ -9,7 +9,8 @@ name. Nothing else names an action: a new one is a module with a class implement
 
 Built in (``docs/extending.md`` adds one): ``retrain`` on drift or a quality drop,
 ``rollback`` of a regressed canary, ``scale_up``/``scale_down`` of warm capacity; anything
-else (an ``error_rate`` on blue, a cold start of the canary, ...) only alerts.
+else (an ``error_rate`` on blue, a cold start of the canary, ...) only alerts. The design:
+docs/design/feedback-actions.md.
 """
 
 from __future__ import annotations
