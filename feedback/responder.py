@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.actions import ACTIONS, plan
-from obsloop.feedback.actions.base import Decision, Done, Proposal, Services, Step
+from obsloop.feedback.actions.base import Decision, Done, Services, Step
 from obsloop.feedback.alerts import Alerter
-from obsloop.feedback.audit import ALERT, INVALID_FILE, AuditEntry, AuditLog
+from obsloop.feedback.audit import ALERT, INVALID_FILE, AuditEntry, AuditLog, AuditOutcome
 from obsloop.feedback.config import DEFAULT_GLOBS, DEFAULT_POLICY_FILE
 from obsloop.feedback.delivery import DeliveryFailed, Sender
 from obsloop.feedback.forges import Forge
@@ -66,7 +66,8 @@ class Responder:
         """Sync the clone and read policy and manifests; audit new file errors."""
         root = self.repo.sync()
         policy_path = root / self.policy_file
-        policy, policy_error = Policy(source="<no policy file>"), ""
+        policy: Policy | None = Policy(source="<no policy file>")
+        policy_error = ""
         errors = []
         if policy_path.exists():
             parsed, error = parse_policy(self.policy_file, policy_path.read_text())
@@ -122,11 +123,13 @@ class Responder:
         else:
             history = self.audit.taken(now - timedelta(days=1), self.dry_run)
             decision = policy.evaluate(manifest, proposal, history, now, forecast_monthly_usd)
+        # "allowed" is a decision, not an outcome: each allowed path below records what came of it.
+        outcome: AuditOutcome = "applied" if decision.outcome == "allowed" else decision.outcome
         entry = AuditEntry(
             now,
             manifest.key,
             proposal.action,
-            decision.outcome,
+            outcome,
             decision.reason,
             manifest=manifest.path,
             detection_id=detection.id,
@@ -142,8 +145,7 @@ class Responder:
             step = Step(detection, manifest, proposal, decision,
                         lambda fresh: policy.evaluate(fresh, proposal, [], self.clock(), forecast_monthly_usd))
             done = await self._execute(step)
-            entry = replace(entry, outcome=done.outcome, reason=done.reason,
-                            reference=done.reference or entry.reference)
+            entry = replace(entry, outcome=done.outcome, reason=done.reason, reference=done.reference)
         self.audit.record(entry)
         return entry
 
@@ -173,9 +175,9 @@ class Responder:
     async def _execute(self, step: Step) -> Done:
         """Run the action; the failures of what it acts through (git, HTTP deliveries,
         manifest edits) are audited as failed, with the message those write without secrets."""
-        proposal: Proposal = step.proposal
+        name = step.proposal.action
         try:
-            return await ACTIONS[proposal.action].execute(step, self.services)
+            return await ACTIONS[name].execute(step, self.services)
         except (GitError, DeliveryFailed, ManifestEditError) as exc:
-            log.error("action %s for %s failed: %s", proposal.action, step.detection.id, exc)
+            log.error("action %s for %s failed: %s", name, step.detection.id, exc)
             return Done("failed", str(exc))

@@ -91,7 +91,10 @@ class FeedbackStage:
             queue.put_nowait(detection)
             arrived.set()
 
-        self._unsubscribe = subscribe(lambda detection: event_loop.call_soon_threadsafe(put, detection))
+        def put_threadsafe(detection: Detection) -> None:
+            event_loop.call_soon_threadsafe(put, detection)
+
+        self._unsubscribe = subscribe(put_threadsafe)
 
     async def _connected(self, arrived: asyncio.Event) -> Responder:
         """The responder, once ``connect`` returned; between attempts, wait out the backoff or

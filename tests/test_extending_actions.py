@@ -6,7 +6,6 @@ validate, and one naming a permission nobody registered does not."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,9 @@ from typing import Any
 
 import pytest
 from extending_doc import python_blocks
+from feedback.gitrepos import log, make_remote
+from feedback.manifests_data import SEED
+from feedback.receiver import Receiver
 from prometheus_client import CollectorRegistry
 
 from obsloop.core import semconv
@@ -27,11 +29,6 @@ from obsloop.feedback.gitops import GitOpsRepo
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.policy import parse_policy
 from obsloop.feedback.responder import Responder
-
-sys.path.append(str(Path(__file__).resolve().parent / "feedback"))
-from gitrepos import log, make_remote  # noqa: E402
-from manifests_data import SEED  # noqa: E402
-from receiver import Receiver  # noqa: E402
 
 POLICY = """\
 kind: FeedbackPolicy
