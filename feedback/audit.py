@@ -1,8 +1,8 @@
-"""The audit table: every decision the loop makes, taken or refused, with its reason.
+"""The audit table: every decision the feedback responder makes, taken or refused, with its reason.
 
-It is also the loop's memory. Cooldowns and daily limits are counted from it (so a restart
+It is also the responder's memory. Cooldowns and daily limits are counted from it (so a restart
 does not reset them), and "was this detection already acted on" is asked of it before any
-retraining run is triggered. Rows carry reasons the loop wrote itself, never raw exception
+retraining run is triggered. Rows carry reasons the responder wrote itself, never raw exception
 text from a forge or webhook, so no token can reach it.
 """
 
@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from obsloop.feedback.policy import TakenAction
 from obsloop.pipelines.schema import SchemaOptions
 
 AuditOutcome = Literal["applied", "dry_run", "refused", "noop", "failed", "invalid"]
 """``invalid``: a manifest or policy file that does not parse or validate."""
 
 AUDIT_TABLE = "feedback_audit"
+ALERT = "alert"
+"""The ``action`` of a row recording an alert's deliveries."""
+INVALID_FILE = "manifest"
+"""The ``action`` of a row recording a manifest or policy file that is invalid."""
 
 
 def audit_ddl(options: SchemaOptions) -> str:
@@ -38,11 +41,21 @@ def audit_ddl(options: SchemaOptions) -> str:
 
 
 @dataclass(frozen=True)
+class TakenAction:
+    """One action already taken (or, in dry-run, that would have been taken)."""
+
+    deployment: str
+    action: str
+    time: datetime
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     time: datetime
     deployment: str
     action: str
-    """``scale_up``, ``scale_down``, ``rollback``, ``retrain``, ``alert``, ``manifest``."""
+    """A feedback action's name (``scale_up``, ``rollback``, ...), :data:`ALERT` or
+    :data:`INVALID_FILE`."""
     outcome: AuditOutcome
     reason: str
     manifest: str = ""
@@ -66,7 +79,6 @@ _COLUMNS = [
     "after",
     "reference",
 ]
-_COUNTED = {"scale_up", "scale_down", "rollback", "retrain"}
 
 
 class AuditLog:
@@ -95,17 +107,18 @@ class AuditLog:
         self._client.insert(self._table, [row], column_names=_COLUMNS)
 
     def taken(self, since: datetime, dry_run: bool) -> list[TakenAction]:
-        """Actions that count against cooldowns and daily limits. A dry run counts its own
-        would-be actions, so its output shows what the live loop would really have done."""
+        """Actions that count against cooldowns and daily limits: every row but alerts and
+        invalid files, so a retired action's rows still count. A dry run counts its own
+        would-be actions, so its output shows what the live responder would have done."""
         outcomes = ["applied", "dry_run"] if dry_run else ["applied"]
         result = self._client.query(
             f"SELECT deployment, action, time FROM {self._table} "
             "WHERE time >= {since:DateTime64(3, 'UTC')} AND outcome IN {outcomes:Array(String)} "
-            "AND action IN {actions:Array(String)} ORDER BY time",
+            "AND action NOT IN {rows:Array(String)} ORDER BY time",
             parameters={
                 "since": since.astimezone(UTC).replace(tzinfo=None),
                 "outcomes": outcomes,
-                "actions": sorted(_COUNTED),
+                "rows": [ALERT, INVALID_FILE],
             },
         )
         return [

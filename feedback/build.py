@@ -1,4 +1,4 @@
-"""Building the feedback loop from its configuration (``serve`` and ``detector-worker``
+"""Building the feedback responder from its configuration (``serve`` and ``detector-worker``
 only: this pulls in aiohttp, git and ruamel.yaml)."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from obsloop.feedback.deadletter import DeadLetters
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.forges import Forge, GitHub, GitLab
 from obsloop.feedback.gitops import Author, GitOpsRepo
-from obsloop.feedback.loop import FeedbackLoop
 from obsloop.feedback.notifiers import PAGERDUTY_URL, AlertmanagerWebhook, PagerDuty, SignedWebhook, Slack
+from obsloop.feedback.responder import Responder
 from obsloop.feedback.retrain import (
     ArgoWorkflowsTrigger,
     GitHubActionsTrigger,
@@ -40,8 +40,8 @@ def _notifier(config: NotifierConfig) -> Notifier:
         urls = [url.get_secret_value() for url in ([config.url] if config.url else []) + config.urls]
         return AlertmanagerApi(config.name, urls, timedelta(seconds=config.resend_interval_seconds))
     if config.type == "pagerduty":
-        url = config.url.get_secret_value() if config.url else PAGERDUTY_URL
-        return PagerDuty(config.name, need(config.routing_key, "routing_key"), url)
+        events_url = config.url.get_secret_value() if config.url else PAGERDUTY_URL
+        return PagerDuty(config.name, need(config.routing_key, "routing_key"), events_url)
     url = need(config.url, "url")
     if config.type == "slack":
         return Slack(config.name, url)
@@ -86,8 +86,8 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
-class LoopBuilder:
-    """A feedback loop in two steps, so a process starts while ClickHouse is down.
+class ResponderBuilder:
+    """A feedback responder in two steps, so a process starts while ClickHouse is down.
 
     The constructor builds everything that needs no ClickHouse (notifiers, retraining
     triggers, forge, GitOps checkout, alert state), so a configuration error is a
@@ -145,19 +145,20 @@ class LoopBuilder:
         )
         self.triggers = [_trigger(r, self.sender) for r in config.retrain]
 
-    def connect(self, client: Any, database: str = "default") -> FeedbackLoop:
-        """The loop, with its tables created through ``client`` (the process's shared
+    def connect(self, client: Any, database: str = "default") -> Responder:
+        """The responder, with its tables created through ``client`` (the process's shared
         ClickHouse client); raises while ClickHouse does not answer. Call it until it
-        returns, then no more. Call ``await loop.alerter.sender.close()`` on shutdown."""
+        returns, then no more. Call ``await responder.alerter.sender.close()`` on shutdown."""
         # A scratch registry: an attempt that fails after the dead-letter gauge was made
         # must not leave it in the process's registry, where the next attempt's collides.
         dead_letters = DeadLetters(client, database, CollectorRegistry())
         audit = AuditLog(client, database)
         self.registry.register(dead_letters.gauge)
         self.sender.dead_letters = dead_letters
-        return FeedbackLoop(
+        return Responder(
             self.repo,
             audit,
+            self.sender,
             self.alerter,
             self.triggers,
             self.forge,
@@ -167,14 +168,14 @@ class LoopBuilder:
         )
 
 
-def build_loop(
+def build_responder(
     config: FeedbackConfig,
     client: Any,
     data_dir: Path,
     database: str = "default",
     registry: CollectorRegistry = REGISTRY,
-) -> FeedbackLoop:
-    """The loop for ``config`` at once (ClickHouse must answer); ``client`` is the
-    process's shared ClickHouse client. Call ``await loop.alerter.sender.close()`` on
+) -> Responder:
+    """The responder for ``config`` at once (ClickHouse must answer); ``client`` is the
+    process's shared ClickHouse client. Call ``await responder.alerter.sender.close()`` on
     shutdown."""
-    return LoopBuilder(config, data_dir, registry).connect(client, database)
+    return ResponderBuilder(config, data_dir, registry).connect(client, database)

@@ -1,5 +1,5 @@
 """The ``feedback:`` configuration section: plain typed models, cheap to import (every
-command reads the configuration; only ``serve`` builds the loop, in :mod:`.build`).
+command reads the configuration; only ``serve`` builds the responder, in :mod:`.build`).
 
 Secrets are ``SecretStr`` (masked in repr, dumps and errors) and unwrapped only where a
 request is built.

@@ -1,11 +1,11 @@
-"""Policy-as-code guardrails: what the loop may change, how far, how often, at what cost.
+"""Policy-as-code guardrails: what the feedback actions may change, how far, how often, at what cost.
 
 The policy file lives in the GitOps repository next to the manifests, so a change to the
 guardrails is reviewed and versioned like any deployment change. Its shape::
 
     kind: FeedbackPolicy
     defaults:                      # every deployment
-      allowedActions: [alert]      # alert | scale | rollback | retrain
+      allowedActions: [alert]      # alert | a registered action's permission: scale | rollback | retrain
       maxReplicaStep: 2            # replicas per change
       maxMemoryStep: 2048MB        # memory per change
       cooldown: 30m                # between two actions on one deployment
@@ -25,12 +25,9 @@ A named policy may only tighten the rules (the smaller step, the longer cooldown
 intersection of allowed actions, the higher severity), so attaching a policy to a manifest
 can never grant it more than its namespace allows.
 
-``minSeverity`` is how sure the detectors must be before anything changes. The detectors
-send a window anomaly as ``warning`` or ``error`` when it opens and as ``critical`` once it
-has lasted ``detectors.confirm_after_windows`` windows; a drift is ``critical`` when the
-predictions after it confirm the change, a canary regression and a budget forecast past
-the budget always are. The default acts on those only: a single anomalous window (most of
-them are noise: a p95 that a few extra cold starts lift) alerts on-call and changes nothing.
+``minSeverity`` is how sure the detectors must be before anything changes (the default acts
+on confirmed detections only). What each action may change beyond these common rules is its
+own ``guard`` (:mod:`obsloop.feedback.actions`); why: docs/design/feedback-actions.md.
 
 Evaluation is a pure function of the manifest, the proposal, the action history and the
 clock, which is what the property-based tests drive.
@@ -38,32 +35,27 @@ clock, which is what the property-based tests drive.
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from obsloop.detectors.detection import Severity
+from obsloop.feedback.actions import ACTIONS, permissions
+from obsloop.feedback.actions.base import Decision, Limits, Outcome, Proposal
+from obsloop.feedback.audit import TakenAction
 from obsloop.feedback.manifests import Manifest, ManifestError, parse_memory_mb
+from obsloop.feedback.rules import Rules
 
 POLICY_KIND = "FeedbackPolicy"
 
-Action = Literal["scale_up", "scale_down", "rollback", "retrain"]
 RetrainReason = Literal["drift", "quality"]
-Permission = Literal["alert", "scale", "rollback", "retrain"]
-Outcome = Literal["allowed", "refused", "noop"]
-
-REPLICAS = "autoscaling.minReplicas"
-MEMORY = "runtime.memory"
-BLUE = "trafficSplit.blue"
-GREEN = "trafficSplit.green"
 
 SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(get_args(Severity))}
 
@@ -77,6 +69,17 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool) or not match:
         raise ValueError(f"not a duration like '30m': {value!r}")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+
+
+def _known_permission(name: str) -> str:
+    known = permissions()
+    if name not in known:
+        raise ValueError(f"unknown permission {name!r}: one of {', '.join(sorted(known))}")
+    return name
+
+
+Permission = Annotated[str, AfterValidator(_known_permission)]
+"""``alert`` or a registered feedback action's ``permission``."""
 
 
 class _Strict(BaseModel):
@@ -117,7 +120,7 @@ class RuleSet(_Strict):
         return None if value is None else parse_duration(value)
 
 
-_UNDEFINED = RuleSet(allowedActions=["alert"])
+_UNDEFINED = RuleSet(allowed_actions=["alert"])
 
 
 class _Pricing(_Strict):
@@ -134,114 +137,49 @@ class _PolicyDocument(_Strict):
     policies: dict[str, RuleSet] = {}
 
 
-@dataclass(frozen=True)
-class Rules:
-    """The effective rules for one deployment."""
-
-    allowed_actions: frozenset[str] = frozenset({"alert"})
-    max_replica_step: int = 2
-    max_memory_step_mb: int = 2048
-    cooldown: timedelta = timedelta(minutes=30)
-    max_actions_per_day: int = 6
-    min_severity: Severity = "critical"
-    """Detections less severe than this are alerted on, never acted on."""
-    retrain_on: frozenset[str] = frozenset({"drift", "quality"})
-    """Detection kinds that may start a retraining: ``{"quality"}`` retrains only on a
-    measured (or, with a low enough ``minSeverity``, estimated) quality drop, not on drift."""
-    memory_min_mb: int = 128
-    memory_max_mb: int = 10240
-
-    def overridden(self, rules: RuleSet) -> Rules:
-        """Values the namespace states replace the defaults."""
-        return replace(
-            self,
-            allowed_actions=frozenset(rules.allowed_actions)
-            if rules.allowed_actions is not None
-            else self.allowed_actions,
-            max_replica_step=rules.max_replica_step or self.max_replica_step,
-            max_memory_step_mb=rules.max_memory_step or self.max_memory_step_mb,
-            cooldown=rules.cooldown if rules.cooldown is not None else self.cooldown,
-            max_actions_per_day=rules.max_actions_per_day
-            if rules.max_actions_per_day is not None
-            else self.max_actions_per_day,
-            min_severity=rules.min_severity or self.min_severity,
-            retrain_on=frozenset(rules.retrain_on) if rules.retrain_on is not None else self.retrain_on,
-            memory_min_mb=rules.memory.min if rules.memory else self.memory_min_mb,
-            memory_max_mb=rules.memory.max if rules.memory else self.memory_max_mb,
-        )
-
-    def tightened(self, rules: RuleSet) -> Rules:
-        """A named policy can only make each rule stricter."""
-        return replace(
-            self,
-            allowed_actions=self.allowed_actions & frozenset(rules.allowed_actions)
-            if rules.allowed_actions is not None
-            else self.allowed_actions,
-            max_replica_step=min(self.max_replica_step, rules.max_replica_step or 10**9),
-            max_memory_step_mb=min(self.max_memory_step_mb, rules.max_memory_step or 10**9),
-            cooldown=max(self.cooldown, rules.cooldown or timedelta(0)),
-            max_actions_per_day=min(
-                self.max_actions_per_day,
-                10**9 if rules.max_actions_per_day is None else rules.max_actions_per_day,
-            ),
-            min_severity=max(
-                self.min_severity, rules.min_severity or "info", key=SEVERITY_RANK.__getitem__
-            ),
-            retrain_on=self.retrain_on & frozenset(rules.retrain_on)
-            if rules.retrain_on is not None
-            else self.retrain_on,
-            memory_min_mb=max(self.memory_min_mb, rules.memory.min if rules.memory else 0),
-            memory_max_mb=min(self.memory_max_mb, rules.memory.max if rules.memory else 10**9),
-        )
+def _overridden(base: Rules, rules: RuleSet) -> Rules:
+    """Values the namespace states replace the defaults."""
+    return replace(
+        base,
+        allowed_actions=frozenset(rules.allowed_actions)
+        if rules.allowed_actions is not None
+        else base.allowed_actions,
+        max_replica_step=rules.max_replica_step or base.max_replica_step,
+        max_memory_step_mb=rules.max_memory_step or base.max_memory_step_mb,
+        cooldown=rules.cooldown if rules.cooldown is not None else base.cooldown,
+        max_actions_per_day=rules.max_actions_per_day
+        if rules.max_actions_per_day is not None
+        else base.max_actions_per_day,
+        min_severity=rules.min_severity or base.min_severity,
+        retrain_on=frozenset(rules.retrain_on) if rules.retrain_on is not None else base.retrain_on,
+        memory_min_mb=rules.memory.min if rules.memory else base.memory_min_mb,
+        memory_max_mb=rules.memory.max if rules.memory else base.memory_max_mb,
+    )
 
 
-@dataclass(frozen=True)
-class TakenAction:
-    """One action already taken (or, in dry-run, that would have been taken)."""
-
-    deployment: str
-    action: str
-    time: datetime
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """What a detection asks for: the spec values it would like (before guardrails)."""
-
-    action: Action
-    changes: dict[str, float] = field(default_factory=dict)
-    severity: Severity = "critical"
-    """The severity of the detection asking (see ``minSeverity``)."""
-    kind: str = ""
-    """The kind of the detection asking (see ``retrainOn``)."""
-
-
-@dataclass(frozen=True)
-class Decision:
-    outcome: Outcome
-    reason: str
-    action: Action
-    before: dict[str, float] = field(default_factory=dict)
-    after: dict[str, float] = field(default_factory=dict)
-    """The guarded changes to write: within bounds and step, possibly less than proposed."""
-
-    @property
-    def allowed(self) -> bool:
-        return self.outcome == "allowed"
-
-
-_PERMISSION: dict[str, str] = {
-    "scale_up": "scale",
-    "scale_down": "scale",
-    "rollback": "rollback",
-    "retrain": "retrain",
-}
-
-
-def _month_left(now: datetime) -> float:
-    days = calendar.monthrange(now.year, now.month)[1]
-    elapsed = (now.day - 1 + (now.hour * 3600 + now.minute * 60 + now.second) / 86400) / days
-    return max(0.0, 1.0 - elapsed)
+def _tightened(base: Rules, rules: RuleSet) -> Rules:
+    """A named policy can only make each rule stricter."""
+    return replace(
+        base,
+        allowed_actions=base.allowed_actions & frozenset(rules.allowed_actions)
+        if rules.allowed_actions is not None
+        else base.allowed_actions,
+        max_replica_step=min(base.max_replica_step, rules.max_replica_step or 10**9),
+        max_memory_step_mb=min(base.max_memory_step_mb, rules.max_memory_step or 10**9),
+        cooldown=max(base.cooldown, rules.cooldown or timedelta(0)),
+        max_actions_per_day=min(
+            base.max_actions_per_day,
+            10**9 if rules.max_actions_per_day is None else rules.max_actions_per_day,
+        ),
+        min_severity=max(
+            base.min_severity, rules.min_severity or "info", key=SEVERITY_RANK.__getitem__
+        ),
+        retrain_on=base.retrain_on & frozenset(rules.retrain_on)
+        if rules.retrain_on is not None
+        else base.retrain_on,
+        memory_min_mb=max(base.memory_min_mb, rules.memory.min if rules.memory else 0),
+        memory_max_mb=min(base.memory_max_mb, rules.memory.max if rules.memory else 10**9),
+    )
 
 
 class Policy:
@@ -268,19 +206,19 @@ class Policy:
         )
 
     def rules_for(self, manifest: Manifest) -> Rules:
-        rules = Rules().overridden(self.document.defaults)
+        rules = _overridden(Rules(), self.document.defaults)
         if manifest.namespace in self.document.namespaces:
-            rules = rules.overridden(self.document.namespaces[manifest.namespace])
+            rules = _overridden(rules, self.document.namespaces[manifest.namespace])
         for name in manifest.policies:
             # An undefined policy fails closed: nothing but alerts until it is defined.
-            rules = rules.tightened(self.document.policies.get(name, _UNDEFINED))
+            rules = _tightened(rules, self.document.policies.get(name, _UNDEFINED))
         return replace(
             rules,
             memory_min_mb=max(rules.memory_min_mb, manifest.min_memory_mb or 0),
             memory_max_mb=min(rules.memory_max_mb, manifest.max_memory_mb or 10**9),
         )
 
-    def permits(self, manifest: Manifest, permission: Permission) -> bool:
+    def permits(self, manifest: Manifest, permission: str) -> bool:
         return permission in self.rules_for(manifest).allowed_actions
 
     def evaluate(
@@ -291,16 +229,19 @@ class Policy:
         now: datetime,
         forecast_monthly_usd: float | None = None,
     ) -> Decision:
-        """Guard one proposal. ``history`` may hold other deployments' actions too."""
+        """Guard one proposal: the common rules, then the action's own ``guard``.
+        ``history`` may hold other deployments' actions too."""
         rules = self.rules_for(manifest)
-        action = proposal.action
+        name = proposal.action
 
         def refuse(reason: str, outcome: Outcome = "refused") -> Decision:
-            return Decision(outcome, reason, action)
+            return Decision(outcome, reason, name)
 
-        permission = _PERMISSION[action]
-        if permission not in rules.allowed_actions:
-            return refuse(f"'{permission}' is not allowed for namespace {manifest.namespace}")
+        action = ACTIONS.get(name)
+        if action is None:
+            return refuse(f"no feedback action named {name!r} is registered")
+        if action.permission not in rules.allowed_actions:
+            return refuse(f"'{action.permission}' is not allowed for namespace {manifest.namespace}")
         if SEVERITY_RANK[proposal.severity] < SEVERITY_RANK[rules.min_severity]:
             return refuse(
                 f"severity {proposal.severity} is below minSeverity {rules.min_severity}: "
@@ -313,98 +254,14 @@ class Policy:
                 f"daily limit: {len(today)} actions in the last 24h "
                 f"(maxActionsPerDay {rules.max_actions_per_day})"
             )
-        if own and action != "rollback" and now - own[-1].time < rules.cooldown:
+        if own and action.cooldown and now - own[-1].time < rules.cooldown:
             ready = own[-1].time + rules.cooldown
             return refuse(
                 f"cooldown: last action {own[-1].action} at {own[-1].time.isoformat()}, "
                 f"next allowed at {ready.isoformat()}"
             )
-        if action == "retrain":
-            if proposal.kind and proposal.kind not in rules.retrain_on:
-                return refuse(f"retrainOn {sorted(rules.retrain_on)} does not include {proposal.kind}: "
-                              "alert only until quality drops")
-            return Decision("allowed", "retraining allowed", action)
-        if action == "rollback":
-            return self._rollback(manifest)
-        return self._scale(manifest, proposal, rules, now, forecast_monthly_usd)
-
-    def _rollback(self, manifest: Manifest) -> Decision:
-        if manifest.green_percent is None or manifest.blue_percent is None:
-            return Decision("refused", "manifest has no blue/green trafficSplit", "rollback")
-        before = {BLUE: manifest.blue_percent, GREEN: manifest.green_percent}
-        if manifest.green_percent == 0:
-            return Decision("noop", "green already receives 0% of traffic", "rollback", before)
-        after = {BLUE: 100.0, GREEN: 0.0}
-        return Decision(
-            "allowed", "canary regressed: all traffic back to blue", "rollback", before, after
-        )
-
-    def _scale(
-        self,
-        manifest: Manifest,
-        proposal: Proposal,
-        rules: Rules,
-        now: datetime,
-        forecast: float | None,
-    ) -> Decision:
-        up = proposal.action == "scale_up"
-        current = {REPLICAS: manifest.min_replicas, MEMORY: manifest.memory_mb}
-        limits = {
-            REPLICAS: (0, manifest.max_replicas, rules.max_replica_step),
-            MEMORY: (rules.memory_min_mb, rules.memory_max_mb, rules.max_memory_step_mb),
-        }
-        before: dict[str, float] = {}
-        after: dict[str, float] = {}
-        notes = []
-        for path, wanted in proposal.changes.items():
-            old = current.get(path)
-            if old is None:
-                notes.append(f"{path} is not set in the manifest")
-                continue
-            low, high, step = limits[path]
-            target = int(min(wanted, old + step, high) if up else max(wanted, old - step, low))
-            if (up and target <= old) or (not up and target >= old):
-                notes.append(f"{path} {old} is at its {'upper' if up else 'lower'} bound")
-                continue
-            if target != int(wanted):
-                notes.append(f"{path} limited to {target} (asked {int(wanted)})")
-            before[path], after[path] = old, target
-        if not after:
-            return Decision("noop", "; ".join(notes) or "nothing to change", proposal.action)
-        if up and manifest.budget_monthly_usd is not None:
-            refusal = self._budget(manifest, before, after, now, forecast)
-            if refusal:
-                return Decision("refused", refusal, proposal.action, before, after)
-        reason = "; ".join(["within bounds, step and budget", *notes])
-        return Decision("allowed", reason, proposal.action, before, after)
-
-    def _budget(
-        self,
-        manifest: Manifest,
-        before: dict[str, float],
-        after: dict[str, float],
-        now: datetime,
-        forecast: float | None,
-    ) -> str | None:
-        """Warm capacity (replicas x GB) is what a scale-up adds to the bill; the rest of the
-        month of it must fit under ``finops.budgetLimit`` on top of the spend forecast."""
-        if forecast is None:
-            return "budget: no cost forecast for this deployment; scale-up refused"
-
-        def capacity(values: dict[str, float]) -> float:
-            replicas = values.get(REPLICAS, manifest.min_replicas)
-            memory = values.get(MEMORY, manifest.memory_mb or 1024)
-            return replicas * memory / 1024
-
-        extra = (capacity(after) - capacity(before)) * self.replica_gb_month_usd
-        extra *= _month_left(now)
-        budget = manifest.budget_monthly_usd or 0.0
-        if forecast + extra > budget:
-            return (
-                f"budget: forecast ${forecast:,.2f} + ${extra:,.2f} for the change "
-                f"exceeds finops.budgetLimit ${budget:,.2f}/month"
-            )
-        return None
+        limits = Limits(rules, now, forecast_monthly_usd, self.replica_gb_month_usd)
+        return action.guard(manifest, proposal, limits)
 
 
 def _line_of(node: Any, loc: Sequence[int | str]) -> int:
@@ -423,7 +280,7 @@ def _line_of(node: Any, loc: Sequence[int | str]) -> int:
 
 def parse_policy(path: str, text: str) -> tuple[Policy | None, ManifestError | None]:
     """The policy file, or the error (file, line, reason) that makes it unusable. With no
-    usable policy the loop refuses every change: guardrails fail closed."""
+    usable policy the responder refuses every change: guardrails fail closed."""
     try:
         data = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:

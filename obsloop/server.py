@@ -122,10 +122,10 @@ class ObsloopServer:
         self._collector_threads: list[threading.Thread] = []
         self.endpoints: Endpoints | None = None
         self.feedback = None
-        """The feedback runner (``obsloop.feedback.runner.FeedbackRunner``) when enabled."""
+        """The feedback stage (``obsloop.feedback.stage.FeedbackStage``) when enabled."""
         self.detectors = None
         """The detector host (``obsloop.detectors.host.DetectorHost``) once started; the
-        feedback loop subscribes to its detections with ``self.detectors.subscribe``."""
+        feedback stage subscribes to its detections with ``self.detectors.subscribe``."""
         self._stopped = asyncio.Event()
 
     @property
@@ -219,7 +219,7 @@ class ObsloopServer:
     def start_feedback(self) -> None:
         """Detections → alerts, retraining triggers, GitOps commits (``feedback.enabled``).
 
-        Detections arrive on the detector thread; the runner queues them onto this event loop
+        Detections arrive on the detector thread; the stage queues them onto this event loop
         and handles them one at a time, so two detections never edit the GitOps checkout at once.
         """
         if not self.config.feedback.enabled:
@@ -227,10 +227,10 @@ class ObsloopServer:
         if self.detectors is None:
             log.warning("feedback is enabled but detectors are not: no detection will reach it")
             return
-        from obsloop.feedback.runner import FeedbackRunner
+        from obsloop.feedback.stage import FeedbackStage
 
         detectors = self.detectors
-        self.feedback = FeedbackRunner.build(
+        self.feedback = FeedbackStage.build(
             self.config.feedback, lambda: self.client, self.config.data_dir, self.config.storage.database,
             forecast=lambda detection: detectors.forecast_monthly_usd(detection.function or ""))
         self.feedback.start(detectors.subscribe)

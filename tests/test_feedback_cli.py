@@ -1,4 +1,4 @@
-"""``obsloop feedback check`` reads a GitOps folder the way the loop does."""
+"""``obsloop feedback check`` reads a GitOps folder the way the feedback responder does."""
 
 from __future__ import annotations
 

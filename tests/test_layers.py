@@ -154,6 +154,6 @@ def test_the_checker_sees_an_upward_import() -> None:
     """The checks above would pass on a parser that found nothing."""
     imports = _all_imports()
     assert len(imports) > 300
-    assert _layer("obsloop.feedback.loop") > _layer("obsloop.detectors.detection") > _layer("obsloop.core.secret")
+    assert _layer("obsloop.feedback.responder") > _layer("obsloop.detectors.detection") > _layer("obsloop.core.secret")
     assert any(imp.importer.startswith("obsloop.feedback") and imp.imported.startswith("obsloop.detectors")
                for imp in imports)

@@ -43,7 +43,7 @@ from obsloop.workers.detector_partitions import PartitionedStates, partition_of
 from obsloop.workers.kafka_base import KafkaWorker
 
 if TYPE_CHECKING:
-    from obsloop.feedback.runner import FeedbackRunner
+    from obsloop.feedback.stage import FeedbackStage
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class DetectorWorker(KafkaWorker):
         self.hosts: PartitionedStates[PartitionHost] = PartitionedStates(self._open, self._save)
         self.leading: PartitionedStates[DetectorHost] = PartitionedStates(self._open_fleet, self._save)
         """The fleet's host, under partition 0's key while this worker owns it."""
-        self.feedback: FeedbackRunner | None = None
+        self.feedback: FeedbackStage | None = None
         self.group: GroupConsumer | None = None
         self._schema_ready = False
 
@@ -289,12 +289,12 @@ class DetectorWorker(KafkaWorker):
             self.leading.checkpoint()
 
     async def start(self) -> str:
-        """With ``feedback.enabled``, subscribe the feedback runner (on this event loop)
+        """With ``feedback.enabled``, subscribe the feedback stage (on this event loop)
         before the work thread can publish a detection; then the admin endpoints and the work."""
         if self.config.feedback.enabled:
-            from obsloop.feedback.runner import FeedbackRunner
+            from obsloop.feedback.stage import FeedbackStage
 
-            self.feedback = FeedbackRunner.build(
+            self.feedback = FeedbackStage.build(
                 self.config.feedback, self.client, self.config.data_dir, self.config.storage.database,
                 forecast=self.forecast_monthly_usd, registry=self.registry)
             self.feedback.start(self.bus.subscribe)

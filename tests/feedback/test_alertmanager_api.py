@@ -1,7 +1,7 @@
 """The ``alertmanager_api`` notifier against the real Alertmanager (Debian's
 ``prometheus-alertmanager``, see tests/debian_tools.py): obsloop's alert lands in two
 Alertmanagers' API, routed and grouped by their configuration, stays active while the
-feedback runner re-sends it, is silenced by a silence, and disappears when resolved."""
+feedback stage re-sends it, is silenced by a silence, and disappears when resolved."""
 
 import asyncio
 import json
@@ -19,7 +19,7 @@ from obsloop.detectors.detection import NAMESPACE, Detection
 from obsloop.feedback.alertmanager_api import ORIGINAL_LABELS, AlertmanagerApi, label_name
 from obsloop.feedback.alerts import Alerter, alert_from
 from obsloop.feedback.delivery import RetryPolicy, Sender
-from obsloop.feedback.runner import FeedbackRunner
+from obsloop.feedback.stage import FeedbackStage
 
 from .alertmanager import Alertmanager
 
@@ -86,8 +86,8 @@ def test_alerts_in_real_alertmanagers_route_resend_silence_and_resolve(alertmana
                       group_by=(NAMESPACE, semconv.FAAS_NAME))
 
     async def scenario():
-        runner = FeedbackRunner(lambda: SimpleNamespace(alerter=alerter, handle=None))
-        runner.start(lambda subscriber: lambda: None)  # re-sends every RESEND from now on
+        stage = FeedbackStage(lambda: SimpleNamespace(alerter=alerter, handle=None))
+        stage.start(lambda subscriber: lambda: None)  # re-sends every RESEND from now on
         deliveries = await alerter.process(detection())
         assert [d.delivered for d in deliveries] == [True, True]
 
@@ -123,7 +123,7 @@ def test_alerts_in_real_alertmanagers_route_resend_silence_and_resolve(alertmana
         await alerter.process(detection(cleared=True))
         for alertmanager in alertmanagers:
             await asyncio.to_thread(wait_for, lambda am=alertmanager: not obsloop_alerts(am))
-        await runner.stop()
+        await stage.stop()
 
     asyncio.run(scenario())
 

@@ -7,7 +7,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from obsloop.feedback.build import build_loop
+from obsloop.feedback.build import build_responder
 from obsloop.feedback.config import FeedbackConfig
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.manifests import parse_manifests
@@ -16,7 +16,7 @@ from obsloop.pipelines.kafka_config import client_kwargs
 
 from .gitrepos import make_remote
 from .manifests_data import SEED
-from .test_loop import detection
+from .test_responder import detection
 
 # The pipelines tests' throwaway broker, loaded by path (tests/ is not a package).
 _spec = importlib.util.spec_from_file_location(
@@ -39,7 +39,7 @@ def kafka_config(tmp_path):
     broker.stop()
 
 
-def test_config_builds_a_loop_and_masks_secrets(tmp_path, receiver, clickhouse, database):
+def test_config_builds_a_responder_and_masks_secrets(tmp_path, receiver, clickhouse, database):
     remote = make_remote(tmp_path, {"apps/fraud.yaml": SEED})
     config = FeedbackConfig.model_validate(
         {
@@ -65,10 +65,10 @@ def test_config_builds_a_loop_and_masks_secrets(tmp_path, receiver, clickhouse, 
     dumped = repr(config) + config.model_dump_json()
     for secret in ("glpat-secret", "rk-secret", "slack-secret"):
         assert secret not in dumped
-    loop = build_loop(config, clickhouse, tmp_path / "data", database, CollectorRegistry())
-    assert loop.dry_run and loop.repo.mode == "pull_request"
-    assert [n.name for n in loop.alerter.notifiers] == ["pd", "slack"]
-    assert [t.name for t in loop.retrain] == ["train"]
+    responder = build_responder(config, clickhouse, tmp_path / "data", database, CollectorRegistry())
+    assert responder.dry_run and responder.repo.mode == "pull_request"
+    assert [n.name for n in responder.alerter.notifiers] == ["pd", "slack"]
+    assert [t.name for t in responder.services.retrain] == ["train"]
 
 
 def test_kafka_retraining_message(kafka_config):

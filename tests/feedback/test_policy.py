@@ -2,17 +2,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from obsloop.feedback.actions.base import Proposal
+from obsloop.feedback.actions.rollback import BLUE, GREEN
+from obsloop.feedback.actions.scale import MEMORY, REPLICAS
+from obsloop.feedback.audit import TakenAction
 from obsloop.feedback.manifests import parse_manifests
-from obsloop.feedback.policy import (
-    BLUE,
-    GREEN,
-    MEMORY,
-    REPLICAS,
-    Policy,
-    Proposal,
-    TakenAction,
-    parse_policy,
-)
+from obsloop.feedback.policy import Policy, parse_policy
 
 from .manifests_data import SEED
 

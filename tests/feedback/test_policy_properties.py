@@ -1,5 +1,5 @@
 """No sequence of detections drives a manifest outside its bounds, breaks a cooldown,
-exceeds the daily action limit or acts on a detection below ``minSeverity``: planner +
+exceeds the daily action limit or acts on a detection below ``minSeverity``: the actions' plans +
 policy + the real manifest edit, step by step."""
 
 from datetime import UTC, datetime, timedelta
@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 
 from obsloop.core import semconv
 from obsloop.detectors.detection import VARIANT, Detection
+from obsloop.feedback.actions import plan
+from obsloop.feedback.audit import TakenAction
 from obsloop.feedback.manifest_edit import apply_edits
 from obsloop.feedback.manifests import parse_manifests
-from obsloop.feedback.planner import plan
-from obsloop.feedback.policy import TakenAction, parse_policy
+from obsloop.feedback.policy import parse_policy
 
 from .manifests_data import SEED
 from .test_policy import POLICY

@@ -1,4 +1,4 @@
-"""Quality detections through the real feedback loop: a confirmed accuracy drop of the
+"""Quality detections through the real feedback responder: a confirmed accuracy drop of the
 declared version triggers retraining (a real local HTTP receiver), a worse canary is
 rolled back in the GitOps repository, an estimated drop only alerts."""
 
@@ -11,7 +11,7 @@ from datetime import timedelta
 from obsloop.core import semconv
 
 from .gitrepos import show
-from .test_loop import PATH, build, detection
+from .test_responder import PATH, build, detection
 
 
 def quality(id_, variant="blue", severity="critical", estimated=0.0):
@@ -24,13 +24,13 @@ def quality(id_, variant="blue", severity="critical", estimated=0.0):
 
 
 def test_quality_drop_retrains_and_worse_canary_rolls_back(tmp_path, receiver, clickhouse, database):
-    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
+    remote, responder, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
 
     async def scenario():
-        estimated = await loop.handle(quality("q0", severity="error", estimated=1.0))
-        retrain = await loop.handle(quality("q1"))
+        estimated = await responder.handle(quality("q0", severity="error", estimated=1.0))
+        retrain = await responder.handle(quality("q1"))
         clock.now += timedelta(hours=2)
-        rollback = await loop.handle(quality("q2", variant="green"))
+        rollback = await responder.handle(quality("q2", variant="green"))
         await sender.close()
         return estimated, retrain, rollback
 
@@ -45,7 +45,7 @@ def test_quality_drop_retrains_and_worse_canary_rolls_back(tmp_path, receiver, c
 
 
 def test_policy_can_require_a_quality_drop_before_retraining():
-    from obsloop.feedback.planner import plan
+    from obsloop.feedback.actions import plan
 
     from .test_policy import NOW, POLICY, manifest, policy
 

@@ -1,5 +1,5 @@
 """The parts a worker uses to wait out a ClickHouse outage, with the real classes: the
-retry state (one log line per change, doubling delays) and the feedback runner (queues
+retry state (one log line per change, doubling delays) and the feedback stage (queues
 detections until its tables exist, then handles them; a half-built attempt leaves nothing
 behind that breaks the next)."""
 
@@ -22,7 +22,7 @@ from obsloop.core.retry import Retry
 from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
 from obsloop.detectors.detection_bus import DetectionBus
 from obsloop.feedback.config import FeedbackConfig, GitConfig
-from obsloop.feedback.runner import FeedbackRunner
+from obsloop.feedback.stage import FeedbackStage
 
 # The feedback tests' Git fixtures; appended, so `conftest` stays this directory's.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "feedback"))
@@ -57,7 +57,7 @@ def test_retry_logs_each_change_once_and_doubles_its_delay_up_to_the_cap(caplog:
 
 class QueriesFail:
     """A client whose statements run but whose queries fail until :attr:`down` is cleared:
-    the feedback loop's first attempt creates its tables, then fails half-way."""
+    the feedback responder's first attempt creates its tables, then fails half-way."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -75,7 +75,7 @@ class QueriesFail:
         return self._client.insert(*args, **kwargs)
 
 
-def test_feedback_runner_queues_detections_until_clickhouse_answers_and_then_handles_them(
+def test_feedback_stage_queues_detections_until_clickhouse_answers_and_then_handles_them(
     chdb_client: Any, chdb_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     remote = make_remote(tmp_path, {"apps/fraud.yaml": SEED, "obsloop-policy.yaml": POLICY})
@@ -89,7 +89,7 @@ def test_feedback_runner_queues_detections_until_clickhouse_answers_and_then_han
         return client
 
     registry = CollectorRegistry()
-    runner = FeedbackRunner.build(config, connect, tmp_path / "data", chdb_database, registry=registry)
+    stage = FeedbackStage.build(config, connect, tmp_path / "data", chdb_database, registry=registry)
     detection = Detection(id="d-outage", time=datetime(2026, 11, 15, 12, 0, tzinfo=UTC), kind="latency",
                           score=1.0, severity="critical",
                           series={semconv.FAAS_NAME: "fraud-detection-model-v2", NAMESPACE: "ai-production",
@@ -103,35 +103,35 @@ def test_feedback_runner_queues_detections_until_clickhouse_answers_and_then_han
     async def scenario() -> None:
         nonlocal unreachable
         bus = DetectionBus()
-        runner.start(bus.subscribe)
+        stage.start(bus.subscribe)
         try:
             await asyncio.sleep(0.2)
-            assert not runner.ready
+            assert not stage.ready
             bus.publish(detection)  # queued: it wakes an attempt, which fails too
             await asyncio.sleep(0.2)
-            assert not runner.ready
+            assert not stage.ready
             unreachable = False  # connects, creates the tables, then the first query fails
             deadline = time.monotonic() + 10
             while chdb_client.command(f"EXISTS TABLE {chdb_database}.feedback_dead_letters") != 1:
                 assert time.monotonic() < deadline, "no attempt created the tables"
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)
-            assert not runner.ready
+            assert not stage.ready
             client.down = False
             deadline = time.monotonic() + 30
-            while not runner.ready:
-                assert time.monotonic() < deadline, "the runner did not connect"
+            while not stage.ready:
+                assert time.monotonic() < deadline, "the stage did not connect"
                 await asyncio.sleep(0.05)
-            await asyncio.wait_for(runner.drained(), timeout=60)
+            await asyncio.wait_for(stage.drained(), timeout=60)
         finally:
-            await runner.stop()
+            await stage.stop()
 
-    with caplog.at_level(logging.INFO, logger="obsloop.feedback.runner"):
+    with caplog.at_level(logging.INFO, logger="obsloop.feedback.stage"):
         asyncio.run(scenario())
     assert audited(), "the detection queued during the outage was not handled"
     # The half-built attempt's dead-letter gauge did not stay behind to collide with the
     # next one's: exactly one is registered, and it counts.
     assert [m.name for m in registry.collect()].count("obsloop_feedback_dead_letters") == 1
-    messages = [r.getMessage() for r in caplog.records if r.name == "obsloop.feedback.runner"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "obsloop.feedback.stage"]
     assert sum(m.startswith("feedback waiting for ClickHouse") for m in messages) == 1, messages
     assert messages.count("feedback connected to ClickHouse") == 1, messages

@@ -1,21 +1,11 @@
-"""The feedback loop attached to a detection stream: ``obsloop serve`` and ``obsloop
-detector-worker`` run it the same way.
+"""The feedback stage of a process (``obsloop serve``, ``obsloop detector-worker``): the
+:class:`~obsloop.feedback.responder.Responder` attached to a detection stream.
 
-Detections are published on a detector thread (a :class:`~obsloop.detectors.detection_bus.DetectionBus`
-calls its subscribers there). The runner hops each one onto an asyncio event loop and handles
-them one at a time, in the order they were published: two detections never edit the GitOps
-checkout at once, and a clearing never overtakes the detection it clears. A detection that
-fails is logged and the next one goes on.
-
-The loop needs ClickHouse (its audit and dead-letter tables), but the process must start
-while ClickHouse is down: the runner subscribes at once and queues what arrives, and its
-task creates the tables, retrying with backoff (and as soon as a detection arrives, since a
-detector just read ClickHouse to produce it) until ClickHouse answers; :attr:`ready` says
-whether it has.
-
-Stopping drains what is queued, with a bound (``drain_seconds``), so a commit or an alert in
-flight is not cut off but a dead remote cannot hold a shutdown forever; then the HTTP
-session of the deliveries is closed.
+Detections arrive on a detector thread; the stage hops each onto an asyncio event loop and
+hands them to the responder one at a time, in the order they were published, so two
+detections never edit the GitOps checkout at once and a clearing never overtakes the
+detection it clears. It starts while ClickHouse is down (detections queue until the
+responder's tables exist) and drains, with a bound, on stop.
 """
 
 from __future__ import annotations
@@ -31,9 +21,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from obsloop.core.retry import Retry
 from obsloop.detectors.detection import Detection
-from obsloop.feedback.build import LoopBuilder
+from obsloop.feedback.build import ResponderBuilder
 from obsloop.feedback.config import FeedbackConfig
-from obsloop.feedback.loop import FeedbackLoop
+from obsloop.feedback.responder import Responder
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +38,15 @@ def no_forecast(detection: Detection) -> float | None:
     return None
 
 
-class FeedbackRunner:
-    """Queues detections from any thread and feeds them to a :class:`FeedbackLoop` in order."""
+class FeedbackStage:
+    """Queues detections from any thread and feeds them to a :class:`Responder` in order."""
 
-    def __init__(self, connect: Callable[[], FeedbackLoop], forecast: Forecast = no_forecast, *,
+    def __init__(self, connect: Callable[[], Responder], forecast: Forecast = no_forecast, *,
                  drain_seconds: float = 30.0, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
-        """``connect`` returns the loop or raises while ClickHouse does not answer; it runs
+        """``connect`` returns the responder or raises while ClickHouse does not answer; it runs
         in a thread, retried after ``first_delay`` seconds, doubling up to ``max_delay``."""
         self._connect = connect
-        self.loop: FeedbackLoop | None = None
+        self.responder: Responder | None = None
         """None until ``connect`` returned."""
         self.forecast = forecast
         self.drain_seconds = drain_seconds
@@ -77,17 +67,17 @@ class FeedbackRunner:
         database: str = "default",
         forecast: Forecast = no_forecast,
         registry: CollectorRegistry = REGISTRY,
-    ) -> FeedbackRunner:
-        """The runner of ``config`` (``feedback.enabled`` checked by the caller). A
+    ) -> FeedbackStage:
+        """The stage of ``config`` (``feedback.enabled`` checked by the caller). A
         configuration error raises ``ValueError`` here; ``client`` (the process's ClickHouse
         client factory, which raises while ClickHouse is down) is called once started."""
-        builder = LoopBuilder(config, data_dir, registry)
+        builder = ResponderBuilder(config, data_dir, registry)
         return cls(lambda: builder.connect(client(), database), forecast)
 
     @property
     def ready(self) -> bool:
-        """Whether the loop is connected to ClickHouse (detections are handled, not queued)."""
-        return self.loop is not None
+        """Whether the responder is connected to ClickHouse (detections are handled, not queued)."""
+        return self.responder is not None
 
     def start(self, subscribe: Subscribe) -> None:
         """Subscribe and start handling; call on the event loop that is to run the feedback."""
@@ -101,14 +91,17 @@ class FeedbackRunner:
             queue.put_nowait(detection)
             arrived.set()
 
-        self._unsubscribe = subscribe(lambda detection: event_loop.call_soon_threadsafe(put, detection))
+        def put_threadsafe(detection: Detection) -> None:
+            event_loop.call_soon_threadsafe(put, detection)
 
-    async def _connected(self, arrived: asyncio.Event) -> FeedbackLoop:
-        """The loop, once ``connect`` returned; between attempts, wait out the backoff or
+        self._unsubscribe = subscribe(put_threadsafe)
+
+    async def _connected(self, arrived: asyncio.Event) -> Responder:
+        """The responder, once ``connect`` returned; between attempts, wait out the backoff or
         until a detection arrives."""
         while True:
             try:
-                loop = await asyncio.to_thread(self._connect)
+                responder = await asyncio.to_thread(self._connect)
             except Exception as exc:  # noqa: BLE001 - ClickHouse down; configuration errors raised in build
                 arrived.clear()
                 delay = self._retry.failed(exc)
@@ -116,13 +109,13 @@ class FeedbackRunner:
                     await asyncio.wait_for(arrived.wait(), timeout=delay)
                 continue
             self._retry.succeeded()
-            self.loop = loop
-            return loop
+            self.responder = responder
+            return responder
 
-    async def _resend(self, loop: FeedbackLoop) -> None:
+    async def _resend(self, responder: Responder) -> None:
         """Re-send the firing alerts every ``resend_interval`` to the notifiers that need it
-        (Alertmanager's API), as long as the runner runs."""
-        alerter = loop.alerter
+        (Alertmanager's API), as long as the stage runs."""
+        alerter = responder.alerter
         interval = alerter.resend_interval if alerter is not None else None
         if alerter is None or interval is None:
             return
@@ -134,13 +127,13 @@ class FeedbackRunner:
                 log.exception("re-sending the firing alerts failed")
 
     async def _handle(self, queue: asyncio.Queue[Detection], arrived: asyncio.Event) -> None:
-        loop = await self._connected(arrived)
-        self._resender = asyncio.create_task(self._resend(loop))
+        responder = await self._connected(arrived)
+        self._resender = asyncio.create_task(self._resend(responder))
         while True:
             detection = await queue.get()
             try:
-                await loop.handle(detection, self.forecast(detection))
-            except Exception:  # noqa: BLE001 - one failed detection must not stop the loop
+                await responder.handle(detection, self.forecast(detection))
+            except Exception:  # noqa: BLE001 - one failed detection must not stop the stage
                 log.exception("feedback failed for a detection", extra={"detection": detection.id})
             finally:
                 queue.task_done()
@@ -151,14 +144,15 @@ class FeedbackRunner:
             await self._queue.join()
 
     async def stop(self) -> None:
-        """Stop taking detections, handle the queued ones (at most ``drain_seconds``), close
-        the deliveries' HTTP session. Stop the detectors first: what they publish after
+        """Stop taking detections, handle the queued ones (at most ``drain_seconds``, so a
+        commit or an alert in flight is not cut off but a dead remote cannot hold a shutdown
+        forever), close the deliveries' HTTP session. Stop the detectors first: what they publish after
         this is not handled."""
         if self._task is None:
             return
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self.loop is None:  # ClickHouse never answered: nothing could be handled
+        if self.responder is None:  # ClickHouse never answered: nothing could be handled
             queued = self._queue.qsize() if self._queue is not None else 0
             if queued:
                 log.warning("stopping before feedback reached ClickHouse; detections not handled",
@@ -173,5 +167,5 @@ class FeedbackRunner:
         if self._resender is not None:
             self._resender.cancel()
             self._resender = None
-        if self.loop is not None and self.loop.alerter is not None:
-            await self.loop.alerter.sender.close()
+        if self.responder is not None and self.responder.alerter is not None:
+            await self.responder.alerter.sender.close()

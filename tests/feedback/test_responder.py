@@ -1,4 +1,4 @@
-"""The loop end to end: a real bare remote, real HTTP receivers, the embedded audit table."""
+"""The feedback responder end to end: a real bare remote, real HTTP receivers, the embedded audit table."""
 
 import asyncio
 from dataclasses import replace
@@ -14,8 +14,8 @@ from obsloop.feedback.audit import AuditLog
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.forges import GitHub, GitLab
 from obsloop.feedback.gitops import GitOpsRepo
-from obsloop.feedback.loop import FeedbackLoop
 from obsloop.feedback.notifiers import AlertmanagerWebhook
+from obsloop.feedback.responder import Responder
 from obsloop.feedback.retrain import ArgoWorkflowsTrigger, GitHubActionsTrigger, WebhookTrigger
 
 from .gitrepos import git, log, make_remote, show
@@ -71,24 +71,24 @@ def build(tmp_path, receiver, clickhouse, database, dry_run=False, mode="push", 
     forge = GitHub(sender, "acme/gitops", SecretStr("gh-token"), api_url=receiver.url())
     trigger = WebhookTrigger("train", sender, receiver.url("/train"))
     audit = AuditLog(clickhouse, database)
-    loop = FeedbackLoop(repo, audit, alerter, [trigger], forge, dry_run=dry_run, clock=clock)
-    return remote, loop, audit, clock, sender
+    responder = Responder(repo, audit, sender, alerter, [trigger], forge, dry_run=dry_run, clock=clock)
+    return remote, responder, audit, clock, sender
 
 
 def test_detections_become_commits_rollbacks_retraining_and_audit_rows(
     tmp_path, receiver, clickhouse, database
 ):
-    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
+    remote, responder, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
 
     async def scenario():
-        scaled = await loop.handle(detection("cold_start", "d1"), forecast_monthly_usd=100.0)
-        again = await loop.handle(detection("cold_start", "d1"), forecast_monthly_usd=100.0)
+        scaled = await responder.handle(detection("cold_start", "d1"), forecast_monthly_usd=100.0)
+        again = await responder.handle(detection("cold_start", "d1"), forecast_monthly_usd=100.0)
         clock.now += timedelta(minutes=5)
-        cooled = await loop.handle(detection("throughput", "d2"), forecast_monthly_usd=100.0)
+        cooled = await responder.handle(detection("throughput", "d2"), forecast_monthly_usd=100.0)
         clock.now += timedelta(minutes=1)
-        rollback = await loop.handle(detection("error_rate", "d3", variant="green"))
+        rollback = await responder.handle(detection("error_rate", "d3", variant="green"))
         clock.now += timedelta(hours=2)
-        retrain = await loop.handle(detection("drift", "d4"))
+        retrain = await responder.handle(detection("drift", "d4"))
         await sender.close()
         return scaled, again, cooled, rollback, retrain
 
@@ -136,14 +136,14 @@ def test_detections_become_commits_rollbacks_retraining_and_audit_rows(
 
 
 def test_dry_run_decides_and_audits_but_changes_nothing(tmp_path, receiver, clickhouse, database):
-    remote, loop, audit, clock, sender = build(
+    remote, responder, audit, clock, sender = build(
         tmp_path, receiver, clickhouse, database, dry_run=True
     )
 
     async def scenario():
-        first = await loop.handle(detection("cold_start", "d1"), forecast_monthly_usd=0.0)
-        second = await loop.handle(detection("latency", "d2"), forecast_monthly_usd=0.0)
-        third = await loop.handle(detection("drift", "d3"))
+        first = await responder.handle(detection("cold_start", "d1"), forecast_monthly_usd=0.0)
+        second = await responder.handle(detection("latency", "d2"), forecast_monthly_usd=0.0)
+        third = await responder.handle(detection("drift", "d3"))
         await sender.close()
         return first, second, third
 
@@ -160,12 +160,12 @@ def test_pull_request_mode_opens_one_github_pull_request(tmp_path, receiver, cli
         (201, {"html_url": "https://github.com/acme/gitops/pull/7"}),
         (422, {"message": "A pull request already exists"}),
     )
-    remote, loop, audit, clock, sender = build(
+    remote, responder, audit, clock, sender = build(
         tmp_path, receiver, clickhouse, database, mode="pull_request"
     )
 
     async def scenario():
-        entry = await loop.handle(detection("cold_start", "d1"), forecast_monthly_usd=0.0)
+        entry = await responder.handle(detection("cold_start", "d1"), forecast_monthly_usd=0.0)
         await sender.close()
         return entry
 
@@ -237,7 +237,7 @@ def test_github_actions_and_argo_triggers(receiver, tmp_path):
 def test_a_one_window_anomaly_alerts_and_only_its_confirmation_changes_the_manifest(
     tmp_path, receiver, clickhouse, database
 ):
-    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
+    remote, responder, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
     # What the window scorer sends: the opening window (at most "error"), then, one window
     # later and with the same id, the confirmation ("critical").
     opened = replace(detection("latency", "ep1"), severity="error", observed={"p95_ms": 900.0},
@@ -246,9 +246,9 @@ def test_a_one_window_anomaly_alerts_and_only_its_confirmation_changes_the_manif
     blip = replace(opened, id="ep0", kind="cold_start", severity="warning")
 
     async def scenario():
-        held = [await loop.handle(d, forecast_monthly_usd=0.0) for d in (blip, opened)]
+        held = [await responder.handle(d, forecast_monthly_usd=0.0) for d in (blip, opened)]
         clock.now += timedelta(minutes=1)
-        acted = await loop.handle(confirmed, forecast_monthly_usd=0.0)
+        acted = await responder.handle(confirmed, forecast_monthly_usd=0.0)
         await sender.close()
         return held, acted
 
@@ -270,7 +270,7 @@ def test_a_one_window_anomaly_alerts_and_only_its_confirmation_changes_the_manif
 def test_a_window_anomaly_of_the_canary_version_rolls_back_instead_of_scaling(
     tmp_path, receiver, clickhouse, database
 ):
-    remote, loop, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
+    remote, responder, audit, clock, sender = build(tmp_path, receiver, clickhouse, database)
 
     def of_version(kind, id_, version):
         # A window series of the canary's model version, as the window scorer labels it:
@@ -282,8 +282,8 @@ def test_a_window_anomaly_of_the_canary_version_rolls_back_instead_of_scaling(
                          expected={"p95_ms": (0.0, 300.0), "cold_start_rate": (0.0, 0.05)})
 
     async def scenario():
-        cold = await loop.handle(of_version("cold_start", "c1", "2.2.0"), forecast_monthly_usd=0.0)
-        slow = await loop.handle(of_version("latency", "c2", "2.2.0"), forecast_monthly_usd=0.0)
+        cold = await responder.handle(of_version("cold_start", "c1", "2.2.0"), forecast_monthly_usd=0.0)
+        slow = await responder.handle(of_version("latency", "c2", "2.2.0"), forecast_monthly_usd=0.0)
         await sender.close()
         return cold, slow
 
