@@ -17,15 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from obsloop.core.manifests import (
+    DEFAULT_GLOBS,
+    DEFAULT_POLICY_FILE,
+    Manifest,
+    load_manifests,
+    parse_manifests,
+)
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.audit import AuditEntry, AuditLog, AuditOutcome
-from obsloop.feedback.config import DEFAULT_GLOBS, DEFAULT_POLICY_FILE
 from obsloop.feedback.delivery import DeliveryFailed
 from obsloop.feedback.forges import Forge
 from obsloop.feedback.gitops import Change, GitError, GitOpsRepo
 from obsloop.feedback.manifest_edit import ManifestEditError, apply_edits
-from obsloop.feedback.manifests import Manifest, ManifestIndex, load_manifests, parse_manifests
+from obsloop.feedback.manifests import ManifestIndex
 from obsloop.feedback.planner import plan
 from obsloop.feedback.policy import Decision, Policy, Proposal, parse_policy
 from obsloop.feedback.retrain import RetrainTrigger

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from obsloop.core import semconv
+from obsloop.core.manifests import Manifest
 from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
-from obsloop.feedback.manifests import Manifest
 from obsloop.feedback.policy import MEMORY, REPLICAS, Proposal
 
 MAX_REPLICA_ASK = 4
@@ -63,6 +63,8 @@ def _wanted(detection: Detection, manifest: Manifest) -> Proposal | None:
     if detection.cleared:
         return None
     ask = max(1, math.ceil(detection.score * MAX_REPLICA_ASK))
+    # Without an autoscaling section the policy answers "not set in the manifest" (audited).
+    replicas = manifest.min_replicas or 0
     if detection.kind == "drift":
         return Proposal("retrain")
     if _green(detection, manifest):
@@ -72,13 +74,13 @@ def _wanted(detection: Detection, manifest: Manifest) -> Proposal | None:
     if not _above_range(detection):
         return None
     if detection.kind in ("cold_start", "throughput"):
-        return Proposal("scale_up", {REPLICAS: manifest.min_replicas + ask})
+        return Proposal("scale_up", {REPLICAS: replicas + ask})
     if detection.kind == "latency":
         if manifest.memory_mb is not None:
             return Proposal("scale_up", {MEMORY: manifest.memory_mb * 2})
-        return Proposal("scale_up", {REPLICAS: manifest.min_replicas + ask})
+        return Proposal("scale_up", {REPLICAS: replicas + ask})
     if detection.kind in ("cost", "budget_forecast"):
-        return Proposal("scale_down", {REPLICAS: max(0, manifest.min_replicas - ask)})
+        return Proposal("scale_down", {REPLICAS: max(0, replicas - ask)})
     return None
 
 

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from obsloop.collectors.enrich import Enricher, load_manifests
+from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing, Resources, tier_bounds, tiered_cost
 from obsloop.core import semconv
+from obsloop.core.manifests import valid_manifests
 
 
 def _inv(platform: str, **kwargs) -> Invocation:
@@ -157,7 +158,7 @@ metadata: {name: unrelated}
 
 def test_manifest_gives_model_and_cost_center_else_tag(tmp_path):
     (tmp_path / "fraud.yaml").write_text(SEED_MANIFEST)
-    enricher = Enricher(PRICING, load_manifests(tmp_path),
+    enricher = Enricher(PRICING, valid_manifests(tmp_path),
                         tags={"other-fn": {"CostCenter": "Search"}})
     managed = enricher.enrich(Invocation(
         platform=semconv.PLATFORM_AWS_LAMBDA, function="fraud-detection-model-v2",

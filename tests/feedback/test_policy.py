@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from obsloop.feedback.manifests import parse_manifests
+from obsloop.core.manifests import parse_manifests
 from obsloop.feedback.policy import (
     BLUE,
     GREEN,

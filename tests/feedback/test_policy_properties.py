@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from obsloop.core import semconv
+from obsloop.core.manifests import parse_manifests
 from obsloop.detectors.detection import VARIANT, Detection
 from obsloop.feedback.manifest_edit import apply_edits
-from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.planner import plan
 from obsloop.feedback.policy import TakenAction, parse_policy
 
