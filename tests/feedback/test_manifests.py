@@ -75,3 +75,18 @@ def test_edit_refuses_values_that_break_validation():
         apply_edits(SEED, manifest, {"autoscaling.minReplicas": 11})
     with pytest.raises(ManifestEditError, match="not set in the file"):
         apply_edits(SEED, manifest, {"autoscaling.minMemory": 128})
+
+
+def test_index_finds_the_function_and_platform_enrichment_wrote(tmp_path: Path):
+    """``faas.name`` is the deployed function, which the manifest's annotation may name (the
+    name enrichment attached), and ``google-cloud-run`` is OpenTelemetry's ``gcp_cloud_run``:
+    the loop used to match neither."""
+    text = SEED.replace('"aws-lambda"', '"google-cloud-run"').replace(
+        "  namespace: ai-production\n",
+        "  namespace: ai-production\n  annotations:\n    obsloop.io/function-name: fraud-scorer\n",
+    )
+    (tmp_path / "a.yaml").write_text(text)
+    index = ManifestIndex(load_manifests(tmp_path).manifests)
+    series = {semconv.FAAS_NAME: "fraud-scorer", semconv.CLOUD_PLATFORM: semconv.PLATFORM_GCP_CLOUD_RUN}
+    assert index.find(series).key == "ai-production/fraud-detection-model-v2"
+    assert index.find({semconv.FAAS_NAME: "fraud-detection-model-v2"}) is None
