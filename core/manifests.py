@@ -16,13 +16,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from typing import TYPE_CHECKING, Any
 
 from obsloop.core import semconv
+
+if TYPE_CHECKING:
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import MarkedYAMLError
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +196,12 @@ def normalize_platform(value: str) -> str:
 
 def line_of(node: Any, path: Sequence[int | str] = ()) -> int:
     """The 1-based line of the deepest key or item of ``path`` that exists under ``node``."""
-    line = node.lc.line + 1 if isinstance(node, CommentedMap | CommentedSeq) else 1
+    line = node.lc.line + 1 if isinstance(node, dict | list) else 1
     for part in path:
-        if isinstance(node, CommentedMap) and part in node:
+        if isinstance(node, dict) and part in node:
             line = node.lc.key(part)[0] + 1
             node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             line = node.lc.item(part)[0] + 1
             node = node[part]
         else:
@@ -215,9 +215,16 @@ def _syntax_error(path: str, exc: MarkedYAMLError) -> ManifestError:
     return ManifestError(path, mark.line + 1 if mark is not None else 1, f"not valid YAML: {reason}")
 
 
+# ruamel is imported where a file is read, not with this module: the configuration imports
+# the defaults above on every command, and most commands read no manifest.
+
+
 def load_documents(path: str, text: str) -> tuple[list[Any], ManifestError | None]:
-    """Every YAML document of one file, round-trip (values keep their lines and columns), or
-    the syntax error that makes the whole file unreadable."""
+    """Every YAML document of one file, round-trip (mappings and sequences know the line and
+    column of each key, item and value), or the syntax error that makes the file unreadable."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
     try:
         return list(YAML(typ="rt").load_all(text)), None
     except MarkedYAMLError as exc:
@@ -226,6 +233,9 @@ def load_documents(path: str, text: str) -> tuple[list[Any], ManifestError | Non
 
 def load_document(path: str, text: str) -> tuple[Any, ManifestError | None]:
     """The single YAML document of a file (the policy file), round-trip, or its error."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
     try:
         return YAML(typ="rt").load(text), None
     except MarkedYAMLError as exc:
@@ -237,10 +247,11 @@ def _line(node: Any, key: str | None = None) -> int:
 
 
 def _mapping(parent: CommentedMap, key: str, where: str, required: bool = True) -> CommentedMap:
+    """The mapping under ``key``; an optional one that is absent reads as empty."""
     value = parent.get(key)
     if value is None and not required:
-        return CommentedMap()
-    if not isinstance(value, CommentedMap):
+        return {}  # type: ignore[return-value]  # empty: no key of it is ever looked up by line
+    if not isinstance(value, dict):
         state = "missing" if value is None else "not a mapping"
         raise _Invalid(_line(parent, key), f"{where}.{key} is {state}")
     return value
@@ -248,7 +259,7 @@ def _mapping(parent: CommentedMap, key: str, where: str, required: bool = True) 
 
 def _string(parent: CommentedMap, key: str, where: str) -> str:
     value = parent.get(key)
-    if value is None or isinstance(value, CommentedMap | list) or str(value).strip() == "":
+    if value is None or isinstance(value, dict | list) or str(value).strip() == "":
         raise _Invalid(_line(parent, key), f"{where}.{key} is missing or not a string")
     return str(value)
 
@@ -274,7 +285,7 @@ def _optional(node: CommentedMap, key: str, parse: Any, where: str) -> Any:
 
 
 def _build(path: str, document: int, doc: Any) -> Manifest:
-    if not isinstance(doc, CommentedMap):
+    if not isinstance(doc, dict):
         raise _Invalid(1, "document is not a mapping")
     kind = doc.get("kind")
     if kind != KIND:
@@ -284,7 +295,7 @@ def _build(path: str, document: int, doc: Any) -> Manifest:
     annotations = _mapping(metadata, "annotations", "metadata", required=False)
     spec = _mapping(doc, "spec", "")
     model_ref = spec.get("modelRef")
-    if not isinstance(model_ref, CommentedMap):
+    if not isinstance(model_ref, dict):
         raise _Invalid(_line(doc, "spec"), "spec.modelRef is missing")
     runtime = _mapping(spec, "runtime", "spec")
     autoscaling = _mapping(spec, "autoscaling", "spec", required=False)
