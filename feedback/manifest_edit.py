@@ -102,7 +102,7 @@ def _verify(before: str, after: str, manifest: Manifest, changes: Mapping[str, A
     old_docs, _ = load_documents(manifest.path, before)
     new_docs, error = load_documents(manifest.path, after)
     if error is not None:
-        raise ManifestEditError(f"{manifest.path}: edit would break the YAML: {error.reason}")
+        raise ManifestEditError(f"edit would break the file: {error}")
     expected, actual = [_plain(doc) for doc in old_docs], [_plain(doc) for doc in new_docs]
     spec = expected[manifest.document]["spec"]
     for path in changes:
