@@ -196,7 +196,7 @@ def normalize_platform(value: str) -> str:
 
 def line_of(node: Any, path: Sequence[int | str] = ()) -> int:
     """The 1-based line of the deepest key or item of ``path`` that exists under ``node``."""
-    line = node.lc.line + 1 if isinstance(node, dict | list) else 1
+    line = node.lc.line + 1 if hasattr(node, "lc") else 1
     for part in path:
         if isinstance(node, dict) and part in node:
             line = node.lc.key(part)[0] + 1
@@ -250,7 +250,7 @@ def _mapping(parent: CommentedMap, key: str, where: str, required: bool = True) 
     """The mapping under ``key``; an optional one that is absent reads as empty."""
     value = parent.get(key)
     if value is None and not required:
-        return {}  # type: ignore[return-value]  # empty: no key of it is ever looked up by line
+        return {}  # type: ignore[return-value]  # no position to report: it has no keys
     if not isinstance(value, dict):
         state = "missing" if value is None else "not a mapping"
         raise _Invalid(_line(parent, key), f"{where}.{key} is {state}")

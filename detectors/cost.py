@@ -16,7 +16,6 @@ scored like every other window metric in :mod:`obsloop.detectors.scoring`.
 from __future__ import annotations
 
 import calendar
-import logging
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -28,8 +27,6 @@ from river import time_series
 from obsloop.core import semconv
 from obsloop.core.manifests import Budget, valid_manifests
 from obsloop.detectors.detection import Detection
-
-log = logging.getLogger(__name__)
 
 HISTORY_BUCKETS = 14 * 24
 """Buckets kept to rebuild the model after a restart (two weeks of hours)."""
