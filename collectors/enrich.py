@@ -1,95 +1,20 @@
 """Fill in what the platform does not report: model identity, cost center and cost.
 
-The GitOps ``ServerlessModelDeployment`` manifests are the source of truth for which model
-a function serves and which cost center pays for it (``spec.finops.costCenter``); a
-function with no manifest falls back to a cost-center tag (Lambda tags, GCP labels, Azure
-tags) so that unmanaged functions still land on someone's bill.
+The GitOps ``ServerlessModelDeployment`` manifests (:mod:`obsloop.core.manifests`) are the
+source of truth for which model a function serves and which cost center pays for it
+(``spec.finops.costCenter``); a function with no manifest falls back to a cost-center tag
+(Lambda tags, GCP labels, Azure tags) so that unmanaged functions still land on someone's bill.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing, Resources
 from obsloop.core import semconv
-
-MANIFEST_KIND = "ServerlessModelDeployment"
-FUNCTION_ANNOTATION = "obsloop.io/function-name"
-"""Names the deployed function when it differs from the manifest's ``metadata.name``."""
-
-_PLATFORMS = {
-    "aws-lambda": semconv.PLATFORM_AWS_LAMBDA,
-    "gcp-cloud-run": semconv.PLATFORM_GCP_CLOUD_RUN,
-    "google-cloud-run": semconv.PLATFORM_GCP_CLOUD_RUN,
-    "gcp-cloud-functions": semconv.PLATFORM_GCP_CLOUD_FUNCTIONS,
-    "google-cloud-functions": semconv.PLATFORM_GCP_CLOUD_FUNCTIONS,
-    "azure-functions": semconv.PLATFORM_AZURE_FUNCTIONS,
-    "knative": semconv.PLATFORM_KNATIVE,
-    "openfaas": semconv.PLATFORM_OPENFAAS,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    """The parts of a manifest the collectors need."""
-
-    function: str
-    platform: str | None
-    model_name: str | None
-    model_version: str | None
-    cost_center: str | None
-    memory_mb: int | None
-
-
-def _memory_mb(text: object) -> int | None:
-    """``"4096MB"``, ``"4Gi"``, ``"512Mi"`` or a bare number of MB."""
-    if text is None:
-        return None
-    value = str(text).strip()
-    for suffix, factor in (("GB", 1024), ("Gi", 1024), ("G", 1024), ("MB", 1), ("Mi", 1), ("M", 1)):
-        if value.endswith(suffix):
-            return int(float(value[: -len(suffix)]) * factor)
-    return int(float(value)) if value.replace(".", "", 1).isdigit() else None
-
-
-def parse_manifest(document: Mapping) -> Deployment | None:
-    if document.get("kind") != MANIFEST_KIND:
-        return None
-    metadata = document.get("metadata") or {}
-    spec = document.get("spec") or {}
-    runtime = spec.get("runtime") or {}
-    model = spec.get("modelRef") or {}
-    finops = spec.get("finops") or {}
-    annotations = metadata.get("annotations") or {}
-    function = annotations.get(FUNCTION_ANNOTATION) or metadata.get("name")
-    if not function:
-        return None
-    version = model.get("version")
-    return Deployment(
-        function=str(function),
-        platform=_PLATFORMS.get(str(runtime.get("platform", "")).lower()),
-        model_name=model.get("name"),
-        model_version=None if version is None else str(version),
-        cost_center=finops.get("costCenter"),
-        memory_mb=_memory_mb(runtime.get("memory")),
-    )
-
-
-def load_manifests(directory: Path) -> list[Deployment]:
-    """Every ``ServerlessModelDeployment`` in ``*.yaml`` / ``*.yml`` files under ``directory``."""
-    found = []
-    for path in sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")]):
-        for document in yaml.safe_load_all(path.read_text()):
-            if isinstance(document, Mapping) and (deployment := parse_manifest(document)):
-                found.append(deployment)
-    return found
-
+from obsloop.core.manifests import Manifest
 
 TagLookup = Callable[[Invocation], Mapping[str, str]]
 _DEFAULT_RESOURCES = Resources()
@@ -102,14 +27,18 @@ class Enricher:
     def __init__(
         self,
         pricing: Pricing,
-        deployments: Iterable[Deployment] = (),
+        manifests: Iterable[Manifest] = (),
         resources: Mapping[str, Resources] | None = None,
         tags: Mapping[str, Mapping[str, str]] | None = None,
         cost_center_tags: Iterable[str] = ("CostCenter", "cost-center", "cost_center"),
         tag_lookup: TagLookup | None = None,
     ) -> None:
         self.pricing = pricing
-        self._deployments = {d.function: d for d in deployments}
+        self._manifests: dict[tuple[str, str], Manifest] = {}
+        for manifest in manifests:
+            # The same function name on two platforms is two deployments; a repeat is the
+            # feedback loop's choice too: the first manifest by path.
+            self._manifests.setdefault((manifest.platform, manifest.function), manifest)
         self._resources = dict(resources or {})
         self._tags = {name: dict(values) for name, values in (tags or {}).items()}
         self._cost_center_tags = tuple(cost_center_tags)
@@ -125,16 +54,14 @@ class Enricher:
         return None
 
     def enrich(self, invocation: Invocation) -> Invocation:
-        deployment = self._deployments.get(invocation.function)
-        if deployment is not None and deployment.platform not in (None, invocation.platform):
-            deployment = None
+        manifest = self._manifests.get((invocation.platform, invocation.function))
         spec = self._resources.get(invocation.function, _DEFAULT_RESOURCES)
-        if deployment is not None:
-            invocation.model_name = invocation.model_name or deployment.model_name
-            invocation.model_version = invocation.model_version or deployment.model_version
-            invocation.cost_center = invocation.cost_center or deployment.cost_center
-            if spec.memory_mb is None and deployment.memory_mb is not None:
-                spec = dataclasses.replace(spec, memory_mb=deployment.memory_mb)
+        if manifest is not None:
+            invocation.model_name = invocation.model_name or manifest.model_name
+            invocation.model_version = invocation.model_version or manifest.model_version
+            invocation.cost_center = invocation.cost_center or manifest.cost_center
+            if spec.memory_mb is None and manifest.memory_mb is not None:
+                spec = dataclasses.replace(spec, memory_mb=manifest.memory_mb)
         if invocation.cost_center is None:
             invocation.cost_center = self._cost_center_from_tags(invocation)
         if invocation.arch is None and invocation.platform == semconv.PLATFORM_AWS_LAMBDA:

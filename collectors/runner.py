@@ -18,9 +18,10 @@ from typing import Protocol
 
 from obsloop.collectors.checkpoint import CheckpointStore
 from obsloop.collectors.config import CollectorsConfig
-from obsloop.collectors.enrich import Enricher, TagLookup, load_manifests
+from obsloop.collectors.enrich import Enricher, TagLookup
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.pricing import Pricing, Resources
+from obsloop.core.manifests import valid_manifests
 
 log = logging.getLogger(__name__)
 KINDS = ("aws", "gcp", "azure", "prometheus")
@@ -57,7 +58,7 @@ def build_enricher(config: CollectorsConfig, tag_lookup: TagLookup | None = None
         pricing.check_resources(name, spec)
     return Enricher(
         pricing,
-        load_manifests(config.manifests_dir) if config.manifests_dir else (),
+        valid_manifests(config.manifests_dir) if config.manifests_dir else (),
         resources=resources,
         tags={name: f.tags for name, f in config.functions.items() if f.tags},
         cost_center_tags=config.cost_center_tags,

@@ -16,67 +16,30 @@ scored like every other window metric in :mod:`obsloop.detectors.scoring`.
 from __future__ import annotations
 
 import calendar
-import logging
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from river import time_series
 
-from obsloop.collectors.enrich import parse_manifest
 from obsloop.core import semconv
+from obsloop.core.manifests import Budget, valid_manifests
 from obsloop.detectors.detection import Detection
-from obsloop.feedback.manifests import parse_budget, parse_percent
-
-log = logging.getLogger(__name__)
 
 HISTORY_BUCKETS = 14 * 24
 """Buckets kept to rebuild the model after a restart (two weeks of hours)."""
 
 
-@dataclass(frozen=True)
-class Budget:
-    function: str
-    monthly_usd: float
-    alert_fraction: float = 1.0
-    cost_center: str | None = None
-
-    @property
-    def alert_usd(self) -> float:
-        return self.monthly_usd * self.alert_fraction
-
-
 def load_budgets(directory: Path) -> dict[str, Budget]:
-    """Budgets of every ``ServerlessModelDeployment`` with ``finops.budgetLimit`` under ``directory``.
-
-    A manifest whose budget does not parse is skipped with a warning (the feedback loop
-    reports invalid manifests in its audit table).
-    """
+    """The budget of every valid manifest with ``finops.budgetLimit`` under ``directory``, by
+    function (the first manifest by path when two name one function). An invalid manifest is
+    logged and left out (the feedback loop records it in its audit table)."""
     budgets: dict[str, Budget] = {}
-    for path in sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")]):
-        try:
-            documents = list(yaml.safe_load_all(path.read_text()))
-        except yaml.YAMLError:
-            log.warning("manifest is not valid YAML", extra={"path": str(path)})
-            continue
-        for document in documents:
-            if not isinstance(document, dict):
-                continue
-            deployment = parse_manifest(document)
-            finops = (document.get("spec") or {}).get("finops") or {}
-            if deployment is None or finops.get("budgetLimit") is None:
-                continue
-            try:
-                budgets[deployment.function] = Budget(
-                    deployment.function, parse_budget(finops["budgetLimit"]),
-                    parse_percent(finops.get("alertThreshold", "100%")) / 100.0,
-                    deployment.cost_center)
-            except ValueError as exc:
-                log.warning("finops section ignored", extra={"path": str(path), "error": str(exc)})
+    for manifest in valid_manifests(directory):
+        if manifest.budget is not None:
+            budgets.setdefault(manifest.function, manifest.budget)
     return budgets
 
 

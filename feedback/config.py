@@ -11,15 +11,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from obsloop.core.manifests import DEFAULT_GLOBS, DEFAULT_POLICY_FILE
 from obsloop.core.secret import Secret
 from obsloop.core.settings import Section
 from obsloop.detectors.detection import NAMESPACE
 from obsloop.pipelines.kafka_config import KafkaConfig
 
-DEFAULT_POLICY_FILE = "obsloop-policy.yaml"
-"""The policy file's path in the GitOps repository."""
-DEFAULT_GLOBS = ("**/*.yaml", "**/*.yml")
-"""Where manifests are looked for in the GitOps repository."""
 DEFAULT_GROUP_BY = (NAMESPACE, "faas.name", "kind")
 """Alert grouping labels: one notification per deployment's function and kind of anomaly."""
 

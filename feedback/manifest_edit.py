@@ -15,9 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ruamel.yaml import YAML
-
-from obsloop.feedback.manifests import Manifest, parse_manifests
+from obsloop.core.manifests import SPEC_FIELDS, Manifest, load_documents, parse_manifests
 
 
 class ManifestEditError(Exception):
@@ -101,18 +99,16 @@ def apply_edits(text: str, manifest: Manifest, changes: Mapping[str, Any]) -> st
 
 
 def _verify(before: str, after: str, manifest: Manifest, changes: Mapping[str, Any]) -> None:
-    yaml = YAML(typ="rt")
-    old_docs = [_plain(doc) for doc in yaml.load_all(before)]
-    try:
-        new_docs = [_plain(doc) for doc in yaml.load_all(after)]
-    except Exception as exc:
-        raise ManifestEditError(f"{manifest.path}: edit would break the YAML: {exc}") from None
-    expected = old_docs
+    old_docs, _ = load_documents(manifest.path, before)
+    new_docs, error = load_documents(manifest.path, after)
+    if error is not None:
+        raise ManifestEditError(f"edit would break the file: {error}")
+    expected, actual = [_plain(doc) for doc in old_docs], [_plain(doc) for doc in new_docs]
     spec = expected[manifest.document]["spec"]
     for path in changes:
         section, key = path.split(".", 1)
-        spec[section][key] = new_docs[manifest.document]["spec"][section][key]
-    if new_docs != expected:
+        spec[section][key] = actual[manifest.document]["spec"][section][key]
+    if actual != expected:
         raise ManifestEditError(f"{manifest.path}: edit changed more than {sorted(changes)}")
     reparsed, errors = parse_manifests(manifest.path, after)
     updated = next((m for m in reparsed if m.document == manifest.document), None)
@@ -124,16 +120,7 @@ def _verify(before: str, after: str, manifest: Manifest, changes: Mapping[str, A
             raise ManifestEditError(f"{manifest.path}: spec.{path} did not read back as {value}")
 
 
-_FIELDS = {
-    "autoscaling.minReplicas": "min_replicas",
-    "autoscaling.maxReplicas": "max_replicas",
-    "runtime.memory": "memory_mb",
-    "trafficSplit.blue": "blue_percent",
-    "trafficSplit.green": "green_percent",
-}
-
-
 def _manifest_value(manifest: Manifest, path: str) -> Any:
-    if path not in _FIELDS:
+    if path not in SPEC_FIELDS:
         raise ManifestEditError(f"spec.{path} is not a value obsloop edits")
-    return getattr(manifest, _FIELDS[path])
+    return manifest.spec_value(path)

@@ -36,21 +36,18 @@ clock, which is what the property-based tests drive.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
+from obsloop.core.manifests import Manifest, ManifestError, line_of, load_document, parse_memory_mb
 from obsloop.detectors.detection import Severity
 from obsloop.feedback.actions import ACTIONS, permissions
 from obsloop.feedback.actions.base import Decision, Limits, Outcome, Proposal
 from obsloop.feedback.audit import TakenAction
-from obsloop.feedback.manifests import Manifest, ManifestError, parse_memory_mb
 from obsloop.feedback.rules import Rules
 
 POLICY_KIND = "FeedbackPolicy"
@@ -264,33 +261,15 @@ class Policy:
         return action.guard(manifest, proposal, limits)
 
 
-def _line_of(node: Any, loc: Sequence[int | str]) -> int:
-    line = 1
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
-            break
-    return line
-
-
 def parse_policy(path: str, text: str) -> tuple[Policy | None, ManifestError | None]:
     """The policy file, or the error (file, line, reason) that makes it unusable. With no
     usable policy the responder refuses every change: guardrails fail closed."""
-    try:
-        data = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        return None, ManifestError(
-            path, mark.line + 1 if mark else 1, f"not valid YAML: {exc.problem}"
-        )
+    data, error = load_document(path, text)
+    if error is not None:
+        return None, error
     try:
         return Policy(_PolicyDocument.model_validate(data or {}), path), None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        return None, ManifestError(path, _line_of(data, first["loc"]), f"{where}: {first['msg']}")
+        return None, ManifestError(path, line_of(data, first["loc"]), f"{where}: {first['msg']}")

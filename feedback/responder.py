@@ -16,17 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from obsloop.core.manifests import DEFAULT_GLOBS, DEFAULT_POLICY_FILE, load_manifests
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.actions import ACTIONS, plan
 from obsloop.feedback.actions.base import Decision, Done, Services, Step
 from obsloop.feedback.alerts import Alerter
 from obsloop.feedback.audit import ALERT, INVALID_FILE, AuditEntry, AuditLog, AuditOutcome
-from obsloop.feedback.config import DEFAULT_GLOBS, DEFAULT_POLICY_FILE
 from obsloop.feedback.delivery import DeliveryFailed, Sender
 from obsloop.feedback.forges import Forge
 from obsloop.feedback.gitops import GitError, GitOpsRepo
 from obsloop.feedback.manifest_edit import ManifestEditError
-from obsloop.feedback.manifests import ManifestIndex, load_manifests
+from obsloop.feedback.manifests import ManifestIndex
 from obsloop.feedback.policy import Policy, parse_policy
 from obsloop.feedback.retrain import RetrainTrigger
 

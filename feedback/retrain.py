@@ -15,10 +15,10 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from obsloop.core.manifests import Manifest
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.delivery import DeliveryFailed, Request, Sender, bearer
 from obsloop.feedback.forges import github_headers
-from obsloop.feedback.manifests import Manifest
 from obsloop.pipelines.kafka_config import KafkaConfig, client_kwargs
 
 

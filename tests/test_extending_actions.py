@@ -20,13 +20,13 @@ from feedback.receiver import Receiver
 from prometheus_client import CollectorRegistry
 
 from obsloop.core import semconv
+from obsloop.core.manifests import parse_manifests
 from obsloop.demo.scenario import POLICY as DEMO_POLICY
 from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
 from obsloop.feedback.actions import ACTIONS, plan, register
 from obsloop.feedback.audit import AuditLog
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.gitops import GitOpsRepo
-from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.policy import parse_policy
 from obsloop.feedback.responder import Responder
 

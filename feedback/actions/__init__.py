@@ -18,13 +18,13 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from obsloop.core.manifests import Manifest
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.actions.base import FeedbackAction, Proposal
 from obsloop.feedback.actions.retrain import Retrain
 from obsloop.feedback.actions.rollback import Rollback
 from obsloop.feedback.actions.scale import SCALE_DOWN, SCALE_UP
 from obsloop.feedback.audit import ALERT, INVALID_FILE
-from obsloop.feedback.manifests import Manifest
 
 ALWAYS_ALLOWED = "alert"
 """The permission of alerting, which is no action: alerts are never held back."""

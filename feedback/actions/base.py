@@ -21,11 +21,11 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from obsloop.core import semconv
+from obsloop.core.manifests import Manifest
 from obsloop.detectors.detection import VARIANT, Detection, Severity
 from obsloop.feedback.delivery import Sender
 from obsloop.feedback.forges import Forge
 from obsloop.feedback.gitops import GitOpsRepo
-from obsloop.feedback.manifests import Manifest
 from obsloop.feedback.retrain import RetrainTrigger
 from obsloop.feedback.rules import Rules
 

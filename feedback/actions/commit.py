@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
+from obsloop.core.manifests import Manifest, parse_manifests
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.actions.base import Decision, Done, Services, Step
 from obsloop.feedback.gitops import Change
 from obsloop.feedback.manifest_edit import apply_edits
-from obsloop.feedback.manifests import Manifest, parse_manifests
 
 
 def commit_message(detection: Detection, manifest: Manifest, decision: Decision) -> str:

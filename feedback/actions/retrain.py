@@ -5,9 +5,9 @@ declared version (a quality drop of the canary is rolled back instead). The poli
 
 from __future__ import annotations
 
+from obsloop.core.manifests import Manifest
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.actions.base import Decision, Done, Limits, Proposal, Services, Step, is_green
-from obsloop.feedback.manifests import Manifest
 
 
 class Retrain:

@@ -4,10 +4,10 @@ slow, failing or less accurate; committed to the manifest, without waiting out a
 
 from __future__ import annotations
 
+from obsloop.core.manifests import Manifest
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.actions.base import Decision, Done, Limits, Proposal, Services, Step, is_green
 from obsloop.feedback.actions.commit import commit_changes
-from obsloop.feedback.manifests import Manifest
 
 BLUE = "trafficSplit.blue"
 GREEN = "trafficSplit.green"

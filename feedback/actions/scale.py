@@ -18,6 +18,7 @@ import calendar
 import math
 from datetime import datetime
 
+from obsloop.core.manifests import Manifest
 from obsloop.detectors.detection import Detection
 from obsloop.feedback.actions.base import (
     Decision,
@@ -30,7 +31,6 @@ from obsloop.feedback.actions.base import (
     is_green,
 )
 from obsloop.feedback.actions.commit import commit_changes
-from obsloop.feedback.manifests import Manifest
 
 REPLICAS = "autoscaling.minReplicas"
 MEMORY = "runtime.memory"

@@ -21,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     from obsloop.commands._common import config_from
-    from obsloop.feedback.config import DEFAULT_GLOBS, DEFAULT_POLICY_FILE
-    from obsloop.feedback.manifests import load_manifests
+    from obsloop.core.manifests import DEFAULT_GLOBS, DEFAULT_POLICY_FILE, load_manifests
     from obsloop.feedback.policy import parse_policy
 
     config = config_from(args)

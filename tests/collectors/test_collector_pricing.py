@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from obsloop.collectors.enrich import Enricher, load_manifests
+from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing, Resources, tier_bounds, tiered_cost
 from obsloop.core import semconv
+from obsloop.core.manifests import valid_manifests
 
 
 def _inv(platform: str, **kwargs) -> Invocation:
@@ -157,7 +158,7 @@ metadata: {name: unrelated}
 
 def test_manifest_gives_model_and_cost_center_else_tag(tmp_path):
     (tmp_path / "fraud.yaml").write_text(SEED_MANIFEST)
-    enricher = Enricher(PRICING, load_manifests(tmp_path),
+    enricher = Enricher(PRICING, valid_manifests(tmp_path),
                         tags={"other-fn": {"CostCenter": "Search"}})
     managed = enricher.enrich(Invocation(
         platform=semconv.PLATFORM_AWS_LAMBDA, function="fraud-detection-model-v2",
@@ -176,3 +177,54 @@ def test_manifest_gives_model_and_cost_center_else_tag(tmp_path):
         platform=semconv.PLATFORM_GCP_CLOUD_RUN, function="fraud-detection-model-v2",
         invocation_id="r", time_ns=1, source="t"))
     assert elsewhere.cost_center is None
+
+
+def _call(function: str, platform: str = semconv.PLATFORM_AWS_LAMBDA) -> Invocation:
+    return Invocation(platform=platform, function=function, invocation_id="r", time_ns=1, source="t",
+                      billed_duration_ms=100)
+
+
+def test_manifest_memory_in_any_unit_the_feedback_loop_reads_is_priced(tmp_path):
+    """``4GiB`` and ``4096mb`` were unknown to enrichment (priced as if no memory were
+    declared) while the feedback loop read them as 4096 MB."""
+    for name, memory in (("a", "4GiB"), ("b", "4096mb")):
+        (tmp_path / f"{name}.yaml").write_text(
+            SEED_MANIFEST.replace("fraud-detection-model-v2", name).replace('"4096MB"', memory))
+    enricher = Enricher(PRICING, valid_manifests(tmp_path))
+    for name in ("a", "b"):
+        assert enricher.enrich(_call(name)).cost_usd == pytest.approx(0.1 * 4 * 0.0000166667 + 0.0000002)
+
+
+def test_manifest_platform_and_function_annotation_as_the_feedback_loop_reads_them(tmp_path):
+    """One function name on two platforms is two deployments (each its own cost center; one
+    used to replace the other), the function annotation names the deployed function, and a
+    platform obsloop has no alias for applies to that platform only (it used to apply to all)."""
+    gcp = (SEED_MANIFEST.replace("name: fraud-detection-model-v2", "name: fraud-on-gcp")
+           .replace('"aws-lambda"', '"google-cloud-run"').replace("FraudDetection", "Search")
+           .replace("  namespace: ai-production\n",
+                    "  namespace: search\n  annotations: {obsloop.io/function-name: fraud-detection-model-v2}\n"))
+    (tmp_path / "a.yaml").write_text(SEED_MANIFEST)
+    (tmp_path / "b.yaml").write_text(gcp)
+    (tmp_path / "c.yaml").write_text(SEED_MANIFEST.replace('"aws-lambda"', '"cloudflare-workers"')
+                                     .replace("fraud-detection-model-v2", "edge-fn"))
+    enricher = Enricher(PRICING, valid_manifests(tmp_path))
+    assert enricher.enrich(_call("fraud-detection-model-v2")).cost_center == "FraudDetection"
+    on_gcp = enricher.enrich(_call("fraud-detection-model-v2", semconv.PLATFORM_GCP_CLOUD_RUN))
+    assert (on_gcp.cost_center, on_gcp.model_name) == ("Search", "fraud-detection-model")
+    assert enricher.enrich(_call("edge-fn")).cost_center is None
+
+
+def test_invalid_manifests_are_logged_and_the_others_still_enrich(tmp_path, caplog):
+    """A manifest the feedback loop refuses (here a traffic split of 110%) no longer enriches
+    either, and a file that is not YAML no longer stops the collectors from starting."""
+    (tmp_path / "good.yaml").write_text(SEED_MANIFEST)
+    (tmp_path / "split.yaml").write_text(SEED_MANIFEST.replace("fraud-detection-model-v2", "split-fn").replace(
+        '    memory: "4096MB"\n', '    memory: "4096MB"\n  trafficSplit: {blue: 90%, green: 20%}\n'))
+    (tmp_path / "broken.yaml").write_text("kind: ServerlessModelDeployment\nmetadata: [unclosed\n")
+    with caplog.at_level("WARNING"):
+        enricher = Enricher(PRICING, valid_manifests(tmp_path), tags={"split-fn": {"CostCenter": "Tagged"}})
+    assert enricher.enrich(_call("fraud-detection-model-v2")).cost_center == "FraudDetection"
+    assert enricher.enrich(_call("split-fn")).cost_center == "Tagged"
+    warnings = " | ".join(r.getMessage() for r in caplog.records)
+    assert "split.yaml:15: trafficSplit adds up to 110%" in warnings
+    assert "broken.yaml:3: not valid YAML" in warnings

@@ -119,6 +119,22 @@ def test_budget_forecast_raises_once_per_month(tmp_path) -> None:
     assert d.time > T0 + timedelta(days=7)  # only once the spend rose
 
 
+def test_budgets_come_from_the_manifests_the_feedback_loop_reads(tmp_path) -> None:
+    """Git's own folder is not the repository's content, a second manifest for a function is
+    the loop's duplicate (the first by path stands; the last used to win) and a manifest the
+    loop refuses (no modelRef) has no budget either."""
+    (tmp_path / "a.yaml").write_text(MANIFEST)
+    (tmp_path / "b.yaml").write_text(MANIFEST.replace("namespace: ai-production", "namespace: other")
+                                     .replace('"$100/month"', '"$999/month"'))
+    (tmp_path / "c.yaml").write_text(MANIFEST.replace("fraud-scorer", "no-model")
+                                     .replace('  modelRef: {name: fraud-detection-model, version: "2.1.0"}\n', ""))
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "stale.yaml").write_text(MANIFEST.replace("fraud-scorer", "stale"))
+    budgets = load_budgets(tmp_path)
+    assert list(budgets) == ["fraud-scorer"]
+    assert budgets["fraud-scorer"].monthly_usd == 100.0
+
+
 def test_forecaster_checkpoint_round_trip() -> None:
     f = SpendForecaster(3600)
     for hour in range(24 * 3 + 5):

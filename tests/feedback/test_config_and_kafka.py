@@ -7,10 +7,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from obsloop.core.manifests import parse_manifests
 from obsloop.feedback.build import build_responder
 from obsloop.feedback.config import FeedbackConfig
 from obsloop.feedback.delivery import RetryPolicy, Sender
-from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.retrain import KafkaTrigger
 from obsloop.pipelines.kafka_config import client_kwargs
 

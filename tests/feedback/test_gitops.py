@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from obsloop.core.manifests import parse_manifests
 from obsloop.feedback.gitops import SKIP_CI, Author, Change, GitError, GitOpsRepo
 from obsloop.feedback.manifest_edit import apply_edits
-from obsloop.feedback.manifests import parse_manifests
 
 from .gitrepos import git, human_commit, log, make_remote, show
 from .manifests_data import SEED

@@ -1,81 +1,21 @@
+"""Finding the manifest a detection is about, and editing one value of it in place."""
+
 from pathlib import Path
 
 import pytest
 
 from obsloop.core import semconv
+from obsloop.core.manifests import load_manifests, parse_manifests
 from obsloop.detectors.detection import NAMESPACE
 from obsloop.feedback.manifest_edit import ManifestEditError, apply_edits
-from obsloop.feedback.manifests import (
-    load_manifests,
-    parse_budget,
-    parse_manifests,
-    parse_memory_mb,
-)
+from obsloop.feedback.manifests import ManifestIndex
 
 from .manifests_data import SEED
 
 
-def test_seed_manifest_reads_every_section():
-    [manifest], errors = parse_manifests("deploy/fraud.yaml", SEED)
-    assert errors == []
-    assert manifest.key == "ai-production/fraud-detection-model-v2"
-    assert (manifest.model_name, manifest.model_version) == ("fraud-detection-model", "2.1.0")
-    assert manifest.platform == semconv.PLATFORM_AWS_LAMBDA
-    assert (manifest.min_replicas, manifest.max_replicas, manifest.memory_mb) == (1, 10, 4096)
-    assert (manifest.blue_percent, manifest.green_percent) == (100.0, 0.0)
-    assert manifest.budget_monthly_usd == 5000.0
-    assert manifest.policies == ("data-privacy-compliance", "model-explainability-required")
-    assert manifest.positions["autoscaling.minReplicas"] == (21, 17)
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "reason"),
-    [
-        (SEED.replace("  modelRef:\n", "  modelRef: [\n"), 9, "not valid YAML"),
-        (SEED.replace("ServerlessModelDeployment", "Deployment"), 2, "unknown kind 'Deployment'"),
-        (SEED.replace("  modelRef:", "  modelRefs:"), 6, "spec.modelRef is missing"),
-        (SEED.replace("minReplicas: 1", "minReplicas: 12"), 22, "minReplicas 12 > maxReplicas 10"),
-        (SEED.replace('green: "0%"', 'green: "10%"'), 18, "adds up to 110%"),
-        (SEED.replace('"$5000/month"', '"lots"'), 27, "finops.budgetLimit"),
-        (SEED.replace("maxReplicas: 10", "maxReplicas: -1"), 23, "non-negative integer"),
-    ],
-)
-def test_invalid_manifest_reports_file_line_and_reason(text, line, reason):
-    manifests, [error] = parse_manifests("deploy/bad.yaml", text)
-    assert manifests == []
-    assert (error.path, error.line) == ("deploy/bad.yaml", line)
-    assert reason in error.reason
-    assert str(error).startswith(f"deploy/bad.yaml:{line}: ")
-
-
-def test_repository_load_keeps_good_manifests_next_to_bad_ones(tmp_path: Path):
-    (tmp_path / "apps").mkdir()
-    (tmp_path / "apps" / "a.yaml").write_text(SEED)
-    second = SEED.replace("fraud-detection-model-v2", "churn-v1").replace(
-        "fraud-detection-model", "churn"
-    )
-    (tmp_path / "apps" / "b.yml").write_text(second + "---\n" + "kind: Service\n")
-    (tmp_path / "apps" / "dup.yaml").write_text(SEED)
-    (tmp_path / "obsloop-policy.yaml").write_text("kind: FeedbackPolicy\n")
-    (tmp_path / ".git").mkdir()
-    (tmp_path / ".git" / "x.yaml").write_text("kind: Junk\n")
-
-    result = load_manifests(tmp_path, exclude=["obsloop-policy.yaml"])
-
-    assert sorted(m.key for m in result.manifests) == [
-        "ai-production/churn-v1",
-        "ai-production/fraud-detection-model-v2",
-    ]
-    assert sorted(str(e) for e in result.errors) == [
-        "apps/b.yml:33: unknown kind 'Service' (expected ServerlessModelDeployment)",
-        "apps/dup.yaml:1: deployment ai-production/fraud-detection-model-v2 is already "
-        "declared in apps/a.yaml:1",
-    ]
-
-
 def test_index_maps_function_and_model_version_to_manifest(tmp_path: Path):
     (tmp_path / "a.yaml").write_text(SEED)
-    index = load_manifests(tmp_path).index()
+    index = ManifestIndex(load_manifests(tmp_path).manifests)
     by_function = {semconv.FAAS_NAME: "fraud-detection-model-v2", NAMESPACE: "ai-production"}
     by_model = {semconv.MODEL_NAME: "fraud-detection-model", semconv.MODEL_VERSION: "2.1.0"}
     assert index.find(by_function).name == "fraud-detection-model-v2"
@@ -83,15 +23,6 @@ def test_index_maps_function_and_model_version_to_manifest(tmp_path: Path):
     assert index.find({**by_model, semconv.MODEL_VERSION: "3.0.0"}) is None
     assert index.find({**by_model, semconv.CLOUD_PLATFORM: "gcp_cloud_run"}) is None
     assert index.find({**by_function, NAMESPACE: "staging"}) is None
-
-
-def test_units_and_budgets():
-    assert parse_memory_mb("4Gi") == 4096
-    assert parse_memory_mb("512 MB") == 512
-    assert parse_budget("$200/day") == pytest.approx(200 * 30.4375)
-    assert parse_budget("$60,000/year") == 5000.0
-    with pytest.raises(ValueError):
-        parse_memory_mb("big")
 
 
 def test_edit_changes_only_the_value_tokens():
@@ -144,3 +75,18 @@ def test_edit_refuses_values_that_break_validation():
         apply_edits(SEED, manifest, {"autoscaling.minReplicas": 11})
     with pytest.raises(ManifestEditError, match="not set in the file"):
         apply_edits(SEED, manifest, {"autoscaling.minMemory": 128})
+
+
+def test_index_finds_the_function_and_platform_enrichment_wrote(tmp_path: Path):
+    """``faas.name`` is the deployed function, which the manifest's annotation may name (the
+    name enrichment attached), and ``google-cloud-run`` is OpenTelemetry's ``gcp_cloud_run``:
+    the loop used to match neither."""
+    text = SEED.replace('"aws-lambda"', '"google-cloud-run"').replace(
+        "  namespace: ai-production\n",
+        "  namespace: ai-production\n  annotations:\n    obsloop.io/function-name: fraud-scorer\n",
+    )
+    (tmp_path / "a.yaml").write_text(text)
+    index = ManifestIndex(load_manifests(tmp_path).manifests)
+    series = {semconv.FAAS_NAME: "fraud-scorer", semconv.CLOUD_PLATFORM: semconv.PLATFORM_GCP_CLOUD_RUN}
+    assert index.find(series).key == "ai-production/fraud-detection-model-v2"
+    assert index.find({semconv.FAAS_NAME: "fraud-detection-model-v2"}) is None

@@ -2,11 +2,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from obsloop.core.manifests import parse_manifests
 from obsloop.feedback.actions.base import Proposal
 from obsloop.feedback.actions.rollback import BLUE, GREEN
 from obsloop.feedback.actions.scale import MEMORY, REPLICAS
 from obsloop.feedback.audit import TakenAction
-from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.policy import Policy, parse_policy
 
 from .manifests_data import SEED
@@ -183,3 +183,26 @@ def test_without_a_policy_file_only_alerts_are_allowed():
     assert Policy().evaluate(manifest(), Proposal("retrain"), [], NOW).outcome == "refused"
     assert Policy().permits(manifest(), "alert")
     assert not Policy().permits(manifest(), "scale")
+
+
+def test_a_manifest_without_autoscaling_is_alerted_on_not_scaled():
+    """Enrichment and budgets have always read manifests without ``autoscaling``; the loop
+    used to refuse them as invalid. Now nothing is scaled ("not set", audited as a no-op), a
+    memory change still is, and its warm capacity is none: no replicas kept warm."""
+    from obsloop.feedback.actions import plan
+
+    from .test_responder import detection
+
+    bare = manifest(SEED.replace("  autoscaling:\n    minReplicas: 1\n    maxReplicas: 10\n    targetUtilization: 70\n", ""))
+    assert bare.min_replicas is None
+    more = policy().evaluate(bare, plan(detection("cold_start", "c1"), bare), [], NOW, forecast_monthly_usd=100.0)
+    assert (more.outcome, more.reason) == ("noop", "autoscaling.minReplicas is not set in the manifest")
+    memory = policy().evaluate(bare, plan(detection("latency", "l1"), bare), [], NOW, forecast_monthly_usd=4999.0)
+    assert memory.allowed and memory.after == {MEMORY: 6144}
+
+
+def test_policy_yaml_errors_read_like_manifest_errors():
+    """One reader for both files: the policy's syntax errors say where the construct opened
+    (the context), not only what was found."""
+    _, error = parse_policy("obsloop-policy.yaml", POLICY + "  bad: [\n")
+    assert error.reason.startswith("not valid YAML: while parsing a flow node")

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from obsloop.core import semconv
+from obsloop.core.manifests import parse_manifests
 from obsloop.detectors.detection import VARIANT, Detection
 from obsloop.feedback.actions import plan
 from obsloop.feedback.audit import TakenAction
 from obsloop.feedback.manifest_edit import apply_edits
-from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.policy import parse_policy
 
 from .manifests_data import SEED

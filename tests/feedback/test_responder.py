@@ -210,7 +210,7 @@ def test_github_actions_and_argo_triggers(receiver, tmp_path):
     receiver.answer("/repos/acme/ml/actions/workflows/retrain.yml/dispatches", (204, ""))
     receiver.answer("/api/v1/workflows/ml/submit", (200, {"metadata": {"name": "retrain-x7k"}}))
     sender = Sender(RetryPolicy(2, 0.01, 0.02), registry=CollectorRegistry())
-    from obsloop.feedback.manifests import parse_manifests
+    from obsloop.core.manifests import parse_manifests
 
     [manifest], _ = parse_manifests(PATH, SEED)
     gha = GitHubActionsTrigger(
