@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import UTC
 from urllib.parse import urlsplit
 
-from ._log import logger
+from obsloop_instrument._log import logger
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:

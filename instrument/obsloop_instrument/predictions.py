@@ -23,8 +23,8 @@ Policy, from the environment (see ``_config.Settings``):
 
 from __future__ import annotations
 
-from . import _semconv as sc
-from ._runtime import current_invocation, model_attributes, pipeline
+from obsloop_instrument import _semconv as sc
+from obsloop_instrument._runtime import current_invocation, model_attributes, pipeline
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:

@@ -14,14 +14,13 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry
 
+from feedback.alertmanager import Alertmanager
 from obsloop.core import semconv
 from obsloop.detectors.detection import NAMESPACE, Detection
 from obsloop.feedback.alertmanager_api import ORIGINAL_LABELS, AlertmanagerApi, label_name
 from obsloop.feedback.alerts import Alerter, alert_from
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.runner import FeedbackRunner
-
-from .alertmanager import Alertmanager
 
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESEND = timedelta(seconds=1)

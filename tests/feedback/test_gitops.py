@@ -3,12 +3,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from feedback.gitrepos import git, human_commit, log, make_remote, show
+from feedback.manifests_data import SEED
 from obsloop.feedback.gitops import SKIP_CI, Author, Change, GitError, GitOpsRepo
 from obsloop.feedback.manifest_edit import apply_edits
 from obsloop.feedback.manifests import parse_manifests
-
-from .gitrepos import git, human_commit, log, make_remote, show
-from .manifests_data import SEED
 
 PATH = "apps/fraud.yaml"
 

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from feedback.manifests_data import SEED
 from obsloop.core import semconv
 from obsloop.detectors.detection import NAMESPACE
 from obsloop.feedback.manifest_edit import ManifestEditError, apply_edits
@@ -11,8 +12,6 @@ from obsloop.feedback.manifests import (
     parse_manifests,
     parse_memory_mb,
 )
-
-from .manifests_data import SEED
 
 
 def test_seed_manifest_reads_every_section():

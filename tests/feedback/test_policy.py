@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from feedback.manifests_data import SEED
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.policy import (
     BLUE,
@@ -13,8 +14,6 @@ from obsloop.feedback.policy import (
     TakenAction,
     parse_policy,
 )
-
-from .manifests_data import SEED
 
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 POLICY = """\

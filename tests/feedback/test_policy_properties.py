@@ -7,15 +7,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feedback.manifests_data import SEED
+from feedback.test_policy import POLICY
 from obsloop.core import semconv
 from obsloop.detectors.detection import VARIANT, Detection
 from obsloop.feedback.manifest_edit import apply_edits
 from obsloop.feedback.manifests import parse_manifests
 from obsloop.feedback.planner import plan
 from obsloop.feedback.policy import TakenAction, parse_policy
-
-from .manifests_data import SEED
-from .test_policy import POLICY
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 KINDS = ["latency", "error_rate", "cold_start", "throughput", "cost", "drift", "budget_forecast"]
