@@ -249,10 +249,10 @@ FROM {self.table}
 WHERE window_start >= {_sql_time(start)} AND window_start < {_sql_time(end)}
 GROUP BY w, platform, function, model_name, model_version, source
 ORDER BY w""").result_rows
-        p = [QUANTILE_GRID.index(q) for q in QUANTILES]
+        p50, p95, p99 = (QUANTILE_GRID.index(q) for q in QUANTILES)
         yield from choose_sources(
             Window(_utc(r[0]), w, SeriesKey(*r[1:5]), r[5], int(r[6]), int(r[7]), int(r[8]),
-                   *(float(r[9][i]) for i in p), float(r[10]), float(r[11]), r[12],
+                   float(r[9][p50]), float(r[9][p95]), float(r[9][p99]), float(r[10]), float(r[11]), r[12],
                    tuple(float(q) for q in r[9]))
             for r in rows
         )

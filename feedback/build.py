@@ -40,8 +40,8 @@ def _notifier(config: NotifierConfig) -> Notifier:
         urls = [url.get_secret_value() for url in ([config.url] if config.url else []) + config.urls]
         return AlertmanagerApi(config.name, urls, timedelta(seconds=config.resend_interval_seconds))
     if config.type == "pagerduty":
-        url = config.url.get_secret_value() if config.url else PAGERDUTY_URL
-        return PagerDuty(config.name, need(config.routing_key, "routing_key"), url)
+        events_url = config.url.get_secret_value() if config.url else PAGERDUTY_URL
+        return PagerDuty(config.name, need(config.routing_key, "routing_key"), events_url)
     url = need(config.url, "url")
     if config.type == "slack":
         return Slack(config.name, url)

@@ -88,7 +88,8 @@ class FeedbackLoop:
         """Sync the clone and read policy and manifests; record new file errors."""
         root = self.repo.sync()
         policy_path = root / self.policy_file
-        policy, policy_error = Policy(source="<no policy file>"), ""
+        policy: Policy | None = Policy(source="<no policy file>")
+        policy_error = ""
         errors = []
         if policy_path.exists():
             parsed, error = parse_policy(self.policy_file, policy_path.read_text())
@@ -145,11 +146,13 @@ class FeedbackLoop:
             decision = repository.policy.evaluate(
                 manifest, proposal, history, now, forecast_monthly_usd
             )
+        # "allowed" is a decision, not an outcome: each allowed path below records what came of it.
+        outcome: AuditOutcome = "applied" if decision.outcome == "allowed" else decision.outcome
         entry = AuditEntry(
             now,
             manifest.key,
             proposal.action,
-            decision.outcome,
+            outcome,
             decision.reason,
             manifest=manifest.path,
             detection_id=detection.id,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from obsloop.core import semconv
-from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
+from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection, Kind
 from obsloop.feedback.manifests import Manifest
 from obsloop.feedback.policy import MEMORY, REPLICAS, Proposal
 
@@ -110,7 +110,7 @@ def canary_regression(
     slow, failing = green.p95_ms > latency_high, green.error_rate > errors_high
     if not (slow or failing):
         return None
-    kind = "error_rate" if failing else "latency"
+    kind: Kind = "error_rate" if failing else "latency"
     excess = (
         (green.error_rate - errors_high) / max(1e-9, 1 - errors_high)
         if failing

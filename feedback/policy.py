@@ -117,7 +117,7 @@ class RuleSet(_Strict):
         return None if value is None else parse_duration(value)
 
 
-_UNDEFINED = RuleSet(allowedActions=["alert"])
+_UNDEFINED = RuleSet(allowed_actions=["alert"])
 
 
 class _Pricing(_Strict):

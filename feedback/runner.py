@@ -101,7 +101,10 @@ class FeedbackRunner:
             queue.put_nowait(detection)
             arrived.set()
 
-        self._unsubscribe = subscribe(lambda detection: event_loop.call_soon_threadsafe(put, detection))
+        def put_threadsafe(detection: Detection) -> None:
+            event_loop.call_soon_threadsafe(put, detection)
+
+        self._unsubscribe = subscribe(put_threadsafe)
 
     async def _connected(self, arrived: asyncio.Event) -> FeedbackLoop:
         """The loop, once ``connect`` returned; between attempts, wait out the backoff or

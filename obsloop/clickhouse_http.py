@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from obsloop import query_gate
 from obsloop.clickhouse import embedded_path, is_embedded
@@ -179,7 +179,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
             inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
             data, finished = inflater.decompress(body, limit + 1), inflater.eof
         elif encoding == "zstd":
-            from backports import zstd  # type: ignore[import-not-found]  # clickhouse-connect's own zstd
+            from backports import zstd  # clickhouse-connect's own zstd
 
             zstd_inflater = zstd.ZstdDecompressor()
             data, finished = zstd_inflater.decompress(body, max_length=limit + 1), zstd_inflater.eof
@@ -215,7 +215,7 @@ def _compressors() -> dict[str, Callable[[bytes], bytes]]:
     except ImportError:
         pass
     try:
-        from backports import zstd  # type: ignore[import-not-found]
+        from backports import zstd
 
         available["zstd"] = zstd.compress
     except ImportError:
@@ -413,6 +413,8 @@ class ClickHouseHttp:
         if request.method == "POST":
             if request.content_type == "multipart/form-data":
                 async for part in await request.multipart():
+                    if not isinstance(part, BodyPartReader):
+                        raise ClickHouseError(48, "NOT_IMPLEMENTED", "nested multipart is not served by obsloop")
                     if part.filename is not None:
                         raise ClickHouseError(48, "NOT_IMPLEMENTED", "external data tables are not served by obsloop")
                     value = await part.text()

@@ -146,11 +146,13 @@ class KafkaIntake:
                 return None
         publisher = self._publisher
         if publisher is None:
-            return self._unavailable(signal, payload, items, "no Kafka broker reachable")
+            self._unavailable(signal, payload, items, "no Kafka broker reachable")
+            return None
         try:
             published = publisher.publish(_signal(signal), service_name(payload), payload)
         except BusUnavailable as exc:
-            return self._unavailable(signal, payload, items, str(exc))
+            self._unavailable(signal, payload, items, str(exc))
+            return None
         result: Future[None] = Future()
         published.add_done_callback(lambda done: self._settle(done, result, signal, payload, items))
         return result

@@ -32,12 +32,22 @@ events), 400 past it. OTLP/JSON needs about ten levels plus four per nested
 
 
 SIGNALS = ("traces", "metrics", "logs")
-REQUEST_TYPES: dict[str, type[Message]] = {
+ExportRequest = (
+    trace_service_pb2.ExportTraceServiceRequest
+    | metrics_service_pb2.ExportMetricsServiceRequest
+    | logs_service_pb2.ExportLogsServiceRequest
+)
+REQUEST_TYPES: dict[str, type[ExportRequest]] = {
     "traces": trace_service_pb2.ExportTraceServiceRequest,
     "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
     "logs": logs_service_pb2.ExportLogsServiceRequest,
 }
-RESPONSE_TYPES: dict[str, type[Message]] = {
+ExportResponse = (
+    trace_service_pb2.ExportTraceServiceResponse
+    | metrics_service_pb2.ExportMetricsServiceResponse
+    | logs_service_pb2.ExportLogsServiceResponse
+)
+RESPONSE_TYPES: dict[str, type[ExportResponse]] = {
     "traces": trace_service_pb2.ExportTraceServiceResponse,
     "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
     "logs": logs_service_pb2.ExportLogsServiceResponse,
@@ -62,7 +72,7 @@ class ValidRequest:
     rejected: int = 0
     message: str = ""
 
-    def response(self) -> Message:
+    def response(self) -> ExportResponse:
         """The ``Export*ServiceResponse``, with partial success when items were dropped."""
         response = RESPONSE_TYPES[self.signal]()
         if self.rejected:

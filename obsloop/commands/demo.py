@@ -100,6 +100,8 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     config = demo_config(base_config, workdir, receiver_url, window_seconds=args.window)
     server = ObsloopServer(config)
     endpoints = await server.start(feedback=False)
+    detectors = server.detectors
+    assert detectors is not None, "demo_config enables the detectors"
     console.print(f"[bold]obsloop demo[/] in {workdir}: OTLP on {endpoints.http} and {endpoints.grpc}, "
                   f"on-call receiver {receiver_url}, GitOps repository {workdir / 'gitops'}. Ctrl-C ends it early.")
     stop = asyncio.Event()
@@ -128,9 +130,9 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         # part of a window's traffic, which looks like a throughput drop everywhere.
         learned_until = replayed_until + timedelta(seconds=2 * args.window)
         with console.status("the detectors are learning the replayed history…"):
-            while not stop.is_set() and (server.detectors.closed_until or replayed_until) <= learned_until:
+            while not stop.is_set() and (detectors.closed_until or replayed_until) <= learned_until:
                 await asyncio.sleep(0.5)
-        server.detectors.forget_open_episodes()
+        detectors.forget_open_episodes()
         console.print(f"replayed {replayed} requests of history; the detectors have learned it. "
                       "From now on, detections reach the feedback loop.")
     server.start_feedback()
@@ -149,7 +151,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         if detection.kind == "latency" and detection.function == REGRESSED_FUNCTION:
             (regression_open.discard if detection.cleared else regression_open.add)(detection.fingerprint)
 
-    server.detectors.subscribe(follow)
+    detectors.subscribe(follow)
     wind_down = 12 * args.window
     started = time.monotonic()
     wall_started = time.time()
