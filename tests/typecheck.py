@@ -1,4 +1,5 @@
-"""mypy over the ``obsloop`` distribution by its installed module names (``make lint``).
+"""mypy over the ``obsloop`` and ``obsloop-instrument`` distributions by their installed
+module names (``make lint``).
 
 pyproject's ``package-dir`` maps folders to packages (``core/`` is ``obsloop.core``), which
 mypy cannot follow: it finds a module by its path, and the editable install resolves the
@@ -19,12 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / ".venv" / "typecheck"
+INSTRUMENT = "obsloop_instrument"
 
 
 def package_dirs() -> dict[str, str]:
-    """Package name -> folder, from pyproject (``{"obsloop.core": "core", ...}``)."""
+    """Package name -> folder, from pyproject (``{"obsloop.core": "core", ...}``), and the
+    instrumentation library's own package."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return pyproject["tool"]["setuptools"]["package-dir"]
+    return {**pyproject["tool"]["setuptools"]["package-dir"], INSTRUMENT: f"instrument/{INSTRUMENT}"}
 
 
 def build_tree(mapping: dict[str, str]) -> dict[str, str]:
@@ -53,7 +56,7 @@ def repository_path(line: str, prefixes: dict[str, str]) -> str:
 def main(argv: list[str]) -> int:
     prefixes = build_tree(package_dirs())
     command = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml")]
-    command += ["--cache-dir", str(ROOT / ".mypy_cache"), "-p", "obsloop", *argv]
+    command += ["--cache-dir", str(ROOT / ".mypy_cache"), "-p", "obsloop", "-p", INSTRUMENT, *argv]
     env = {**os.environ, "MYPY_FORCE_COLOR": "0"}
     done = subprocess.run(command, cwd=TREE, env=env, capture_output=True, text=True)
     for line in done.stdout.splitlines():

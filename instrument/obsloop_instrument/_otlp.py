@@ -363,7 +363,8 @@ class _Connection:
         else:  # ``ssl`` wraps only ``socket.socket`` objects (and imports ``socket`` anyway)
             import socket
 
-            sock = socket.create_connection((address, port), timeout=timeout)
+            # typeshed types the host as str only; socket takes bytes too (as above)
+            sock = socket.create_connection((address, port), timeout=timeout)  # type: ignore[arg-type]
         try:
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             if ssl_context is not None:

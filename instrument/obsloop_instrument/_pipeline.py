@@ -124,11 +124,8 @@ class Pipeline:
         self._log_exporter: OtlpHttpExporter | None = None
         if settings.logs_enabled:
             self._log_exporter = OtlpHttpExporter("logs", env)
-        self._log_attribute_limit = env_int(
-            env, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"
-        )
-        if self._log_attribute_limit is None:
-            self._log_attribute_limit = _DEFAULT_ATTRIBUTE_COUNT_LIMIT
+        count_limit = env_int(env, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
+        self._log_attribute_limit = _DEFAULT_ATTRIBUTE_COUNT_LIMIT if count_limit is None else count_limit
         self._log_value_limit = env_int(
             env,
             "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
