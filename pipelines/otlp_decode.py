@@ -21,9 +21,15 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 MAX_JSON_DEPTH = 128
 """Deepest JSON nesting accepted where the parsed JSON is walked (OTLP/JSON, Telemetry API
@@ -32,26 +38,12 @@ events), 400 past it. OTLP/JSON needs about ten levels plus four per nested
 
 
 SIGNALS = ("traces", "metrics", "logs")
-ExportRequest = (
-    trace_service_pb2.ExportTraceServiceRequest
-    | metrics_service_pb2.ExportMetricsServiceRequest
-    | logs_service_pb2.ExportLogsServiceRequest
-)
+ExportRequest = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
+ExportResponse = ExportTraceServiceResponse | ExportMetricsServiceResponse | ExportLogsServiceResponse
 REQUEST_TYPES: dict[str, type[ExportRequest]] = {
-    "traces": trace_service_pb2.ExportTraceServiceRequest,
-    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
-    "logs": logs_service_pb2.ExportLogsServiceRequest,
-}
-ExportResponse = (
-    trace_service_pb2.ExportTraceServiceResponse
-    | metrics_service_pb2.ExportMetricsServiceResponse
-    | logs_service_pb2.ExportLogsServiceResponse
-)
+    "traces": ExportTraceServiceRequest, "metrics": ExportMetricsServiceRequest, "logs": ExportLogsServiceRequest}
 RESPONSE_TYPES: dict[str, type[ExportResponse]] = {
-    "traces": trace_service_pb2.ExportTraceServiceResponse,
-    "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
-    "logs": logs_service_pb2.ExportLogsServiceResponse,
-}
+    "traces": ExportTraceServiceResponse, "metrics": ExportMetricsServiceResponse, "logs": ExportLogsServiceResponse}
 _REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
 # OTLP/JSON carries these as hex strings, where the protobuf JSON mapping expects base64.
 _HEX_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
