@@ -1,14 +1,11 @@
 """Validate OTLP export requests before they are acknowledged.
 
 Every request gets a full protobuf parse, so a malformed payload is refused with 400 while
-the client can still fix it, instead of poisoning a segment later. What is acknowledged and
-written to the write-ahead log is the parsed request serialized again (:func:`canonical`),
-never the body as received: ClickHouse's ``Protobuf`` reader refuses what protobuf's own
-parsers accept (a known field with the wrong wire type, a oneof set twice) and reads some of
-it differently (a repeated singular field), so only the canonical bytes are sure to be
-stored as parsed. JSON requests get the same canonical bytes. Spans and log records with
-ids of the wrong length are dropped and reported through OTLP partial success, as the
-specification asks, rather than failing the whole request.
+the client can still fix it. What is acknowledged and written to the write-ahead log is the
+parsed request serialized again (:func:`canonical`), the bytes ClickHouse's ``Protobuf``
+reader is sure to read as parsed; JSON requests get the same. Spans and log records with ids
+of the wrong length are dropped and reported through OTLP partial success.
+Design: docs/design/canonical-otlp-bytes.md.
 """
 
 from __future__ import annotations

@@ -38,11 +38,9 @@ def _any_value_type(depth: int) -> str:
 ANY_VALUE = _any_value_type(ANY_VALUE_DEPTH)
 SCALAR_ANY_VALUE = _any_value_type(0)
 """``AnyValue`` without its array and key-value list members, as the scalars-only
-projection reads it. ClickHouse skips the fields a structure leaves out, yet the
-oneof-presence column still names the member that was set, so an array or key-value list
-value is still seen (and raises :data:`COMPLEX_VALUE_MARKER`). Not building the nested
-columns of every attribute saves 0.5 µs of ClickHouse's 1.9 µs per Lambda log record
-from bytes to rows."""
+projection reads it: the oneof-presence column still names the member that was set, so an
+array or key-value list value is still seen (and raises :data:`COMPLEX_VALUE_MARKER`).
+Design: docs/design/scalar-projection.md."""
 ATTRIBUTES = f"Array(Tuple(key String, value {ANY_VALUE}))"
 RESOURCE = f"resource Tuple(attributes {ATTRIBUTES}, dropped_attributes_count UInt32)"
 SCOPE = f"scope Tuple(name String, version String, attributes {ATTRIBUTES}, dropped_attributes_count UInt32)"
@@ -110,11 +108,8 @@ def attributes_map(attrs: str, scalars_only: bool = False) -> str:
     """SQL for a ``Map(LowCardinality(String), String)`` of an attribute list expression.
 
     The lambda takes the value's members as separate arrays rather than the ``AnyValue``
-    tuple: ``multiIf`` evaluates each branch on the rows that take it (short-circuit), and
-    filters the lambda's arguments that branch reads for them. Handed the whole tuple, every
-    branch filtered all of it, nested arrays included (3-4x the cost of the whole map); this
-    way a branch copies one scalar column, and the array / key-value list branches, which
-    only attributes holding such values take, copy only those values.
+    tuple, so each ``multiIf`` branch copies only the members it reads
+    (docs/design/attribute-map-lambda.md).
     """
     members = ["vt", "vs", "vb", "vi", "vd", "vy", "va", "vk"]
     arguments = [f"{attrs}.value.{member}" for member in _MEMBERS]
@@ -153,8 +148,7 @@ class RowMapping:
     scalar_columns: dict[str, str] | None = None
     """The same projections where every ``AnyValue`` is a scalar (nearly always so): array
     and key-value list values raise :data:`COMPLEX_VALUE_MARKER` instead of being rendered as
-    JSON. Much less SQL, and ClickHouse's analysis of the full projection (not the rows)
-    costs 100-150 ms per insert, about 1 µs per log record of a 32 MB segment."""
+    JSON. Much less SQL for ClickHouse to analyse (docs/design/scalar-projection.md)."""
     scalar_structure: str | None = None
     """``structure`` with scalar-only values (:data:`SCALAR_ANY_VALUE`), for ``scalar_columns``."""
     scalar_array_join: str | None = None

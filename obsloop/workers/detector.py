@@ -1,50 +1,15 @@
 """The detector worker: window scoring spread over processes by Kafka partition.
 
-``obsloop serve`` runs one :class:`~obsloop.detectors.loop.DetectorLoop` over every series.
-Past one machine, ``obsloop detector-worker`` processes join the consumer group
-``kafka.detector_group`` over the traces topic, and each scores only the functions whose
-name hashes (:func:`partition_of`, the publisher's murmur2) to a partition it owns. The
-group is used for ownership only: the worker pauses its partitions and fetches no
-records, because the input is the same as in ``serve``, the closed windows ClickHouse
-aggregates in ``faas_windows``. Polling keeps the membership alive and delivers rebalances.
-
-Why per function name: a window row knows its function (``faas.name``, or the service name
-when there is none), not the Kafka key, and obsloop-instrument sets ``service.name`` to the
-function name, so a function's series are usually owned by the worker that owns its spans'
-partition too. Either way each function has exactly one owner per group generation.
-
-Rebalances are cooperative (KIP-429, kafka-python's ``CooperativeStickyAssignor``): only
-the partitions that move are revoked, so a member keeps the rest in memory instead of
-saving and reloading every partition on every membership change (with 14,000 series in 4
-partitions, a leaving member's partitions were taken over in 3.0 s instead of 8.8 s with
-the eager default; ``bench/kafka/handover.py``).
-
-A partition's state is a whole detector loop (:class:`PartitionLoop`): series models,
-expected ranges, open episodes, budget forecasts, canary episodes *and* its position in
-event time. On revoke the loop is checkpointed to ``<dir>/traces-<p>-of-<n>.json``; on
-assign the new owner restores it and continues from the next unread window of those
-functions, so no window is scored twice or skipped when ownership moves cleanly. A
-worker that dies resumes from the last periodic checkpoint (``detectors.checkpoint_seconds``):
-the windows since then are scored again, and their detections get the same ids (they hash
-the series and the window). The partition count is part of the file name: after the topic
-gains partitions the functions map elsewhere, and the loops start afresh rather than
-restore other functions' models.
-
-What is not partitioned runs in one worker, the owner of partition 0 (:class:`GlobalLoop`):
-model drift (prediction events name a model version, not a function) and cost-center spend
-(a sum over functions of every partition). Partition 0 always exists and has exactly one
-owner per group generation, so this leader needs no election of its own; it changes only on
-a rebalance, and its state moves like a partition's, through ``<dir>/global.json``.
-Per-function spend and month-end budget forecasts stay with the function's partition.
-
-With ``feedback.enabled`` each worker runs the feedback loop (alerts, GitOps commits,
-retraining triggers) on the detections it produces, as ``serve`` does on its own
-(:class:`~obsloop.feedback.runner.FeedbackRunner`, on the worker's event loop); a scale-up's
-budget check asks the partition loop that owns the function for its spend forecast.
-
-The worker starts while ClickHouse is down: it joins the group and keeps its partitions'
-state, steps again with backoff (and the feedback runner creates its tables with backoff),
-and ``/readyz`` answers 503 until ClickHouse answered the tables, the steps and the feedback.
+Each ``obsloop detector-worker`` joins the consumer group ``kafka.detector_group`` over the
+traces topic for ownership only, and scores the functions whose name hashes
+(:func:`partition_of`) to a partition it owns, from the same closed windows ``serve`` reads.
+A partition's state is a whole detector loop (:class:`PartitionLoop`), checkpointed on
+revoke and restored on assign; rebalances are cooperative, so only moving partitions are
+saved. What no partition sees whole (model drift, cost-center spend) runs in the owner of
+partition 0 (:class:`GlobalLoop`). With ``feedback.enabled`` each worker runs the feedback
+loop on its own detections, as ``serve`` does. The worker starts while ClickHouse is down
+and ``/readyz`` answers 503 until ClickHouse answered.
+Design: docs/design/detector-ownership-by-partition.md, docs/design/cooperative-rebalancing.md.
 """
 
 from __future__ import annotations
