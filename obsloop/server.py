@@ -40,6 +40,7 @@ from obsloop.runtime import SERVE_STATE_FILE, apply_schema, listen, storage_clie
 
 if TYPE_CHECKING:
     import grpc
+    from clickhouse_connect.driver.client import Client
 
     from obsloop.detectors.loop import DetectorLoop
     from obsloop.feedback.runner import FeedbackRunner
@@ -136,7 +137,7 @@ class ObsloopServer:
         self._stopped = asyncio.Event()
 
     @property
-    def client(self):
+    def client(self) -> Client:
         """The storage client (connects on first use: the server starts while ClickHouse is down)."""
         return storage_client(self.config)
 
