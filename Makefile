@@ -16,16 +16,18 @@ $(STAMP): pyproject.toml instrument/pyproject.toml
 run: $(STAMP)
 	$(BIN)/obsloop demo
 
-## test: run the whole test suite
-test: $(STAMP) test-tools
+## test: lint, then run the whole test suite
+test: $(STAMP) lint test-tools
 	$(BIN)/python -m pytest
 
 ## test-tools: the real Alertmanager and promtool the suite checks against (Debian packages, apt-get when missing)
 test-tools: $(STAMP)
 	$(BIN)/python tests/debian_tools.py
 
+## lint: ruff, then mypy over both distributions (tests/typecheck.py maps package-dir for it)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python tests/typecheck.py
 
 clean:
 	rm -rf $(VENV) .obsloop

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -98,10 +99,11 @@ def _orjson_documents(data: bytes, budget: Budget) -> list:
     return documents + _json_documents_slow(bytes(view), budget)
 
 
-def _json_documents_slow(text: bytes, budget: Budget) -> list:
+def _json_documents_slow(text: bytes, budget: Budget) -> list[Any]:
     decoder = json.JSONDecoder()
     source = text.decode()
-    documents, index = [], 0
+    documents: list[Any] = []
+    index = 0
     while True:
         while index < len(source) and source[index] in " \t\r\n":
             index += 1

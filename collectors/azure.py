@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.checkpoint import CheckpointStore
@@ -181,7 +182,7 @@ class AppInsightsPuller:
         return max(0.0, self._state()[0].timestamp() - start), max(0.0, self.clock() - start)
 
     def _query(self, kql: str, since: datetime, until: datetime) -> list[list]:
-        options = {"timespan": (since, until + timedelta(seconds=1))}
+        options: dict[str, Any] = {"timespan": (since, until + timedelta(seconds=1))}
         endpoint = getattr(getattr(self.client, "_config", None), "endpoint", "")
         if str(endpoint).startswith("http://"):
             options["enforce_https"] = False  # a local endpoint (tests, a proxy)

@@ -274,7 +274,8 @@ _pack_cold = struct.Struct(f"<{len(_DURATION)}sd{len(_BILLED)}sd{len(_USED)}sd{l
 """The numbers of a priced Lambda REPORT, warm and cold start, in one ``pack`` each."""
 
 
-def _numbers_bytes(duration: object, billed: object, used: object, init: object, cost: object) -> bytes:
+def _numbers_bytes(duration: AttributeValue | None, billed: AttributeValue | None, used: AttributeValue | None,
+                  init: AttributeValue | None, cost: AttributeValue | None) -> bytes:
     """The per-invocation numbers' ``KeyValue`` fields, absent ones left out."""
     if type(duration) is float and type(billed) is float and type(used) is float and type(cost) is float:
         if init is None:
@@ -293,7 +294,7 @@ def _numbers_bytes(duration: object, billed: object, used: object, init: object,
     return b"".join(parts)
 
 
-def _invocation_id_bytes(invocation_id: object) -> bytes:
+def _invocation_id_bytes(invocation_id: AttributeValue) -> bytes:
     """The ``faas.invocation_id`` field. It was usually just encoded for the invocation's
     ``END`` line (the same ``KeyValue`` bytes :func:`line_record` caches), so it is
     reused from there."""

@@ -49,7 +49,7 @@ class MetricsBuilder:
         self.points += 1
 
     def sum(self, resource: Mapping[str, str], name: str, *, start_ns: int, time_ns: int,
-            value: float, temporality: int, monotonic: bool = True,
+            value: float, temporality: AggregationTemporality.ValueType, monotonic: bool = True,
             attributes: Mapping[str, AttributeValue] | None = None, unit: str = "",
             description: str = "") -> None:
         metric = self._metric(resource, name, unit, description, "sum")

@@ -17,6 +17,7 @@ import math
 import time
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -173,7 +174,7 @@ class PrometheusScraper:
     def poll_once(self) -> int:
         handed = 0
         for url in self.targets:
-            text = with_backoff(lambda u=url: self.fetch(u, self.timeout), classify_scrape_error,
+            text = with_backoff(partial(self.fetch, url, self.timeout), classify_scrape_error,
                                 collector=COLLECTOR, attempts=3, sleep=self.sleep)
             selfmetrics.PAGES.labels(COLLECTOR).inc()
             builder, malformed = exposition_to_metrics(text, self.start_ns, time.time_ns())
@@ -182,7 +183,7 @@ class PrometheusScraper:
             if not builder.points:
                 continue
             payload = builder.build().SerializeToString()
-            with_backoff(lambda p=payload: self.submit("metrics", p), submit_error,
+            with_backoff(partial(self.submit, "metrics", payload), submit_error,
                          collector=COLLECTOR, sleep=self.sleep)
             selfmetrics.EVENTS.labels(COLLECTOR).inc(builder.points)
             handed += builder.points

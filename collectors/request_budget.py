@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -159,12 +160,11 @@ def too_deep(node: object, limit: int = MAX_JSON_DEPTH) -> bool:
     checking must not hit the recursion limit it protects)."""
     if not isinstance(node, dict | list):
         return False
-    stack: list[tuple[object, int]] = [(node, 1)]
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(node, 1)]
     while stack:
         value, depth = stack.pop()
         children = value.values() if isinstance(value, dict) else value
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children  # type: ignore[union-attr]
-                     if isinstance(child, dict | list))
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False

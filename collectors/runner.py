@@ -102,24 +102,26 @@ def build(kind: str, config: CollectorsConfig, submit: Submit, checkpoint_dir: P
         return scheduled
     enrich = build_enricher(config).enrich
     if kind == "gcp":
-        from obsloop.collectors.gcp import CloudLoggingPuller, make_client
+        from obsloop.collectors.gcp import CloudLoggingPuller
+        from obsloop.collectors.gcp import make_client as logging_client
 
         gcp = config.gcp
         if not gcp.project:
             raise ValueError("collectors.gcp.project is required")
         return [Scheduled("gcp.logging", CloudLoggingPuller(
-            make_client(gcp.project, gcp.endpoint), CheckpointStore(checkpoint_dir, "gcp.logging"),
+            logging_client(gcp.project, gcp.endpoint), CheckpointStore(checkpoint_dir, "gcp.logging"),
             submit, enrich, project=gcp.project, log_filter=gcp.filter,
             initial_start=datetime.fromtimestamp(now, UTC) - timedelta(seconds=gcp.backfill_seconds),
             settle_s=gcp.settle_seconds), gcp.poll_interval_seconds)]
     if kind == "azure":
-        from obsloop.collectors.azure import CLASSIC, WORKSPACE, AppInsightsPuller, make_client
+        from obsloop.collectors.azure import CLASSIC, WORKSPACE, AppInsightsPuller
+        from obsloop.collectors.azure import make_client as logs_query_client
 
         azure = config.azure
         if not azure.target:
             raise ValueError("collectors.azure.target is required")
         return [Scheduled("azure.appinsights", AppInsightsPuller(
-            make_client(azure.endpoint), CheckpointStore(checkpoint_dir, "azure.appinsights"),
+            logs_query_client(azure.endpoint), CheckpointStore(checkpoint_dir, "azure.appinsights"),
             submit, enrich, target=azure.target,
             schema=WORKSPACE if azure.schema_ == "workspace" else CLASSIC,
             region=azure.region, subscription=azure.subscription,

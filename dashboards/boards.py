@@ -61,6 +61,12 @@ FEEDBACK_ANNOTATION = Annotation(
 ANNOTATIONS = (DETECTIONS_ANNOTATION, FEEDBACK_ANNOTATION)
 
 
+def _per_interval(title: str, by: str, value: str, source: str, unit: str) -> Panel:
+    """A time series of ``value`` (``expression AS name``) per ``by``, over ``source``."""
+    return Panel(title, (Sql(
+        f"SELECT $__timeInterval(time) AS time, {by}, {value} {source} GROUP BY time, {by} ORDER BY time"),), unit=unit)
+
+
 def fleet() -> Dashboard:
     by_platform = f"FROM {INVOCATIONS} WHERE $__timeFilter(time) AND {FLEET_FILTER}"
     spans = (
@@ -80,25 +86,18 @@ def fleet() -> Dashboard:
                   "stat", 6, 4, unit="ms"),
             Panel("Cold starts", (Sql(f"SELECT countIf(coldstart = 1) {by_platform}", "table"),), "stat", 6, 4),
             Row("By platform"),
-            Panel("Invocations per platform", (Sql(
-                f"SELECT $__timeInterval(time) AS time, platform, count() AS invocations {by_platform} "
-                "GROUP BY time, platform ORDER BY time"),), unit="short"),
-            Panel("Errors per platform", (Sql(
-                f"SELECT $__timeInterval(time) AS time, platform, countIf(status != 'success') AS errors "
-                f"{by_platform} GROUP BY time, platform ORDER BY time"),), unit="short"),
-            Panel("p95 latency per platform", (Sql(
-                f"SELECT $__timeInterval(time) AS time, platform, quantile(0.95)(duration_ms) AS p95 "
-                f"{by_platform} GROUP BY time, platform ORDER BY time"),), unit="ms"),
-            Panel("p99 latency per platform", (Sql(
-                f"SELECT $__timeInterval(time) AS time, platform, quantile(0.99)(duration_ms) AS p99 "
-                f"{by_platform} GROUP BY time, platform ORDER BY time"),), unit="ms"),
+            _per_interval("Invocations per platform", "platform", "count() AS invocations", by_platform, "short"),
+            _per_interval("Errors per platform", "platform", "countIf(status != 'success') AS errors",
+                          by_platform, "short"),
+            _per_interval("p95 latency per platform", "platform", "quantile(0.95)(duration_ms) AS p95",
+                          by_platform, "ms"),
+            _per_interval("p99 latency per platform", "platform", "quantile(0.99)(duration_ms) AS p99",
+                          by_platform, "ms"),
             Row("By function"),
-            Panel("p95 latency per function", (Sql(
-                f"SELECT $__timeInterval(time) AS time, function, quantile(0.95)(duration_ms) AS p95 "
-                f"{by_platform} GROUP BY time, function ORDER BY time"),), unit="ms"),
-            Panel("p99 latency per function", (Sql(
-                f"SELECT $__timeInterval(time) AS time, function, quantile(0.99)(duration_ms) AS p99 "
-                f"{by_platform} GROUP BY time, function ORDER BY time"),), unit="ms"),
+            _per_interval("p95 latency per function", "function", "quantile(0.95)(duration_ms) AS p95",
+                          by_platform, "ms"),
+            _per_interval("p99 latency per function", "function", "quantile(0.99)(duration_ms) AS p99",
+                          by_platform, "ms"),
             Panel("Functions", (Sql(
                 "SELECT platform, function, count() AS invocations, countIf(status != 'success') AS errors, "
                 "round(countIf(status != 'success') / count(), 4) AS error_rate, "

@@ -28,6 +28,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from obsloop.collectors.encode_metrics import CUMULATIVE
 from obsloop.core import semconv as sc
 
 
@@ -143,10 +144,11 @@ class ServerlessTraffic:
             scope.scope.version = "0.1.0"
             for _ in range(per_function):
                 canary = self.canary.get(fn.name)
-                green = canary is not None and self.random.random() < canary.share
-                version = canary.version if green else fn.model_version
-                start, duration, cold, error = self._invocation(
-                    fn, now_ns, canary.latency_factor if green else 1.0)
+                if canary is not None and self.random.random() < canary.share:
+                    version, latency_factor = canary.version, canary.latency_factor
+                else:
+                    version, latency_factor = fn.model_version, 1.0
+                start, duration, cold, error = self._invocation(fn, now_ns, latency_factor)
                 trace_id, root_id = os.urandom(16), os.urandom(8)
                 root = scope.spans.add(
                     trace_id=trace_id, span_id=root_id, name=f"{fn.name} invoke",
@@ -253,12 +255,12 @@ class ServerlessTraffic:
             scope.scope.name = "obsloop-instrument"
             durations = [self._invocation(fn, now_ns)[1] / 1e6 for _ in range(20)]
             counter = scope.metrics.add(name="faas.invocations", unit="{invocation}")
-            counter.sum.aggregation_temporality = 2
+            counter.sum.aggregation_temporality = CUMULATIVE
             counter.sum.is_monotonic = True
             counter.sum.data_points.add(start_time_unix_nano=now_ns - 60_000_000_000,
                                         time_unix_nano=now_ns, as_int=len(durations))
             histogram = scope.metrics.add(name="faas.invoke_duration", unit="ms")
-            histogram.histogram.aggregation_temporality = 2
+            histogram.histogram.aggregation_temporality = CUMULATIVE
             point = histogram.histogram.data_points.add(
                 start_time_unix_nano=now_ns - 60_000_000_000, time_unix_nano=now_ns,
                 count=len(durations), sum=sum(durations), min=min(durations), max=max(durations),

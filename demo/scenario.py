@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from clickhouse_connect.driver.client import Client
 
 from obsloop.config import Config
-from obsloop.demo.loadgen import FLEET, FunctionSpec
+from obsloop.demo.loadgen import FLEET, FunctionSpec, ServerlessTraffic
 from obsloop.runtime import bound_port
 
 REGRESSED_FUNCTION = "fraud-scorer"
@@ -215,7 +216,7 @@ class Scenario:
     """Share of the labelled model's labels that follow a new concept (accuracy 0.92 -> 0.60)."""
     events: list[tuple[float, str]] = field(default_factory=list)
 
-    def apply(self, elapsed: float, traffic) -> str | None:
+    def apply(self, elapsed: float, traffic: ServerlessTraffic) -> str | None:
         """Change the traffic when a step is due; returns what happened, once."""
         done = {text for _, text in self.events}
         steps = [
@@ -249,7 +250,7 @@ def told_key(detection_id: str, severity: str, cleared: bool) -> str:
     return f"{detection_id}|{severity}|{cleared}"
 
 
-def story(workdir: Path, client, scenario: Scenario, started: float,
+def story(workdir: Path, client: Client, scenario: Scenario, started: float,
           told_at: dict[str, float] | None = None) -> list[str]:
     """What happened and why, from the stored records, in time order (seconds since start).
     Detections of the replayed history (event times before the start) are counted, not told:

@@ -142,7 +142,7 @@ class SpendForecaster:
             f._learn(float(spend))
         f.bucket_start = state["bucket_start"]
         f.bucket_spend = float(state["bucket_spend"])
-        f.month = tuple(state["month"]) if state["month"] else None  # type: ignore[assignment]
+        f.month = tuple(state["month"]) if state["month"] else None
         f.month_to_date = float(state["month_to_date"])
         f.alerted_month = state["alerted_month"]
         return f

@@ -71,9 +71,10 @@ def write_quality_report(
     scored = all(score is not None for _, _, score in reference + current)
 
     def frame(rows: list[tuple[str, str, float | None]]) -> Any:
-        data = {"prediction": [int(p) for p, _, _ in rows], "target": [int(t) for _, t, _ in rows]}
+        data: dict[str, list[int] | list[float]] = {
+            "prediction": [int(p) for p, _, _ in rows], "target": [int(t) for _, t, _ in rows]}
         if scored:
-            data["score"] = [float(s) for _, _, s in rows]  # type: ignore[arg-type]
+            data["score"] = [float(s) for _, _, s in rows if s is not None]
         return pd.DataFrame(data)
 
     definition = DataDefinition(classification=[BinaryClassification(

@@ -386,8 +386,8 @@ class SeriesAnomalyDetector:
             e_slot = int((ts % _DAY) * slots / _DAY) % slots
             width = self.env_width
             ev = env[e_slot]
-            for k in range(1, width + 1):
-                a, b = env[(e_slot + k) % slots], env[e_slot - k]  # negative index wraps
+            for j in range(1, width + 1):
+                a, b = env[(e_slot + j) % slots], env[e_slot - j]  # negative index wraps
                 if a > ev:
                     ev = a
                 if b > ev:

@@ -59,6 +59,15 @@ def _truthy(expr: str) -> str:
     return f"toUInt8(lower(ifNull({expr}, '')) IN ('true', '1'))"
 
 
+def _window_and_series(attr: Callable[[str], str]) -> str:
+    """The window and series key columns, derived alike by both views (``attr`` reads an attribute)."""
+    return f"""toStartOfInterval(Timestamp, INTERVAL {BASE_SECONDS} SECOND, 'UTC') AS window_start,
+    ifNull({attr(semconv.CLOUD_PLATFORM)}, '') AS platform,
+    ifNull({attr(semconv.FAAS_NAME)}, ServiceName) AS function,
+    ifNull({attr(semconv.MODEL_NAME)}, '') AS model_name,
+    ifNull({attr(semconv.MODEL_VERSION)}, '') AS model_version"""
+
+
 def windows_ddl(o: SchemaOptions) -> list[str]:
     """``CREATE`` statements (idempotent) of ``faas_windows`` and its two feeding views.
 
@@ -89,11 +98,7 @@ ORDER BY (window_start, platform, function, model_name, model_version, source)
     from_reports = f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{TABLE}_invocations_mv {o.on_cluster}
 TO {db}.{TABLE} AS
 SELECT
-    toStartOfInterval(Timestamp, INTERVAL {BASE_SECONDS} SECOND, 'UTC') AS window_start,
-    ifNull({_log_attr(semconv.CLOUD_PLATFORM)}, '') AS platform,
-    ifNull({_log_attr(semconv.FAAS_NAME)}, ServiceName) AS function,
-    ifNull({_log_attr(semconv.MODEL_NAME)}, '') AS model_name,
-    ifNull({_log_attr(semconv.MODEL_VERSION)}, '') AS model_version,
+    {_window_and_series(_log_attr)},
     '{SOURCE_INVOCATIONS}' AS source,
     uniqState({key}) AS invocations,
     uniqIfState({key}, toUInt8({status} IN ('error', 'timeout') OR {http} >= 500)) AS errors,
@@ -110,11 +115,7 @@ GROUP BY window_start, platform, function, model_name, model_version"""
     from_spans = f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{TABLE}_spans_mv {o.on_cluster}
 TO {db}.{TABLE} AS
 SELECT
-    toStartOfInterval(Timestamp, INTERVAL {BASE_SECONDS} SECOND, 'UTC') AS window_start,
-    ifNull({_span_attr(semconv.CLOUD_PLATFORM)}, '') AS platform,
-    ifNull({_span_attr(semconv.FAAS_NAME)}, ServiceName) AS function,
-    ifNull({_span_attr(semconv.MODEL_NAME)}, '') AS model_name,
-    ifNull({_span_attr(semconv.MODEL_VERSION)}, '') AS model_version,
+    {_window_and_series(_span_attr)},
     '{SOURCE_SPANS}' AS source,
     uniqState(concat(TraceId, SpanId)) AS invocations,
     uniqIfState(concat(TraceId, SpanId), toUInt8(StatusCode = 'Error')) AS errors,
@@ -249,10 +250,10 @@ FROM {self.table}
 WHERE window_start >= {_sql_time(start)} AND window_start < {_sql_time(end)}
 GROUP BY w, platform, function, model_name, model_version, source
 ORDER BY w""").result_rows
-        p = [QUANTILE_GRID.index(q) for q in QUANTILES]
+        p50, p95, p99 = (QUANTILE_GRID.index(q) for q in QUANTILES)
         yield from choose_sources(
             Window(_utc(r[0]), w, SeriesKey(*r[1:5]), r[5], int(r[6]), int(r[7]), int(r[8]),
-                   *(float(r[9][i]) for i in p), float(r[10]), float(r[11]), r[12],
+                   float(r[9][p50]), float(r[9][p95]), float(r[9][p99]), float(r[10]), float(r[11]), r[12],
                    tuple(float(q) for q in r[9]))
             for r in rows
         )

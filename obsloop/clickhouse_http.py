@@ -1,29 +1,11 @@
 """ClickHouse's HTTP interface over the embedded engine, so Grafana works with no server.
 
 Grafana's ClickHouse datasource and clickhouse-connect only speak to a ClickHouse server;
-with the embedded default (chDB) there is none. This app answers the part of ClickHouse's
-HTTP interface those clients use: the query in the body or the ``query`` parameter,
-``param_*`` bindings, ``database``, ``default_format`` / ``FORMAT``, settings as URL
-parameters, HTTP compression both ways, ``X-ClickHouse-*`` headers, and errors with
-ClickHouse's exception text, code and HTTP status.
-
-The engine renders every format itself (Native, RowBinary, JSON, ...): the bytes pass
-through untouched. Each request opens its own engine connection, because the engine keeps
-a ``SET`` (and ``USE``) for the rest of a connection's session: a per-request connection
-keeps one client's settings out of everyone else's queries, and lets each request run
-under its own ``readonly=1`` and limits.
-
-Every statement passes :func:`obsloop.query_gate.check` (ClickHouse's parse of it: reads
-only unless ``clickhouse_http.read_only`` is false, never files, network or processes), and
-what runs is the engine's rendering of it. Then the request's settings: the limits
-(``query_limits``) may only be lowered, a short list of output settings may be set, any
-other must equal its current value; then ``readonly=1``, so the statement cannot change
-anything either (the Grafana plugin's ``max_execution_time`` is a limit, so it passes).
-
-Not served: ClickHouse's own block compression (``compress=1`` / ``decompress=1``, which
-needs CityHash128 checksums), external data tables, sessions (``session_id`` is accepted
-and ignored: every request stands alone) and ``client_protocol_version`` (clients fall
-back to protocol 0, which is what the engine's Native output is).
+with the embedded default (chDB) there is none. This app answers the part of the interface
+those clients use; the engine renders every format itself. Each request gets its own engine
+connection (a ``SET`` must not leak into other clients' queries), every statement passes
+:func:`obsloop.query_gate.check`, request settings may only lower the limits, and
+``readonly=1`` applies on top. Design: docs/design/clickhouse-http-interface.md.
 """
 
 from __future__ import annotations
@@ -44,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from obsloop import query_gate
 from obsloop.clickhouse import embedded_path, is_embedded
@@ -179,7 +161,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
             inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
             data, finished = inflater.decompress(body, limit + 1), inflater.eof
         elif encoding == "zstd":
-            from backports import zstd  # type: ignore[import-not-found]  # clickhouse-connect's own zstd
+            from backports import zstd  # clickhouse-connect's own zstd
 
             zstd_inflater = zstd.ZstdDecompressor()
             data, finished = zstd_inflater.decompress(body, max_length=limit + 1), zstd_inflater.eof
@@ -215,7 +197,7 @@ def _compressors() -> dict[str, Callable[[bytes], bytes]]:
     except ImportError:
         pass
     try:
-        from backports import zstd  # type: ignore[import-not-found]
+        from backports import zstd
 
         available["zstd"] = zstd.compress
     except ImportError:
@@ -413,6 +395,8 @@ class ClickHouseHttp:
         if request.method == "POST":
             if request.content_type == "multipart/form-data":
                 async for part in await request.multipart():
+                    if not isinstance(part, BodyPartReader):
+                        raise ClickHouseError(48, "NOT_IMPLEMENTED", "nested multipart is not served by obsloop")
                     if part.filename is not None:
                         raise ClickHouseError(48, "NOT_IMPLEMENTED", "external data tables are not served by obsloop")
                     value = await part.text()

@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -37,7 +38,7 @@ def _is_ip(name: str) -> bool:
     return True
 
 
-def browser_guard(section: str, allowed_hosts: Iterable[str], allowed_origins: Iterable[str]):
+def browser_guard(section: str, allowed_hosts: Iterable[str], allowed_origins: Iterable[str]) -> Middleware:
     """An aiohttp middleware refusing browser-driven requests; ``section`` names the
     configuration section in the refusal (``admin``, ``clickhouse_http``)."""
     hosts = {name.strip().lower().rstrip(".") for name in allowed_hosts} | {"localhost"}

@@ -1,26 +1,11 @@
 """Which SQL the query surfaces (8123, admin ``/query``, ``obsloop query``) may run, decided
 on ClickHouse's own parse of it.
 
-The engine parses the text twice, and nothing the caller wrote runs before both: first
-``formatQuery`` with the text as a string literal (one statement or a syntax error; comments,
-nested or not, are gone), then ``EXPLAIN AST`` of that rendering, whose node lines are what
-the decision reads. What runs afterwards is the rendering, never the caller's text, so the
-statement checked is the statement executed (the embedded engine runs every statement of a
-``;``-separated text, including one hidden after an INSERT's inline rows).
-
-Reads are SELECT / SHOW / DESCRIBE / EXISTS / EXPLAIN; writes (when a surface allows them)
-add INSERT, CREATE (tables, views, databases), ALTER, DROP, TRUNCATE, RENAME, OPTIMIZE and
-DELETE. Either way: no table function, table engine or database engine that reads files or
-reaches the network, another server or a process (an allow-list of harmless ones), no
-dictionary, no ``file()``, no ``INTO OUTFILE`` / ``FROM INFILE``, no ``SETTINGS`` clause in a
-read (limits and ``readonly`` are the surface's to set), no custom disk in a table's settings.
-The names to refuse come from the engine's own ``system.table_functions``,
-``system.table_engines`` and ``system.database_engines``, so a new engine is refused until
-someone allows it.
-
-An identifier or alias with a newline in it can add fake lines to ``EXPLAIN AST``'s output,
-but never remove or re-indent a real one; every rule here refuses on the presence of a line,
-so a fake line can only cause a refusal.
+The engine parses the text twice (``formatQuery``, then ``EXPLAIN AST`` of that rendering),
+the rules read the AST's node lines, and what runs is the rendering, never the caller's
+text, so the statement checked is the statement executed. Reads always; writes where a
+surface allows them; never files, network, other servers or processes (refused engine names
+come from the engine's own ``system`` tables). Design: docs/design/query-gate.md.
 """
 
 from __future__ import annotations

@@ -50,13 +50,15 @@ def apply_schema(config: Config) -> int:
 def bound_port(site: web.TCPSite) -> int:
     """The port a started site listens on (port 0 in the configuration picks a free one)."""
     server = site._server  # aiohttp keeps the asyncio server here; no public accessor
-    assert server is not None and server.sockets
+    assert isinstance(server, asyncio.Server) and server.sockets
     return server.sockets[0].getsockname()[1]
 
 
-async def listen(app: web.Application, host: str, port: int, **handler_options: bool) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on ``host:port``; the runner (to clean up) and the bound port."""
-    runner = web.AppRunner(app, access_log=None, **handler_options)
+async def listen(app: web.Application, host: str, port: int,
+                 auto_decompress: bool = True) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port``; the runner (to clean up) and the bound port.
+    ``auto_decompress=False`` leaves bodies compressed, for handlers that bound the inflated size."""
+    runner = web.AppRunner(app, access_log=None, auto_decompress=auto_decompress)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

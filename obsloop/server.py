@@ -16,6 +16,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -36,6 +37,14 @@ from obsloop.pipelines.intake import Intake
 from obsloop.pipelines.otlp_decode import SIGNALS
 from obsloop.pipelines.wal import WriteAheadLog
 from obsloop.runtime import SERVE_STATE_FILE, apply_schema, listen, storage_client
+
+if TYPE_CHECKING:
+    import grpc
+    from clickhouse_connect.driver.client import Client
+
+    from obsloop.detectors.host import DetectorHost
+    from obsloop.feedback.stage import FeedbackStage
+
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +79,7 @@ def _mount_push_collectors(app: web.Application, guard: PortGuard, config: Confi
     app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich, limits=limits))
     if collectors.aws.firehose_access_key:
         aws_subscription.mount_firehose(
-            app, guard, "/aws/firehose", reveal(collectors.aws.firehose_access_key),
+            app, guard, "/aws/firehose", collectors.aws.firehose_access_key.get_secret_value(),
             aws_subscription.firehose_handler(submit, enrich, region, limits=limits))
     else:
         log.info("Firehose endpoint /aws/firehose not served: collectors.aws.firehose_access_key is not set")
@@ -117,19 +126,19 @@ class ObsloopServer:
                 config.kafka, self.wal, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
             )
         self._runners: list[web.AppRunner] = []
-        self._grpc = None
+        self._grpc: grpc.aio.Server | None = None
         self._collectors_stop = threading.Event()
         self._collector_threads: list[threading.Thread] = []
         self.endpoints: Endpoints | None = None
-        self.feedback = None
-        """The feedback stage (``obsloop.feedback.stage.FeedbackStage``) when enabled."""
-        self.detectors = None
-        """The detector host (``obsloop.detectors.host.DetectorHost``) once started; the
-        feedback stage subscribes to its detections with ``self.detectors.subscribe``."""
+        self.feedback: FeedbackStage | None = None
+        """The feedback stage when enabled."""
+        self.detectors: DetectorHost | None = None
+        """The detector host once started; the feedback stage subscribes to its detections
+        with ``self.detectors.subscribe``."""
         self._stopped = asyncio.Event()
 
     @property
-    def client(self):
+    def client(self) -> Client:
         """The storage client (connects on first use: the server starts while ClickHouse is down)."""
         return storage_client(self.config)
 
@@ -184,8 +193,8 @@ class ObsloopServer:
                                            "storage": self.config.storage_dsn})  # holds no credentials
         return self.endpoints
 
-    async def _serve(self, app: web.Application, host: str, port: int, **handler_options: bool) -> int:
-        runner, bound = await listen(app, host, port, **handler_options)
+    async def _serve(self, app: web.Application, host: str, port: int, auto_decompress: bool = True) -> int:
+        runner, bound = await listen(app, host, port, auto_decompress=auto_decompress)
         self._runners.append(runner)
         return bound
 
@@ -209,11 +218,12 @@ class ObsloopServer:
         if not settings.enabled:
             return
         manifests = self.config.collectors.manifests_dir
-        self.detectors = DetectorHost(
+        detectors = DetectorHost(
             settings, lambda: self.client, self.config.data_dir, database=self.config.storage.database,
             budgets=load_budgets(manifests) if manifests else None, registry=self.metrics.registry,
         )
-        self.detectors.start()
+        detectors.start()
+        self.detectors = detectors
 
     # -- feedback --------------------------------------------------------------------------
     def start_feedback(self) -> None:

@@ -3,18 +3,9 @@
 Python never flattens a span: the segment file (embedded engine) or its bytes as the
 request body (a server) go to ``INSERT … SELECT`` over the ``Protobuf`` format with the
 projections of :mod:`obsloop.pipelines.otlp_rows`. Each insert carries a deduplication
-token derived from the segment, so a retry after a crash stores nothing twice.
-
-With a cluster (``storage.cluster``) the tables inserted into are ``Distributed`` ones
-(:mod:`obsloop.pipelines.schema`), which by default acknowledge an insert once the rows are
-queued on the local disk of the node that received it and forward them to the shards later.
-A caller that deletes a segment or commits a Kafka offset after the insert returned would
-then count as stored what is only queued on one node. The sink therefore sets
-``distributed_foreground_insert = 1`` (``insert_distributed_sync`` before ClickHouse 23.11,
-which renamed it and kept the old name as an alias; a server older than that rejects the new
-name): the insert returns only after every shard stored its rows (one replica of each, with
-``internal_replication``), and the deduplication token goes with them to the replicated
-local tables.
+token derived from the segment, so a retry after a crash stores nothing twice. Inserts into
+a cluster's ``Distributed`` tables are synchronous, so what returned is stored on its shards.
+Design: docs/design/distributed-foreground-insert.md, docs/design/deferred-skip-indexes.md.
 """
 
 from __future__ import annotations
@@ -70,17 +61,9 @@ DEFERRED_SKIP_INDEXES = (
     "idx_attr_key", "idx_attr_value",
 )
 """The exporter's bloom filters over attribute map keys and values, built by the merges
-rather than by the insert (embedded engine; ``exclude_materialize_skip_indexes_on_insert``).
-
-A merge builds every skip index of the part it writes from the merged rows, whatever its
-source parts had, so an index an insert builds serves only until the part's first merge and
-is then built again. For Lambda subscription logs these six (ten names across the signals)
-cost 0.7-1.0 µs per record at insert, the largest single item of the insert after parsing,
-and the merges cost the same with or without them (1.7 µs per record in the end-to-end
-benchmark either way). The price: a part not merged yet (seconds to minutes under load; the
-last part of a partition that never merges stays so) is read without skipping granules by
-attribute key or value; results are the same. The trace id, body token, duration and time
-indexes are still built on insert. ``ALTER TABLE … MATERIALIZE INDEX`` builds them at will."""
+rather than by the insert (embedded engine; ``exclude_materialize_skip_indexes_on_insert``):
+a merge builds them again anyway, and they were the insert's largest cost after parsing.
+Design: docs/design/deferred-skip-indexes.md."""
 
 FULL_PROJECTION_SEGMENTS = 100
 """Segments a table is inserted with the full projection after one held an array or

@@ -1,18 +1,11 @@
 """The ingest pipeline: acknowledged requests → write-ahead segments → ClickHouse.
 
-Receivers call :meth:`IngestPipeline.submit` (cheap: an append to the open segment); one
-background thread closes segments by age and inserts closed ones, oldest first. When
-ClickHouse falls behind, the segments waiting pile up until ``max_pending_bytes`` (or the
-disk down to its reserve), then ``submit`` raises :class:`PipelineFull`, which receivers
-turn into 503 + Retry-After: the client keeps its data and retries, and nothing
-acknowledged is ever dropped. Once full, it refuses every request until the backlog is a
-tenth under the limit, so ``/readyz`` (:meth:`IngestPipeline.refusal`) and ``submit``
-agree, and a large request is not starved by small ones slipping under the limit.
-
-A failed insert is retried with backoff for as long as ClickHouse fails, unless ClickHouse
-says it cannot read the data (:mod:`obsloop.pipelines.storage_errors`): then the segment is
-split, the rest stored and only the unreadable requests set aside
-(:mod:`obsloop.pipelines.quarantine`), so one bad request never holds up the others.
+Receivers call :meth:`IngestPipeline.submit` (an append to the open segment); one
+background thread inserts closed segments, oldest first. When ClickHouse falls behind,
+``submit`` raises :class:`PipelineFull` (503 + Retry-After) rather than drop anything
+acknowledged, until the backlog is a tenth under the limit. A failed insert is retried
+while ClickHouse fails; unreadable data is split off (:mod:`obsloop.pipelines.quarantine`).
+Design: docs/design/ingest-backpressure.md.
 """
 
 from __future__ import annotations

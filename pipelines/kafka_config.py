@@ -1,23 +1,12 @@
 """Kafka settings shared by the publisher (receivers) and the consumers (workers).
 
 Scale-out moves the WAL's job to Kafka: receivers publish validated raw OTLP request bytes
-to one topic per signal, keyed by service name, and ingest / detector workers read them
-as consumer groups. This module holds what both sides need: the settings model, the topic
-names and the keyword arguments every kafka-python client gets (TLS and SASL pass through
-unchanged, so any broker a Java client can reach is reachable here).
-
-Secrets are ``SecretStr``: the model's repr, ``str()`` and JSON dump mask them, and they are
-unwrapped only in :func:`client_kwargs`, whose result is handed to kafka-python and never
-logged.
-
-Why the group timeouts default lower than kafka-python's: the group coordinator of `tansu`
-(the Kafka-compatible broker the tests run, 0.6.0) holds every JoinGroup of a forming
-group for half the session timeout, re-checking once a second, so late members can join
-the same generation. kafka-python's default ``session_timeout_ms`` of 45 s therefore made
-a first join take ~23 s, which looked like "consumes nothing" in a 20 s probe. Apache Kafka
-holds the first join for ``group.initial.rebalance.delay.ms`` (3 s) instead, so 10 s is a
-fine default for both; Kafka refuses session timeouts below its
-``group.min.session.timeout.ms`` (6 s by default), tests against tansu use less.
+to one topic per signal, keyed by service name, and ingest / detector workers read them as
+consumer groups. This module holds what both sides need: the settings model, the topic
+names and the keyword arguments every kafka-python client gets (TLS and SASL pass through).
+Secrets are ``SecretStr``, unwrapped only in :func:`client_kwargs`, whose result goes to
+kafka-python and is never logged. The group timeouts default lower than kafka-python's
+(docs/design/kafka-group-timeouts.md).
 """
 
 from __future__ import annotations

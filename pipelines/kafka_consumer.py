@@ -1,28 +1,15 @@
 """Consumer groups over the OTLP topics: ingest workers and detector workers.
 
 An ingest worker hands each consumed batch of one partition to
-``insert(signal, payloads, dedup_token)`` and commits the partition's offset only after the
-callable returned, so a crash or a failed insert replays the batch: at-least-once delivery
-into ClickHouse, made exactly-once there by ``insert_deduplication_token``.
-
-That only works if the replayed batch is the *same* batch. The token is derived from
-(topic, partition, first offset, last offset, digest of the payloads), but batch boundaries come from what a poll
-happened to return, and after a crash more records have usually arrived, so a naive
-replay would start at the same offset and end later: a different token, and the first
-batch's rows inserted twice. Before calling ``insert`` the worker therefore records its
-*intent*, the end of the batch, as the committed offset of a companion group
-``<group_id>.intent`` (a plain offset commit, no membership). Whoever owns the partition
-next compares that with the group's own committed offset and, if the intent is ahead,
-cuts its first batch exactly there. Commit metadata would be the natural place for the
-intent, but tansu 0.6.0 drops offset-commit metadata (it returns ``None``), and a second
-group's offsets work on every broker.
+``insert(signal, payloads, dedup_token)`` and commits the offset only after it returned:
+at-least-once delivery, made exactly-once in ClickHouse by the deduplication token. A
+replay must cut the same batch, so the batch's end is recorded first as the offset of a
+companion group ``<group_id>.intent`` (docs/design/kafka-batch-intent.md).
 
 Detector workers own series by partition; :class:`GroupConsumer` reports ownership changes
-through ``on_assign`` / ``on_revoke`` callbacks, called from inside ``poll`` between batches
-(never while a batch is being inserted), with the partitions as (signal, partition) pairs.
-``on_lost`` is the eviction case (the member missed its session or poll deadline): the group
-may already have given the partitions to another member, so state must be dropped rather
-than checkpointed over the new owner's; without it, lost partitions count as revoked.
+through ``on_assign`` / ``on_revoke`` (called inside ``poll``, between batches) with
+(signal, partition) pairs, and ``on_lost`` on eviction, when the partitions may already be
+another member's, so state is dropped rather than checkpointed.
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """Scale-out intake: receivers publish validated OTLP to Kafka instead of inserting locally.
 
 Each request goes to its signal's topic keyed by the service name of its first resource,
-and is acknowledged to the client only once the brokers acknowledged it. When Kafka cannot
-take it, ``on_unavailable`` decides:
-
-``reject`` (default)
-    ``submit`` raises (or its future fails with) ``PipelineFull``, which receivers answer
-    with 503 + Retry-After; the OTLP exporter keeps the data and retries.
-``spill``
-    The request goes to the local write-ahead log instead and the client gets 200. From
-    then on every request is spilled (no per-request publish timeout while Kafka is down),
-    and a background thread republishes the spilled segments, oldest first, until the log
-    is empty; only then do requests go straight to Kafka again. A segment is forgotten
-    after every record in it was acknowledged, so a crash while republishing publishes part
-    of a segment twice (at-least-once, as the exporters' own retries already are) and
-    loses nothing. The log's ``max_pending_bytes`` still bounds the disk: past it, 503.
-
-``storage_healthy`` (``/readyz``) follows the last publish and, while Kafka is down, a TCP
-probe of the bootstrap servers once a second, so a receiver that Kubernetes took out of
-its Service (no traffic, so no publish to learn from) comes back by itself. With ``spill``
-the receiver stays ready: it can acknowledge while the log has room.
+and is acknowledged only once the brokers acknowledged it. When Kafka cannot take it,
+``on_unavailable`` decides: ``reject`` (default) raises ``PipelineFull`` (503 + Retry-After,
+the exporter retries); ``spill`` writes it to the local write-ahead log and republishes the
+log in the background. ``storage_healthy`` (``/readyz``) follows the last publish and, while
+Kafka is down, a TCP probe of the brokers. Design: docs/design/kafka-spill.md.
 """
 
 from __future__ import annotations
@@ -146,11 +132,13 @@ class KafkaIntake:
                 return None
         publisher = self._publisher
         if publisher is None:
-            return self._unavailable(signal, payload, items, "no Kafka broker reachable")
+            self._unavailable(signal, payload, items, "no Kafka broker reachable")
+            return None
         try:
             published = publisher.publish(_signal(signal), service_name(payload), payload)
         except BusUnavailable as exc:
-            return self._unavailable(signal, payload, items, str(exc))
+            self._unavailable(signal, payload, items, str(exc))
+            return None
         result: Future[None] = Future()
         published.add_done_callback(lambda done: self._settle(done, result, signal, payload, items))
         return result

@@ -1,26 +1,11 @@
 """Receivers publish validated raw OTLP request bytes to Kafka, one topic per signal.
 
-A publish resolves only once every in-sync replica has the record (``acks=all``), so a
-receiver that answers 200 after the future resolved has the same guarantee a WAL fsync
-gave on one machine. The key is the service name: all of a service's requests land in one
-partition, which keeps them ordered and lets a detector worker own a service's series by
-owning its partition.
-
-Failure is bounded in time and in memory, because a receiver must answer its client rather
-than hang: every future fails with :class:`BrokerUnavailable` within ``publish_timeout_ms``
-(kafka-python's delivery timeout), and published-but-unacknowledged bytes are capped at
-``max_pending_bytes`` (kafka-python 3 has no ``buffer_memory`` bound of its own), past which
-:class:`BacklogFull` is raised at once. Both are :class:`BusUnavailable`, which receivers
-map to 503 with Retry-After; the OTLP exporters retry.
-
-Idempotence is off, deliberately. With it on (kafka-python's default), a delivery timeout
-makes kafka-python bump the producer epoch (KIP-360); a broker that lost the producer's
-state, as a restarted tansu with memory storage does, answers that InitProducerId with an
-error, and the producer enters a fatal state in which every later batch is aborted until
-the process restarts (measured here: "Aborting producer batches due to fatal error").
-A receiver must recover by itself once the broker is back. What idempotence would buy is
-small: it removes duplicates from the producer's own retries, but OTLP exporters retry
-after any 503 or timeout anyway, so duplicates in the log are possible regardless.
+A publish resolves only once every in-sync replica has the record (``acks=all``), the
+guarantee a WAL fsync gave on one machine. The key is the service name, so a service's
+requests stay ordered in one partition a detector worker can own. Failure is bounded in time
+(``publish_timeout_ms``) and memory (``max_pending_bytes``), as :class:`BusUnavailable`,
+which receivers answer with 503 + Retry-After. Idempotence is off, so a receiver recovers by
+itself after a broker lost its state (docs/design/kafka-idempotence-off.md).
 """
 
 from __future__ import annotations

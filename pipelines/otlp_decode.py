@@ -1,14 +1,11 @@
 """Validate OTLP export requests before they are acknowledged.
 
 Every request gets a full protobuf parse, so a malformed payload is refused with 400 while
-the client can still fix it, instead of poisoning a segment later. What is acknowledged and
-written to the write-ahead log is the parsed request serialized again (:func:`canonical`),
-never the body as received: ClickHouse's ``Protobuf`` reader refuses what protobuf's own
-parsers accept (a known field with the wrong wire type, a oneof set twice) and reads some of
-it differently (a repeated singular field), so only the canonical bytes are sure to be
-stored as parsed. JSON requests get the same canonical bytes. Spans and log records with
-ids of the wrong length are dropped and reported through OTLP partial success, as the
-specification asks, rather than failing the whole request.
+the client can still fix it. What is acknowledged and written to the write-ahead log is the
+parsed request serialized again (:func:`canonical`), the bytes ClickHouse's ``Protobuf``
+reader is sure to read as parsed; JSON requests get the same. Spans and log records with ids
+of the wrong length are dropped and reported through OTLP partial success.
+Design: docs/design/canonical-otlp-bytes.md.
 """
 
 from __future__ import annotations
@@ -21,9 +18,15 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 MAX_JSON_DEPTH = 128
 """Deepest JSON nesting accepted where the parsed JSON is walked (OTLP/JSON, Telemetry API
@@ -32,16 +35,12 @@ events), 400 past it. OTLP/JSON needs about ten levels plus four per nested
 
 
 SIGNALS = ("traces", "metrics", "logs")
-REQUEST_TYPES: dict[str, type[Message]] = {
-    "traces": trace_service_pb2.ExportTraceServiceRequest,
-    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
-    "logs": logs_service_pb2.ExportLogsServiceRequest,
-}
-RESPONSE_TYPES: dict[str, type[Message]] = {
-    "traces": trace_service_pb2.ExportTraceServiceResponse,
-    "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
-    "logs": logs_service_pb2.ExportLogsServiceResponse,
-}
+ExportRequest = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
+ExportResponse = ExportTraceServiceResponse | ExportMetricsServiceResponse | ExportLogsServiceResponse
+REQUEST_TYPES: dict[str, type[ExportRequest]] = {
+    "traces": ExportTraceServiceRequest, "metrics": ExportMetricsServiceRequest, "logs": ExportLogsServiceRequest}
+RESPONSE_TYPES: dict[str, type[ExportResponse]] = {
+    "traces": ExportTraceServiceResponse, "metrics": ExportMetricsServiceResponse, "logs": ExportLogsServiceResponse}
 _REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
 # OTLP/JSON carries these as hex strings, where the protobuf JSON mapping expects base64.
 _HEX_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
@@ -62,7 +61,7 @@ class ValidRequest:
     rejected: int = 0
     message: str = ""
 
-    def response(self) -> Message:
+    def response(self) -> ExportResponse:
         """The ``Export*ServiceResponse``, with partial success when items were dropped."""
         response = RESPONSE_TYPES[self.signal]()
         if self.rejected:

@@ -15,7 +15,7 @@ tells which member was set, so ``0``, ``false`` and ``""`` stay distinct from "u
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 ANY_VALUE_DEPTH = 2
@@ -38,11 +38,9 @@ def _any_value_type(depth: int) -> str:
 ANY_VALUE = _any_value_type(ANY_VALUE_DEPTH)
 SCALAR_ANY_VALUE = _any_value_type(0)
 """``AnyValue`` without its array and key-value list members, as the scalars-only
-projection reads it. ClickHouse skips the fields a structure leaves out, yet the
-oneof-presence column still names the member that was set, so an array or key-value list
-value is still seen (and raises :data:`COMPLEX_VALUE_MARKER`). Not building the nested
-columns of every attribute saves 0.5 µs of ClickHouse's 1.9 µs per Lambda log record
-from bytes to rows."""
+projection reads it: the oneof-presence column still names the member that was set, so an
+array or key-value list value is still seen (and raises :data:`COMPLEX_VALUE_MARKER`).
+Design: docs/design/scalar-projection.md."""
 ATTRIBUTES = f"Array(Tuple(key String, value {ANY_VALUE}))"
 RESOURCE = f"resource Tuple(attributes {ATTRIBUTES}, dropped_attributes_count UInt32)"
 SCOPE = f"scope Tuple(name String, version String, attributes {ATTRIBUTES}, dropped_attributes_count UInt32)"
@@ -74,11 +72,11 @@ def _json(v: str, depth: int) -> str:
 COMPLEX_VALUE_MARKER = "obsloop: array or kvlist AnyValue, use the full projection"
 
 
-def _members_as_string(t: str, s: str, b: str, i: str, d: str, y: str, arr: str, kv: str,
-                       scalars_only: bool = False) -> str:
-    """``AsString()`` (pdata's) of an AnyValue given as its members: presence, the five
+def _members_as_string(members: Sequence[str], scalars_only: bool = False) -> str:
+    """``AsString()`` (pdata's) of an AnyValue given as its eight members: presence, the five
     scalars, the array's and the key-value list's elements. ``scalars_only`` replaces the
     JSON rendering of arrays and key-value lists by an error (:data:`COMPLEX_VALUE_MARKER`)."""
+    t, s, b, i, d, y, arr, kv = members
     scalar = (
         f"{t} = {_STRING}, {s}, {t} = {_BOOL}, if({b}, 'true', 'false'), "
         f"{t} = {_INT}, toString({i}), {t} = {_DOUBLE}, toString({d}), {t} = {_BYTES}, base64Encode({y})"
@@ -103,26 +101,23 @@ _MEMBERS = ("value", "string_value", "bool_value", "int_value", "double_value", 
 
 def any_value_as_string(v: str, scalars_only: bool = False) -> str:
     """SQL for pdata's ``Value.AsString()`` of AnyValue expression ``v``."""
-    return _members_as_string(*(f"{v}.{member}" for member in _MEMBERS), scalars_only=scalars_only)
+    return _members_as_string([f"{v}.{member}" for member in _MEMBERS], scalars_only=scalars_only)
 
 
 def attributes_map(attrs: str, scalars_only: bool = False) -> str:
     """SQL for a ``Map(LowCardinality(String), String)`` of an attribute list expression.
 
     The lambda takes the value's members as separate arrays rather than the ``AnyValue``
-    tuple: ``multiIf`` evaluates each branch on the rows that take it (short-circuit), and
-    filters the lambda's arguments that branch reads for them. Handed the whole tuple, every
-    branch filtered all of it, nested arrays included (3-4x the cost of the whole map); this
-    way a branch copies one scalar column, and the array / key-value list branches, which
-    only attributes holding such values take, copy only those values.
+    tuple, so each ``multiIf`` branch copies only the members it reads
+    (docs/design/attribute-map-lambda.md).
     """
-    members = ("vt", "vs", "vb", "vi", "vd", "vy", "va", "vk")
+    members = ["vt", "vs", "vb", "vi", "vd", "vy", "va", "vk"]
     arguments = [f"{attrs}.value.{member}" for member in _MEMBERS]
     if scalars_only:
         members, arguments = members[:6], arguments[:6]
     return (
         f"CAST(mapFromArrays({attrs}.key, arrayMap(({', '.join(members)}) -> "
-        f"{_members_as_string(*members, *(('', '') if scalars_only else ()), scalars_only=scalars_only)}, "
+        f"{_members_as_string(members + ['', ''] if scalars_only else members, scalars_only=scalars_only)}, "
         f"{', '.join(arguments)})), 'Map(LowCardinality(String), String)')"
     )
 
@@ -153,8 +148,7 @@ class RowMapping:
     scalar_columns: dict[str, str] | None = None
     """The same projections where every ``AnyValue`` is a scalar (nearly always so): array
     and key-value list values raise :data:`COMPLEX_VALUE_MARKER` instead of being rendered as
-    JSON. Much less SQL, and ClickHouse's analysis of the full projection (not the rows)
-    costs 100-150 ms per insert, about 1 µs per log record of a 32 MB segment."""
+    JSON. Much less SQL for ClickHouse to analyse (docs/design/scalar-projection.md)."""
     scalar_structure: str | None = None
     """``structure`` with scalar-only values (:data:`SCALAR_ANY_VALUE`), for ``scalar_columns``."""
     scalar_array_join: str | None = None
@@ -167,9 +161,9 @@ class RowMapping:
         return self.structure
 
     def select(self, source: str, scalars_only: bool = False) -> str:
-        scalars_only = scalars_only and self.scalar_columns is not None
-        columns = self.scalar_columns if scalars_only else self.columns
-        array_join = (self.scalar_array_join or self.array_join) if scalars_only else self.array_join
+        columns, array_join = self.columns, self.array_join
+        if scalars_only and self.scalar_columns is not None:
+            columns, array_join = self.scalar_columns, self.scalar_array_join or self.array_join
         projections = ",\n  ".join(f"{sql} AS `{name}`" for name, sql in columns.items())
         where = f"\nWHERE {self.where}" if self.where else ""
         return f"SELECT\n  {projections}\nFROM {source}\n{array_join}{where}"

@@ -16,11 +16,9 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from obsloop.core.files import private_dir, write_private
+from obsloop.pipelines.otlp_decode import REQUEST_TYPES
 
 _FDP = descriptor_pb2.FieldDescriptorProto
 _SCALAR_NAMES = {
@@ -41,12 +39,6 @@ _SCALAR_NAMES = {
     _FDP.TYPE_SINT64: "sint64",
 }
 
-#: The export request message of each signal.
-REQUEST_MESSAGES = {
-    "traces": trace_service_pb2.ExportTraceServiceRequest,
-    "logs": logs_service_pb2.ExportLogsServiceRequest,
-    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
-}
 PACKAGE = "otlp"
 
 
@@ -104,7 +96,7 @@ def _files_in_dependency_order() -> list[FileDescriptor]:
                 visit(dependency)
             ordered[file.name] = file
 
-    for message_class in REQUEST_MESSAGES.values():
+    for message_class in REQUEST_TYPES.values():
         visit(message_class.DESCRIPTOR.file)
     return list(ordered.values())
 
@@ -139,7 +131,7 @@ def write_schema_file(directory: Path) -> Path:
 def format_settings(signal: str, schema_file: Path | None = None) -> dict[str, str]:
     """ClickHouse settings that make the ``Protobuf`` format read ``signal``'s requests,
     from ``schema_file`` when given, else from the schema passed inline."""
-    message = REQUEST_MESSAGES[signal].DESCRIPTOR.name
+    message = REQUEST_TYPES[signal].DESCRIPTOR.name
     if schema_file is not None:
         schema = {"format_schema": f"{schema_file}:{message}"}
     else:

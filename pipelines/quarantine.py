@@ -1,21 +1,11 @@
 """Split a batch ClickHouse refuses: store what it can read, set aside only what it cannot.
 
-A write-ahead segment (or a consumed Kafka batch) holds many clients' acknowledged
-requests. When ClickHouse refuses it because some of it cannot be read
-(:data:`~obsloop.pipelines.storage_errors.Cause.DATA`), :func:`split` bisects it with
-:meth:`ClickHouseSink.check_payloads`, which runs the very insert into Null-engine copies of
-the tables and so stores nothing, down to the requests that fail on their own. Such a
-request is first re-serialized as protobuf reads it (what receivers acknowledge since they
-write canonical bytes; older versions wrote bodies as received): if ClickHouse reads that,
-it is stored so. Only a request neither can read is set aside, in the quarantine directory
-with a reason file, and counted.
-
-The rest is inserted under the batch's own deduplication token. A refused insert may
-already have stored its first blocks (ClickHouse writes a block once it has read enough
-rows), and those hold exactly the rows the same requests, in the same order, give again:
-the second insert skips them and stores each row once. A crash anywhere in between replays
-the same segment, finds the same offenders and inserts the same remainder under the same
-token, so nothing is lost or stored twice.
+When ClickHouse refuses a write-ahead segment (or a consumed Kafka batch) because some of it
+cannot be read (:data:`~obsloop.pipelines.storage_errors.Cause.DATA`), :func:`split` bisects
+it with :meth:`ClickHouseSink.check_payloads` (the insert into Null-engine copies, storing
+nothing) down to the requests that fail on their own, tries each re-serialized, and sets
+aside only what neither form reads. The rest is inserted under the batch's own deduplication
+token, so nothing is lost or stored twice. Design: docs/design/quarantine-split.md.
 """
 
 from __future__ import annotations

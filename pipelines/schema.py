@@ -1,16 +1,11 @@
 """DDL of the tables obsloop writes: the OpenTelemetry Collector ``clickhouseexporter``
-layout (same names, types, codecs and order keys, so Grafana's OpenTelemetry views and
-users switching collectors need no migration), plus obsloop's own tables.
+layout (so Grafana's OpenTelemetry views and users switching collectors need no migration),
+plus obsloop's own tables.
 
-Single node (the embedded default): ``MergeTree`` with a non-replicated deduplication
-window, so re-inserting a write-ahead segment after a crash stores nothing twice. With a
-cluster name, every statement runs ``ON CLUSTER`` and each table ``X`` becomes two:
-``X_local``, a ``Replicated*MergeTree`` on every shard (which deduplicates by itself), and
-``X``, a ``Distributed`` table over them that inserts and queries use, so nothing else
-changes its table names. Materialized views are rewritten to read and write the local
-tables: a view fires on the shard where its source rows landed, and writes there.
-The builders write single-node DDL; :func:`ddl` derives the cluster layout from it, so a
-part adding tables (the detectors') gets the layout without knowing about it.
+The builders write single-node DDL (``MergeTree`` with a deduplication window);
+:func:`ddl` derives the cluster layout from it (``X_local`` replicated tables under a
+``Distributed`` ``X``), so a part adding tables gets it without knowing about it.
+Design: docs/design/cluster-schema-layout.md.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def error_name(error: BaseException) -> str:
     name = getattr(error, "name", None)
     if isinstance(name, str) and name.isupper():
         return name
-    if isinstance(error, OSError) and error.errno in errno.errorcode:
+    if isinstance(error, OSError) and error.errno is not None and error.errno in errno.errorcode:
         return errno.errorcode[error.errno]
     text = str(error)
     if _CODE.search(text):

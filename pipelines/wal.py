@@ -26,8 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf.internal.decoder import _DecodeVarint
-from google.protobuf.internal.encoder import _VarintBytes
+# protobuf's own varint codec; private, so types-protobuf leaves it out of the stubs.
+from google.protobuf.internal.decoder import _DecodeVarint  # type: ignore[attr-defined]
+from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
 
 from obsloop.core.files import open_private, private_dir
 from obsloop.pipelines.backpressure import DiskFull

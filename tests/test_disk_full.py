@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from small_disk import CannotMount, fill, mounted_tmpfs
 from span_load import SpanLoad, post_traces, traces_request
@@ -28,16 +29,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
             yield mountpoint
     except CannotMount as exc:
         pytest.skip(f"cannot mount a tmpfs to fill up (needs root): {exc}")
-
-
-def wait_until(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stored(server) -> dict[str, int]:

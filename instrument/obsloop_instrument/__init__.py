@@ -14,10 +14,10 @@ TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at s
 if TYPE_CHECKING:
     from typing import Any
 
-    from .aws import instrument_lambda
-    from .azure import instrument_azure_function
-    from .gcp import instrument_cloud_function
-    from .predictions import log_ground_truth, log_prediction
+    from obsloop_instrument.aws import instrument_lambda
+    from obsloop_instrument.azure import instrument_azure_function
+    from obsloop_instrument.gcp import instrument_cloud_function
+    from obsloop_instrument.predictions import log_ground_truth, log_prediction
 
 __all__ = [
     "flush",
@@ -52,6 +52,6 @@ def flush() -> float:
     The decorators already flush after every invocation; this is for work done outside one,
     such as a prediction logged during start-up.
     """
-    from ._runtime import pipeline
+    from obsloop_instrument._runtime import pipeline
 
     return pipeline().flush()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
-from ._runtime import ModelIdentity, _take_coldstart, current_invocation
-from ._semconv import (
+from obsloop_instrument._runtime import ModelIdentity, _take_coldstart, current_invocation
+from obsloop_instrument._semconv import (
     FAAS_COLDSTART,
     FAAS_INVOCATION_ID,
     FAAS_NAME,
@@ -20,13 +20,13 @@ from ._semconv import (
     MODEL_NAME,
     MODEL_VERSION,
 )
-from ._span import InvocationSpan, Parent
+from obsloop_instrument._span import InvocationSpan, Parent
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._pipeline import Pipeline
+    from obsloop_instrument._pipeline import Pipeline
 
 _modules = sys.modules
 

@@ -23,8 +23,8 @@ from bisect import bisect_left
 from collections.abc import Mapping
 from time import time_ns
 
-from . import _encode as enc
-from ._log import logger
+from obsloop_instrument import _encode as enc
+from obsloop_instrument._log import logger
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from ._log import logger
+from obsloop_instrument._log import logger
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``
 if TYPE_CHECKING:
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    from ._pipeline import Pipeline
-    from ._span import InvocationSpan
+    from obsloop_instrument._pipeline import Pipeline
+    from obsloop_instrument._span import InvocationSpan
 
 _logger = logger(__name__)
 
@@ -156,7 +156,7 @@ def _sdk_meter_provider(pipe: Pipeline, timeout_s: float) -> tuple[MeterProvider
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from ._transport import StdlibHTTPTransport
+    from obsloop_instrument._transport import StdlibHTTPTransport
 
     exporter = OTLPMetricExporter(timeout=timeout_s, _transport=StdlibHTTPTransport())
     # math.inf: no background thread; collection happens in the end-of-invocation flush.

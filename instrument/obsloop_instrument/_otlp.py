@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import UTC
 from urllib.parse import urlsplit
 
-from ._log import logger
+from obsloop_instrument._log import logger
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
@@ -363,7 +363,8 @@ class _Connection:
         else:  # ``ssl`` wraps only ``socket.socket`` objects (and imports ``socket`` anyway)
             import socket
 
-            sock = socket.create_connection((address, port), timeout=timeout)
+            # typeshed types the host as str only; socket takes bytes too (as above)
+            sock = socket.create_connection((address, port), timeout=timeout)  # type: ignore[arg-type]
         try:
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             if ssl_context is not None:

@@ -25,25 +25,25 @@ import threading
 import time
 from collections.abc import Mapping
 
-from . import _encode as enc
-from ._config import Settings
-from ._log import logger
-from ._metrics import FaasMetrics, temporality_from_env
-from ._otlp import OtlpHttpExporter
-from ._semconv import (
+from obsloop_instrument import _encode as enc
+from obsloop_instrument._config import Settings
+from obsloop_instrument._log import logger
+from obsloop_instrument._metrics import FaasMetrics, temporality_from_env
+from obsloop_instrument._otlp import OtlpHttpExporter
+from obsloop_instrument._semconv import (
     METRIC_COLDSTARTS,
     METRIC_ERRORS,
     METRIC_INVOCATIONS,
     METRIC_INVOKE_DURATION,
     SERVICE_NAME,
 )
-from ._span import InvocationSpan, SpanLimits, env_int, sampler_from_env
+from obsloop_instrument._span import InvocationSpan, SpanLimits, env_int, sampler_from_env
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._otel import Bridge
+    from obsloop_instrument._otel import Bridge
 
 _logger = logger(__name__)
 
@@ -124,11 +124,8 @@ class Pipeline:
         self._log_exporter: OtlpHttpExporter | None = None
         if settings.logs_enabled:
             self._log_exporter = OtlpHttpExporter("logs", env)
-        self._log_attribute_limit = env_int(
-            env, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"
-        )
-        if self._log_attribute_limit is None:
-            self._log_attribute_limit = _DEFAULT_ATTRIBUTE_COUNT_LIMIT
+        count_limit = env_int(env, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
+        self._log_attribute_limit = _DEFAULT_ATTRIBUTE_COUNT_LIMIT if count_limit is None else count_limit
         self._log_value_limit = env_int(
             env,
             "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
@@ -141,7 +138,7 @@ class Pipeline:
         if bridge is None:
             with self._otel_lock:
                 if self._otel is None:
-                    from ._otel import Bridge
+                    from obsloop_instrument._otel import Bridge
 
                     self._otel = Bridge(self, self._export_timeout_s)
                 bridge = self._otel
@@ -159,7 +156,7 @@ class Pipeline:
     def current_ids(self) -> tuple[int, int, int] | None:
         """(trace id, span id, flags) of the current span: the API's (a handler's own span
         inside the invocation) when bridged, else the invocation span's; ``None`` outside."""
-        from ._runtime import current_invocation
+        from obsloop_instrument._runtime import current_invocation
 
         if self._otel is not None:
             ids = self._otel.current_ids()

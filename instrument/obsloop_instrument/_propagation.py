@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._log import logger
-from ._span import SAMPLED, Parent
+from obsloop_instrument._log import logger
+from obsloop_instrument._span import SAMPLED, Parent
 
 _logger = logger(__name__)
 _HEX = frozenset("0123456789abcdef")

@@ -34,17 +34,17 @@ import sys
 import threading
 from contextvars import ContextVar
 
-from ._config import Settings
-from ._semconv import FAAS_NAME, MODEL_NAME, MODEL_VERSION
+from obsloop_instrument._config import Settings
+from obsloop_instrument._semconv import FAAS_NAME, MODEL_NAME, MODEL_VERSION
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any, TypeVar
 
-    from ._invocation import Invocation
-    from ._pipeline import Pipeline
-    from ._span import InvocationSpan, Parent
+    from obsloop_instrument._invocation import Invocation
+    from obsloop_instrument._pipeline import Pipeline
+    from obsloop_instrument._span import InvocationSpan, Parent
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,11 +61,11 @@ current_invocation: ContextVar[tuple[ModelIdentity, InvocationSpan] | None] = Co
 
 def _build(settings: Settings, resource_attributes: Mapping[str, object]) -> Pipeline:
     """Build the pipeline (no network, no OpenTelemetry import)."""
-    from ._pipeline import Pipeline
+    from obsloop_instrument._pipeline import Pipeline
 
     built = Pipeline(settings, resource_attributes)
     # What the first invocation touches, loaded now rather than in it.
-    from . import _invocation, _propagation  # noqa: F401
+    from obsloop_instrument import _invocation, _propagation  # noqa: F401
 
     return built
 
@@ -86,7 +86,7 @@ def _warm_up(built: Pipeline) -> None:
                 bridge.tracer_provider.sdk_provider()
         built.connect()
     except Exception:  # noqa: BLE001 - the first invocation retries and reports
-        from ._log import logger
+        from obsloop_instrument._log import logger
 
         logger(__name__).debug("obsloop-instrument: warm-up failed", exc_info=True)
 
@@ -192,7 +192,7 @@ def prepare_handler(
     def setup() -> tuple[Any, ...]:
         nonlocal ready
         pipe = pipeline()
-        from ._invocation import Invocation  # loaded by the set-up (not at import: a cycle)
+        from obsloop_instrument._invocation import Invocation  # loaded by the set-up (not at import: a cycle)
 
         resource = pipe.resource_attributes
         static = {k: resource[k] for k in static_keys if k in resource}

@@ -25,7 +25,7 @@ import os
 import time
 from os import urandom
 
-from . import _encode as enc
+from obsloop_instrument import _encode as enc
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:

@@ -6,14 +6,14 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 
-from . import _semconv as sc
-from ._runtime import decorator_factory, prepare_handler
+from obsloop_instrument import _semconv as sc
+from obsloop_instrument._runtime import decorator_factory, prepare_handler
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._span import Parent
+    from obsloop_instrument._span import Parent
 
 
 def _resource_attributes() -> dict[str, object]:
@@ -81,7 +81,7 @@ def _sqs_traceparent(event: Mapping[str, Any]) -> str | None:
 
 def parent_of(event: object) -> Parent | None:
     """W3C traceparent (HTTP headers, SQS attribute), then X-Ray (env, then header)."""
-    from . import _propagation as propagation  # loaded by the set-up
+    from obsloop_instrument import _propagation as propagation  # loaded by the set-up
 
     headers: dict[str, str] = {}
     if isinstance(event, Mapping):

@@ -14,12 +14,12 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _semconv as sc
-from ._runtime import decorator_factory, prepare_handler
+from obsloop_instrument import _semconv as sc
+from obsloop_instrument._runtime import decorator_factory, prepare_handler
 
 if TYPE_CHECKING:
-    from ._invocation import Invocation
-    from ._span import Parent
+    from obsloop_instrument._invocation import Invocation
+    from obsloop_instrument._span import Parent
 
 _TRIGGERS = {
     "HttpRequest": sc.TRIGGER_HTTP,
@@ -72,7 +72,7 @@ def _trigger(arguments: dict[str, Any]) -> str:
 
 def _parent(context: Any, arguments: dict[str, Any]) -> Parent | None:
     """The host's trace context first (it is the W3C parent), then an HTTP traceparent header."""
-    from . import _propagation as propagation  # loaded by the set-up
+    from obsloop_instrument import _propagation as propagation  # loaded by the set-up
 
     trace_context = getattr(context, "trace_context", None)
     parent = propagation.from_traceparent(

@@ -11,14 +11,14 @@ import functools
 import os
 from collections.abc import Callable
 
-from . import _semconv as sc
-from ._runtime import decorator_factory, prepare_handler
+from obsloop_instrument import _semconv as sc
+from obsloop_instrument._runtime import decorator_factory, prepare_handler
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._span import Parent
+    from obsloop_instrument._span import Parent
 
 
 def _resource_attributes() -> dict[str, object]:
@@ -60,7 +60,7 @@ def _cloud_event_trigger(event_type: str) -> str:
 
 def _describe(argument: Any) -> tuple[str, Parent | None, str | None]:
     """(trigger, parent context, invocation id) of an HTTP request or a CloudEvent."""
-    from . import _propagation as propagation  # loaded by the set-up
+    from obsloop_instrument import _propagation as propagation  # loaded by the set-up
 
     headers = getattr(argument, "headers", None)
     if headers is not None and hasattr(argument, "method"):

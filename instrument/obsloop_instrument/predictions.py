@@ -23,17 +23,17 @@ Policy, from the environment (see ``_config.Settings``):
 
 from __future__ import annotations
 
-from . import _semconv as sc
-from ._runtime import current_invocation, model_attributes, pipeline
+from obsloop_instrument import _semconv as sc
+from obsloop_instrument._runtime import current_invocation, model_attributes, pipeline
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: no ``typing`` import at set-up
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
+    from typing import Any, TypeAlias
+
+    AttributeValue: TypeAlias = "str | bool | int | float | tuple[Any, ...]"
 
 _TRACE_ID_LOW_BITS = (1 << 64) - 1
-
-AttributeValue = "str | bool | int | float | tuple[Any, ...]"
 
 
 def _attribute_value(value: Any) -> AttributeValue:

@@ -15,6 +15,12 @@ def config_from(args: argparse.Namespace) -> Config:
     return config
 
 
+def add_worker_arguments(parser: argparse.ArgumentParser, group_setting: str) -> None:
+    """The options every Kafka worker command takes (checked by :func:`worker_config`)."""
+    parser.add_argument("--group", help=f"consumer group (default: {group_setting})")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+
+
 def worker_config(args: argparse.Namespace, command: str) -> Config | None:
     """The configuration of a Kafka worker command, or ``None`` after printing why it cannot
     run (no ``kafka:`` section, a non-positive ``--duration``, an empty ``--group``)."""

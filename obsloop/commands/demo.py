@@ -11,6 +11,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from obsloop.config import Config
+    from obsloop.detectors.detection import Detection
+    from obsloop.server import Endpoints, ObsloopServer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +50,7 @@ ORDER BY platform, function
 """
 
 
-def _summary(server, elapsed: float, events: list[str]):
+def _summary(server: ObsloopServer, endpoints: Endpoints, elapsed: float, events: list[str]) -> Group:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -57,12 +65,11 @@ def _summary(server, elapsed: float, events: list[str]):
         table.add_column(column, justify="left" if column in ("platform", "function", "model") else "right")
     for row in result.result_rows:
         table.add_row(*(str(value) for value in row))
-    table.caption = (f"OTLP/HTTP {server.endpoints.http}  OTLP/gRPC {server.endpoints.grpc}  "
-                     f"metrics {server.endpoints.admin}/metrics")
+    table.caption = f"OTLP/HTTP {endpoints.http}  OTLP/gRPC {endpoints.grpc}  metrics {endpoints.admin}/metrics"
     return Group(table, *(Text(event) for event in events[-8:]))
 
 
-async def _demo(args: argparse.Namespace, base_config) -> None:
+async def _demo(args: argparse.Namespace, base_config: Config) -> None:
     import asyncio
     import contextlib
     import signal
@@ -100,6 +107,8 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     config = demo_config(base_config, workdir, receiver_url, window_seconds=args.window)
     server = ObsloopServer(config)
     endpoints = await server.start(feedback=False)
+    detectors = server.detectors
+    assert detectors is not None, "demo_config enables the detectors"
     console.print(f"[bold]obsloop demo[/] in {workdir}: OTLP on {endpoints.http} and {endpoints.grpc}, "
                   f"on-call receiver {receiver_url}, GitOps repository {workdir / 'gitops'}. Ctrl-C ends it early.")
     stop = asyncio.Event()
@@ -128,9 +137,9 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
         # part of a window's traffic, which looks like a throughput drop everywhere.
         learned_until = replayed_until + timedelta(seconds=2 * args.window)
         with console.status("the detectors are learning the replayed history…"):
-            while not stop.is_set() and (server.detectors.closed_until or replayed_until) <= learned_until:
+            while not stop.is_set() and (detectors.closed_until or replayed_until) <= learned_until:
                 await asyncio.sleep(0.5)
-        server.detectors.forget_open_episodes()
+        detectors.forget_open_episodes()
         console.print(f"replayed {replayed} requests of history; the detectors have learned it. "
                       "From now on, detections reach the feedback loop.")
     server.start_feedback()
@@ -142,14 +151,14 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
     told_at: dict[str, float] = {}
     """When each detection was made (wall clock): a quality one is about predictions made a label delay earlier."""
 
-    def follow(detection) -> None:
+    def follow(detection: Detection) -> None:
         told_at[told_key(detection.id, detection.severity, detection.cleared)] = time.time()
         events.append(f"detection: {detection.describe()}" if not detection.cleared
                       else f"cleared: {detection.describe()}")
         if detection.kind == "latency" and detection.function == REGRESSED_FUNCTION:
             (regression_open.discard if detection.cleared else regression_open.add)(detection.fingerprint)
 
-    server.detectors.subscribe(follow)
+    detectors.subscribe(follow)
     wind_down = 12 * args.window
     started = time.monotonic()
     wall_started = time.time()
@@ -164,7 +173,7 @@ async def _demo(args: argparse.Namespace, base_config) -> None:
                 happened = scenario.apply(elapsed, traffic)
                 if happened:
                     events.append(f"+{elapsed:.0f}s {happened}")
-                live.update(await asyncio.to_thread(_summary, server, elapsed, events))
+                live.update(await asyncio.to_thread(_summary, server, endpoints, elapsed, events))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
     finally:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 
+from obsloop.commands._common import add_worker_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "detector-worker",
         help="score detection windows for the functions of the Kafka partitions this worker owns",
     )
-    parser.add_argument("--group", help="consumer group (default: kafka.detector_group)")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    add_worker_arguments(parser, "kafka.detector_group")
     parser.set_defaults(func=run)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from obsloop.commands._common import add_worker_arguments
+
 SIGNAL_CHOICES = ("traces", "logs", "metrics")
 
 
@@ -14,10 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ingest-worker", help="consume the Kafka OTLP topics as a group and insert into ClickHouse"
     )
-    parser.add_argument("--group", help="consumer group (default: kafka.ingest_group)")
+    add_worker_arguments(parser, "kafka.ingest_group")
     parser.add_argument("--signals", nargs="+", choices=SIGNAL_CHOICES, default=list(SIGNAL_CHOICES),
                         help="topics to consume (default: all three)")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.set_defaults(func=run)
 
 

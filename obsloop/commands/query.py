@@ -16,6 +16,11 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from obsloop.config import Config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _running_server(state_file) -> str | None:
+def _running_server(state_file: Path) -> str | None:
     try:
         state = json.loads(state_file.read_text())
         os.kill(int(state["pid"]), 0)
@@ -48,7 +53,7 @@ def _via_server(admin_url: str, token: str, sql: str, write: bool) -> tuple[list
     return [column["name"] for column in document.get("meta", [])], document.get("data", [])
 
 
-def _direct(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
+def _direct(config: Config, sql: str, write: bool) -> tuple[list[str], list[list]]:
     from obsloop import clickhouse
     from obsloop.admin import run_checked
     from obsloop.query_gate import Refused
@@ -87,7 +92,7 @@ def _print(columns: list[str], rows: list[list], fmt: str) -> None:
         Console().print(table)
 
 
-def execute(config, sql: str, write: bool) -> tuple[list[str], list[list]]:
+def execute(config: Config, sql: str, write: bool) -> tuple[list[str], list[list]]:
     """``sql`` through the running server holding the embedded data directory (its
     ``/query``, with ``admin.token``), else on the storage directly; the one way the
     commands that run SQL (``query``, ``labels load``) reach ClickHouse."""

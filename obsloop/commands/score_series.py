@@ -7,7 +7,7 @@ import sys
 import time
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "score-series",
         help="score timestamp,value CSV series with the service's series detector",

@@ -1,17 +1,18 @@
 """The detector worker: window detectors spread over processes by Kafka partition.
 
-``obsloop serve`` runs one :class:`~obsloop.detectors.host.DetectorHost` over every
-function. Past one machine, ``obsloop detector-worker`` processes join the consumer group
-``kafka.detector_group`` over the traces topic, for ownership only (they pause their
-partitions and fetch no records: the input is ``faas_windows`` in ClickHouse). Each worker
-runs a :class:`PartitionHost` per owned partition, with the detectors of
+Each ``obsloop detector-worker`` joins the consumer group ``kafka.detector_group`` over the
+traces topic for ownership only, and runs the detectors of
 :attr:`~obsloop.detectors.window_detector.Scope.SERIES` scope on the functions whose name
-hashes there (:func:`partition_of`), and, while it owns partition 0, a host of the
-:attr:`~obsloop.detectors.window_detector.Scope.FLEET` detectors (drift, quality, cost
-centers) over every function. A host's whole state moves with its partition through its
-checkpoint (``<dir>/traces-<p>-of-<n>.json``, the fleet's ``<dir>/global.json``) on
-cooperative rebalances. With ``feedback.enabled`` the worker also runs the feedback loop on
-the detections it produces. docs/design/detector-worker.md tells why it is built this way.
+hashes (:func:`partition_of`) to a partition it owns, from the same closed windows ``serve``
+reads. A partition's state is a whole detector host (:class:`PartitionHost`), checkpointed on
+revoke and restored on assign; rebalances are cooperative, so only moving partitions are
+saved. The :attr:`~obsloop.detectors.window_detector.Scope.FLEET` detectors (model drift,
+quality, cost-center spend), which no partition sees whole, run in one host in the owner of
+partition 0. With ``feedback.enabled`` each worker runs the feedback stage on its own
+detections, as ``serve`` does. The worker starts while ClickHouse is down and ``/readyz``
+answers 503 until ClickHouse answered.
+Design: docs/design/detector-worker.md, docs/design/detector-ownership-by-partition.md,
+docs/design/cooperative-rebalancing.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """Detector state owned by Kafka partition, so each series' model lives in one worker.
 
-Receivers key every OTLP record by its service name, so all of a service's data is in one
-partition of each topic. A detector worker that is a member of a consumer group over a
-topic owns exactly the services whose key hashes to its partitions, with the hash the
-producer used (kafka-python's murmur2, the Java client's too): :func:`partition_of`.
-Series ids are prefixed with their service, so the owner of a series is never ambiguous.
-
-State moves with ownership through checkpoints (:class:`PartitionedStates`): on revoke a
-worker saves each partition's state and forgets it; on assign the new owner loads it (fresh
-when there is none). ``obsloop detector-worker`` keeps a whole detector host per partition
-(:mod:`obsloop.workers.detector`); :class:`PartitionedPools` keeps bare series
-pools. The directory must be shared by the workers (a ReadWriteMany volume, or a synced
-bucket), and the hooks run inside ``poll`` between steps, so a state is never saved while
-it is being updated.
+A worker owns exactly the services whose key hashes (:func:`partition_of`, the producer's
+murmur2) to its partitions; series ids are prefixed with their service, so the owner of a
+series is never ambiguous. State moves with ownership through checkpoints in a directory the
+workers share (:class:`PartitionedStates`: saved on revoke, loaded on assign, inside
+``poll`` between steps); :class:`PartitionedPools` keeps bare series pools.
+Design: docs/design/detector-ownership-by-partition.md.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from feedback.manifests_data import SEED
 
 from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.normalize import Invocation
@@ -134,23 +135,7 @@ def test_a_pricing_table_without_the_configured_rates_is_refused_at_load():
         custom.check_resources("api", Resources(billing="instance"))
 
 
-SEED_MANIFEST = """
-apiVersion: ai.apexlogic.com/v1alpha1
-kind: ServerlessModelDeployment
-metadata:
-  name: fraud-detection-model-v2
-  namespace: ai-production
-spec:
-  modelRef:
-    name: fraud-detection-model
-    version: "2.1.0"
-  runtime:
-    platform: "aws-lambda"
-    region: "us-east-1"
-    memory: "4096MB"
-  finops:
-    costCenter: "FraudDetection"
----
+SEED_MANIFEST = SEED + """---
 kind: ConfigMap
 metadata: {name: unrelated}
 """

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from .receiver import Receiver
+from feedback.receiver import Receiver
 
 
 @pytest.fixture

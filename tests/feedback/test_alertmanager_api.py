@@ -6,22 +6,21 @@ feedback stage re-sends it, is silenced by a silence, and disappears when resolv
 import asyncio
 import json
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from polling import wait_until
 from prometheus_client import CollectorRegistry
 
+from feedback.alertmanager import Alertmanager
 from obsloop.core import semconv
 from obsloop.detectors.detection import NAMESPACE, Detection
 from obsloop.feedback.alertmanager_api import ORIGINAL_LABELS, AlertmanagerApi, label_name
 from obsloop.feedback.alerts import Alerter, alert_from
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.stage import FeedbackStage
-
-from .alertmanager import Alertmanager
 
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESEND = timedelta(seconds=1)
@@ -53,16 +52,6 @@ def alertmanagers(tmp_path):
         alertmanager.stop()
 
 
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {condition.__doc__}")
-
-
 def obsloop_alerts(alertmanager):
     """obsloop's alerts in an Alertmanager's API."""
     return [a for a in alertmanager.api("alerts") if a["labels"].get("alertname") == "obsloop_latency"]
@@ -92,7 +81,8 @@ def test_alerts_in_real_alertmanagers_route_resend_silence_and_resolve(alertmana
         assert [d.delivered for d in deliveries] == [True, True]
 
         for alertmanager in alertmanagers:  # every Alertmanager of the list has it
-            [alert] = await asyncio.to_thread(wait_for, lambda am=alertmanager: obsloop_alerts(am))
+            [alert] = await asyncio.to_thread(
+                wait_until, lambda am=alertmanager: obsloop_alerts(am), "the alert in Alertmanager", 10.0, 0.1)
             assert alert["labels"]["faas_name"] == "fraud-v2"
             assert alert["labels"]["k8s_namespace_name"] == "ai-production"
             assert json.loads(alert["annotations"][ORIGINAL_LABELS])["faas.name"] == "fraud-v2"
@@ -122,7 +112,8 @@ def test_alerts_in_real_alertmanagers_route_resend_silence_and_resolve(alertmana
 
         await alerter.process(detection(cleared=True))
         for alertmanager in alertmanagers:
-            await asyncio.to_thread(wait_for, lambda am=alertmanager: not obsloop_alerts(am))
+            await asyncio.to_thread(
+                wait_until, lambda am=alertmanager: not obsloop_alerts(am), "the alert resolved", 10.0, 0.1)
         await stage.stop()
 
     asyncio.run(scenario())
@@ -141,8 +132,8 @@ def test_without_resends_alertmanager_expires_the_alert(alertmanagers):
         await sender.close()
 
     asyncio.run(fire())
-    assert wait_for(lambda: obsloop_alerts(first))
-    wait_for(lambda: not obsloop_alerts(first), timeout=4 * RESEND.total_seconds() + 5)
+    assert wait_until(lambda: obsloop_alerts(first), "the alert in Alertmanager", 10.0, 0.1)
+    wait_until(lambda: not obsloop_alerts(first), "the alert expired", 4 * RESEND.total_seconds() + 5, 0.1)
 
 
 def test_the_readme_configuration_builds_the_notifier():

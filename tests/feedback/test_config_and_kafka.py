@@ -7,16 +7,15 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from feedback.gitrepos import make_remote
+from feedback.manifests_data import SEED
+from feedback.test_responder import detection
 from obsloop.core.manifests import parse_manifests
 from obsloop.feedback.build import build_responder
 from obsloop.feedback.config import FeedbackConfig
 from obsloop.feedback.delivery import RetryPolicy, Sender
 from obsloop.feedback.retrain import KafkaTrigger
 from obsloop.pipelines.kafka_config import client_kwargs
-
-from .gitrepos import make_remote
-from .manifests_data import SEED
-from .test_responder import detection
 
 # The pipelines tests' throwaway broker, loaded by path (tests/ is not a package).
 _spec = importlib.util.spec_from_file_location(

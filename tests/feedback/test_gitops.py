@@ -3,12 +3,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from feedback.gitrepos import git, human_commit, log, make_remote, show
+from feedback.manifests_data import SEED
 from obsloop.core.manifests import parse_manifests
 from obsloop.feedback.gitops import SKIP_CI, Author, Change, GitError, GitOpsRepo
 from obsloop.feedback.manifest_edit import apply_edits
-
-from .gitrepos import git, human_commit, log, make_remote, show
-from .manifests_data import SEED
 
 PATH = "apps/fraud.yaml"
 

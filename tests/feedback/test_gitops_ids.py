@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from feedback.gitrepos import log, make_remote
+from feedback.manifests_data import SEED
+from feedback.test_gitops import PATH, change, repo
 from obsloop.feedback.gitops import GitError
-
-from .gitrepos import log, make_remote
-from .manifests_data import SEED
-from .test_gitops import PATH, change, repo
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from feedback.manifests_data import SEED
 from obsloop.core import semconv
 from obsloop.core.manifests import load_manifests, parse_manifests
 from obsloop.detectors.detection import NAMESPACE
 from obsloop.feedback.manifest_edit import ManifestEditError, apply_edits
 from obsloop.feedback.manifests import ManifestIndex
-
-from .manifests_data import SEED
 
 
 def test_index_maps_function_and_model_version_to_manifest(tmp_path: Path):

@@ -2,14 +2,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from feedback.manifests_data import SEED
 from obsloop.core.manifests import parse_manifests
 from obsloop.feedback.actions.base import Proposal
 from obsloop.feedback.actions.rollback import BLUE, GREEN
 from obsloop.feedback.actions.scale import MEMORY, REPLICAS
 from obsloop.feedback.audit import TakenAction
 from obsloop.feedback.policy import Policy, parse_policy
-
-from .manifests_data import SEED
 
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 POLICY = """\
@@ -189,9 +188,8 @@ def test_a_manifest_without_autoscaling_is_alerted_on_not_scaled():
     """Enrichment and budgets have always read manifests without ``autoscaling``; the loop
     used to refuse them as invalid. Now nothing is scaled ("not set", audited as a no-op), a
     memory change still is, and its warm capacity is none: no replicas kept warm."""
+    from feedback.test_responder import detection
     from obsloop.feedback.actions import plan
-
-    from .test_responder import detection
 
     bare = manifest(SEED.replace("  autoscaling:\n    minReplicas: 1\n    maxReplicas: 10\n    targetUtilization: 70\n", ""))
     assert bare.min_replicas is None

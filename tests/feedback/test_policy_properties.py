@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feedback.manifests_data import SEED
+from feedback.test_policy import POLICY
 from obsloop.core import semconv
 from obsloop.core.manifests import parse_manifests
 from obsloop.detectors.detection import VARIANT, Detection
@@ -14,9 +16,6 @@ from obsloop.feedback.actions import plan
 from obsloop.feedback.audit import TakenAction
 from obsloop.feedback.manifest_edit import apply_edits
 from obsloop.feedback.policy import parse_policy
-
-from .manifests_data import SEED
-from .test_policy import POLICY
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 KINDS = ["latency", "error_rate", "cold_start", "throughput", "cost", "drift", "budget_forecast"]

@@ -8,10 +8,9 @@ import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
+from feedback.gitrepos import show
+from feedback.test_responder import PATH, build, detection
 from obsloop.core import semconv
-
-from .gitrepos import show
-from .test_responder import PATH, build, detection
 
 
 def quality(id_, variant="blue", severity="critical", estimated=0.0):
@@ -45,9 +44,8 @@ def test_quality_drop_retrains_and_worse_canary_rolls_back(tmp_path, receiver, c
 
 
 def test_policy_can_require_a_quality_drop_before_retraining():
+    from feedback.test_policy import NOW, POLICY, manifest, policy
     from obsloop.feedback.actions import plan
-
-    from .test_policy import NOW, POLICY, manifest, policy
 
     strict = policy(POLICY.replace("    allowedActions: [alert, scale, rollback, retrain]\n",
                                    "    allowedActions: [alert, scale, rollback, retrain]\n"

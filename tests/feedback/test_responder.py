@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from feedback.gitrepos import git, log, make_remote, show
+from feedback.manifests_data import SEED
+from feedback.test_policy import POLICY
 from obsloop.core import semconv
 from obsloop.detectors.detection import NAMESPACE, VARIANT, Detection
 from obsloop.feedback.alerts import Alerter
@@ -17,10 +20,6 @@ from obsloop.feedback.gitops import GitOpsRepo
 from obsloop.feedback.notifiers import AlertmanagerWebhook
 from obsloop.feedback.responder import Responder
 from obsloop.feedback.retrain import ArgoWorkflowsTrigger, GitHubActionsTrigger, WebhookTrigger
-
-from .gitrepos import git, log, make_remote, show
-from .manifests_data import SEED
-from .test_policy import POLICY
 
 T0 = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 PATH = "apps/fraud.yaml"

@@ -9,12 +9,11 @@ from datetime import timedelta
 
 from pydantic import SecretStr
 
+from feedback.test_alerts import FAST, SLACK_PATH, T0, Clock, detection
 from obsloop.detectors.detection import NAMESPACE
 from obsloop.feedback.alerts import Alerter, GroupChange, alert_from
 from obsloop.feedback.delivery import Sender
 from obsloop.feedback.notifiers import Slack
-
-from .test_alerts import FAST, SLACK_PATH, T0, Clock, detection
 
 SLACK_SECTION_CHARS = 3000
 """Slack's documented limits (Block Kit reference): a section's text, blocks per message."""

@@ -80,3 +80,25 @@ def test_a_corrupt_or_truncated_body_is_a_400(server, encoding):
 def test_a_body_larger_than_the_limit_is_refused_as_sent(server):
     status, _ = send(server.endpoints["clickhouse_http"], body=b"SELECT 1 -- " + b"x" * LIMIT, headers=BASIC)
     assert status == 413
+
+
+def multipart(*parts: bytes, boundary: str = "outer") -> tuple[bytes, dict[str, str]]:
+    body = b"".join(b"--" + boundary.encode() + b"\r\n" + part + b"\r\n" for part in parts)
+    return body + b"--" + boundary.encode() + b"--\r\n", {
+        **BASIC, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_a_multipart_form_query_runs(server):
+    body, headers = multipart(b'Content-Disposition: form-data; name="query"\r\n\r\nSELECT 40 + 2')
+    assert send(server.endpoints["clickhouse_http"], body=body, headers=headers) == (200, b"42\n")
+
+
+def test_nested_multipart_and_external_tables_are_refused_by_name(server):
+    inner, _ = multipart(b'Content-Disposition: form-data; name="query"\r\n\r\nSELECT 1', boundary="inner")
+    nested, headers = multipart(b'Content-Disposition: form-data; name="query"\r\n'
+                                b"Content-Type: multipart/mixed; boundary=inner\r\n\r\n" + inner)
+    status, answer = send(server.endpoints["clickhouse_http"], body=nested, headers=headers)
+    assert (status, b"NOT_IMPLEMENTED" in answer, b"nested multipart" in answer) == (501, True, True), answer[:300]
+    table, headers = multipart(b'Content-Disposition: form-data; name="t"; filename="t.tsv"\r\n\r\n1\n')
+    status, answer = send(server.endpoints["clickhouse_http"], body=table, headers=headers)
+    assert (status, b"external data tables" in answer) == (501, True), answer[:300]
