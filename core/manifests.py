@@ -16,12 +16,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from obsloop.core import semconv
 
 if TYPE_CHECKING:
-    from ruamel.yaml.comments import CommentedMap
     from ruamel.yaml.error import MarkedYAMLError
 
 log = logging.getLogger(__name__)
@@ -199,10 +198,10 @@ def line_of(node: Any, path: Sequence[int | str] = ()) -> int:
     line = node.lc.line + 1 if hasattr(node, "lc") else 1
     for part in path:
         if isinstance(node, dict) and part in node:
-            line = node.lc.key(part)[0] + 1
+            line = cast(Any, node).lc.key(part)[0] + 1
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            line = node.lc.item(part)[0] + 1
+            line = cast(Any, node).lc.item(part)[0] + 1
             node = node[part]
         else:
             break
@@ -246,36 +245,36 @@ def _line(node: Any, key: str | None = None) -> int:
     return line_of(node, () if key is None else (key,))
 
 
-def _mapping(parent: CommentedMap, key: str, where: str, required: bool = True) -> CommentedMap:
+def _mapping(parent: dict[str, Any], key: str, where: str, required: bool = True) -> dict[str, Any]:
     """The mapping under ``key``; an optional one that is absent reads as empty."""
     value = parent.get(key)
     if value is None and not required:
-        return {}  # type: ignore[return-value]  # no position to report: it has no keys
+        return {}  # no position to report: it has no keys
     if not isinstance(value, dict):
         state = "missing" if value is None else "not a mapping"
         raise _Invalid(_line(parent, key), f"{where}.{key} is {state}")
     return value
 
 
-def _string(parent: CommentedMap, key: str, where: str) -> str:
+def _string(parent: dict[str, Any], key: str, where: str) -> str:
     value = parent.get(key)
     if value is None or isinstance(value, dict | list) or str(value).strip() == "":
         raise _Invalid(_line(parent, key), f"{where}.{key} is missing or not a string")
     return str(value)
 
 
-def _optional_string(parent: CommentedMap, key: str, where: str) -> str | None:
+def _optional_string(parent: dict[str, Any], key: str, where: str) -> str | None:
     return None if parent.get(key) is None else _string(parent, key, where)
 
 
-def _replicas(node: CommentedMap, key: str) -> int:
+def _replicas(node: dict[str, Any], key: str) -> int:
     value = node.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _Invalid(_line(node, key), f"autoscaling.{key} must be a non-negative integer")
     return value
 
 
-def _optional(node: CommentedMap, key: str, parse: Any, where: str) -> Any:
+def _optional(node: dict[str, Any], key: str, parse: Any, where: str) -> Any:
     if node.get(key) is None:
         return None
     try:
@@ -334,7 +333,7 @@ def _build(path: str, document: int, doc: Any) -> Manifest:
     positions: dict[str, Position] = {}
     for section_name, section in (("autoscaling", autoscaling), ("runtime", runtime), ("trafficSplit", traffic)):
         for key in section:
-            positions[f"{section_name}.{key}"] = tuple(section.lc.value(key))
+            positions[f"{section_name}.{key}"] = tuple(cast(Any, section).lc.value(key))
     name = _string(metadata, "name", "metadata")
     return Manifest(
         path=path,

@@ -62,11 +62,11 @@ class ModelDrift(WindowDetector):
         detection_id = f"drift-{name}-{version}-{found.position}".replace("/", "_")
         evidence: tuple[str, ...] = ()
         try:
-            html, summary = write_drift_report(
+            html, summary_json = write_drift_report(
                 found.reference, found.current, self.report_dir, detection_id,
                 context={"detection_id": detection_id, "model.name": name,
                          "model.version": version, "drifted_streams": found.streams})
-            evidence = (html.resolve().as_uri(), summary.resolve().as_uri())
+            evidence = (html.resolve().as_uri(), summary_json.resolve().as_uri())
         except Exception:  # noqa: BLE001 - a report failure must not lose the detection
             log.exception("drift report failed", extra={"detection": detection_id})
         observed, expected = found.summary_stats()

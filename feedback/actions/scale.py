@@ -80,6 +80,9 @@ class Scale:
                 notes.append(f"{path} is not set in the manifest")
                 continue
             low, high, step = bounds[path]
+            if high is None:
+                notes.append(f"{path} has no upper bound in the manifest")
+                continue
             target = int(min(wanted, old + step, high) if up else max(wanted, old - step, low))
             if (up and target <= old) or (not up and target >= old):
                 notes.append(f"{path} {old} is at its {'upper' if up else 'lower'} bound")
