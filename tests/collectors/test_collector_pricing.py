@@ -204,12 +204,12 @@ def test_invalid_manifests_are_logged_and_the_others_still_enrich(tmp_path, capl
     either, and a file that is not YAML no longer stops the collectors from starting."""
     (tmp_path / "good.yaml").write_text(SEED_MANIFEST)
     (tmp_path / "split.yaml").write_text(SEED_MANIFEST.replace("fraud-detection-model-v2", "split-fn").replace(
-        '    memory: "4096MB"\n', '    memory: "4096MB"\n  trafficSplit: {blue: 90%, green: 20%}\n'))
+        '    blue: "100%"\n    green: "0%"', '    blue: "90%"\n    green: "20%"'))
     (tmp_path / "broken.yaml").write_text("kind: ServerlessModelDeployment\nmetadata: [unclosed\n")
     with caplog.at_level("WARNING"):
         enricher = Enricher(PRICING, valid_manifests(tmp_path), tags={"split-fn": {"CostCenter": "Tagged"}})
     assert enricher.enrich(_call("fraud-detection-model-v2")).cost_center == "FraudDetection"
     assert enricher.enrich(_call("split-fn")).cost_center == "Tagged"
     warnings = " | ".join(r.getMessage() for r in caplog.records)
-    assert "split.yaml:15: trafficSplit adds up to 110%" in warnings
+    assert "split.yaml:21: trafficSplit adds up to 110%" in warnings
     assert "broken.yaml:3: not valid YAML" in warnings
