@@ -211,5 +211,5 @@ def test_invalid_manifests_are_logged_and_the_others_still_enrich(tmp_path, capl
     assert enricher.enrich(_call("fraud-detection-model-v2")).cost_center == "FraudDetection"
     assert enricher.enrich(_call("split-fn")).cost_center == "Tagged"
     warnings = " | ".join(r.getMessage() for r in caplog.records)
-    assert "split.yaml:21: trafficSplit adds up to 110%" in warnings
+    assert "split.yaml:18: trafficSplit adds up to 110%" in warnings, warnings
     assert "broken.yaml:3: not valid YAML" in warnings
