@@ -23,7 +23,7 @@ MANIFEST_KIND = "ServerlessModelDeployment"
 FUNCTION_ANNOTATION = "obsloop.io/function-name"
 """Names the deployed function when it differs from the manifest's ``metadata.name``."""
 
-_PLATFORMS = {
+MANIFEST_PLATFORMS = {
     "aws-lambda": semconv.PLATFORM_AWS_LAMBDA,
     "gcp-cloud-run": semconv.PLATFORM_GCP_CLOUD_RUN,
     "google-cloud-run": semconv.PLATFORM_GCP_CLOUD_RUN,
@@ -33,6 +33,8 @@ _PLATFORMS = {
     "knative": semconv.PLATFORM_KNATIVE,
     "openfaas": semconv.PLATFORM_OPENFAAS,
 }
+"""Manifest ``spec.runtime.platform`` spellings -> ``cloud.platform``; registered collector
+kinds add theirs (:attr:`obsloop.collectors.registry.CollectorKind.manifest_platforms`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ def parse_manifest(document: Mapping) -> Deployment | None:
     version = model.get("version")
     return Deployment(
         function=str(function),
-        platform=_PLATFORMS.get(str(runtime.get("platform", "")).lower()),
+        platform=MANIFEST_PLATFORMS.get(str(runtime.get("platform", "")).lower()),
         model_name=model.get("name"),
         model_version=None if version is None else str(version),
         cost_center=finops.get("costCenter"),
