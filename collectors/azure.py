@@ -18,11 +18,13 @@ from datetime import UTC, datetime, timedelta
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.checkpoint import CheckpointStore
+from obsloop.collectors.config import AzureCollectorConfig
 from obsloop.collectors.cursor import Batch, CursorPuller, Page
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, azure_span_id, azure_trace_id
+from obsloop.collectors.registry import CollectorKind, PullContext, Scheduled
 from obsloop.core import semconv
 
 COLLECTOR = "azure.appinsights"
@@ -228,3 +230,18 @@ class AppInsightsPuller(CursorPuller):
                 continue
             builder.add_invocation(invocation, str(row[2] or ""))
         return Batch("logs", builder.serialize(), builder.count)
+
+
+def build(ctx: PullContext) -> list[Scheduled]:
+    azure: AzureCollectorConfig = ctx.section
+    if not azure.target:
+        raise ValueError("collectors.azure.target is required")
+    return [Scheduled("azure.appinsights", AppInsightsPuller(
+        make_client(azure.endpoint), ctx.checkpoints("azure.appinsights"), ctx.submit, ctx.enrich(),
+        target=azure.target, schema=WORKSPACE if azure.schema_ == "workspace" else CLASSIC,
+        region=azure.region, subscription=azure.subscription,
+        initial_start=datetime.fromtimestamp(ctx.now, UTC) - timedelta(seconds=azure.backfill_seconds),
+        settle_s=azure.settle_seconds), azure.poll_interval_seconds)]
+
+
+KIND = CollectorKind("azure", AzureCollectorConfig, build=build)

@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.checkpoint import CheckpointStore
+from obsloop.collectors.config import GcpCollectorConfig
 from obsloop.collectors.cursor import Batch, CursorPuller, Page
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, gcp_trace_id, span_id
+from obsloop.collectors.registry import CollectorKind, PullContext, Scheduled
 from obsloop.core import semconv
 
 COLLECTOR = "gcp.logging"
@@ -211,3 +213,17 @@ class CloudLoggingPuller(CursorPuller):
                                 repr(entry), f"unreadable log entry: {exc}")
                 selfmetrics.MALFORMED.labels(COLLECTOR).inc()
         return Batch("logs", builder.serialize(), builder.count)
+
+
+def build(ctx: PullContext) -> list[Scheduled]:
+    gcp: GcpCollectorConfig = ctx.section
+    if not gcp.project:
+        raise ValueError("collectors.gcp.project is required")
+    return [Scheduled("gcp.logging", CloudLoggingPuller(
+        make_client(gcp.project, gcp.endpoint), ctx.checkpoints("gcp.logging"), ctx.submit,
+        ctx.enrich(), project=gcp.project, log_filter=gcp.filter,
+        initial_start=datetime.fromtimestamp(ctx.now, UTC) - timedelta(seconds=gcp.backfill_seconds),
+        settle_s=gcp.settle_seconds), gcp.poll_interval_seconds)]
+
+
+KIND = CollectorKind("gcp", GcpCollectorConfig, build=build)

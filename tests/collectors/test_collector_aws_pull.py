@@ -229,7 +229,7 @@ def test_discovery_pages_through_groups_and_stops_at_the_limit(logs, caplog):
 
 def test_the_aws_collector_discovers_groups_unless_they_are_named(moto_endpoint, tmp_path, monkeypatch):
     from obsloop.collectors.config import CollectorsConfig
-    from obsloop.collectors.runner import build
+    from obsloop.collectors.scheduler import build
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")
