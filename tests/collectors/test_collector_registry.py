@@ -1,0 +1,73 @@
+"""The collector kinds' registry: the shipped kinds, and what is derived from it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+
+import pytest
+
+from obsloop.collectors import enrich, pricing, registry, scheduler
+from obsloop.collectors.config import CollectorsConfig, PullConfig
+from obsloop.collectors.normalize import Invocation
+from obsloop.collectors.pricing import Pricing, Resources
+from obsloop.collectors.registry import CollectorKind
+
+
+@pytest.fixture
+def restored() -> Iterator[None]:
+    """Kinds registered by a test are gone after it."""
+    tables = (registry._loaded, pricing.FORMULAS, enrich.MANIFEST_PLATFORMS)
+    saved = [dict(table) for table in tables]
+    yield
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
+
+
+def test_each_shipped_kind_is_declared_by_its_module_with_its_section_model() -> None:
+    assert registry.names() == ("aws", "gcp", "azure", "prometheus")
+    for kind in registry.kinds():
+        assert CollectorsConfig.model_fields[kind.name].annotation is kind.config
+        assert kind.build is not None
+    assert registry.kind("aws").mount is not None
+
+
+def test_collect_offers_exactly_the_registered_kinds(restored) -> None:
+    from obsloop.commands import collect
+
+    class Quiet(PullConfig):
+        pass
+
+    registry.register(CollectorKind("quiet", Quiet))
+
+    parser = argparse.ArgumentParser()
+    collect.register(parser.add_subparsers())
+    [action] = [a for a in parser._subparsers._group_actions[0].choices["collect"]._actions
+                if a.dest == "platform"]
+    assert tuple(action.choices) == ("aws", "gcp", "azure", "prometheus", "quiet")
+    # a kind without pullers builds none: ``collect`` says nothing is configured
+    assert scheduler.build("quiet", CollectorsConfig.model_validate({"quiet": {}}),
+                           lambda *a: None, "/nonexistent") == []
+
+
+def test_unknown_kinds_and_clashing_registrations_are_refused(restored) -> None:
+    with pytest.raises(registry.UnknownCollector, match="unknown collector 'gpc'; expected one of aws, gcp"):
+        registry.kind("gpc")
+    with pytest.raises(ValueError, match="unknown key 'gpc'"):
+        CollectorsConfig.model_validate({"gpc": {"enabled": True}})
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(CollectorKind("gcp", PullConfig))
+    with pytest.raises(ValueError, match="aws_lambda already priced"):
+        registry.register(CollectorKind("lambda2", PullConfig, pricing={"aws_lambda": Pricing._lambda}))
+    assert "lambda2" not in registry.names()
+
+
+def test_a_registered_platform_is_priced_through_the_same_table(restored) -> None:
+    invocation = Invocation(platform="edge_functions", function="f", invocation_id="i", time_ns=1,
+                            source="t", duration_ms=10.0)
+    assert Pricing.load().cost(invocation, Resources()) is None
+    registry.register(CollectorKind("edge", PullConfig, pricing={
+        "edge_functions": lambda table, inv, spec: table.table.get("edge_functions", {}).get("request", 0.5)}))
+    assert Pricing.load().cost(invocation, Resources()) == 0.5
+    assert Pricing.load(overrides={"edge_functions": {"request": 0.25}}).cost(invocation, Resources()) == 0.25
