@@ -6,9 +6,8 @@ serves, the platforms it prices), and everything else is derived from the declar
 ``obsloop collect``'s choices, the pullers ``obsloop serve`` starts, the routes on the
 OTLP/HTTP port, the configuration sections a file may hold and pricing's dispatch.
 
-The shipped kinds are listed by module (:data:`BUILTIN`) and imported on first use, so
-``obsloop --help`` does not import every cloud's collector; code embedding obsloop adds its
-own with :func:`register`.
+The shipped kinds are listed by module (:data:`BUILTIN`) and imported on first use; code
+embedding obsloop adds its own with :func:`register`. Why: docs/design/collector-kinds.md.
 """
 
 from __future__ import annotations
