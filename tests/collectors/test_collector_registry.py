@@ -71,3 +71,58 @@ def test_a_registered_platform_is_priced_through_the_same_table(restored) -> Non
         "edge_functions": lambda table, inv, spec: table.table.get("edge_functions", {}).get("request", 0.5)}))
     assert Pricing.load().cost(invocation, Resources()) == 0.5
     assert Pricing.load(overrides={"edge_functions": {"request": 0.25}}).cost(invocation, Resources()) == 0.25
+
+
+def test_a_registered_kinds_push_route_is_served_behind_the_ports_guard_into_storage(
+        restored, tmp_path, chdb_client, db) -> None:
+    """``serve``'s OTLP/HTTP application mounts every kind's routes: a registered push kind's
+    route answers behind the bearer token and its records reach chDB through the intake."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from obsloop.collectors.encode import LogsBuilder
+    from obsloop.collectors.forward import deliver
+    from obsloop.collectors.registry import PushContext
+    from obsloop.config import Config
+    from obsloop.core.selfmetrics import SelfMetrics
+    from obsloop.pipelines.clickhouse_sink import ClickHouseSink
+    from obsloop.pipelines.ingest import IngestPipeline
+    from obsloop.pipelines.otlp_decode import SIGNALS
+    from obsloop.pipelines.wal import WriteAheadLog
+    from obsloop.server import otlp_http_app
+
+    def mount(ctx: PushContext) -> None:
+        async def beacon(request: web.Request) -> web.Response:
+            builder = LogsBuilder()
+            builder.add({"service.name": "beacon"}, time_ns=time.time_ns(), body=await request.text())
+            await deliver(ctx.submit, "logs", builder.serialize(), builder.count)
+            return web.json_response({"accepted": builder.count})
+
+        ctx.app.router.add_post("/beacon", beacon)
+
+    registry.register(CollectorKind("beacon", PullConfig, mount=mount))
+    wal = WriteAheadLog(tmp_path / "wal", SIGNALS, max_bytes=1 << 20, max_age=0.05, fsync="never")
+    sink = ClickHouseSink(lambda: chdb_client, database=db, embedded=True, schema_directory=tmp_path)
+    intake = IngestPipeline(wal, sink, SelfMetrics(), max_pending_bytes=1 << 30, rotate_interval=0.05)
+    config = Config(data_dir=tmp_path, receiver={"bearer_token": "s3cret"})
+
+    async def post() -> list[tuple[int, str]]:
+        async with TestClient(TestServer(otlp_http_app(config, intake, SelfMetrics()))) as client:
+            refused = await client.post("/beacon", data="no token")
+            accepted = await client.post("/beacon", data="ping", headers={"Authorization": "Bearer s3cret"})
+            return [(refused.status, await refused.text()), (accepted.status, await accepted.text())]
+
+    intake.start()
+    try:
+        [(refused, _), (status, body)] = asyncio.run(post())
+        assert (refused, status, body) == (401, 200, '{"accepted": 1}')
+        deadline = time.monotonic() + 30
+        while chdb_client.command(f"SELECT count() FROM {db}.otel_logs WHERE ServiceName = 'beacon'") < 1:
+            assert time.monotonic() < deadline, "the beacon's record did not reach chDB"
+            time.sleep(0.05)
+    finally:
+        intake.stop(drain_timeout=5)
+    assert chdb_client.command(f"SELECT Body FROM {db}.otel_logs WHERE ServiceName = 'beacon'") == "ping"
