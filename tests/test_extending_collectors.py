@@ -5,20 +5,19 @@ its checkpoint."""
 
 from __future__ import annotations
 
-import http.server
-import json
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from collector_kinds import registrations_undone
 from extending_doc import python_blocks
+from stub_api import StubServer
 
-from obsloop.collectors import enrich, pricing, registry
+from obsloop.collectors import registry
 from obsloop.collectors.config import CollectorsConfig
 from obsloop.collectors.enrich import Enricher, load_manifests
 from obsloop.collectors.normalize import Invocation
@@ -50,52 +49,34 @@ def _launcher(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def nimbus() -> Iterator[dict]:
-    """The blocks executed in this process, the registry's tables restored afterwards."""
-    tables = (registry._loaded, pricing.FORMULAS, enrich.MANIFEST_PLATFORMS)
-    saved = [dict(table) for table in tables]
+    """The blocks executed in this process; the registration is undone afterwards."""
     namespace: dict = {"__name__": "nimbus"}
-    try:
+    with registrations_undone():
         for block in python_blocks(SECTION):
             exec(compile(block, "docs/extending.md", "exec"), namespace)  # noqa: S102 - the doc's own code
         yield namespace
-    finally:
-        for table, before in zip(tables, saved, strict=True):
-            table.clear()
-            table.update(before)
 
 
-class NimbusApi:
+class NimbusApi(StubServer):
     """The made-up platform's invocations API, on a free loopback port."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.invocations: list[dict] = []
-        self.requests: list[dict] = []
-        api = self
+        self.respond = self._invocations
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                url = urllib.parse.urlsplit(self.path)
-                query = {k: int(v) for k, v in urllib.parse.parse_qsl(url.query)}
-                api.requests.append(query)
-                if url.path != "/v1/invocations":
-                    self.send_error(404)
-                    return
-                chosen = [i for i in api.invocations
-                          if i["seq"] > query["after"]] if "after" in query else [
-                    i for i in api.invocations if i["time_ms"] >= query["since_ms"]]
-                body = json.dumps({"invocations": chosen[:query["limit"]]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def _invocations(self, method: str, path: str, body: dict) -> tuple[int, dict]:
+        url = urllib.parse.urlsplit(path)
+        if (method, url.path) != ("GET", "/v1/invocations"):
+            return 404, {}
+        query = self.query(path)
+        chosen = [i for i in self.invocations if (
+            i["seq"] > query["after"] if "after" in query else i["time_ms"] >= query["since_ms"])]
+        return 200, {"invocations": chosen[:query["limit"]]}
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @staticmethod
+    def query(path: str) -> dict[str, int]:
+        return {k: int(v) for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query)}
 
     def add(self, count: int) -> None:
         for _ in range(count):
@@ -103,10 +84,6 @@ class NimbusApi:
             self.invocations.append({"seq": seq, "id": f"inv-{seq}", "function": "fraud-scorer",
                                      "time_ms": NOW_MS + seq, "duration_ms": 200.0,
                                      "memory_mb": 1024, "status": 500 if seq == 2 else 200})
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -158,7 +135,7 @@ def test_collect_lists_the_kind_and_stores_its_invocations_once(obsloop, api, tm
 
     api.add(5)
     collect()
-    assert [r.get("after") for r in api.requests[-3:]] == [None, 2, 4]  # three pages of two
+    assert [api.query(path).get("after") for _, path, _ in api.requests] == [None, 2, 4]  # pages of two
     obsloop.wait_for("SELECT count() FROM faas_invocations_merged WHERE platform = 'nimbus_functions'", 5)
     row = obsloop.query("SELECT function, model_name, cost_center, cost_usd, status FROM faas_invocations_merged "
                         "WHERE invocation_id = 'inv-2'")[0]
@@ -168,5 +145,5 @@ def test_collect_lists_the_kind_and_stores_its_invocations_once(obsloop, api, tm
 
     api.add(1)
     collect()  # resumes after the checkpoint: only the new invocation
-    assert api.requests[-1] == {"after": 5, "limit": 2}
+    assert api.query(api.requests[-1][1]) == {"after": 5, "limit": 2}
     obsloop.wait_for("SELECT count() FROM otel_logs WHERE LogAttributes['faas.invocation_id'] LIKE 'inv-%'", 6)

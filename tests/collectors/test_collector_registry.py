@@ -6,8 +6,9 @@ import argparse
 from collections.abc import Iterator
 
 import pytest
+from collector_kinds import registrations_undone
 
-from obsloop.collectors import enrich, pricing, registry, scheduler
+from obsloop.collectors import registry, scheduler
 from obsloop.collectors.config import CollectorsConfig, PullConfig
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing, Resources
@@ -16,13 +17,8 @@ from obsloop.collectors.registry import CollectorKind
 
 @pytest.fixture
 def restored() -> Iterator[None]:
-    """Kinds registered by a test are gone after it."""
-    tables = (registry._loaded, pricing.FORMULAS, enrich.MANIFEST_PLATFORMS)
-    saved = [dict(table) for table in tables]
-    yield
-    for table, before in zip(tables, saved, strict=True):
-        table.clear()
-        table.update(before)
+    with registrations_undone():
+        yield
 
 
 def test_each_shipped_kind_is_declared_by_its_module_with_its_section_model() -> None:
