@@ -114,6 +114,19 @@ def test_the_registered_kind_is_configured_priced_and_attributed_as_the_shipped_
     assert other.model_name is None
 
 
+def test_in_the_tree_the_registration_is_a_line_in_builtin(tmp_path, monkeypatch):
+    """The module as ``collectors/nimbus.py`` would be, listed in ``registry.BUILTIN``: known
+    by name without being imported, imported when first used."""
+    (tmp_path / "nimbus_in_tree.py").write_text(python_blocks(SECTION)[0])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.BUILTIN, "nimbus", "nimbus_in_tree")
+    with registrations_undone():
+        assert registry.names()[-1] == "nimbus" and "nimbus_in_tree" not in sys.modules
+        section = CollectorsConfig.model_validate({"nimbus": {"endpoint": "http://127.0.0.1:9"}}).nimbus
+        assert registry.kind("nimbus") is sys.modules["nimbus_in_tree"].KIND
+        assert type(section) is registry.kind("nimbus").config and not section.enabled
+
+
 def test_collect_lists_the_kind_and_stores_its_invocations_once(obsloop, api, tmp_path):
     launcher = _launcher(tmp_path)
     shown = subprocess.run([sys.executable, str(launcher), "collect", "--help"],
