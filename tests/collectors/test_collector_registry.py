@@ -55,7 +55,7 @@ def test_unknown_kinds_and_clashing_registrations_are_refused(restored) -> None:
     with pytest.raises(ValueError, match="already registered"):
         registry.register(CollectorKind("gcp", PullConfig))
     with pytest.raises(ValueError, match="aws_lambda already priced"):
-        registry.register(CollectorKind("lambda2", PullConfig, pricing={"aws_lambda": Pricing._lambda}))
+        registry.register(CollectorKind("lambda2", PullConfig, pricing={"aws_lambda": lambda *args: 0.0}))
     assert "lambda2" not in registry.names()
 
 
