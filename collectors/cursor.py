@@ -71,7 +71,8 @@ class CursorPuller(ABC):
     @abstractmethod
     def next_page(self, source: str, saved: Any) -> Page | None:
         """The page after ``saved`` (the source's checkpoint, ``None`` before the first);
-        ``None`` when there is nothing to read now."""
+        ``None`` when there is nothing to read now. ``saved`` is the stored checkpoint until
+        the page is accepted: copy it before changing it."""
 
     def begin(self, source: str) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called before a source's first page in a poll (a pull fixes its horizon here)."""
