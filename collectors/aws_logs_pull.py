@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_lambda_logs import LambdaLogDecoder, LambdaSource
 from obsloop.collectors.checkpoint import CheckpointStore
+from obsloop.collectors.cursor import Batch, CursorPuller, Page
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation
-from obsloop.collectors.retry import submit_error, with_backoff
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,16 @@ class SweepState:
     def load(cls, value: dict | None, initial_start: int) -> SweepState:
         if value is None:
             return cls(start=initial_start, seen={})
-        return cls(value["start"], value.get("end"), value.get("token"), value.get("seen") or {})
+        # a copy: the page read from it is not accepted yet, the checkpoint must not change
+        return cls(value["start"], value.get("end"), value.get("token"), dict(value.get("seen") or {}))
 
     def dump(self) -> dict:
         return {"start": self.start, "end": self.end, "token": self.token, "seen": self.seen}
 
 
-class CloudWatchLogsPuller:
+class CloudWatchLogsPuller(CursorPuller):
+    collector = COLLECTOR
+
     def __init__(
         self,
         client,
@@ -92,11 +95,10 @@ class CloudWatchLogsPuller:
         """``discover`` (:meth:`LogGroupDiscovery.groups
         <obsloop.collectors.aws_log_groups.LogGroupDiscovery.groups>`) replaces
         ``log_groups`` at every poll."""
+        super().__init__(checkpoints, submit, sleep=sleep, clock=clock)
         self.client = client
         self.log_groups = log_groups
         self.discover = discover
-        self.checkpoints = checkpoints
-        self.submit = submit
         self.decoder = LambdaLogDecoder(enrich, COLLECTOR)
         self.region = region
         self.account_id = account_id
@@ -105,8 +107,8 @@ class CloudWatchLogsPuller:
         self.overlap_ms = overlap_ms
         self.window_ms = window_ms
         self.page_limit = page_limit
-        self.sleep = sleep
-        self.clock = clock
+        self._horizon = 0
+        """``now - settle`` when the current window's sweep began, in ms."""
 
     def progress(self) -> tuple[float, float]:
         """(done, total) milliseconds of the backfill across groups, for a progress bar."""
@@ -118,36 +120,54 @@ class CloudWatchLogsPuller:
             done += max(0, state.start - self.initial_start_ms)
         return done, total
 
-    def poll_once(self) -> int:
-        """Catch every group up to ``now - settle``; returns the records handed over. With
-        ``discover``, the groups are listed again first (new functions join here)."""
+    def classify(self, exc: Exception) -> str | None:
+        return classify_aws_error(exc)
+
+    def sources(self) -> list[str]:
+        """The groups; with ``discover``, listed again first (new functions join here)."""
         if self.discover is not None:
             self.log_groups = self.discover()
-        handed = 0
-        for group in self.log_groups:
-            try:
-                handed += self._catch_up(group)
-            except Exception as exc:
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-                if self.discover is None or code != "ResourceNotFoundException":
-                    raise
-                log.info("log group %s was deleted since it was discovered", group)
-        return handed
+        return self.log_groups
 
-    def _catch_up(self, group: str) -> int:
-        handed = 0
-        while True:
-            state = SweepState.load(self.checkpoints.get(group), self.initial_start_ms)
-            horizon = int(self.clock() * 1000) - self.settle_ms
-            if state.end is None:
-                if state.start > horizon:
-                    return handed
-                state.end = min(horizon, state.start + self.window_ms)
-            end = state.end
-            handed += self._sweep(group, state)
-            selfmetrics.LAG.labels(COLLECTOR).set(max(0.0, self.clock() - end / 1000))
-            if end >= horizon:
-                return handed
+    def catch_up(self, group: str) -> int:
+        """Catch ``group`` up to ``now - settle``, window by window; a discovered group
+        deleted since is skipped."""
+        try:
+            return super().catch_up(group)
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if self.discover is None or code != "ResourceNotFoundException":
+                raise
+            log.info("log group %s was deleted since it was discovered", group)
+            return 0
+
+    def begin(self, group: str) -> None:
+        self._horizon = int(self.clock() * 1000) - self.settle_ms
+
+    def next_page(self, group: str, saved: dict | None) -> Page | None:
+        """The next page of the current window, opening the next window when none is open;
+        the ids seen in the overlap the next window re-reads are kept to drop them there."""
+        state = SweepState.load(saved, self.initial_start_ms)
+        if state.end is None:
+            self.begin(group)
+            if state.start > self._horizon:
+                return None
+            state.end = min(self._horizon, state.start + self.window_ms)
+        assert state.seen is not None
+        page = self._fetch(group, state)
+        fresh = [e for e in page.get("events", []) if e["eventId"] not in state.seen]
+        batch = Batch("logs", *self._encode(group, fresh)) if fresh else None
+        next_start = state.end + 1 - self.overlap_ms
+        for event in fresh:
+            if event["timestamp"] >= next_start:
+                state.seen[event["eventId"]] = event["timestamp"]
+        state.token = page.get("nextToken")
+        if state.token is not None:
+            return Page(state.dump(), batch, more=True)
+        end = state.end
+        state.seen = {k: ts for k, ts in state.seen.items() if ts >= next_start}
+        state.start, state.end = max(state.start, next_start), None
+        return Page(state.dump(), batch, more=end < self._horizon, newest=end / 1000)
 
     def _fetch(self, group: str, state: SweepState) -> dict:
         kwargs = {"logGroupName": group, "startTime": state.start, "endTime": state.end,
@@ -155,8 +175,7 @@ class CloudWatchLogsPuller:
         if state.token:
             kwargs["nextToken"] = state.token
         try:
-            return with_backoff(lambda: self.client.filter_log_events(**kwargs),
-                                classify_aws_error, collector=COLLECTOR, sleep=self.sleep)
+            return self.retry(lambda: self.client.filter_log_events(**kwargs))
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if not state.token or code != "InvalidParameterException":
@@ -166,32 +185,6 @@ class CloudWatchLogsPuller:
             log.warning("nextToken of %s rejected, restarting its window", group)
             state.token = None
             return self._fetch(group, state)
-
-    def _sweep(self, group: str, state: SweepState) -> int:
-        """Page through one window; the checkpoint moves only after a page was accepted."""
-        assert state.end is not None and state.seen is not None
-        handed = 0
-        while True:
-            page = self._fetch(group, state)
-            selfmetrics.PAGES.labels(COLLECTOR).inc()
-            fresh = [e for e in page.get("events", []) if e["eventId"] not in state.seen]
-            if fresh:
-                payload, count = self._encode(group, fresh)
-                with_backoff(lambda: self.submit("logs", payload, count), submit_error,  # noqa: B023 - called in this iteration
-                             collector=COLLECTOR, sleep=self.sleep)
-                handed += count
-                selfmetrics.EVENTS.labels(COLLECTOR).inc(count)
-            next_start = state.end + 1 - self.overlap_ms
-            for event in fresh:
-                if event["timestamp"] >= next_start:
-                    state.seen[event["eventId"]] = event["timestamp"]
-            state.token = page.get("nextToken")
-            if state.token is None:
-                state.seen = {k: ts for k, ts in state.seen.items() if ts >= next_start}
-                state.start, state.end = max(state.start, next_start), None
-                self.checkpoints.put(group, state.dump())
-                return handed
-            self.checkpoints.put(group, state.dump())
 
     def _encode(self, group: str, events: list[dict]) -> tuple[bytes, int]:
         builder = LogsBuilder()

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from obsloop.collectors import selfmetrics
 from obsloop.collectors.aws_logs_pull import classify_aws_error
 from obsloop.collectors.checkpoint import CheckpointStore
+from obsloop.collectors.cursor import Batch, CursorPuller, Page
 from obsloop.collectors.encode_metrics import DELTA, MetricsBuilder
 from obsloop.collectors.forward import Submit
-from obsloop.collectors.retry import submit_error, with_backoff
 from obsloop.core import semconv
 
 COLLECTOR = "aws.metrics"
@@ -32,7 +31,9 @@ SERIES = [
 ]
 
 
-class LambdaMetricsPuller:
+class LambdaMetricsPuller(CursorPuller):
+    collector = COLLECTOR
+
     def __init__(
         self,
         client,
@@ -48,17 +49,14 @@ class LambdaMetricsPuller:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(checkpoints, submit, sleep=sleep, clock=clock)
         self.client = client
         self.functions = functions
-        self.checkpoints = checkpoints
-        self.submit = submit
         self.region = region
         self.account_id = account_id
         self.initial_start_s = initial_start_s - initial_start_s % period_s
         self.period_s = period_s
         self.delay_s = delay_s
-        self.sleep = sleep
-        self.clock = clock
 
     def _queries(self) -> list[dict]:
         queries = []
@@ -76,35 +74,37 @@ class LambdaMetricsPuller:
                 })
         return queries
 
-    def poll_once(self) -> int:
-        start = self.checkpoints.get("end") or self.initial_start_s
+    def classify(self, exc: Exception) -> str | None:
+        return classify_aws_error(exc)
+
+    def sources(self) -> list[str]:
+        return ["end"]  # one cursor: the end of the last accepted window
+
+    def next_page(self, source: str, saved: int | None) -> Page | None:
+        """Every point from ``saved`` to ``now - delay``, its API pages accepted together."""
+        start = saved or self.initial_start_s
         end = int(self.clock()) - self.delay_s
         end -= end % self.period_s
         if end <= start:
-            return 0
+            return None
         builder = MetricsBuilder()
         token = None
+        reads = 0
         while True:
             kwargs = {"MetricDataQueries": self._queries(), "StartTime": start, "EndTime": end,
                       "ScanBy": "TimestampAscending"}
             if token:
                 kwargs["NextToken"] = token
-            page = with_backoff(lambda: self.client.get_metric_data(**kwargs),  # noqa: B023 - called in this iteration
-                                classify_aws_error, collector=COLLECTOR, sleep=self.sleep)
-            selfmetrics.PAGES.labels(COLLECTOR).inc()
+            page = self.retry(lambda: self.client.get_metric_data(**kwargs))  # noqa: B023 - called in this iteration
+            reads += 1
             for result in page.get("MetricDataResults", []):
                 self._add(builder, result)
             token = page.get("NextToken")
             if not token:
                 break
-        if builder.points:
-            payload = builder.build().SerializeToString()
-            with_backoff(lambda: self.submit("metrics", payload), submit_error,
-                         collector=COLLECTOR, sleep=self.sleep)
-            selfmetrics.EVENTS.labels(COLLECTOR).inc(builder.points)
-        self.checkpoints.put("end", end)
-        selfmetrics.LAG.labels(COLLECTOR).set(max(0.0, self.clock() - end))
-        return builder.points
+        batch = Batch("metrics", builder.build().SerializeToString(), builder.points,
+                      counted=False) if builder.points else None
+        return Page(end, batch, newest=end, reads=reads)
 
     def _add(self, builder: MetricsBuilder, result: dict) -> None:
         f_index, s_index = (int(part) for part in result["Id"][1:].split("_"))

@@ -19,11 +19,13 @@ from typing import Any
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.checkpoint import CheckpointStore
+from obsloop.collectors.config import AzureCollectorConfig
+from obsloop.collectors.cursor import Batch, CursorPuller, Page
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, azure_span_id, azure_trace_id
-from obsloop.collectors.retry import submit_error, with_backoff
+from obsloop.collectors.registry import CollectorKind, PullContext, Scheduled
 from obsloop.core import semconv
 
 COLLECTOR = "azure.appinsights"
@@ -137,7 +139,9 @@ def row_invocation(row: list, region: str | None, subscription: str | None) -> I
     )
 
 
-class AppInsightsPuller:
+class AppInsightsPuller(CursorPuller):
+    collector = COLLECTOR
+
     def __init__(
         self,
         client,
@@ -157,9 +161,8 @@ class AppInsightsPuller:
     ) -> None:
         """``target`` is a workspace id (``WORKSPACE``) or an Application Insights
         resource id (``CLASSIC``)."""
+        super().__init__(checkpoints, submit, sleep=sleep, clock=clock)
         self.client = client
-        self.checkpoints = checkpoints
-        self.submit = submit
         self.enrich = enrich
         self.target = target
         self.schema = schema
@@ -168,18 +171,17 @@ class AppInsightsPuller:
         self.initial_start = initial_start
         self.settle_s = settle_s
         self.batch = batch
-        self.sleep = sleep
-        self.clock = clock
+        self._until = initial_start
 
-    def _state(self) -> tuple[datetime, list[str]]:
-        saved = self.checkpoints.get(self.target)
+    def _state(self, saved: dict | None) -> tuple[datetime, list[str]]:
         if saved is None:
             return self.initial_start.astimezone(UTC) - timedelta(microseconds=1), []
         return datetime.fromisoformat(saved["time"]), saved["ids"]
 
     def progress(self) -> tuple[float, float]:
         start = self.initial_start.timestamp()
-        return max(0.0, self._state()[0].timestamp() - start), max(0.0, self.clock() - start)
+        done = self._state(self.checkpoints.get(self.target))[0].timestamp() - start
+        return max(0.0, done), max(0.0, self.clock() - start)
 
     def _query(self, kql: str, since: datetime, until: datetime) -> list[list]:
         options: dict[str, Any] = {"timespan": (since, until + timedelta(seconds=1))}
@@ -194,28 +196,30 @@ class AppInsightsPuller:
             raise PartialResult(str(result.partial_error))
         return [list(row) for row in result.tables[0].rows] if result.tables else []
 
-    def poll_once(self) -> int:
-        until = datetime.fromtimestamp(self.clock() - self.settle_s, UTC)
-        handed = 0
-        while True:
-            since, seen = self._state()
-            kql = build_query(self.schema, since, until, seen, self.batch)
-            rows = with_backoff(lambda: self._query(kql, since, until), classify_azure_error,  # noqa: B023 - called in this iteration
-                                collector=COLLECTOR, sleep=self.sleep)
-            if not rows:
-                return handed
-            selfmetrics.PAGES.labels(COLLECTOR).inc()
-            handed += self._accept(rows)
-            last = rows[-1][0]
-            last = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
-            ids = [str(r[1]) for r in rows if r[0] == rows[-1][0]]
-            seen = (seen + ids) if last == since else ids
-            self.checkpoints.put(self.target, {"time": last.isoformat(), "ids": seen})
-            selfmetrics.LAG.labels(COLLECTOR).set(max(0.0, self.clock() - last.timestamp()))
-            if len(rows) < self.batch:
-                return handed
+    def classify(self, exc: Exception) -> str | None:
+        return classify_azure_error(exc)
 
-    def _accept(self, rows: list[list]) -> int:
+    def sources(self) -> list[str]:
+        return [self.target]
+
+    def begin(self, target: str) -> None:
+        self._until = datetime.fromtimestamp(self.clock() - self.settle_s, UTC)
+
+    def next_page(self, target: str, saved: dict | None) -> Page | None:
+        since, seen = self._state(saved)
+        kql = build_query(self.schema, since, self._until, seen, self.batch)
+        rows = self.retry(lambda: self._query(kql, since, self._until))
+        if not rows:
+            return None
+        batch = self._encode(rows)
+        last = rows[-1][0]
+        last = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
+        ids = [str(r[1]) for r in rows if r[0] == rows[-1][0]]
+        seen = (seen + ids) if last == since else ids
+        return Page({"time": last.isoformat(), "ids": seen}, batch,
+                    more=len(rows) == self.batch, newest=last.timestamp())
+
+    def _encode(self, rows: list[list]) -> Batch:
         builder = LogsBuilder()
         for row in rows:
             try:
@@ -226,8 +230,19 @@ class AppInsightsPuller:
                 selfmetrics.MALFORMED.labels(COLLECTOR).inc()
                 continue
             builder.add_invocation(invocation, str(row[2] or ""))
-        payload = builder.serialize()
-        with_backoff(lambda: self.submit("logs", payload, builder.count), submit_error, collector=COLLECTOR,
-                     sleep=self.sleep)
-        selfmetrics.EVENTS.labels(COLLECTOR).inc(builder.count)
-        return builder.count
+        return Batch("logs", builder.serialize(), builder.count)
+
+
+def build(ctx: PullContext) -> list[Scheduled]:
+    azure: AzureCollectorConfig = ctx.section
+    if not azure.target:
+        raise ValueError("collectors.azure.target is required")
+    return [Scheduled("azure.appinsights", AppInsightsPuller(
+        make_client(azure.endpoint), ctx.checkpoints("azure.appinsights"), ctx.submit, ctx.enrich(),
+        target=azure.target, schema=WORKSPACE if azure.schema_ == "workspace" else CLASSIC,
+        region=azure.region, subscription=azure.subscription,
+        initial_start=datetime.fromtimestamp(ctx.now, UTC) - timedelta(seconds=azure.backfill_seconds),
+        settle_s=azure.settle_seconds), azure.poll_interval_seconds)]
+
+
+KIND = CollectorKind("azure", AzureCollectorConfig, build=build)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from obsloop.collectors import registry
 from obsloop.core.secret import Secret
 from obsloop.core.settings import Section
 
@@ -39,14 +40,16 @@ class ReceiverConfig(Section):
     retry_after_seconds: int = Field(1, ge=1)
 
 
-class _Pull(Section):
+class PullConfig(Section):
+    """What every checkpointed pull is configured with; a kind's section extends it."""
+
     enabled: bool = False
     poll_interval_seconds: float = Field(60.0, gt=0)
     backfill_seconds: int = Field(3600, ge=0)
     """How far back the first run (no checkpoint yet) starts."""
 
 
-class AwsCollectorConfig(_Pull):
+class AwsCollectorConfig(PullConfig):
     region: str | None = None
     account_id: str | None = None
     endpoint_url: str | None = None
@@ -70,14 +73,14 @@ class AwsCollectorConfig(_Pull):
     """Region stamped on subscription pushes (their payload does not carry one)."""
 
 
-class GcpCollectorConfig(_Pull):
+class GcpCollectorConfig(PullConfig):
     project: str | None = None
     filter: str = 'resource.type = ("cloud_run_revision" OR "cloud_function")'
     endpoint: str | None = None
     settle_seconds: float = Field(10.0, ge=0)
 
 
-class AzureCollectorConfig(_Pull):
+class AzureCollectorConfig(PullConfig):
     schema_: Literal["workspace", "classic"] = Field("workspace", alias="schema")
     target: str | None = None
     """A Log Analytics workspace id, or an Application Insights resource id (classic)."""
@@ -106,6 +109,13 @@ class FunctionResources(Section):
 
 
 class CollectorsConfig(Section):
+    """One section per collector kind (:mod:`obsloop.collectors.registry`) and what they share.
+
+    The shipped kinds are fields; a kind registered at run time is an extra key, validated
+    with its own model, so a misspelt kind is still an error that names it."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     aws: AwsCollectorConfig = AwsCollectorConfig()
     gcp: GcpCollectorConfig = GcpCollectorConfig()
     azure: AzureCollectorConfig = AzureCollectorConfig()
@@ -118,3 +128,21 @@ class CollectorsConfig(Section):
     pricing_overrides: dict[str, Any] = {}
     cost_center_tags: list[str] = ["CostCenter", "cost-center", "cost_center"]
     functions: dict[str, FunctionResources] = {}
+
+    @model_validator(mode="after")
+    def _registered_kinds(self) -> CollectorsConfig:
+        extra = self.__pydantic_extra__ or {}
+        for name, value in extra.items():
+            try:
+                model = registry.kind(name).config
+            except registry.UnknownCollector:
+                raise ValueError(f"unknown key '{name}': not a field of collectors nor a collector "
+                                 f"kind ({', '.join(registry.names())})") from None
+            try:
+                extra[name] = model.model_validate(value)
+            except ValidationError as exc:  # under the kind's key, as a field's errors are
+                raise ValidationError.from_exception_data(exc.title, [
+                    {"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"], **(
+                        {"ctx": e["ctx"]} if "ctx" in e else {})}
+                    for e in exc.errors()]) from None
+        return self

@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from obsloop.collectors import selfmetrics
 from obsloop.collectors.checkpoint import CheckpointStore
+from obsloop.collectors.config import GcpCollectorConfig
+from obsloop.collectors.cursor import Batch, CursorPuller, Page
 from obsloop.collectors.encode import LogsBuilder
 from obsloop.collectors.extras import require
 from obsloop.collectors.forward import Submit
 from obsloop.collectors.normalize import Invocation, gcp_trace_id, span_id
-from obsloop.collectors.retry import submit_error, with_backoff
+from obsloop.collectors.registry import CollectorKind, PullContext, Scheduled
 from obsloop.core import semconv
 
 COLLECTOR = "gcp.logging"
@@ -121,7 +123,9 @@ def entry_to_records(entry, builder: LogsBuilder, enrich: Callable[[Invocation],
     builder.add_invocation(enrich(invocation), "", resource)
 
 
-class CloudLoggingPuller:
+class CloudLoggingPuller(CursorPuller):
+    collector = COLLECTOR
+
     def __init__(
         self,
         client,
@@ -137,72 +141,66 @@ class CloudLoggingPuller:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(checkpoints, submit, sleep=sleep, clock=clock)
         self.client = client
-        self.checkpoints = checkpoints
-        self.submit = submit
         self.enrich = enrich
         self.project = project
         self.log_filter = log_filter
         self.initial_start = initial_start
         self.settle_s = settle_s
         self.page_size = page_size
-        self.sleep = sleep
-        self.clock = clock
+        self._until = ""
+        self._entries: Iterator | None = None
 
-    def _state(self) -> tuple[str, set[str]]:
-        saved = self.checkpoints.get(self.project)
+    def _state(self, saved: dict | None) -> tuple[str, set[str]]:
         if saved is None:
             return self.initial_start.astimezone(UTC).isoformat(), set()
         return saved["timestamp"], set(saved["ids"])
 
     def progress(self) -> tuple[float, float]:
         start = self.initial_start.timestamp()
-        done = datetime.fromisoformat(self._state()[0]).timestamp() - start
+        done = datetime.fromisoformat(self._state(self.checkpoints.get(self.project))[0]).timestamp() - start
         return max(0.0, done), max(0.0, self.clock() - start)
 
-    def poll_once(self) -> int:
-        """Read entries in batches of ``page_size``; after a failure the query restarts
-        from the checkpoint (the client's entry generator cannot resume after an error)."""
-        until = datetime.fromtimestamp(self.clock() - self.settle_s, UTC).isoformat()
-        entries_iter: Iterator | None = None
-        handed = 0
+    def classify(self, exc: Exception) -> str | None:
+        return classify_google_error(exc)
 
-        def next_batch() -> list:
-            nonlocal entries_iter
-            if entries_iter is None:
-                since = self._state()[0]
-                entries_iter = iter(self.client.list_entries(
-                    resource_names=[f"projects/{self.project}"],
-                    filter_=f'({self.log_filter}) AND timestamp >= "{since}" '
-                            f'AND timestamp <= "{until}"',
-                    order_by="timestamp asc", page_size=self.page_size,
-                ))
-            try:
-                return list(islice(entries_iter, self.page_size))
-            except Exception:
-                entries_iter = None
-                raise
+    def sources(self) -> list[str]:
+        return [self.project]
 
-        while True:
-            entries = with_backoff(next_batch, classify_google_error, collector=COLLECTOR,
-                                   sleep=self.sleep)
-            if not entries:
-                return handed
-            selfmetrics.PAGES.labels(COLLECTOR).inc()
-            since, seen = self._state()
-            handed += self._accept(entries, since, seen)
-            last = entries[-1].timestamp.astimezone(UTC).isoformat()
-            if last != since:
-                since, seen = last, set()
-            seen.update(e.insert_id for e in entries
-                        if e.timestamp.astimezone(UTC).isoformat() == since)
-            self.checkpoints.put(self.project, {"timestamp": since, "ids": sorted(seen)})
-            selfmetrics.LAG.labels(COLLECTOR).set(
-                max(0.0, self.clock() - entries[-1].timestamp.timestamp()))
-            if len(entries) < self.page_size:
-                return handed
+    def begin(self, project: str) -> None:
+        self._until = datetime.fromtimestamp(self.clock() - self.settle_s, UTC).isoformat()
+        self._entries = None
 
-    def _accept(self, entries: list, since: str, seen: set[str]) -> int:
+    def next_page(self, project: str, saved: dict | None) -> Page | None:
+        """The next ``page_size`` entries of one query per poll; after a failure the query
+        restarts from the checkpoint (the client's entry generator cannot resume after an error)."""
+        since, seen = self._state(saved)
+        entries = self.retry(lambda: self._next_batch(since))
+        if not entries:
+            return None
+        batch = self._encode(entries, since, seen)
+        last = entries[-1].timestamp.astimezone(UTC).isoformat()
+        if last != since:
+            since, seen = last, set()
+        seen.update(e.insert_id for e in entries if e.timestamp.astimezone(UTC).isoformat() == since)
+        return Page({"timestamp": since, "ids": sorted(seen)}, batch,
+                    more=len(entries) == self.page_size, newest=entries[-1].timestamp.timestamp())
+
+    def _next_batch(self, since: str) -> list:
+        if self._entries is None:
+            self._entries = iter(self.client.list_entries(
+                resource_names=[f"projects/{self.project}"],
+                filter_=f'({self.log_filter}) AND timestamp >= "{since}" AND timestamp <= "{self._until}"',
+                order_by="timestamp asc", page_size=self.page_size,
+            ))
+        try:
+            return list(islice(self._entries, self.page_size))
+        except Exception:
+            self._entries = None
+            raise
+
+    def _encode(self, entries: list, since: str, seen: set[str]) -> Batch:
         builder = LogsBuilder()
         for entry in entries:
             at_boundary = entry.timestamp.astimezone(UTC).isoformat() == since
@@ -214,9 +212,18 @@ class CloudLoggingPuller:
                 builder.add_raw({semconv.CLOUD_PROVIDER: semconv.PROVIDER_GCP}, 0,
                                 repr(entry), f"unreadable log entry: {exc}")
                 selfmetrics.MALFORMED.labels(COLLECTOR).inc()
-        if builder.count:
-            payload = builder.serialize()
-            with_backoff(lambda: self.submit("logs", payload, builder.count), submit_error,
-                         collector=COLLECTOR, sleep=self.sleep)
-            selfmetrics.EVENTS.labels(COLLECTOR).inc(builder.count)
-        return builder.count
+        return Batch("logs", builder.serialize(), builder.count)
+
+
+def build(ctx: PullContext) -> list[Scheduled]:
+    gcp: GcpCollectorConfig = ctx.section
+    if not gcp.project:
+        raise ValueError("collectors.gcp.project is required")
+    return [Scheduled("gcp.logging", CloudLoggingPuller(
+        make_client(gcp.project, gcp.endpoint), ctx.checkpoints("gcp.logging"), ctx.submit,
+        ctx.enrich(), project=gcp.project, log_filter=gcp.filter,
+        initial_start=datetime.fromtimestamp(ctx.now, UTC) - timedelta(seconds=gcp.backfill_seconds),
+        settle_s=gcp.settle_seconds), gcp.poll_interval_seconds)]
+
+
+KIND = CollectorKind("gcp", GcpCollectorConfig, build=build)

@@ -8,19 +8,15 @@ Azure consumption per GB-second with memory rounded up to 128 MB and a 100 ms mi
 All but instance-based Cloud Run add a per-request charge. Knative and OpenFaaS run on the
 user's own nodes and have no list price: their cost stays unknown.
 
-Lambda's tiers make an invocation's price depend on what the account already used this
-month: each invocation is priced at the marginal rate where its GB-seconds fall (split
-when it straddles a tier boundary), so the invocations of a month add up to the tiered
-bill. The month-to-date usage is what this process has priced (plus a configured starting
-point), which is exact for a single collecting process that runs all month and
-overstates the cost of accounts past a tier boundary otherwise (by at most the tier
-discount, 10 % or 20 %).
+Lambda's tiers price an invocation at the marginal rate of the month's usage so far:
+docs/design/lambda-tier-pricing.md.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -178,16 +174,8 @@ class Pricing:
 
     def cost(self, invocation: Invocation, spec: Resources) -> float | None:
         """USD for ``invocation``, or ``None`` when the platform or inputs are unknown."""
-        if invocation.platform == semconv.PLATFORM_AWS_LAMBDA:
-            return self._lambda(invocation, spec)
-        if invocation.platform in (
-            semconv.PLATFORM_GCP_CLOUD_RUN,
-            semconv.PLATFORM_GCP_CLOUD_FUNCTIONS,
-        ):
-            return self._cloud_run(invocation, spec)
-        if invocation.platform == semconv.PLATFORM_AZURE_FUNCTIONS:
-            return self._azure(invocation, spec)
-        return None
+        formula = FORMULAS.get(invocation.platform)
+        return None if formula is None else formula(self, invocation, spec)
 
     def _lambda(self, inv: Invocation, spec: Resources) -> float | None:
         rates = self._lambda_rates
@@ -239,3 +227,16 @@ class Pricing:
         memory_mb = min(max(math.ceil(used / step) * step, step), table["max_memory_mb"])
         milliseconds = max(math.ceil(inv.duration_ms), table["min_duration_ms"])
         return milliseconds / 1000 * memory_mb / 1024 * table["gb_second"] + table["execution"]
+
+
+PriceFormula = Callable[[Pricing, Invocation, Resources], "float | None"]
+"""USD for one invocation of a platform, from the table (``pricing.table[<platform>]``)."""
+
+FORMULAS: dict[str, PriceFormula] = {
+    semconv.PLATFORM_AWS_LAMBDA: Pricing._lambda,
+    semconv.PLATFORM_GCP_CLOUD_RUN: Pricing._cloud_run,
+    semconv.PLATFORM_GCP_CLOUD_FUNCTIONS: Pricing._cloud_run,
+    semconv.PLATFORM_AZURE_FUNCTIONS: Pricing._azure,
+}
+"""``cloud.platform`` -> formula: the shipped table's platforms, and those of the collector
+kinds registered (:attr:`obsloop.collectors.registry.CollectorKind.pricing`)."""

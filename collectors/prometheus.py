@@ -22,9 +22,11 @@ from functools import partial
 from prometheus_client.parser import text_string_to_metric_families
 
 from obsloop.collectors import selfmetrics
+from obsloop.collectors.config import PrometheusCollectorConfig
 from obsloop.collectors.encode_metrics import CUMULATIVE, MetricsBuilder
 from obsloop.collectors.forward import Submit
-from obsloop.collectors.retry import submit_error, with_backoff
+from obsloop.collectors.registry import CollectorKind, PullContext, Scheduled
+from obsloop.collectors.retry import classify_http_error, submit_error, with_backoff
 from obsloop.core import semconv
 
 COLLECTOR = "prometheus"
@@ -147,16 +149,6 @@ def _fetch(url: str, timeout: float) -> str:
         return response.read().decode()
 
 
-def classify_scrape_error(exc: Exception) -> str | None:
-    import urllib.error
-
-    if isinstance(exc, urllib.error.HTTPError):
-        return "throttled" if exc.code == 429 else ("5xx" if exc.code >= 500 else None)
-    if isinstance(exc, OSError):
-        return "connection"
-    return None
-
-
 class PrometheusScraper:
     """Scrapes each target once per :meth:`poll_once`; counters keep the process start as
     their start time, which is what a cumulative sum from a scrape can honestly claim."""
@@ -174,7 +166,7 @@ class PrometheusScraper:
     def poll_once(self) -> int:
         handed = 0
         for url in self.targets:
-            text = with_backoff(partial(self.fetch, url, self.timeout), classify_scrape_error,
+            text = with_backoff(partial(self.fetch, url, self.timeout), classify_http_error,
                                 collector=COLLECTOR, attempts=3, sleep=self.sleep)
             selfmetrics.PAGES.labels(COLLECTOR).inc()
             builder, malformed = exposition_to_metrics(text, self.start_ns, time.time_ns())
@@ -188,3 +180,12 @@ class PrometheusScraper:
             selfmetrics.EVENTS.labels(COLLECTOR).inc(builder.points)
             handed += builder.points
         return handed
+
+
+def build(ctx: PullContext) -> list[Scheduled]:
+    prometheus: PrometheusCollectorConfig = ctx.section
+    return [Scheduled("prometheus", PrometheusScraper(prometheus.targets, ctx.submit),
+                      prometheus.poll_interval_seconds)]
+
+
+KIND = CollectorKind("prometheus", PrometheusCollectorConfig, build=build)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import urllib.error
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -51,3 +52,12 @@ def with_backoff(
 def submit_error(exc: Exception) -> str | None:
     """Any failure of the ingest path is "not accepted yet": retry, never skip."""
     return "ingest_refused"
+
+
+def classify_http_error(exc: Exception) -> str | None:
+    """``urllib``'s errors: 429 is throttling, 5xx and dropped connections are retried."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return "throttled" if exc.code == 429 else ("5xx" if exc.code >= 500 else None)
+    if isinstance(exc, OSError):
+        return "connection"
+    return None

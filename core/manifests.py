@@ -145,7 +145,7 @@ _BUDGET = re.compile(
     r"^\s*\$?\s*([\d,]+(?:\.\d+)?)\s*(?:usd)?\s*(?:/\s*(day|week|month|year))?\s*$", re.IGNORECASE
 )
 _PER_MONTH = {"day": 365.25 / 12, "week": 365.25 / 12 / 7, "month": 1.0, "year": 1 / 12}
-_PLATFORM_ALIASES = {
+PLATFORM_ALIASES = {
     "google_cloud_run": semconv.PLATFORM_GCP_CLOUD_RUN,
     "google_cloud_functions": semconv.PLATFORM_GCP_CLOUD_FUNCTIONS,
 }
@@ -190,7 +190,7 @@ def normalize_platform(value: str) -> str:
     """``aws-lambda`` (manifest style) and ``aws_lambda`` (OpenTelemetry) are the same;
     ``google-cloud-run`` is OpenTelemetry's ``gcp_cloud_run``."""
     normalized = value.strip().lower().replace("-", "_")
-    return _PLATFORM_ALIASES.get(normalized, normalized)
+    return PLATFORM_ALIASES.get(normalized, normalized)
 
 
 def line_of(node: Any, path: Sequence[int | str] = ()) -> int:

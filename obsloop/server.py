@@ -62,27 +62,19 @@ def otlp_http_app(config: Config, pipeline: Intake, metrics: SelfMetrics) -> web
 
 
 def _mount_push_collectors(app: web.Application, guard: PortGuard, config: Config, pipeline: Intake) -> None:
-    """AWS pushes (CloudWatch Logs subscriptions, Firehose, the Lambda Telemetry API)
-    arrive on the OTLP/HTTP port, behind its ``guard``, and enter the same pipeline as
-    OTLP. Firehose authenticates with its access key, so its route exists only when
-    ``collectors.aws.firehose_access_key`` is set."""
-    from obsloop.collectors import aws_subscription, aws_telemetry, runner
+    """Every collector kind's push routes (:mod:`obsloop.collectors.registry`) on the OTLP/HTTP
+    port, behind its ``guard``, into the same intake as OTLP."""
+    from obsloop.collectors import registry, scheduler
     from obsloop.collectors.forward import pipeline_submit_async
+    from obsloop.collectors.registry import PushContext
 
-    collectors = config.collectors
-    limits = Limits.of(config.receiver)
-    submit = pipeline_submit_async(pipeline)  # Kafka's acknowledgement is awaited, not waited for
-    enrich = runner.build_enricher(collectors).enrich
-    region = collectors.aws.push_region or collectors.aws.region
-    app.router.add_post("/aws/cloudwatch-logs", aws_subscription.subscription_handler(
-        submit, enrich, region, limits=limits))
-    app.router.add_post("/aws/telemetry", aws_telemetry.telemetry_handler(submit, enrich, limits=limits))
-    if collectors.aws.firehose_access_key:
-        aws_subscription.mount_firehose(
-            app, guard, "/aws/firehose", collectors.aws.firehose_access_key.get_secret_value(),
-            aws_subscription.firehose_handler(submit, enrich, region, limits=limits))
-    else:
-        log.info("Firehose endpoint /aws/firehose not served: collectors.aws.firehose_access_key is not set")
+    context = PushContext(
+        app, guard, config.collectors, Limits.of(config.receiver),
+        pipeline_submit_async(pipeline),  # Kafka's acknowledgement is awaited, not waited for
+        scheduler.build_enricher(config.collectors).enrich)
+    for kind in registry.kinds():
+        if kind.mount is not None:
+            kind.mount(context)
 
 
 @dataclass
@@ -251,18 +243,20 @@ class ObsloopServer:
 
     # -- platform collectors ---------------------------------------------------------------
     def _start_pull_collectors(self) -> None:
-        from obsloop.collectors import runner
+        """The pullers of every enabled collector kind, a thread per kind."""
+        from obsloop.collectors import registry, scheduler
         from obsloop.collectors.forward import pipeline_submit
 
         collectors = self.config.collectors
         checkpoints = collectors.checkpoint_dir or self.config.data_dir / "checkpoints"
         submit = pipeline_submit(self.pipeline)
-        for kind in runner.KINDS:
-            if not getattr(collectors, kind).enabled:
+        for kind in registry.names():
+            section = registry.section(collectors, kind)
+            if section is None or not section.enabled:
                 continue
-            scheduled = runner.build(kind, collectors, submit, checkpoints)
+            scheduled = scheduler.build(kind, collectors, submit, checkpoints)
             thread = threading.Thread(
-                target=runner.run, args=(scheduled,), kwargs={"once": False, "stop": self._collectors_stop},
+                target=scheduler.run, args=(scheduled,), kwargs={"once": False, "stop": self._collectors_stop},
                 name=f"obsloop-collector-{kind}", daemon=True,
             )
             thread.start()

@@ -1,4 +1,4 @@
-"""``obsloop collect aws|gcp|azure|prometheus [--once]``: run one platform's collectors.
+"""``obsloop collect <kind> [--once]``: run one collector kind's pullers (aws, gcp, azure, …).
 
 The records go to the running server's OTLP/HTTP receiver (the same ingest path as any
 OTLP client). A first run backfills ``backfill_seconds`` and shows a progress bar.
@@ -10,8 +10,10 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from obsloop.collectors import registry
+
     parser = subparsers.add_parser("collect", help="pull a serverless platform's logs and metrics")
-    parser.add_argument("platform", choices=("aws", "gcp", "azure", "prometheus"))
+    parser.add_argument("platform", choices=registry.names(), help="the collector kind (collectors.<kind>)")
     parser.add_argument("--once", action="store_true", help="catch up once, then exit")
     parser.add_argument("--endpoint", help="OTLP/HTTP receiver (default: the configured one)")
     parser.set_defaults(func=run)
@@ -22,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from obsloop.collectors import runner
+    from obsloop.collectors import scheduler
     from obsloop.collectors.forward import http_submit
+    from obsloop.collectors.registry import Scheduled
     from obsloop.commands._common import config_from
     from obsloop.core.secret import reveal
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     receiver = config.receiver
     endpoint = args.endpoint or f"http://{receiver.host}:{receiver.http_port}"
     checkpoint_dir = collectors.checkpoint_dir or config.data_dir / "checkpoints"
-    scheduled = runner.build(args.platform, collectors, http_submit(endpoint, reveal(receiver.bearer_token)),
+    scheduled = scheduler.build(args.platform, collectors, http_submit(endpoint, reveal(receiver.bearer_token)),
                              checkpoint_dir)
     if not scheduled:
         print(f"obsloop: nothing configured for collectors.{args.platform}")
@@ -50,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
                         done, total = item.puller.progress()
                         progress.update(tasks[item.name], completed=done, total=total or 1.0)
 
-        def on_poll(item: runner.Scheduled, handed: int) -> None:
+        def on_poll(item: Scheduled, handed: int) -> None:
             counts[item.name] += handed
             progress.update(tasks[item.name], n=f"{counts[item.name]} records")
 
         watcher = threading.Thread(target=refresh, daemon=True)
         watcher.start()
         try:
-            runner.run(scheduled, once=args.once, stop=stop, on_poll=on_poll)
+            scheduler.run(scheduled, once=args.once, stop=stop, on_poll=on_poll)
         except KeyboardInterrupt:
             pass
         finally:

@@ -104,6 +104,21 @@ def test_pages_and_checkpoint_survive_a_crash_and_restart(logs, tmp_path, sink, 
     assert row["resource"][semconv.CLOUD_ACCOUNT_ID] == "123456789012"
 
 
+def test_a_refused_page_is_read_again_by_the_same_puller(logs, tmp_path, sink, enrich):
+    """``serve`` keeps the puller across a failed poll: the page the intake refused is read
+    and handed again at the next poll, none of its events taken for already seen."""
+    put_lines(logs, int(time.time() * 1000) - 30_000, 3, "first")
+    pull = puller(logs, tmp_path, sink, enrich)
+    assert pull.poll_once() == 3
+    put_lines(logs, int(time.time() * 1000) - 20_000, 2, "late")  # inside the overlap
+    sink.fail = 8  # every attempt of the next poll's submit
+    with pytest.raises(GaveUp):
+        pull.poll_once()
+    assert pull.poll_once() == 2
+    assert sorted(bodies(sink)) == sorted([f"first line {i}" for i in range(3)]
+                                          + [f"late line {i}" for i in range(2)])
+
+
 def _error_response(status: int, code: str):
     body = (f'{{"__type":"{code}","message":"slow down"}}').encode()
     return AWSResponse("https://logs", status, {"x-amzn-RequestId": "r",
@@ -229,7 +244,7 @@ def test_discovery_pages_through_groups_and_stops_at_the_limit(logs, caplog):
 
 def test_the_aws_collector_discovers_groups_unless_they_are_named(moto_endpoint, tmp_path, monkeypatch):
     from obsloop.collectors.config import CollectorsConfig
-    from obsloop.collectors.runner import build
+    from obsloop.collectors.scheduler import build
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")
