@@ -18,7 +18,6 @@ from obsloop.collectors.aws_metrics import LambdaMetricsPuller
 from obsloop.collectors.config import AwsCollectorConfig
 from obsloop.collectors.extras import require
 from obsloop.collectors.registry import CollectorKind, PullContext, PushContext, Scheduled
-from obsloop.core.secret import reveal
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def mount(ctx: PushContext) -> None:
         ctx.submit, ctx.enrich, limits=ctx.limits))
     if aws.firehose_access_key:
         aws_subscription.mount_firehose(
-            ctx.app, ctx.guard, "/aws/firehose", reveal(aws.firehose_access_key),
+            ctx.app, ctx.guard, "/aws/firehose", aws.firehose_access_key.get_secret_value(),
             aws_subscription.firehose_handler(ctx.submit, ctx.enrich, region, limits=ctx.limits))
     else:
         log.info("Firehose endpoint /aws/firehose not served: collectors.aws.firehose_access_key is not set")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from obsloop.collectors import registry
 from obsloop.core.secret import Secret
@@ -141,8 +142,14 @@ class CollectorsConfig(Section):
             try:
                 extra[name] = model.model_validate(value)
             except ValidationError as exc:  # under the kind's key, as a field's errors are
-                raise ValidationError.from_exception_data(exc.title, [
-                    {"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"], **(
-                        {"ctx": e["ctx"]} if "ctx" in e else {})}
-                    for e in exc.errors()]) from None
+                raise ValidationError.from_exception_data(
+                    exc.title, [_under(name, e) for e in exc.errors()]) from None
         return self
+
+
+def _under(key: str, error: ErrorDetails) -> InitErrorDetails:
+    """``error`` re-rooted under ``key``, so a kind's own field errors name ``collectors.<kind>.…``."""
+    detail = InitErrorDetails(type=error["type"], loc=(key, *error["loc"]), input=error["input"])
+    if "ctx" in error:
+        detail["ctx"] = error["ctx"]
+    return detail
