@@ -19,10 +19,11 @@ from stub_api import StubServer
 
 from obsloop.collectors import registry
 from obsloop.collectors.config import CollectorsConfig
-from obsloop.collectors.enrich import Enricher, load_manifests
+from obsloop.collectors.enrich import Enricher
 from obsloop.collectors.normalize import Invocation
 from obsloop.collectors.pricing import Pricing
 from obsloop.core import semconv
+from obsloop.core.manifests import valid_manifests
 
 SECTION = "A new collector"
 NOW_MS = 1_764_217_000_000
@@ -102,7 +103,7 @@ def test_the_registered_kind_is_configured_priced_and_attributed_as_the_shipped_
 
     (tmp_path / "fraud.yaml").write_text(MANIFEST)
     enricher = Enricher(Pricing.load(overrides={"nimbus_functions": {"gb_second": 0.00001}}),
-                        load_manifests(tmp_path))
+                        valid_manifests(tmp_path))
     scored = enricher.enrich(Invocation(platform="nimbus_functions", function="fraud-scorer",
                                         invocation_id="a", time_ns=1, source="t",
                                         duration_ms=500.0, memory_mb=2048))
