@@ -15,7 +15,7 @@ once and reused.
 What is emitted is a strict subset of OTLP that the receiver's validation would accept
 unchanged: trace ids are 16 bytes and span ids 8 bytes or absent (a wrong-length id is
 left out, never emitted), strings are UTF-8. That is what lets
-:func:`obsloop.collectors.forward.pipeline_submit` hand these payloads to the pipeline
+:func:`obsloop.collectors.forward.intake_submit` hand these payloads to the pipeline
 without parsing them again. ``tests/collectors/test_collector_encode.py`` checks the bytes
 against what upb builds for the same records.
 """

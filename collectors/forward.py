@@ -33,17 +33,17 @@ class AsyncSubmit(Protocol):
     async def __call__(self, signal: str, payload: bytes, items: int | None = None) -> None: ...
 
 
-def _hand(pipeline, signal: str, payload: bytes, items: int | None) -> Future[None] | None:
-    """Validate and count unless trusted, then hand to the intake (see :func:`pipeline_submit`)."""
+def _hand(intake, signal: str, payload: bytes, items: int | None) -> Future[None] | None:
+    """Validate and count unless trusted, then hand to the intake (see :func:`intake_submit`)."""
     if items is None:
         from obsloop.pipelines.otlp_decode import validate
 
         valid = validate(signal, payload)
         payload, items = valid.payload, valid.items
-    return pipeline.submit(signal, payload, items)
+    return intake.submit(signal, payload, items)
 
 
-def pipeline_submit(pipeline) -> Submit:
+def intake_submit(intake) -> Submit:
     """Hand to the server's intake; returns once the data is durable (the write-ahead log,
     or Kafka's acknowledgement) and raises ``PipelineFull`` otherwise, so a collector never
     advances its checkpoint past data that could still be lost. For the pull collectors,
@@ -55,20 +55,20 @@ def pipeline_submit(pipeline) -> Submit:
     and could not find anything to reject. Without a count it is validated and counted."""
 
     def submit(signal: str, payload: bytes, items: int | None = None) -> None:
-        pending = _hand(pipeline, signal, payload, items)
+        pending = _hand(intake, signal, payload, items)
         if pending is not None:
             pending.result()
 
     return submit
 
 
-def pipeline_submit_async(pipeline) -> AsyncSubmit:
-    """:func:`pipeline_submit` for the push handlers: with Kafka the acknowledgement is a
+def intake_submit_async(intake) -> AsyncSubmit:
+    """:func:`intake_submit` for the push handlers: with Kafka the acknowledgement is a
     future resolved by the producer's thread, and waiting for it synchronously would stop
     the event loop (every other request) for a broker round trip per delivery."""
 
     async def submit(signal: str, payload: bytes, items: int | None = None) -> None:
-        pending = _hand(pipeline, signal, payload, items)
+        pending = _hand(intake, signal, payload, items)
         if pending is not None:
             await asyncio.wrap_future(pending)
 

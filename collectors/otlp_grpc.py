@@ -28,13 +28,13 @@ SERVICES = {
 class OtlpGrpcReceiver:
     def __init__(
         self,
-        pipeline: Intake,
+        intake: Intake,
         metrics: SelfMetrics,
         *,
         max_request_bytes: int,
         bearer_token: str | None,
     ) -> None:
-        self.pipeline = pipeline
+        self.intake = intake
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
         self._expected_authorization = f"Bearer {bearer_token}" if bearer_token else None
@@ -53,7 +53,7 @@ class OtlpGrpcReceiver:
                 self.metrics.requests.labels(signal, "grpc", "malformed").inc()
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
-                pending = self.pipeline.submit(signal, valid.payload, valid.items)
+                pending = self.intake.submit(signal, valid.payload, valid.items)
                 if pending is not None:  # Kafka: acknowledged once the brokers have it
                     await asyncio.wrap_future(pending)
             except PipelineFull:

@@ -44,14 +44,14 @@ def _encode(message: Message, content_type: str) -> bytes:
 class OtlpHttpReceiver:
     def __init__(
         self,
-        pipeline: Intake,
+        intake: Intake,
         metrics: SelfMetrics,
         *,
         limits: Limits,
         guard: PortGuard,
         retry_after_seconds: int,
     ) -> None:
-        self.pipeline = pipeline
+        self.intake = intake
         self.metrics = metrics
         self.limits = limits
         self.guard = guard
@@ -94,7 +94,7 @@ class OtlpHttpReceiver:
             except InvalidRequest as exc:
                 raise Refused(400, str(exc), "malformed") from None
             try:
-                pending = self.pipeline.submit(signal, valid.payload, valid.items)
+                pending = self.intake.submit(signal, valid.payload, valid.items)
                 if pending is not None:  # Kafka: acknowledged once the brokers have it
                     await asyncio.wrap_future(pending)
             except PipelineFull:

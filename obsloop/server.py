@@ -49,28 +49,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def otlp_http_app(config: Config, pipeline: Intake, metrics: SelfMetrics) -> web.Application:
+def otlp_http_app(config: Config, intake: Intake, metrics: SelfMetrics) -> web.Application:
     """The OTLP/HTTP port's application as ``serve`` runs it: OTLP and the AWS pushes, every
     route behind one :class:`PortGuard`."""
     receiver = config.receiver
     guard = PortGuard(reveal(receiver.bearer_token))
-    http = OtlpHttpReceiver(pipeline, metrics, limits=Limits.of(receiver), guard=guard,
+    http = OtlpHttpReceiver(intake, metrics, limits=Limits.of(receiver), guard=guard,
                             retry_after_seconds=receiver.retry_after_seconds)
     app = http.app()
-    _mount_push_collectors(app, guard, config, pipeline)
+    _mount_push_collectors(app, guard, config, intake)
     return app
 
 
-def _mount_push_collectors(app: web.Application, guard: PortGuard, config: Config, pipeline: Intake) -> None:
+def _mount_push_collectors(app: web.Application, guard: PortGuard, config: Config, intake: Intake) -> None:
     """Every collector kind's push routes (:mod:`obsloop.collectors.registry`) on the OTLP/HTTP
     port, behind its ``guard``, into the same intake as OTLP."""
     from obsloop.collectors import registry, scheduler
-    from obsloop.collectors.forward import pipeline_submit_async
+    from obsloop.collectors.forward import intake_submit_async
     from obsloop.collectors.registry import PushContext
 
     context = PushContext(
         app, guard, config.collectors, Limits.of(config.receiver),
-        pipeline_submit_async(pipeline),  # Kafka's acknowledgement is awaited, not waited for
+        intake_submit_async(intake),  # Kafka's acknowledgement is awaited, not waited for
         scheduler.build_enricher(config.collectors).enrich)
     for kind in registry.kinds():
         if kind.mount is not None:
@@ -106,15 +106,15 @@ class ObsloopServer:
             ensure_schema=lambda: apply_schema(config),
             schema_directory=config.data_dir / "format_schemas", cluster=config.storage.cluster,
         )
-        self.pipeline: Intake
+        self.intake: Intake
         if config.kafka is None:
-            self.pipeline = IngestPipeline(
+            self.intake = IngestPipeline(
                 self.wal, self.sink, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
             )
         else:  # scale-out: receivers publish, `obsloop ingest-worker` processes store
             from obsloop.pipelines.kafka_intake import KafkaIntake  # kafka-python is an extra
 
-            self.pipeline = KafkaIntake(
+            self.intake = KafkaIntake(
                 config.kafka, self.wal, self.metrics, max_pending_bytes=config.wal.max_pending_bytes
             )
         self._runners: list[web.AppRunner] = []
@@ -146,21 +146,21 @@ class ObsloopServer:
             if self.config.kafka is None:  # with Kafka, the ingest workers apply the schema
                 apply_schema(self.config)
         except Exception as exc:  # noqa: BLE001 - receive anyway; the inserter retries the schema
-            self.pipeline.storage_healthy = False
+            self.intake.storage_healthy = False
             log.warning("ClickHouse unreachable at start; data is kept in the write-ahead log",
                         extra={"error": str(exc).splitlines()[0][:300]})
-        self.pipeline.start()
+        self.intake.start()
         receiver = self.config.receiver
         if not receiver.bearer_token and receiver.host not in ("127.0.0.1", "::1", "localhost"):
             log.warning("the OTLP ports listen beyond loopback without receiver.bearer_token: "
                         "anyone who reaches them can write telemetry", extra={"host": receiver.host})
         # The receiver decompresses itself, to bound the inflated size and answer in OTLP terms.
-        otlp_app = otlp_http_app(self.config, self.pipeline, self.metrics)
+        otlp_app = otlp_http_app(self.config, self.intake, self.metrics)
         http_port = await self._serve(otlp_app, receiver.host, receiver.http_port, auto_decompress=False)
         grpc_address = None
         if receiver.grpc_enabled:
             grpc_receiver = OtlpGrpcReceiver(
-                self.pipeline, self.metrics, max_request_bytes=receiver.max_request_bytes,
+                self.intake, self.metrics, max_request_bytes=receiver.max_request_bytes,
                 bearer_token=reveal(receiver.bearer_token),
             )
             self._grpc, grpc_port = grpc_receiver.server(f"{receiver.host}:{receiver.grpc_port}")
@@ -245,11 +245,11 @@ class ObsloopServer:
     def _start_pull_collectors(self) -> None:
         """The pullers of every enabled collector kind, a thread per kind."""
         from obsloop.collectors import registry, scheduler
-        from obsloop.collectors.forward import pipeline_submit
+        from obsloop.collectors.forward import intake_submit
 
         collectors = self.config.collectors
         checkpoints = collectors.checkpoint_dir or self.config.data_dir / "checkpoints"
-        submit = pipeline_submit(self.pipeline)
+        submit = intake_submit(self.intake)
         for kind in registry.names():
             section = registry.section(collectors, kind)
             if section is None or not section.enabled:
@@ -277,7 +277,7 @@ class ObsloopServer:
         for runner in reversed(self._runners):
             await runner.cleanup()
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        await asyncio.to_thread(self.pipeline.stop, drain_timeout=remaining)
+        await asyncio.to_thread(self.intake.stop, drain_timeout=remaining)
         self.state_file.unlink(missing_ok=True)
         self._stopped.set()
 
@@ -290,7 +290,7 @@ class ObsloopServer:
         return app
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        self.pipeline.refresh_gauges()
+        self.intake.refresh_gauges()
         # The server's own registry, plus the process-wide one where collectors, feedback
         # and the Python runtime register theirs.
         body = generate_latest(self.metrics.registry) + generate_latest(REGISTRY)
@@ -301,8 +301,8 @@ class ObsloopServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         """503 whenever ``submit`` refuses requests (the same predicate) or the last insert failed."""
-        refused = self.pipeline.refusal()
-        healthy = self.pipeline.storage_healthy
+        refused = self.intake.refusal()
+        healthy = self.intake.storage_healthy
         body = {"storage": "ok" if healthy else "failing", "pipeline": "ok" if refused is None else refused.reason}
         if refused is not None:
             body["refusing"] = str(refused)

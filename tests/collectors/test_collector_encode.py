@@ -1,7 +1,7 @@
 """The hand-serialized OTLP of :mod:`obsloop.collectors.encode` against upb.
 
 The collectors' payloads skip the receiver's validation inside ``obsloop serve``
-(``forward.pipeline_submit`` trusts the count), so the bytes must parse to exactly the
+(``forward.intake_submit`` trusts the count), so the bytes must parse to exactly the
 message upb would build for the same records, and validate to the same count with
 nothing rejected.
 """

@@ -291,7 +291,7 @@ def test_push_handlers_await_a_kafka_acknowledgement_without_blocking_the_loop(e
     from aiohttp.test_utils import TestClient, TestServer
 
     from obsloop.collectors.dedup import RecentDeliveries
-    from obsloop.collectors.forward import pipeline_submit_async
+    from obsloop.collectors.forward import intake_submit_async
     from obsloop.pipelines.ingest import PipelineFull
 
     class KafkaLikeIntake:
@@ -310,7 +310,7 @@ def test_push_handlers_await_a_kafka_acknowledgement_without_blocking_the_loop(e
 
     async def post_concurrently(intake, bodies):
         app = web.Application()
-        app.router.add_post("/", subscription_handler(pipeline_submit_async(intake), enrich,
+        app.router.add_post("/", subscription_handler(intake_submit_async(intake), enrich,
                                                       recent=RecentDeliveries()))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             async def one(body):
