@@ -9,9 +9,10 @@ score values, not counts, so they cannot tell. Each test here knows the counts:
 * **latency percentiles**: an order-statistic lower confidence bound of the window's
   percentile (the ``k``-th smallest of ``n`` with ``P(Bin(n, p) >= k) >= 1 - alpha``), which
   must exceed the baseline percentile; a window too small to bound a percentile has none;
-* **latency tails**: the calls above the baseline's p50 and p95 against a binomial at the
-  share that normally lies above them (learnt like a rate): a tail regression that slows a
-  tenth of the calls doubles the calls above p95 long before a window's p95 bound moves;
+* **latency tails**: the calls above the baseline's p50, and above its p95 relative to the
+  window's own median, against a binomial at the share that normally lies above them
+  (learnt like a rate): a tail regression that slows a tenth of the calls doubles the calls
+  above p95 long before a window's p95 bound moves;
 * **throughput**: the count against a Poisson at the forecast rate;
 * **spend**: against the invocations times the baseline cost per invocation.
 
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scipy.special import bdtr, bdtrik, ndtri, pdtr, pdtrik
+from scipy.special import bdtr, bdtrik, ndtri, pdtr, pdtrc, pdtrik
 
 UP, DOWN = 1, -1
 RATE_TOLERANCE = 0.25
@@ -41,13 +42,19 @@ LATENCY_TOLERANCE = 0.25
 THROUGHPUT_TOLERANCE = 0.15
 COST_TOLERANCE = 0.5
 MIN_EVENTS = 3
+CONSISTENT_ALPHA = 0.01
+"""Each window of a pooled test must be in line with the pooled rate at this level."""
 MIN_COST_CALLS = 20
 """Calls a spend test needs (one window's or a few summed): below, a few cold starts, billed
 at many times a warm call, make spend too skewed for its normal tail."""
 """Fewer errors (or cold starts) than this in a window are never evidence of a rate rise."""
 PERCENTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
 ABOVE = {"above_p50": "p50_ms", "above_p95": "p95_ms"}
-"""Tail tests (calls above the baseline's percentile level) -> the percentile they watch."""
+"""Tail tests (calls above a duration the baseline sets, :meth:`Baseline.threshold`) -> the
+percentile they watch."""
+SHAPE = frozenset({"above_p95"})
+"""Tail tests whose threshold scales with the window's own median: a daily rhythm or a
+deploy that slows every call alike leaves them where they were; a tail regression does not."""
 
 
 def source(test: str) -> str:
@@ -246,6 +253,28 @@ class Tally:
         tolerance = COST_TOLERANCE if self.metric == "cost_usd" else RATE_TOLERANCE
         return self.events > self.expected * (1.0 + tolerance)
 
+    def consistent(self, total: Tally, alpha: float = CONSISTENT_ALPHA) -> bool:
+        """Whether this window's count is in line with the rate of the ``total`` it is part
+        of: not significantly (at ``alpha``) nearer to normal than the others. A sum carried
+        by one window far out, with a merely elevated one beside it, is that one window, not
+        an anomaly that lasted.
+
+        >>> total = Tally("error_rate", 60, 200, 2.0)
+        >>> [Tally("error_rate", k, 100, 1.0).consistent(total) for k in (5, 27)]
+        [False, True]
+        """
+        if total.trials <= 0 or total.expected <= 0:
+            return True
+        if self.metric == "invocations":
+            lam = self.expected * total.events / total.expected
+            return self.events < 1 or float(pdtrc(self.events - 1, lam)) >= alpha
+        if self.metric == "cost_usd":
+            per_call = total.events / total.trials
+            sd = 2.0 * math.sqrt(self.trials) * per_call
+            return sd <= 0 or (self.trials * per_call - self.events) / sd <= float(ndtri(1 - alpha))
+        n, p = int(round(self.trials)), min(total.events / total.trials, 1.0)
+        return n < 1 or float(bdtr(int(round(self.events)), n, p)) >= alpha
+
     def evidence(self, alpha: float) -> Evidence | None:
         """Its test at ``alpha`` (``None`` without calls to judge); a sum of windows is shown
         under ``<metric>_<windows>w``."""
@@ -383,10 +412,8 @@ class Baseline:
                                            s.n * self.rate(self.cold_starts))
         if s.n and s.at is not None:
             for test, percentile in ABOVE.items():
-                h = self.percentiles.get(percentile)
-                if percentile in m and h is not None and h.n >= MIN_WINDOWS \
-                        and self.above_calls.get(test, 0.0) > 0.0:
-                    level = max(h.forecast(), 0.0)
+                level = self.threshold(test, s)
+                if percentile in m and level is not None and self.above_calls.get(test, 0.0) > 0:
                     share = (self.above[test] + 1.0) / (self.above_calls[test] + 1.0)
                     out[test] = Tally(test, round(s.n * share_above(s.at, level)), s.n,
                                       s.n * share, level)
@@ -396,6 +423,19 @@ class Baseline:
         if "cost_usd" in m and s.n >= 5 and self.cost_calls > 0 and self.cost > 0:
             out["cost_usd"] = Tally("cost_usd", s.cost, s.n, s.n * self.cost / self.cost_calls)
         return out
+
+    def threshold(self, test: str, s: Sample) -> float | None:
+        """The duration a tail test counts the calls of ``s`` above: the baseline's p50 for
+        ``above_p50``; for ``above_p95`` the baseline's p95 as a multiple of its p50, times
+        the window's own median (:data:`SHAPE`). ``None`` before the levels are learnt."""
+        h, median = self.percentiles.get(ABOVE[test]), self.percentiles.get("p50_ms")
+        if s.at is None or h is None or h.n < MIN_WINDOWS:
+            return None
+        if test not in SHAPE:
+            return max(h.forecast(), 0.0)
+        if median is None or median.n < MIN_WINDOWS or median.forecast() <= 0:
+            return None
+        return max(h.forecast(), 0.0) / median.forecast() * s.at(0.5)
 
     def evidence(self, s: Sample, alpha: float,
                  tallies: dict[str, Tally] | None = None) -> dict[str, Evidence]:
@@ -424,9 +464,9 @@ class Baseline:
             self.cost_calls = d * self.cost_calls + s.n
         if s.at is not None and s.n:
             for test, percentile in ABOVE.items():  # before the levels learn this window
-                h = self.percentiles.get(percentile)
-                if percentile in s.metrics and h is not None and h.n >= MIN_WINDOWS:
-                    share = share_above(s.at, max(h.forecast(), 0.0))
+                level = self.threshold(test, s)
+                if percentile in s.metrics and level is not None:
+                    share = share_above(s.at, level)
                     self.above[test] = d * self.above.get(test, 0.0) + s.n * share
                     self.above_calls[test] = d * self.above_calls.get(test, 0.0) + s.n
             for metric, p in PERCENTILES.items():

@@ -40,8 +40,10 @@ from typing import Any
 
 from obsloop import semconv
 from obsloop.detectors.evidence import (
+    ABOVE,
     DOWN,
     MIN_WINDOWS,
+    SHAPE,
     UP,
     Baseline,
     Evidence,
@@ -167,8 +169,10 @@ class Episode:
 
 
 def excess(evidence: dict[str, Evidence]) -> float:
-    """How far the worst statistic is past its range's edge, as a ratio (> 1 when out)."""
-    return max((e.factor for e in evidence.values()), default=0.0)
+    """How far the worst statistic is past its range's edge, as a ratio (> 1 when out). The
+    tail tests' shares are left out: a share cannot pass 1, so how far out it is says
+    little of how much worse things got (an 8x slowdown after a 1.5x one)."""
+    return max((e.factor for m, e in evidence.items() if m not in ABOVE), default=0.0)
 
 
 def _entity_labels(entity: str) -> dict[str, str]:
@@ -381,7 +385,8 @@ class WindowScorer:
     def _pooled(self, tallies: dict[str, Tally],
                 history: list[dict[str, Tally]]) -> dict[str, Evidence]:
         """The tests of the summed tallies of the last ``confirm_after`` windows (this one's
-        included), for each statistic past its baseline in every one of them: an anomaly
+        included), for each statistic past its baseline in every one of them and in line
+        with their sum (:meth:`Tally.consistent`: not one window far out): an anomaly
         that lasts that long is confirmed by their counts together, which tell a 3x error
         rate at 1 % of 150 calls a window from noise where no single window can (M out of
         N on the sum, rather than each window significant on its own)."""
@@ -394,7 +399,8 @@ class WindowScorer:
                 total = parts[0]
                 for part in parts[1:]:
                     total = total + part  # type: ignore[operator]  # none is None here
-                sums[test] = total
+                if all(part.consistent(total) for part in parts):  # type: ignore[union-attr]
+                    sums[test] = total
         return judge(sums, self.evidence_alpha)
 
     def _extreme(self, kind: Kind, evidence: dict[str, Evidence], sample: Sample,
@@ -447,7 +453,10 @@ class WindowScorer:
         worst = excess(evidence)
         anomalous = out_of_range and (score >= self.threshold or extreme
                                       or worst >= CLEAR_FACTOR)
-        sustained = [e for e in pooled.values() if e.out]
+        # Latency has rhythms its levels do not follow (busy hours slower): a level's summed
+        # counts need the model's word too, a test of the tail's shape does not.
+        sustained = [e for test, e in pooled.items() if e.out and (
+            kind != "latency" or test in SHAPE or score >= self.threshold)]
         shown = evidence | {e.metric: e for e in sustained}
         if episode is None:
             if not (anomalous or sustained):
@@ -477,8 +486,9 @@ class WindowScorer:
             if not episode.confirmed and (episode.anomalous_run >= self.confirm_after
                                           or sustained):
                 episode.confirmed, episode.confirmed_at, episode.paged = True, t, True
-                note = _pooled_note(self.confirm_after) if sustained else \
-                    f"{episode.anomalous_run} anomalous windows in a row"
+                note = f"{episode.anomalous_run} anomalous windows in a row" \
+                    if episode.anomalous_run >= self.confirm_after \
+                    else _pooled_note(self.confirm_after)
                 return self._detection(episode, kind, labels, score, shown, start, end,
                                        "critical", f"confirmed: {note}")
             if extreme and not episode.paged:
