@@ -70,6 +70,10 @@ METRICS: dict[str, tuple[Kind, int]] = {
 COST_CENTER_PREFIX = "cost_center:"
 EXTREME_MIN_ERRORS = 5
 """Errors a window needs to page at once as failing most calls (3 of 5 does not)."""
+STILL_ALPHA = 0.05
+"""A window of an open episode with a count past its baseline at this (loose) level is not a
+normal one: a 3x error rate's windows are mostly not significant alone, and counting them
+as normal split one incident into a page and a relapse."""
 CLEAR_FACTOR = 1.25
 """A statistic this many times past its range's edge opens an episode whatever the series
 model scores: after a recent blip the model's surprise history is wide, and a sustained
@@ -369,7 +373,8 @@ class WindowScorer:
             judged = {m: e for m, e in tests.items() if source(m) in entry.metrics}
             counted |= tallies
             detection = self._episode(entity, kind, entry.score, judged,
-                                      self._pooled(tallies, history), sample, start, end, t)
+                                      self._pooled(tallies, history), sample, start, end, t,
+                                      any(e.out for e in judge(tallies, STILL_ALPHA).values()))
             if detection is not None:
                 out.append(detection)
         if self.confirm_after > 1:
@@ -421,14 +426,16 @@ class WindowScorer:
 
     def _episode(self, entity: str, kind: Kind, score: float, evidence: dict[str, Evidence],
                  pooled: dict[str, Evidence], sample: Sample, start: datetime, end: datetime,
-                 t: float) -> Detection | None:
+                 t: float, elevated: bool = False) -> Detection | None:
         """One window of one series and kind through its episode: a detection when an
         episode opens (or follows another one), is confirmed or turns extreme, a clearing
         when it is over, else nothing.
 
         ``pooled`` are the tests of the last ``confirm_after`` windows' counts summed
         (:meth:`_pooled`): one out of range confirms the anomaly, opening the episode
-        confirmed if no window alone opened it.
+        confirmed if no window alone opened it. An ``elevated`` window (a count past its
+        baseline at ``STILL_ALPHA``) is not a normal one: it keeps an open episode from
+        clearing or counting towards a relapse, though it does not extend a run.
 
         Two things open a new episode while one is open, because the first detection (and
         the feedback action taken on it, idempotent per id) was about something else:
@@ -497,6 +504,9 @@ class WindowScorer:
                                        "error", "extreme: paged at once")
             return None
         episode.anomalous_run = 0
+        if elevated:
+            episode.normal_run = 0
+            return None
         episode.normal_run += 1
         if self.relapse_after > 0 and episode.normal_run >= self.relapse_after:
             episode.recovered = True
