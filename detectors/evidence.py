@@ -426,8 +426,11 @@ class Baseline:
 
     def threshold(self, test: str, s: Sample) -> float | None:
         """The duration a tail test counts the calls of ``s`` above: the baseline's p50 for
-        ``above_p50``; for ``above_p95`` the baseline's p95 as a multiple of its p50, times
-        the window's own median (:data:`SHAPE`). ``None`` before the levels are learnt."""
+        ``above_p50``; for ``above_p95`` the baseline's p95 as a multiple of its p50 (plus
+        the latency tolerance), times the window's own median (:data:`SHAPE`). The tolerance
+        keeps the threshold off a narrow distribution's bulk, where the noise of a small
+        window's median would move many calls across it. ``None`` before the levels are
+        learnt."""
         h, median = self.percentiles.get(ABOVE[test]), self.percentiles.get("p50_ms")
         if s.at is None or h is None or h.n < MIN_WINDOWS:
             return None
@@ -435,7 +438,8 @@ class Baseline:
             return max(h.forecast(), 0.0)
         if median is None or median.n < MIN_WINDOWS or median.forecast() <= 0:
             return None
-        return max(h.forecast(), 0.0) / median.forecast() * s.at(0.5)
+        return (max(h.forecast(), 0.0) / median.forecast() * (1.0 + LATENCY_TOLERANCE)
+                * s.at(0.5))
 
     def evidence(self, s: Sample, alpha: float,
                  tallies: dict[str, Tally] | None = None) -> dict[str, Evidence]:
