@@ -55,6 +55,10 @@ percentile they watch."""
 SHAPE = frozenset({"above_p95"})
 """Tail tests whose threshold scales with the window's own median: a daily rhythm or a
 deploy that slows every call alike leaves them where they were; a tail regression does not."""
+SHAPE_ALPHA = 0.1
+"""Their significance, as a share of the others': the window's median moves their threshold,
+so their counts vary more than a binomial's (three false pages in the bench at the same
+significance as the other tests)."""
 
 
 def source(test: str) -> str:
@@ -281,6 +285,8 @@ class Tally:
         name = self.metric if self.windows == 1 else f"{self.metric}_{self.windows}w"
         over = "" if self.windows == 1 else f" over {self.windows} windows"
         n = int(round(self.trials))
+        if self.metric in SHAPE:
+            alpha *= SHAPE_ALPHA
         if self.metric == "invocations":
             found = throughput(n, self.expected, alpha)
         elif n < 1 or (self.metric == "cost_usd" and n < MIN_COST_CALLS):
