@@ -70,6 +70,10 @@ METRICS: dict[str, tuple[Kind, int]] = {
 COST_CENTER_PREFIX = "cost_center:"
 EXTREME_MIN_ERRORS = 5
 """Errors a window needs to page at once as failing most calls (3 of 5 does not)."""
+MIN_POOLED_CALLS = 60
+"""Calls a sum of windows needs before its rates or spend are tested: a low-traffic
+function's 3 errors in 7 calls over two windows, or an ordinary one's spend with a few
+cold starts in 50 calls, paged on noise (four false pages in the bench's seed 2)."""
 STILL_ALPHA = 0.05
 """A window of an open episode with a count past its baseline at this (loose) level is not a
 normal one: a 3x error rate's windows are mostly not significant alone, and counting them
@@ -404,7 +408,8 @@ class WindowScorer:
                 total = parts[0]
                 for part in parts[1:]:
                     total = total + part  # type: ignore[operator]  # none is None here
-                if all(part.consistent(total) for part in parts):  # type: ignore[union-attr]
+                if all(part.consistent(total) for part in parts) and (  # type: ignore[union-attr]
+                        test == "invocations" or total.trials >= MIN_POOLED_CALLS):
                     sums[test] = total
         return judge(sums, self.evidence_alpha)
 
