@@ -44,9 +44,6 @@ COST_TOLERANCE = 0.5
 MIN_EVENTS = 3
 CONSISTENT_ALPHA = 0.01
 """Each window of a pooled test must be in line with the pooled rate at this level."""
-MIN_COST_CALLS = 20
-"""Calls a spend test needs (one window's or a few summed): below, a few cold starts, billed
-at many times a warm call, make spend too skewed for its normal tail."""
 """Fewer errors (or cold starts) than this in a window are never evidence of a rate rise."""
 PERCENTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
 ABOVE = {"above_p50": "p50_ms", "above_p95": "p95_ms"}
@@ -289,7 +286,7 @@ class Tally:
             alpha *= SHAPE_ALPHA
         if self.metric == "invocations":
             found = throughput(n, self.expected, alpha)
-        elif n < 1 or (self.metric == "cost_usd" and n < MIN_COST_CALLS):
+        elif n < 1:
             return None
         elif self.metric == "cost_usd":
             found = spend(self.events, n, self.expected / n, alpha)
