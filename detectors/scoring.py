@@ -18,8 +18,10 @@ follows Prometheus' ``for:``: the opening detection is *pending* (stored, on the
 not paged) unless it is *extreme*; once the anomaly has lasted ``confirm_after`` windows in
 a row, counted from a window the model scored above the threshold, each later one still out
 of range against the baseline from before the episode, the same id follows as ``critical``,
-which pages and which the feedback loop acts on. A clearing follows ``clear_after`` normal
-windows. Relapses and escalations open a new episode while one is open (see
+which pages and which the feedback loop acts on; so does a test of the last ``confirm_after``
+windows' counts summed (:meth:`WindowScorer._pooled`), which tells a 3x error rate at 150
+calls a window from noise where each window alone cannot. A clearing follows
+``clear_after`` normal windows. Relapses and escalations open a new episode while one is open (see
 :meth:`WindowScorer._episode`); the scorer asks the series model for its *undamped* score
 because episodes take the place of its refractory period. docs/design/paging.md tells why,
 with the measurements behind each choice.
