@@ -10,22 +10,32 @@ Why the bookkeeping around river's detectors: a change is usually seen by severa
 and several times, so after a drift the model version is quiet for ``cooldown`` events
 (one incident, one detection), and the reference sample is rebuilt from the events that
 follow, so the new regime becomes the normal one. Memory per model version is one bounded
-sample (two while a drift is being reported) plus the detectors; model versions beyond ``max_models`` are dropped least
+sample (two while a drift is being reported) plus the detectors. A detector firing during
+the quiet period starts the reference again: the regime changed once more (the drift
+ended, or was rolled back), and a reference of the drifted events would later report the
+return to normal as a drift. Model versions beyond ``max_models`` are dropped least
 recently seen first.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from river import drift
+from scipy.special import ndtri
 
 from obsloop.detectors.config import DriftConfig
 
 PREDICTION, ERROR = "prediction", "error"
+CONFIRM_ALPHA = 1e-5
+"""Two-sided significance of the rank test that confirms a drift, looked at after every
+event from ``CONFIRM_MIN`` on: that many looks need a small one."""
+CONFIRM_MIN = 30
+"""Events after a detector fired before the rank test may confirm the drift."""
 
 
 def make_detector(name: str) -> Any:
@@ -55,7 +65,9 @@ class DriftEvent:
 
     def summary_stats(self) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
         """Per drifted stream: the current mean, and where it would lie without a change
-        (the reference mean plus or minus three standard errors of a current-sized mean)."""
+        (the reference mean plus or minus three standard errors of a current-sized mean);
+        and, from ``CONFIRM_MIN`` current events on, the rank test's share of (current,
+        reference) pairs in which the current value is larger, with its range."""
         observed: dict[str, float] = {}
         expected: dict[str, tuple[float, float]] = {}
         for stream in self.streams:
@@ -68,18 +80,56 @@ class DriftEvent:
             half = 3.0 * sd / math.sqrt(len(cur))
             observed[f"{stream}.mean"] = sum(cur) / len(cur)
             expected[f"{stream}.mean"] = (mean - half, mean + half)
+            if len(cur) >= CONFIRM_MIN:
+                share, low, high = rank_shift(ref, cur, CONFIRM_ALPHA)
+                observed[f"{stream}.above_reference"] = share
+                expected[f"{stream}.above_reference"] = (low, high)
         return observed, expected
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the events after the firing show the change: a rank test of
+        :meth:`summary_stats` outside its range. Not the means: a heavy-tailed stream's
+        mean leaves its range with a few large values, looked at after every event."""
+        observed, expected = self.summary_stats()
+        return any(not low <= observed[name] <= high for name, (low, high) in expected.items()
+                   if name.endswith(".above_reference"))
+
+
+def rank_shift(reference: list[float], current: list[float],
+               alpha: float) -> tuple[float, float, float]:
+    """The Mann-Whitney statistic as a share: of all (current, reference) pairs, those in
+    which the current value is the larger (ties half), with the range it keeps with
+    probability ``1 - alpha`` when both come from one distribution (normal approximation).
+    Ranks, not means: a heavy-tailed feature's mean leaps with a few large values; a real
+    change moves most of them.
+
+    >>> share, low, high = rank_shift([float(x) for x in range(100)],
+    ...                               [float(x) + 70 for x in range(40)], 1e-5)
+    >>> round(share, 2), low < 0.5 < high < share
+    (0.89, True)
+    """
+    ordered = sorted(reference)
+    n, m = len(ordered), len(current)
+    wins = sum(bisect.bisect_left(ordered, x) + 0.5 * (bisect.bisect_right(ordered, x)
+                                                        - bisect.bisect_left(ordered, x))
+               for x in current)
+    half = float(ndtri(1.0 - alpha / 2)) * math.sqrt((n + m + 1) / (12.0 * n * m))
+    return wins / (n * m), 0.5 - half, 0.5 + half
 
 
 @dataclass
 class ModelDriftMonitor:
     """Drift detectors and samples of one model version.
 
-    When a detector fires, the event is held until ``post_change`` further events have
-    arrived: a detector fires a few events after a change, so the recent events at that
-    moment are still mostly the old regime, and a report comparing them with the reference
-    would show nothing. The events after the firing are the new regime's sample, and they
-    start the next reference.
+    When a detector fires, the event is held until the events after it confirm the change
+    (the rank test of :meth:`DriftEvent.summary_stats`, from ``CONFIRM_MIN`` events on) or
+    ``post_change`` of them have arrived: a detector fires a few events after a change, so
+    the recent events at that moment are still mostly the old regime, and a report comparing
+    them with the reference would show nothing. The events after the firing are the new
+    regime's sample, and they start the next reference. A drift they do not confirm does
+    not silence the model version for ``cooldown`` events (a false firing must not hide a
+    real drift after it).
 
     >>> import random
     >>> rng = random.Random(1)
@@ -87,8 +137,8 @@ class ModelDriftMonitor:
     >>> events = [{"prediction": rng.random(), "amount": rng.gauss(10, 1)} for _ in range(2000)]
     >>> events += [{"prediction": rng.random(), "amount": rng.gauss(14, 1)} for _ in range(500)]
     >>> found = [(i, d) for i, e in enumerate(events) if (d := monitor.update(e))]
-    >>> [(i >= 2100, d.streams, d.position > 2000, len(d.current)) for i, d in found]
-    [(True, ['amount'], True, 100)]
+    >>> [(d.streams, d.position > 2000, len(d.current), d.confirmed) for i, d in found]
+    [(['amount'], True, 30, True)]
     """
 
     model: tuple[str, str]
@@ -129,11 +179,18 @@ class ModelDriftMonitor:
         drifted = self.learn(event)
         if self.pending is not None:
             self.pending.current.append(event)
-            if len(self.pending.current) >= self.config.post_change:
+            if len(self.pending.current) >= self.config.post_change or (
+                    len(self.pending.current) >= CONFIRM_MIN and self.pending.confirmed):
                 found, self.pending = self.pending, None
                 self.reference = list(found.current)
+                if not found.confirmed:
+                    self.quiet_until = self.seen
                 return found
             return None
+        if drifted and self.seen < self.quiet_until:
+            # Changed again right after a drift (a drift that ended, a rollback): the
+            # reference learnt from the events after the drift is not the normal any more.
+            self.reference = []
         if len(self.reference) < self.config.reference_size:
             self.reference.append(event)
         if drifted and self.seen >= self.quiet_until:

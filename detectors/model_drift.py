@@ -55,7 +55,7 @@ class ModelDrift(WindowDetector):
     def detection(self, found: DriftEvent, when: datetime) -> Detection:
         """The drift's detection, confirmed (``critical``) only when the predictions after
         the firing show it: on a heavy-tailed feature ADWIN fires on a few large values, so
-        a drifted stream's mean must also leave the range the reference predicts."""
+        the drifted stream must also differ from the reference by a rank test (``drift.py``)."""
         from obsloop.detectors.reports import write_drift_report
 
         name, version = found.model
@@ -70,7 +70,7 @@ class ModelDrift(WindowDetector):
         except Exception:  # noqa: BLE001 - a report failure must not lose the detection
             log.exception("drift report failed", extra={"detection": detection_id})
         observed, expected = found.summary_stats()
-        confirmed = any(not low <= observed[name] <= high for name, (low, high) in expected.items())
+        confirmed = found.confirmed  # the predictions after the firing show it (a rank test)
         observed["drifted_streams"] = float(len(found.streams))
         score = max(0.5, len(found.streams) / max(1, found.monitored))
         summary = f"drift of {name} {version} in {', '.join(found.streams)} after {found.position} predictions"

@@ -18,8 +18,10 @@ follows Prometheus' ``for:``: the opening detection is *pending* (stored, on the
 not paged) unless it is *extreme*; once the anomaly has lasted ``confirm_after`` windows in
 a row, counted from a window the model scored above the threshold, each later one still out
 of range against the baseline from before the episode, the same id follows as ``critical``,
-which pages and which the feedback loop acts on. A clearing follows ``clear_after`` normal
-windows. Relapses and escalations open a new episode while one is open (see
+which pages and which the feedback loop acts on; so does a test of the last ``confirm_after``
+windows' counts summed (:meth:`WindowScorer._pooled`), which tells a 3x error rate at 150
+calls a window from noise where each window alone cannot. A clearing follows
+``clear_after`` normal windows. Relapses and escalations open a new episode while one is open (see
 :meth:`WindowScorer._episode`); the scorer asks the series model for its *undamped* score
 because episodes take the place of its refractory period. docs/design/paging.md tells why,
 with the measurements behind each choice.
@@ -41,12 +43,17 @@ from typing import Any
 from obsloop.core import semconv
 from obsloop.detectors.detection import Detection, Kind, Severity
 from obsloop.detectors.evidence import (
+    ABOVE,
     DOWN,
     MIN_WINDOWS,
+    SHAPE,
     UP,
     Baseline,
     Evidence,
     Sample,
+    Tally,
+    judge,
+    source,
     throughput,
 )
 from obsloop.detectors.series import SeriesAnomalyDetector
@@ -65,6 +72,14 @@ METRICS: dict[str, tuple[Kind, int]] = {
 COST_CENTER_PREFIX = "cost_center:"
 EXTREME_MIN_ERRORS = 5
 """Errors a window needs to page at once as failing most calls (3 of 5 does not)."""
+MIN_POOLED_CALLS = 60
+"""Calls a sum of windows needs before its rates or spend are tested: a low-traffic
+function's 3 errors in 7 calls over two windows, or an ordinary one's spend with a few
+cold starts in 50 calls, paged on noise (four false pages in the bench's seed 2)."""
+STILL_ALPHA = 0.05
+"""A window of an open episode with a count past its baseline at this (loose) level is not a
+normal one: a 3x error rate's windows are mostly not significant alone, and counting them
+as normal split one incident into a page and a relapse."""
 CLEAR_FACTOR = 1.25
 """A statistic this many times past its range's edge opens an episode whatever the series
 model scores: after a recent blip the model's surprise history is wide, and a sustained
@@ -164,8 +179,10 @@ class Episode:
 
 
 def excess(evidence: dict[str, Evidence]) -> float:
-    """How far the worst statistic is past its range's edge, as a ratio (> 1 when out)."""
-    return max((e.factor for e in evidence.values()), default=0.0)
+    """How far the worst statistic is past its range's edge, as a ratio (> 1 when out). The
+    tail tests' shares are left out: a share cannot pass 1, so how far out it is says
+    little of how much worse things got (an 8x slowdown after a 1.5x one)."""
+    return max((e.factor for m, e in evidence.items() if m not in ABOVE), default=0.0)
 
 
 def _entity_labels(entity: str) -> dict[str, str]:
@@ -246,6 +263,9 @@ class WindowScorer:
         self.episodes: dict[str, Episode] = {}
         self.last_seen: dict[str, float] = {}
         """Entity id -> window start (epoch) of its last window with data."""
+        self.recent: dict[str, tuple[float, list[dict[str, Tally]]]] = {}
+        """Entity id -> start (epoch) of its latest window scored and the tallies of its last
+        ``confirm_after - 1`` windows, oldest first: the pooled confirmation sums them."""
 
     @property
     def idle_seconds(self) -> float:
@@ -345,22 +365,55 @@ class WindowScorer:
         baseline = self.baselines.get(entity)
         if baseline is None:
             baseline = self.baselines[entity] = Baseline()
-        judged = {}
-        for kind, entry in per_kind.items():
-            episode = self.episodes.get(f"{kind}|{entity}")
-            reference = episode.reference if episode is not None else baseline
-            tests = reference.evidence(sample, self.evidence_alpha)
-            judged[kind] = {m: tests[m] for m in entry.metrics
-                            if m in tests and not (fleet_drop and m == "invocations")}
+        history = self._history(entity, t, seconds)
+        counted: dict[str, Tally] = {}
         out = []
         end = start + timedelta(seconds=seconds or 0)
         for kind, entry in per_kind.items():
-            detection = self._episode(entity, kind, entry.score, judged[kind], sample,
-                                      start, end, t)
+            episode = self.episodes.get(f"{kind}|{entity}")
+            reference = episode.reference if episode is not None else baseline
+            tallies = {test: tally for test, tally in reference.tallies(sample).items()
+                       if source(test) in entry.metrics
+                       and not (fleet_drop and test == "invocations")}
+            tests = reference.evidence(sample, self.evidence_alpha, tallies)
+            judged = {m: e for m, e in tests.items() if source(m) in entry.metrics}
+            counted |= tallies
+            detection = self._episode(entity, kind, entry.score, judged,
+                                      self._pooled(tallies, history), sample, start, end, t,
+                                      any(e.out for e in judge(tallies, STILL_ALPHA).values()))
             if detection is not None:
                 out.append(detection)
+        if self.confirm_after > 1:
+            self.recent[entity] = (t, [*history, counted][1 - self.confirm_after:])
         baseline.learn(sample)  # after: an opening episode copies the baseline without it
         return out
+
+    def _history(self, entity: str, t: float, seconds: int) -> list[dict[str, Tally]]:
+        """The tallies of the windows right before ``t`` (none after a gap)."""
+        last = self.recent.get(entity)
+        return last[1] if last is not None and seconds and t - last[0] == seconds else []
+
+    def _pooled(self, tallies: dict[str, Tally],
+                history: list[dict[str, Tally]]) -> dict[str, Evidence]:
+        """The tests of the summed tallies of the last ``confirm_after`` windows (this one's
+        included), for each statistic past its baseline in every one of them and in line
+        with their sum (:meth:`Tally.consistent`: not one window far out): an anomaly
+        that lasts that long is confirmed by their counts together, which tell a 3x error
+        rate at 1 % of 150 calls a window from noise where no single window can (M out of
+        N on the sum, rather than each window significant on its own)."""
+        if self.confirm_after < 2 or len(history) < self.confirm_after - 1:
+            return {}
+        sums = {}
+        for test, tally in tallies.items():
+            parts = [*(window.get(test) for window in history), tally]
+            if all(part is not None and part.elevated for part in parts):
+                total = parts[0]
+                for part in parts[1:]:
+                    total = total + part  # type: ignore[operator]  # none is None here
+                if all(part.consistent(total) for part in parts) and (  # type: ignore[union-attr]
+                        test == "invocations" or total.trials >= MIN_POOLED_CALLS):
+                    sums[test] = total
+        return judge(sums, self.evidence_alpha)
 
     def _extreme(self, kind: Kind, evidence: dict[str, Evidence], sample: Sample,
                  reference: Baseline) -> bool:
@@ -379,10 +432,17 @@ class WindowScorer:
         return False
 
     def _episode(self, entity: str, kind: Kind, score: float, evidence: dict[str, Evidence],
-                 sample: Sample, start: datetime, end: datetime, t: float) -> Detection | None:
+                 pooled: dict[str, Evidence], sample: Sample, start: datetime, end: datetime,
+                 t: float, elevated: bool = False) -> Detection | None:
         """One window of one series and kind through its episode: a detection when an
         episode opens (or follows another one), is confirmed or turns extreme, a clearing
         when it is over, else nothing.
+
+        ``pooled`` are the tests of the last ``confirm_after`` windows' counts summed
+        (:meth:`_pooled`): one out of range confirms the anomaly, opening the episode
+        confirmed if no window alone opened it. An ``elevated`` window (a count past its
+        baseline at ``STILL_ALPHA``) is not a normal one: it keeps an open episode from
+        clearing or counting towards a relapse, though it does not extend a run.
 
         Two things open a new episode while one is open, because the first detection (and
         the feedback action taken on it, idempotent per id) was about something else:
@@ -407,12 +467,17 @@ class WindowScorer:
         worst = excess(evidence)
         anomalous = out_of_range and (score >= self.threshold or extreme
                                       or worst >= CLEAR_FACTOR)
+        # Latency has rhythms its levels do not follow (busy hours slower): a level's summed
+        # counts need the model's word too, a test of the tail's shape does not.
+        sustained = [e for test, e in pooled.items() if e.out and (
+            kind != "latency" or test in SHAPE or score >= self.threshold)]
+        shown = evidence | {e.metric: e for e in sustained}
         if episode is None:
-            if not anomalous:
+            if not (anomalous or sustained):
                 return None
-            return self._open(key, kind, labels, score, evidence, start, end, t,
-                              self.baselines[entity].copy(), extreme)
-        if anomalous:
+            return self._open(key, kind, labels, score, shown, start, end, t,
+                              self.baselines[entity].copy(), extreme, sustained=bool(sustained))
+        if anomalous or sustained:
             after = None
             if episode.recovered:
                 after = "relapse"
@@ -424,24 +489,31 @@ class WindowScorer:
                   and worst >= self.escalate_ratio * max(episode.peak, 1.0)):
                 after = "escalation"
             if after is not None:
-                return self._open(key, kind, labels, score, evidence, start, end, t,
-                                  episode.reference, extreme, follows=(after, episode))
+                return self._open(key, kind, labels, score, shown, start, end, t,
+                                  episode.reference, extreme, follows=(after, episode),
+                                  sustained=bool(sustained))
         episode.peak = worst if episode.peak is None else max(episode.peak, worst)
-        if anomalous or out_of_range:
+        if anomalous or out_of_range or sustained:
             episode.normal_run = 0
             if anomalous or episode.anomalous_run:
                 episode.anomalous_run += 1
-            if not episode.confirmed and episode.anomalous_run >= self.confirm_after:
+            if not episode.confirmed and (episode.anomalous_run >= self.confirm_after
+                                          or sustained):
                 episode.confirmed, episode.confirmed_at, episode.paged = True, t, True
-                return self._detection(
-                    episode, kind, labels, score, evidence, start, end, "critical",
-                    f"confirmed: {episode.anomalous_run} anomalous windows in a row")
+                note = f"{episode.anomalous_run} anomalous windows in a row" \
+                    if episode.anomalous_run >= self.confirm_after \
+                    else _pooled_note(self.confirm_after)
+                return self._detection(episode, kind, labels, score, shown, start, end,
+                                       "critical", f"confirmed: {note}")
             if extreme and not episode.paged:
                 episode.paged = True
                 return self._detection(episode, kind, labels, score, evidence, start, end,
                                        "error", "extreme: paged at once")
             return None
         episode.anomalous_run = 0
+        if elevated:
+            episode.normal_run = 0
+            return None
         episode.normal_run += 1
         if self.relapse_after > 0 and episode.normal_run >= self.relapse_after:
             episode.recovered = True
@@ -459,14 +531,16 @@ class WindowScorer:
     def _open(self, key: str, kind: Kind, labels: dict[str, str], score: float,
               evidence: dict[str, Evidence], start: datetime, end: datetime, t: float,
               reference: Baseline, extreme: bool,
-              follows: tuple[str, Episode] | None = None) -> Detection:
+              follows: tuple[str, Episode] | None = None, sustained: bool = False) -> Detection:
         digest = hashlib.sha256(f"{key}|{t}".encode()).hexdigest()[:16]
-        confirmed = self.confirm_after <= 1
+        confirmed = self.confirm_after <= 1 or sustained
         episode = self.episodes[key] = Episode(f"{kind}-{digest}", t, reference,
                                                severity=severity(score), confirmed=confirmed,
                                                paged=confirmed or extreme)
         episode.peak = excess(evidence)
-        if confirmed:
+        if sustained:
+            note = f"confirmed: {_pooled_note(self.confirm_after)}"
+        elif confirmed:
             note = "confirmed"
         elif extreme:
             note = "extreme: paged at once"
@@ -492,6 +566,8 @@ class WindowScorer:
         """Forget idle entities and the ranges, baselines and episodes of dropped models."""
         self.pool.expire(t)
         self.last_seen = {e: s for e, s in self.last_seen.items() if t - s <= self.idle_seconds}
+        if len(self.recent) > len(self.last_seen):
+            self.recent = {e: r for e, r in self.recent.items() if e in self.last_seen}
         if len(self.ranges) > len(self.pool):
             self.ranges = {sid: r for sid, r in self.ranges.items() if sid in self.pool}
         live = {sid.rsplit("#", 1)[0] for sid in self.ranges}
@@ -516,6 +592,9 @@ class WindowScorer:
                              e.reference.to_state(), e.paged]
                          for k, e in self.episodes.items()},
             "last_seen": self.last_seen,
+            "recent": {e: [t, [{test: [x.events, x.trials, x.expected, x.level, x.windows]
+                                for test, x in window.items()} for window in windows]]
+                       for e, (t, windows) in self.recent.items()},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -525,6 +604,9 @@ class WindowScorer:
                           for e, b in state.get("baselines", {}).items()}
         self.episodes = {k: self._episode_from_state(k, e) for k, e in state["episodes"].items()}
         self.last_seen = {e: float(s) for e, s in state["last_seen"].items()}
+        self.recent = {e: (float(t), [{test: Tally(test, *x) for test, x in window.items()}
+                                      for window in windows])
+                       for e, (t, windows) in state.get("recent", {}).items()}
 
     def _episode_from_state(self, key: str, e: list[Any]) -> Episode:
         """An episode from its checkpoint list. Fields after the fourth are optional: an
@@ -546,6 +628,10 @@ class WindowScorer:
         if len(e) > 9 and e[9] is not None:
             episode.confirmed_at = float(e[9])
         return episode
+
+
+def _pooled_note(windows: int) -> str:
+    return f"out of range on the counts of its last {windows} windows together"
 
 
 def _target(labels: dict[str, str]) -> str:

@@ -20,7 +20,8 @@ feature 4x) and a cost spike (3x per invocation).
     .venv/bin/python bench/alerts/run.py [--functions 60] [--windows 200] [--seed 1]
 
 A page during a fault, or within ``GRACE`` windows after it, on the faulty function (or its
-model, or its cost center) is the fault's; every other page is false.
+model, or -- for a fault that raises its spend -- its cost center) is the fault's; every
+other page is false.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ FAULTS = {
     "input_drift": {"drift"},
     "cost_spike": {"cost"},
 }
+SPEND_FAULTS = {"p50_2x", "tail_p95", "cold_start_storm", "cost_spike"}
+"""Faults that raise the faulty function's spend (billed duration, cold starts, price): a
+cost page of its cost center during one is the fault's."""
 PREDICTIONS_PER_WINDOW = 100
 MODELS_WITH_PREDICTIONS = 10
 
@@ -260,7 +264,7 @@ def attribute(p: Page, faults: list[Fault], functions: list[Function]) -> Fault 
         if not fault.start <= p.window < fault.end + GRACE:
             continue
         if p.function == f.name or p.model == f.model or (
-                fault.kind == "cost_spike" and p.cost_center == f.cost_center):
+                fault.kind in SPEND_FAULTS and p.cost_center == f.cost_center):
             return fault
     return None
 
