@@ -403,16 +403,19 @@ class WindowScorer:
         N on the sum, rather than each window significant on its own)."""
         if self.confirm_after < 2 or len(history) < self.confirm_after - 1:
             return {}
-        sums = {}
+        sums: dict[str, Tally] = {}
         for test, tally in tallies.items():
-            parts = [*(window.get(test) for window in history), tally]
-            if all(part is not None and part.elevated for part in parts):
-                total = parts[0]
-                for part in parts[1:]:
-                    total = total + part  # type: ignore[operator]  # none is None here
-                if all(part.consistent(total) for part in parts) and (  # type: ignore[union-attr]
-                        test == "invocations" or total.trials >= MIN_POOLED_CALLS):
-                    sums[test] = total
+            found = [window.get(test) for window in history]
+            parts = [part for part in found if part is not None and part.elevated]
+            if len(parts) < len(found) or not tally.elevated:
+                continue
+            parts.append(tally)
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
+            if all(part.consistent(total) for part in parts) and (
+                    test == "invocations" or total.trials >= MIN_POOLED_CALLS):
+                sums[test] = total
         return judge(sums, self.evidence_alpha)
 
     def _extreme(self, kind: Kind, evidence: dict[str, Evidence], sample: Sample,
