@@ -3,9 +3,12 @@ the window detectors had a registry (format 1, ``data/checkpoint-v1.json``) is r
 whole, and the host goes on exactly as one that never stopped; a checkpoint a detector cannot
 read starts every detector afresh.
 
-The checkpoint was written by the detector loop of commit 39683c8 (checkpoint format 1)
+The checkpoint was first written by the detector loop of commit 39683c8 (checkpoint format 1)
 over :func:`insert_history` with :func:`settings` and :data:`BUDGETS`, stopped after
-:data:`SPLIT_MINUTE` minutes (``max_catchup_windows``), wall clock :data:`WALL_CLOCK`.
+:data:`SPLIT_MINUTE` minutes (``max_catchup_windows``), wall clock :data:`WALL_CLOCK`. When a
+detector's own state grew (the scorer's baselines learnt the shares of calls past each level),
+the file was written again in format 1's layout from the same run, so that it tests the
+host's format, not the scorer's: the scorer's own upgrade is tested with the scorer.
 """
 
 from __future__ import annotations
