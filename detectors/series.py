@@ -36,8 +36,9 @@ _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant str
 _TAIL_BINS = 64
 _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 7
-_OLD_VERSIONS = (1, 2, 3, 4, 5, 6)  # readable: the new parts start empty
+_AR_MAX = 0.99  # the residual's AR(1) coefficient stays below 1 (a random walk is not learnt)
+STATE_VERSION = 8
+_OLD_VERSIONS = (1, 2, 3, 4, 5, 6, 7)  # readable: the new parts start empty
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -117,6 +118,7 @@ class SeriesAnomalyDetector:
         ctx_order: int = 5,
         ctx_bits: int = 4096,
         ctx_fill: int = 8,
+        ar: bool = True,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -151,6 +153,7 @@ class SeriesAnomalyDetector:
         self.ctx_order = ctx_order
         self.ctx_bits = ctx_bits
         self.ctx_fill = ctx_fill
+        self.ar = ar
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -216,6 +219,11 @@ class SeriesAnomalyDetector:
         self.ctx_hi = 0.0
         self.tail_total = 0.0
         self.tail_gain = 1.0
+        # AR(1) on the residual (``ar``): the last residual (clipped) and EW means of
+        # r_t * r_(t-1) and r_(t-1)^2, whose ratio is the coefficient.
+        self.ar_prev = 0.0
+        self.ar_c1 = 0.0
+        self.ar_c0 = 0.0
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint.
@@ -248,6 +256,7 @@ class SeriesAnomalyDetector:
             "tail": [self.tail_total, self.tail_gain, *(_f32(v) for v in self.tail)],
             "ctx": [self.ctx_n, self.ctx_hist, self.ctx_new, self.ctx_lo, self.ctx_hi,
                     self.ctx_seen.hex()],
+            "ar": [self.ar_prev, self.ar_c1, self.ar_c0],
         }
 
     @classmethod
@@ -311,6 +320,8 @@ class SeriesAnomalyDetector:
             det.ctx_seen = bytearray.fromhex(seen)
             if len(det.ctx_seen) != det.ctx_bits // 4:
                 raise ValueError("detector state: context table size does not match ctx_bits")
+        if "ar" in state:  # before version 8 the coefficient starts at 0 and is learnt
+            det.ar_prev, det.ar_c1, det.ar_c0 = (float(v) for v in state["ar"])
         return det
 
     def _params(self) -> dict[str, Any]:
@@ -348,6 +359,7 @@ class SeriesAnomalyDetector:
             "ctx_order": self.ctx_order,
             "ctx_bits": self.ctx_bits,
             "ctx_fill": self.ctx_fill,
+            "ar": self.ar,
         }
 
     def __repr__(self) -> str:
@@ -377,6 +389,11 @@ class SeriesAnomalyDetector:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
                 self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
+        if self.ar:
+            # The part of the residual the previous one predicts is not a surprise: a series
+            # that wanders around its level (temperature, tweet volume) is judged by its
+            # innovation, not by how far it has wandered (the variance follows suit).
+            resid -= self._ar_phi() * self.ar_prev
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
         e_slot = 0
@@ -439,6 +456,28 @@ class SeriesAnomalyDetector:
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
+
+    def _ar_phi(self) -> float:
+        """The residual's lag-1 autocorrelation, in ``[0, _AR_MAX]``."""
+        c0 = self.ar_c0
+        if c0 <= 0.0:
+            return 0.0
+        phi = self.ar_c1 / c0
+        return 0.0 if phi < 0.0 else (_AR_MAX if phi > _AR_MAX else phi)
+
+    def _learn_ar(self, r: float, a: float) -> None:
+        """Learn the AR(1) coefficient from the residual ``r`` (before the level moves),
+        at the level's rate ``a``. ``r`` is clipped to ``var_clip`` standard deviations, in
+        the statistics and as the next prediction's input: a spike must neither teach the
+        series that it wanders nor make the point after it look like a second spike."""
+        sd = math.sqrt(self.var)
+        if self.var_clip > 0.0 and self.n >= 30 and sd > 0.0:
+            lim = self.var_clip * sd
+            r = lim if r > lim else (-lim if r < -lim else r)
+        prev = self.ar_prev
+        self.ar_c1 += a * (r * prev - self.ar_c1)
+        self.ar_c0 += a * (prev * prev - self.ar_c0)
+        self.ar_prev = r
 
     def _ctx_range(self) -> tuple[float, float]:
         lo, hi = self.ctx_lo, self.ctx_hi
@@ -507,6 +546,8 @@ class SeriesAnomalyDetector:
                 deseason = x - self.weekly[w_slot]
             if self.warm_start and self.n < 1.0 / a:
                 a = 1.0 / (self.n + 1)
+            if self.ar:
+                self._learn_ar(deseason - self.level, a)
             r2 = resid * resid
             if self.var_clip > 0.0 and self.n >= 30:
                 lim = self.var_clip * self.var_clip * self.var
