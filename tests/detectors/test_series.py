@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from obsloop.detectors import series, series_pool
+from obsloop.detectors import series, series_pool, series_state
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.series_pool import SeriesDetectorPool
 
@@ -500,7 +500,7 @@ def test_version_6_checkpoint_starts_an_empty_context_table() -> None:
     for i, x in enumerate(xs):
         det.learn_one(x, STEP * i)
     state = json.loads(json.dumps(det.to_state()))
-    assert state["version"] == series.STATE_VERSION and any(bytes.fromhex(state["ctx"][-1]))
+    assert state["version"] == series_state.STATE_VERSION and any(bytes.fromhex(state["ctx"][-1]))
     state["version"] = 6
     del state["ctx"], state["ar"]
     for key in ("ctx_levels", "ctx_order", "ctx_bits", "ctx_fill", "ar"):
