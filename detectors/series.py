@@ -40,6 +40,7 @@ _TAIL_BINS = 64
 _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
 _AR_MAX = 0.99  # the residual's AR(1) coefficient stays below 1 (a random walk is not learnt)
+_AR_WARMUP = 30  # points the AR(1) term learns before its surprise counts (and is clipped)
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -220,11 +221,14 @@ class SeriesAnomalyDetector:
         self.ctx_hi = 0.0
         self.tail_total = 0.0
         self.tail_gain = 1.0
-        # AR(1) on the residual (``ar``): the last residual (clipped) and EW means of
-        # r_t * r_(t-1) and r_(t-1)^2, whose ratio is the coefficient.
+        # AR(1) on the residual (``ar``): the last residual (clipped), EW means of
+        # r_t * r_(t-1) and r_(t-1)^2 (their ratio is the coefficient), the EW variance of
+        # the innovation and the points it has learnt (it may start after a restore).
         self.ar_prev = 0.0
         self.ar_c1 = 0.0
         self.ar_c0 = 0.0
+        self.ar_var = 0.0
+        self.ar_n = 0
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
@@ -266,13 +270,19 @@ class SeriesAnomalyDetector:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
                 self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
-        if self.ar:
-            # The part of the residual the previous one predicts is not a surprise: a series
-            # that wanders around its level (temperature, tweet volume) is judged by its
-            # innovation, not by how far it has wandered (the variance follows suit).
-            resid -= self._ar_phi() * self.ar_prev
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
+        if self.ar and self.ar_n > _AR_WARMUP:
+            # Two time scales: how far the value is from the level, and how far from where
+            # the last residual said it would be (its AR(1) innovation, over its own scale).
+            # The more surprised of the two counts: a wandering series' sudden step within
+            # its range is news, and so is a value far from a level it crept away from.
+            innov = resid - self._ar_phi() * self.ar_prev
+            sd_ar = math.sqrt(self.ar_var)
+            e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
+                    else (0.0 if innov == 0.0 else _E_INF))
+            if e_ar > e:
+                e = e_ar
         e_slot = 0
         if self.seasonality:
             slots = self.env_slots
@@ -342,19 +352,26 @@ class SeriesAnomalyDetector:
         phi = self.ar_c1 / c0
         return 0.0 if phi < 0.0 else (_AR_MAX if phi > _AR_MAX else phi)
 
-    def _learn_ar(self, r: float, a: float) -> None:
-        """Learn the AR(1) coefficient from the residual ``r`` (before the level moves),
-        at the level's rate ``a``. ``r`` is clipped to ``var_clip`` standard deviations, in
-        the statistics and as the next prediction's input: a spike must neither teach the
-        series that it wanders nor make the point after it look like a second spike."""
-        sd = math.sqrt(self.var)
-        if self.var_clip > 0.0 and self.n >= 30 and sd > 0.0:
-            lim = self.var_clip * sd
-            r = lim if r > lim else (-lim if r < -lim else r)
+    def _learn_ar(self, r: float, a: float, va: float) -> None:
+        """Learn from the residual ``r`` (before the level moves): the innovation's variance
+        at the residual variance's rate ``va``, the AR(1) coefficient at the level's rate
+        ``a``. Innovation and ``r`` are clipped to ``var_clip`` of the innovation's standard
+        deviations, in the statistics and as the next prediction's input: a spike must
+        neither teach the series that it wanders nor make the next point a second spike."""
         prev = self.ar_prev
+        innov = r - self._ar_phi() * prev
+        q = innov * innov
+        sd = math.sqrt(self.ar_var)
+        if self.var_clip > 0.0 and self.ar_n >= _AR_WARMUP and sd > 0.0:
+            lim = self.var_clip * sd
+            q = q if q < lim * lim else lim * lim
+            r = lim if r > lim else (-lim if r < -lim else r)
+        b = max(va, 1.0 / (self.ar_n + 1))
+        self.ar_var = (1.0 - b) * (self.ar_var + b * q)
         self.ar_c1 += a * (r * prev - self.ar_c1)
         self.ar_c0 += a * (prev * prev - self.ar_c0)
         self.ar_prev = r
+        self.ar_n += 1
 
     def _ctx_range(self) -> tuple[float, float]:
         lo, hi = self.ctx_lo, self.ctx_hi
@@ -423,14 +440,14 @@ class SeriesAnomalyDetector:
                 deseason = x - self.weekly[w_slot]
             if self.warm_start and self.n < 1.0 / a:
                 a = 1.0 / (self.n + 1)
+            va = self.var_alpha if self.var_alpha > a else a
             if self.ar:
-                self._learn_ar(deseason - self.level, a)
+                self._learn_ar(resid, a, va)
             r2 = resid * resid
             if self.var_clip > 0.0 and self.n >= 30:
                 lim = self.var_clip * self.var_clip * self.var
                 if r2 > lim:
                     r2 = lim
-            va = self.var_alpha if self.var_alpha > a else a
             self.var = (1.0 - va) * (self.var + va * r2)
             if self.seasonality:
                 dev = x - self.level

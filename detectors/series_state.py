@@ -49,7 +49,7 @@ def to_state(det: SeriesAnomalyDetector) -> dict[str, Any]:
         "tail": [det.tail_total, det.tail_gain, *(_f32(v) for v in det.tail)],
         "ctx": [det.ctx_n, det.ctx_hist, det.ctx_new, det.ctx_lo, det.ctx_hi,
                 det.ctx_seen.hex()],
-        "ar": [det.ar_prev, det.ar_c1, det.ar_c0],
+        "ar": [det.ar_n, det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var],
     }
 
 
@@ -114,8 +114,10 @@ def from_state(cls: type[SeriesAnomalyDetector], state: dict[str, Any]) -> Serie
         det.ctx_seen = bytearray.fromhex(seen)
         if len(det.ctx_seen) != det.ctx_bits // 4:
             raise ValueError("detector state: context table size does not match ctx_bits")
-    if "ar" in state:  # before version 8 the coefficient starts at 0 and is learnt
-        det.ar_prev, det.ar_c1, det.ar_c0 = (float(v) for v in state["ar"])
+    if "ar" in state:  # before version 8 the AR(1) term starts afresh and re-warms
+        ar_n, *rest = state["ar"]
+        det.ar_n = int(ar_n)
+        det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var = (float(v) for v in rest)
     return det
 
 

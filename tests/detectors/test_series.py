@@ -77,7 +77,7 @@ def test_off_season_value_is_an_anomaly_only_with_the_seasonal_model() -> None:
     k = 288 * 10 + 216  # the daily trough (~30); 70 is normal only at the daily peak
     xs[k : k + 6] = [70.0] * 6
     with_season = run(xs)
-    # Without the AR(1) term too: it predicts a smooth wave from its last point, so the
+    # Without the AR(1) term too: it predicts a smooth wave from its last residual, so the
     # step from the trough to 70 is a surprise to it even without a seasonal model.
     without = run(xs, seasonality=False, ar=False)
     assert max(with_season[k : k + 6]) > 0.9
@@ -545,7 +545,7 @@ def _wander(n: int, seed: int) -> list[float]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_a_wandering_series_is_judged_by_its_innovation(seed: int) -> None:
+def test_a_wandering_series_is_judged_by_its_innovation_too(seed: int) -> None:
     """The AR(1) term (``ar``, version 8): a series that wanders learns a coefficient near
     its own (white noise one near 0), and a sudden return to the middle of its range from
     far out -- an ordinary value, an extraordinary step -- scores well above what the
@@ -564,21 +564,28 @@ def test_a_wandering_series_is_judged_by_its_innovation(seed: int) -> None:
     assert white._ar_phi() < 0.1
 
 
-def test_version_7_checkpoint_learns_the_ar_coefficient_afresh() -> None:
-    """A version 7 checkpoint (no AR(1) term) restores with the term on and its coefficient
-    at 0 (the residual as before), learnt from the points after the restore; the new state
-    round-trips."""
+def test_version_7_checkpoint_starts_the_ar_term_afresh() -> None:
+    """A version 7 checkpoint (no AR(1) term) restores with the term on and empty; its
+    surprise counts only once it has learnt 30 points, so until then the scores are the
+    version 7 model's (an upgrade does not raise them); then it has learnt the coefficient,
+    and the new state round-trips."""
     det = SeriesAnomalyDetector(seasonality=False)
     for i, x in enumerate(_wander(2000, 5)):
         det.learn_one(x, STEP * i)
     state = json.loads(json.dumps(det.to_state()))
-    assert det._ar_phi() > 0.8 and state["ar"][2] > 0.0
+    assert det._ar_phi() > 0.8 and state["ar"][0] == 1999  # every point but the first
     state["version"] = 7
     del state["ar"], state["params"]["ar"]
     old = SeriesAnomalyDetector.from_state(state)
-    assert old.ar and old._ar_phi() == 0.0
+    assert old.ar and old.ar_n == 0 and old._ar_phi() == 0.0
+    base = SeriesAnomalyDetector.from_state(state)
+    base.ar = False  # the same model without the AR(1) term
     for i, x in enumerate(_wander(1000, 6)):
-        old.learn_one(x, STEP * (2000 + i))
+        t = STEP * (2000 + i)
+        if i <= 30:
+            assert old._evaluate(x, t)[0] == base._evaluate(x, t)[0]
+        old.learn_one(x, t)
+        base.learn_one(x, t)
     assert old._ar_phi() > 0.8
     restored = SeriesAnomalyDetector.from_state(json.loads(json.dumps(old.to_state())))
     assert restored.to_state() == old.to_state()
