@@ -3,8 +3,9 @@ cold-start rate, throughput, cost per window): one point at a time, no look-ahea
 time and bounded memory per point, checkpointed as plain JSON.
 
 Two views score each point -- the surprise of its residual against an EW level with daily /
-weekly seasonal offsets (minus a time-of-day envelope, so a nightly cron spike is expected),
-and a short-vs-long mean shift -- each as a Gaussian tail of its averaged surprise (Numenta's
+weekly seasonal offsets, or of that residual's AR(1) innovation if larger (minus a
+time-of-day envelope, so a nightly cron spike is expected), and a short-vs-long mean shift
+-- each as a Gaussian tail of its averaged surprise (Numenta's
 anomaly likelihood) corrected by how often this series' own recent history reached it (a
 decayed histogram: bursts a series keeps making are its normal). The point view's surprise
 is averaged with the novelty of the sequence of value levels ending at the point (CAD OSE's
