@@ -3,8 +3,9 @@ cold-start rate, throughput, cost per window): one point at a time, no look-ahea
 time and bounded memory per point, checkpointed as plain JSON.
 
 Two views score each point -- the surprise of its residual against an EW level with daily /
-weekly seasonal offsets (minus a time-of-day envelope, so a nightly cron spike is expected),
-and a short-vs-long mean shift -- each as a Gaussian tail of its averaged surprise (Numenta's
+weekly seasonal offsets, or of that residual's AR(1) innovation if larger (minus a
+time-of-day envelope, so a nightly cron spike is expected), and a short-vs-long mean shift
+-- each as a Gaussian tail of its averaged surprise (Numenta's
 anomaly likelihood) corrected by how often this series' own recent history reached it (a
 decayed histogram: bursts a series keeps making are its normal). The point view's surprise
 is averaged with the novelty of the sequence of value levels ending at the point (CAD OSE's
@@ -19,10 +20,13 @@ floats: a checkpoint must survive river upgrades and be safe to load (see :meth:
 
 from __future__ import annotations
 
+import inspect
 import math
 from array import array
 from datetime import datetime
 from typing import Any
+
+from obsloop.detectors import series_state
 
 __all__ = ["SeriesAnomalyDetector", "to_epoch"]
 
@@ -36,8 +40,8 @@ _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant str
 _TAIL_BINS = 64
 _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
-STATE_VERSION = 7
-_OLD_VERSIONS = (1, 2, 3, 4, 5, 6)  # readable: the new parts start empty
+_AR_MAX = 0.99  # the residual's AR(1) coefficient stays below 1 (a random walk is not learnt)
+_AR_WARMUP = 30  # points the AR(1) term learns before its surprise counts (and is clipped)
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -117,6 +121,7 @@ class SeriesAnomalyDetector:
         ctx_order: int = 5,
         ctx_bits: int = 4096,
         ctx_fill: int = 8,
+        ar: bool = True,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -151,6 +156,7 @@ class SeriesAnomalyDetector:
         self.ctx_order = ctx_order
         self.ctx_bits = ctx_bits
         self.ctx_fill = ctx_fill
+        self.ar = ar
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -216,139 +222,27 @@ class SeriesAnomalyDetector:
         self.ctx_hi = 0.0
         self.tail_total = 0.0
         self.tail_gain = 1.0
+        # AR(1) on the residual (``ar``): the last residual (clipped), EW means of
+        # r_t * r_(t-1) and r_(t-1)^2 (their ratio is the coefficient), the EW variance of
+        # the innovation and the points it has learnt (it may start after a restore).
+        self.ar_prev = 0.0
+        self.ar_c1 = 0.0
+        self.ar_c0 = 0.0
+        self.ar_var = 0.0
+        self.ar_n = 0
 
     def to_state(self) -> dict[str, Any]:
-        """A JSON-serialisable checkpoint.
-
-        JSON rather than pickle: a checkpoint is read back by another process (maybe another
-        version) after a restart, loading it must not execute code, and it must not depend on
-        river's internal object layout. NaN slots are written as ``None``.
-        """
-        return {
-            "version": STATE_VERSION,
-            "params": self._params(),
-            "n": self.n,
-            "level": self.level,
-            "var": self.var,
-            "lo": _finite_or_none(self.lo),
-            "hi": _finite_or_none(self.hi),
-            "err": list(self.err),
-            "daily": [_f32(v) if v == v else None for v in self.daily],
-            "weekly": [_f32(v) if v == v else None for v in self.weekly],
-            "env": [_f32(v) for v in self.env],
-            "env_today": [_f32(v) for v in self.env_today],
-            "env_day": self.env_day,
-            "short": self.short,
-            "lik_mean": self.lik_mean,
-            "lik_var": self.lik_var,
-            "shift": [self.sn, self.sm, self.lm, self.lv, self.l2_mean, self.l2_var],
-            "season": [*self.sconf, int(self.sdes), _finite_or_none(self.t0)],
-            "since_alarm": self.since_alarm,
-            "last_t": _finite_or_none(self.last_t),
-            "tail": [self.tail_total, self.tail_gain, *(_f32(v) for v in self.tail)],
-            "ctx": [self.ctx_n, self.ctx_hist, self.ctx_new, self.ctx_lo, self.ctx_hi,
-                    self.ctx_seen.hex()],
-        }
+        """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
+        return series_state.to_state(self)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SeriesAnomalyDetector:
         """Rebuild a detector from :meth:`to_state` output (raises ``ValueError`` if unknown)."""
-        version = state.get("version")
-        if version != STATE_VERSION and version not in _OLD_VERSIONS:
-            raise ValueError(
-                f"unsupported detector state version {version!r} (this version of obsloop "
-                f"reads versions {sorted((*_OLD_VERSIONS, STATE_VERSION))}); delete the "
-                "checkpoint to start learning afresh"
-            )
-        params = dict(state["params"])
-        if version in (1, 2):
-            # Before version 3 env_decay was per visit of a slot, now it is per day: the old
-            # value would fade the envelope several times more slowly, so take the default.
-            params.pop("env_decay", None)
-        if version in (1, 2, 3, 4):
-            # Before version 5 env_start and shift_deseason were off by default, and a
-            # checkpoint records every parameter: take today's defaults, not the old ones.
-            params.pop("env_start", None)
-            params.pop("shift_deseason", None)
-        det = cls(**params)
-        det.n = int(state["n"])
-        det.level = float(state["level"])
-        det.var = float(state["var"])
-        det.lo = _none_to(state["lo"], math.inf)
-        det.hi = _none_to(state["hi"], -math.inf)
-        det.err = [float(v) for v in state["err"]]
-        det.daily = array("f", [_none_to(v, math.nan) for v in state["daily"]])
-        det.weekly = array("f", [_none_to(v, math.nan) for v in state["weekly"]])
-        if "env" in state:
-            det.env = array("f", [float(v) for v in state["env"]])
-            det.short = float(state["short"])
-        if "env_today" in state:
-            det.env_today = array("f", [float(v) for v in state["env_today"]])
-            det.env_day = int(state["env_day"])
-        det.lik_mean = float(state["lik_mean"])
-        det.lik_var = float(state["lik_var"])
-        if "shift" in state:  # before version 4 the mean-shift detector starts afresh
-            sn, *rest = state["shift"]
-            det.sn = int(sn)
-            det.sm, det.lm, det.lv, det.l2_mean, det.l2_var = (float(v) for v in rest)
-        if "season" in state:
-            sd, sw, sdes, t0 = state["season"]
-            det.sconf = [float(sd), float(sw)]
-            det.sdes, det.t0 = bool(sdes), _none_to(t0, math.nan)
-        elif det.err[0] > 0.0:  # before version 5: today's error ratios; t0 unknown, so the
-            # de-seasonalised view waits shift_season_after days from the restore
-            det.sconf = [min(det.err[k] / det.err[0], 1.0) for k in (1, 2)]
-        det.since_alarm = int(state["since_alarm"])
-        det.last_t = _none_to(state["last_t"], -math.inf)
-        if "tail" in state and det.tail_alpha > 0.0:  # before version 6: an empty history
-            total, gain, *bins = state["tail"]
-            det.tail_total, det.tail_gain = float(total), float(gain)
-            det.tail = array("f", [float(v) for v in bins])
-        if "ctx" in state and det.ctx_levels:  # before version 7: an empty context table
-            ctx_n, hist, new, lo, hi, seen = state["ctx"]
-            det.ctx_n, det.ctx_hist, det.ctx_new = int(ctx_n), int(hist), int(new)
-            det.ctx_lo, det.ctx_hi = float(lo), float(hi)
-            det.ctx_seen = bytearray.fromhex(seen)
-            if len(det.ctx_seen) != det.ctx_bits // 4:
-                raise ValueError("detector state: context table size does not match ctx_bits")
-        return det
+        return series_state.from_state(cls, state)
 
     def _params(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "seasonal_alpha": self.seasonal_alpha,
-            "cap": self.cap,
-            "likelihood_alpha": self.likelihood_alpha,
-            "min_likelihood_std": self.min_likelihood_std,
-            "spatial_tolerance": self.spatial_tolerance,
-            "warmup": self.warmup,
-            "alarm_level": self.alarm_level,
-            "refractory": self.refractory,
-            "damping": self.damping,
-            "seasonality": self.seasonality,
-            "env_slots": self.env_slots,
-            "env_decay": self.env_decay,
-            "env_width": self.env_width,
-            "short_alpha": self.short_alpha,
-            "warm_start": self.warm_start,
-            "var_clip": self.var_clip,
-            "spatial_direct": self.spatial_direct,
-            "var_alpha": self.var_alpha,
-            "shift_alpha": self.shift_alpha,
-            "shift_long_alpha": self.shift_long_alpha,
-            "shift_clip": self.shift_clip,
-            "env_start": self.env_start,
-            "shift_deseason": self.shift_deseason,
-            "shift_season_on": self.shift_season_on,
-            "shift_season_off": self.shift_season_off,
-            "shift_season_after": self.shift_season_after,
-            "tail_alpha": self.tail_alpha,
-            "shift_reset": self.shift_reset,
-            "ctx_levels": self.ctx_levels,
-            "ctx_order": self.ctx_order,
-            "ctx_bits": self.ctx_bits,
-            "ctx_fill": self.ctx_fill,
-        }
+        """Every constructor argument (each is kept under its own name)."""
+        return {name: getattr(self, name) for name in _PARAMS}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
@@ -379,6 +273,17 @@ class SeriesAnomalyDetector:
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
+        if self.ar and self.ar_n > _AR_WARMUP:
+            # Two time scales: how far the value is from the level, and how far from where
+            # the last residual said it would be (its AR(1) innovation, over its own scale).
+            # The more surprised of the two counts: a wandering series' sudden step within
+            # its range is news, and so is a value far from a level it crept away from.
+            innov = resid - self._ar_phi() * self.ar_prev
+            sd_ar = math.sqrt(self.ar_var)
+            e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
+                    else (0.0 if innov == 0.0 else _E_INF))
+            if e_ar > e:
+                e = e_ar
         e_slot = 0
         if self.seasonality:
             slots = self.env_slots
@@ -439,6 +344,35 @@ class SeriesAnomalyDetector:
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
+
+    def _ar_phi(self) -> float:
+        """The residual's lag-1 autocorrelation, in ``[0, _AR_MAX]``."""
+        c0 = self.ar_c0
+        if c0 <= 0.0:
+            return 0.0
+        phi = self.ar_c1 / c0
+        return 0.0 if phi < 0.0 else (_AR_MAX if phi > _AR_MAX else phi)
+
+    def _learn_ar(self, r: float, a: float, va: float) -> None:
+        """Learn from the residual ``r`` (before the level moves): the innovation's variance
+        at the residual variance's rate ``va``, the AR(1) coefficient at the level's rate
+        ``a``. Innovation and ``r`` are clipped to ``var_clip`` of the innovation's standard
+        deviations, in the statistics and as the next prediction's input: a spike must
+        neither teach the series that it wanders nor make the next point a second spike."""
+        prev = self.ar_prev
+        innov = r - self._ar_phi() * prev
+        q = innov * innov
+        sd = math.sqrt(self.ar_var)
+        if self.var_clip > 0.0 and self.ar_n >= _AR_WARMUP and sd > 0.0:
+            lim = self.var_clip * sd
+            q = q if q < lim * lim else lim * lim
+            r = lim if r > lim else (-lim if r < -lim else r)
+        b = max(va, 1.0 / (self.ar_n + 1))
+        self.ar_var = (1.0 - b) * (self.ar_var + b * q)
+        self.ar_c1 += a * (r * prev - self.ar_c1)
+        self.ar_c0 += a * (prev * prev - self.ar_c0)
+        self.ar_prev = r
+        self.ar_n += 1
 
     def _ctx_range(self) -> tuple[float, float]:
         lo, hi = self.ctx_lo, self.ctx_hi
@@ -507,12 +441,14 @@ class SeriesAnomalyDetector:
                 deseason = x - self.weekly[w_slot]
             if self.warm_start and self.n < 1.0 / a:
                 a = 1.0 / (self.n + 1)
+            va = self.var_alpha if self.var_alpha > a else a
+            if self.ar:
+                self._learn_ar(resid, a, va)
             r2 = resid * resid
             if self.var_clip > 0.0 and self.n >= 30:
                 lim = self.var_clip * self.var_clip * self.var
                 if r2 > lim:
                     r2 = lim
-            va = self.var_alpha if self.var_alpha > a else a
             self.var = (1.0 - va) * (self.var + va * r2)
             if self.seasonality:
                 dev = x - self.level
@@ -725,14 +661,4 @@ def _check_value(x: float) -> float:
     return x
 
 
-def _f32(v: float) -> float:
-    """A float32 slot value in the shortest text that reads back to the same float32."""
-    return float(f"{v:.9g}")
-
-
-def _finite_or_none(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None
-
-
-def _none_to(v: float | None, default: float) -> float:
-    return default if v is None else float(v)
+_PARAMS = tuple(inspect.signature(SeriesAnomalyDetector.__init__).parameters)[1:]

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from obsloop.detectors import series, series_pool
+from obsloop.detectors import series, series_pool, series_state
 from obsloop.detectors.series import SeriesAnomalyDetector
 from obsloop.detectors.series_pool import SeriesDetectorPool
 
@@ -77,7 +77,9 @@ def test_off_season_value_is_an_anomaly_only_with_the_seasonal_model() -> None:
     k = 288 * 10 + 216  # the daily trough (~30); 70 is normal only at the daily peak
     xs[k : k + 6] = [70.0] * 6
     with_season = run(xs)
-    without = run(xs, seasonality=False)
+    # Without the AR(1) term too: it predicts a smooth wave from its last residual, so the
+    # step from the trough to 70 is a surprise to it even without a seasonal model.
+    without = run(xs, seasonality=False, ar=False)
     assert max(with_season[k : k + 6]) > 0.9
     assert max(with_season[288 * 3 : k]) < 0.5
     assert max(without[k : k + 6]) < 0.5  # the value is inside the overall range
@@ -498,10 +500,10 @@ def test_version_6_checkpoint_starts_an_empty_context_table() -> None:
     for i, x in enumerate(xs):
         det.learn_one(x, STEP * i)
     state = json.loads(json.dumps(det.to_state()))
-    assert state["version"] == 7 and any(bytes.fromhex(state["ctx"][-1]))
+    assert state["version"] == series_state.STATE_VERSION and any(bytes.fromhex(state["ctx"][-1]))
     state["version"] = 6
-    del state["ctx"]
-    for key in ("ctx_levels", "ctx_order", "ctx_bits", "ctx_fill"):
+    del state["ctx"], state["ar"]
+    for key in ("ctx_levels", "ctx_order", "ctx_bits", "ctx_fill", "ar"):
         del state["params"][key]
     old = SeriesAnomalyDetector.from_state(state)
     assert old.ctx_levels == 8 and old.ctx_n == 0 and not any(old.ctx_seen)
@@ -529,3 +531,63 @@ def test_the_levels_keep_their_meaning_until_the_range_doubles() -> None:
     assert (det.ctx_lo, det.ctx_hi) == (10.0, 19.0)
     det.learn_one(12.0, STEP * 503)  # 40 is beyond 19 + 9: redrawn from the point after
     assert (det.ctx_lo, det.ctx_hi) == (10.0, 40.0)
+
+
+def _wander(n: int, seed: int) -> list[float]:
+    """An AR(1) series: each point 0.97 of the last one's deviation plus unit noise (it
+    wanders about four units around 50, slowly)."""
+    rng = random.Random(seed)
+    x, xs = 0.0, []
+    for _ in range(n):
+        x = 0.97 * x + rng.gauss(0.0, 1.0)
+        xs.append(50.0 + x)
+    return xs
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_wandering_series_is_judged_by_its_innovation_too(seed: int) -> None:
+    """The AR(1) term (``ar``, version 8): a series that wanders learns a coefficient near
+    its own (white noise one near 0), and a sudden return to the middle of its range from
+    far out -- an ordinary value, an extraordinary step -- scores well above what the
+    level predictor alone gives it (seasonality off: its hourly slots follow a wander too)."""
+    xs = _wander(3000, seed)
+    k = next(i for i in range(2000, 3000) if abs(xs[i] - 50.0) > 8.0)
+    xs[k] = 50.0
+    det = SeriesAnomalyDetector(seasonality=False)
+    scores = [det.score_learn_one(x, STEP * i) for i, x in enumerate(xs)]
+    plain = run(xs, seasonality=False, ar=False)
+    assert det._ar_phi() > 0.8
+    assert scores[k] > 1.5 * plain[k]
+    white = SeriesAnomalyDetector(seasonality=False)
+    for i, x in enumerate(noise(3000, seed)):
+        white.learn_one(x, STEP * i)
+    assert white._ar_phi() < 0.1
+
+
+def test_version_7_checkpoint_starts_the_ar_term_afresh() -> None:
+    """A version 7 checkpoint (no AR(1) term) restores with the term on and empty; its
+    surprise counts only once it has learnt 30 points, so until then the scores are the
+    version 7 model's (an upgrade does not raise them); then it has learnt the coefficient,
+    and the new state round-trips."""
+    det = SeriesAnomalyDetector(seasonality=False)
+    for i, x in enumerate(_wander(2000, 5)):
+        det.learn_one(x, STEP * i)
+    state = json.loads(json.dumps(det.to_state()))
+    assert det._ar_phi() > 0.8 and state["ar"][0] == 1999  # every point but the first
+    state["version"] = 7
+    del state["ar"], state["params"]["ar"]
+    old = SeriesAnomalyDetector.from_state(state)
+    assert old.ar and old.ar_n == 0 and old._ar_phi() == 0.0
+    base = SeriesAnomalyDetector.from_state(state)
+    base.ar = False  # the same model without the AR(1) term
+    for i, x in enumerate(_wander(1000, 6)):
+        t = STEP * (2000 + i)
+        if i <= 30:
+            assert old._evaluate(x, t)[0] == base._evaluate(x, t)[0]
+        old.learn_one(x, t)
+        base.learn_one(x, t)
+    assert old._ar_phi() > 0.8
+    restored = SeriesAnomalyDetector.from_state(json.loads(json.dumps(old.to_state())))
+    assert restored.to_state() == old.to_state()
+    t = STEP * 3000
+    assert restored.score_one(60.0, t) == old.score_one(60.0, t)
