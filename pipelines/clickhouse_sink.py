@@ -5,6 +5,18 @@ request body (a server) go to ``INSERT … SELECT`` over the ``Protobuf`` format
 projections of :mod:`obsloop.pipelines.otlp_rows`. Each insert carries a deduplication
 token derived from the segment, so a retry after a crash stores nothing twice.
 
+That holds for the materialized views' tables too (``faas_windows``, ``faas_invocations``,
+``quality_*``). Since ClickHouse 24.7 a block the source table drops as a duplicate still
+runs through its views, and each view's target drops it by its own deduplication log
+(:mod:`obsloop.pipelines.schema` gives every target a window) only with
+``deduplicate_blocks_in_dependent_materialized_views``, which was off by default in the
+releases after 24.7 until it was switched on again: the sink sets it. A view's block id
+derives from its source block's and the view, so distinct segments with equal rows are all
+kept. ``update_insert_deduplication_token_in_dependent_materialized_views`` (which did that
+for a token before 24.7) is obsolete since and not needed before: no insert here writes
+twice to one target (``faas_windows``' two views hang on two tables, each inserted under
+its own token).
+
 With a cluster (``storage.cluster``) the tables inserted into are ``Distributed`` ones
 (:mod:`obsloop.pipelines.schema`), which by default acknowledge an insert once the rows are
 queued on the local disk of the node that received it and forward them to the shards later.
@@ -35,6 +47,9 @@ from obsloop.pipelines.wal import _VarintBytes
 
 DISTRIBUTED_SYNC_SETTING = "distributed_foreground_insert"
 """Makes an ``INSERT`` into a ``Distributed`` table return after the shards stored it."""
+
+DEPENDENT_VIEWS_DEDUP_SETTING = "deduplicate_blocks_in_dependent_materialized_views"
+"""Makes the materialized views' target tables drop a replayed block as the source does."""
 
 
 def _sql_string(value: str) -> str:
@@ -120,10 +135,12 @@ class ClickHouseSink:
 
     def insert_settings(self, mapping: RowMapping, signal: str, token: str) -> dict[str, Any]:
         """The settings of one table's insert: the Protobuf input format, the deduplication
-        token of this batch and table, and with a cluster the synchronous Distributed insert."""
+        token of this batch and table (its views' tables deduplicate too), and with a cluster
+        the synchronous Distributed insert."""
         settings: dict[str, Any] = {
             **format_settings(signal, self._schema_file),
             "insert_deduplication_token": f"{token}-{mapping.table}",
+            DEPENDENT_VIEWS_DEDUP_SETTING: 1,
         }
         if self._cluster:
             settings[DISTRIBUTED_SYNC_SETTING] = 1

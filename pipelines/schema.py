@@ -3,7 +3,12 @@ layout (same names, types, codecs and order keys, so Grafana's OpenTelemetry vie
 users switching collectors need no migration), plus obsloop's own tables.
 
 Single node (the embedded default): ``MergeTree`` with a non-replicated deduplication
-window, so re-inserting a write-ahead segment after a crash stores nothing twice. With a
+window, so re-inserting a write-ahead segment after a crash stores nothing twice. Every
+materialized view's target table has the window too: a replayed block that the source
+table drops still runs through its views, and only the target's own deduplication log
+(keyed by a block id ClickHouse derives from the source's) keeps the view from storing it
+again. ``CREATE … IF NOT EXISTS`` leaves an existing table as it is, so :func:`ddl` also
+sets the window on each such table with an ``ALTER`` (idempotent). With a
 cluster name, every statement runs ``ON CLUSTER`` and each table ``X`` becomes two:
 ``X_local``, a ``Replicated*MergeTree`` on every shard (which deduplicates by itself), and
 ``X``, a ``Distributed`` table over them that inserts and queries use, so nothing else
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 
 #: Inserts remembered per table for deduplication (each segment is one insert per table).
 DEDUPLICATION_WINDOW = 10_000
+DEDUPLICATION_SETTING = "non_replicated_deduplication_window"
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,14 @@ class SchemaOptions:
 
     @property
     def dedup_setting(self) -> str:
-        # Replicated tables deduplicate by default (replicated_deduplication_window).
-        return "" if self.cluster else f", non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+        """The window, to append to a table's ``SETTINGS`` list. Empty with a cluster:
+        Replicated tables deduplicate by default (``replicated_deduplication_window``)."""
+        return "" if self.cluster else f", {DEDUPLICATION_SETTING} = {DEDUPLICATION_WINDOW}"
+
+    @property
+    def dedup_settings_clause(self) -> str:
+        """A whole ``SETTINGS`` clause holding only the window, for a table that sets nothing else."""
+        return f"SETTINGS {self.dedup_setting.removeprefix(', ')}" if self.dedup_setting else ""
 
     def ttl(self, time_expression: str) -> str:
         return f"TTL {time_expression} + toIntervalDay({self.ttl_days})" if self.ttl_days else ""
@@ -174,7 +186,7 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1{o.dedup_setting}""",
 PARTITION BY toStartOfWeek(Start)
 ORDER BY (TraceId)
 {o.ttl("toDateTime(Start)")}
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1""",
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1{o.dedup_setting}""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.otel_traces_trace_id_ts_mv {o.on_cluster}
 TO {db}.otel_traces_trace_id_ts
 AS SELECT
@@ -293,10 +305,25 @@ def ddl(
     options: SchemaOptions, builders: Iterable[Callable[[SchemaOptions], Iterable[str]]] = DDL_BUILDERS
 ) -> list[str]:
     """Every statement of ``builders`` (this module's tables unless told; the whole schema is
-    :func:`obsloop.schema.ddl`), idempotent (``IF NOT EXISTS``), in order."""
+    :func:`obsloop.schema.ddl`), idempotent (``IF NOT EXISTS``; single node, the ``ALTER`` of
+    each table's deduplication window), in order."""
     statements = []
     if options.database != "default":
         statements.append(f"CREATE DATABASE IF NOT EXISTS `{options.database}` {options.on_cluster}")
     for build in builders:
         statements.extend(build(options))
-    return _clustered(statements, options) if options.cluster else statements
+    return _clustered(statements, options) if options.cluster else _with_window_altered(statements)
+
+
+def _with_window_altered(statements: list[str]) -> list[str]:
+    """``statements`` with an ``ALTER … MODIFY SETTING`` of the deduplication window after
+    each table created with one, for a table an older obsloop created without it."""
+    altered = []
+    for statement in statements:
+        altered.append(statement)
+        match = _CREATE_TABLE.match(statement)
+        if match and DEDUPLICATION_SETTING in statement:
+            db, table = match.groups()
+            altered.append(
+                f"ALTER TABLE {db}.{table} MODIFY SETTING {DEDUPLICATION_SETTING} = {DEDUPLICATION_WINDOW}")
+    return altered
