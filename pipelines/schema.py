@@ -7,8 +7,8 @@ window, so re-inserting a write-ahead segment after a crash stores nothing twice
 materialized view's target table has the window too: a replayed block that the source
 table drops still runs through its views, and only the target's own deduplication log
 (keyed by a block id ClickHouse derives from the source's) keeps the view from storing it
-again. ``CREATE … IF NOT EXISTS`` leaves an existing table as it is, so :func:`ddl` also
-sets the window on each such table with an ``ALTER`` (idempotent). With a
+again. ``CREATE … IF NOT EXISTS`` leaves an existing table as it is, so applying the schema
+sets the window on a table an older obsloop created without it (:func:`window_alterations`). With a
 cluster name, every statement runs ``ON CLUSTER`` and each table ``X`` becomes two:
 ``X_local``, a ``Replicated*MergeTree`` on every shard (which deduplicates by itself), and
 ``X``, a ``Distributed`` table over them that inserts and queries use, so nothing else
@@ -21,7 +21,7 @@ part adding tables (the detectors') gets the layout without knowing about it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 #: Inserts remembered per table for deduplication (each segment is one insert per table).
@@ -305,25 +305,28 @@ def ddl(
     options: SchemaOptions, builders: Iterable[Callable[[SchemaOptions], Iterable[str]]] = DDL_BUILDERS
 ) -> list[str]:
     """Every statement of ``builders`` (this module's tables unless told; the whole schema is
-    :func:`obsloop.schema.ddl`), idempotent (``IF NOT EXISTS``; single node, the ``ALTER`` of
-    each table's deduplication window), in order."""
+    :func:`obsloop.schema.ddl`), idempotent (``IF NOT EXISTS``), in order. Applying them
+    (:func:`obsloop.schema.apply`) adds :func:`window_alterations`."""
     statements = []
     if options.database != "default":
         statements.append(f"CREATE DATABASE IF NOT EXISTS `{options.database}` {options.on_cluster}")
     for build in builders:
         statements.extend(build(options))
-    return _clustered(statements, options) if options.cluster else _with_window_altered(statements)
+    return _clustered(statements, options) if options.cluster else statements
 
 
-def _with_window_altered(statements: list[str]) -> list[str]:
-    """``statements`` with an ``ALTER … MODIFY SETTING`` of the deduplication window after
-    each table created with one, for a table an older obsloop created without it."""
-    altered = []
+def window_alterations(statements: Iterable[str], definitions: Mapping[str, str]) -> list[str]:
+    """The ``ALTER``s that set the deduplication window on the tables ``statements`` create
+    with one but that exist without it (``definitions``: each existing table's
+    ``create_table_query`` by name): an older obsloop created them so, and ``CREATE … IF NOT
+    EXISTS`` leaves them as they are. A table that has the setting, whatever its value, is
+    left alone."""
+    alterations = []
     for statement in statements:
-        altered.append(statement)
         match = _CREATE_TABLE.match(statement)
         if match and DEDUPLICATION_SETTING in statement:
             db, table = match.groups()
-            altered.append(
-                f"ALTER TABLE {db}.{table} MODIFY SETTING {DEDUPLICATION_SETTING} = {DEDUPLICATION_WINDOW}")
-    return altered
+            if table in definitions and DEDUPLICATION_SETTING not in definitions[table]:
+                alterations.append(
+                    f"ALTER TABLE {db}.{table} MODIFY SETTING {DEDUPLICATION_SETTING} = {DEDUPLICATION_WINDOW}")
+    return alterations
