@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,8 +120,19 @@ def _view_rows(client, db: str) -> dict[str, float]:
     return rows
 
 
+@pytest.fixture(params=[1, 0], ids=["views-dedup-default-on", "views-dedup-default-off"])
+def views_dedup_default(request: pytest.FixtureRequest, chdb_client) -> Iterator[int]:
+    """The engine's default of ``deduplicate_blocks_in_dependent_materialized_views``: on in
+    chDB's, off in the ClickHouse releases from 24.7 until it was switched on."""
+    setting = "deduplicate_blocks_in_dependent_materialized_views"
+    before = chdb_client.command(f"SELECT value FROM system.settings WHERE name = '{setting}'")
+    chdb_client.command(f"SET {setting} = {request.param}")
+    yield request.param
+    chdb_client.command(f"SET {setting} = {before}")
+
+
 def test_a_replayed_segment_adds_nothing_to_the_views_tables_and_a_new_one_with_equal_rows_does(
-        tmp_path: Path, chdb_client, database: str) -> None:
+        tmp_path: Path, chdb_client, database: str, views_dedup_default: int) -> None:
     """The source tables drop a replay by its token; the views' tables must drop what the
     views make of it too (ClickHouse runs a dropped block through the views): else a crash
     between insert and segment deletion doubles ``faas_windows``' cost and adds a label."""
