@@ -7,9 +7,9 @@ window, so re-inserting a write-ahead segment after a crash stores nothing twice
 materialized view's target table has the window too: a replayed block that the source
 table drops still runs through its views, and only the target's own deduplication log
 (keyed by a block id ClickHouse derives from the source's) keeps the view from storing it
-again. ``CREATE … IF NOT EXISTS`` leaves an existing table as it is, so applying the schema
-sets the window on a table an older obsloop created without it (:func:`window_alterations`). With a
-cluster name, every statement runs ``ON CLUSTER`` and each table ``X`` becomes two:
+again. ``CREATE … IF NOT EXISTS`` leaves an existing table as it is, so applying the
+schema sets the window on a table an older obsloop created without it
+(:func:`window_alterations`). With a cluster name, every statement runs ``ON CLUSTER`` and each table ``X`` becomes two:
 ``X_local``, a ``Replicated*MergeTree`` on every shard (which deduplicates by itself), and
 ``X``, a ``Distributed`` table over them that inserts and queries use, so nothing else
 changes its table names. Materialized views are rewritten to read and write the local
