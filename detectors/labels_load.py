@@ -5,6 +5,12 @@ A file is read and checked whole before anything is inserted: a bad row (no id, 
 a time that is not a time) refuses the file with the line numbers, so a fixed file can be
 loaded again without duplicating the rows of a half-loaded one. ``time`` is when the
 outcome was observed (ISO 8601 or epoch seconds); without it, the load time.
+
+Loading a file again stores its rows again: ``quality_labels`` keeps a deduplication window
+(for the OTLP events' replays), but these ``INSERT … SELECT`` statements carry no token (which
+ClickHouse needs to deduplicate one) and their rows differ from an earlier load's anyway in
+``received``. A label loaded twice counts as a relabel in the quality report; the latest by
+time decides the join.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ def quality_ddl(o: SchemaOptions) -> list[str]:
 ) ENGINE = {o.engine("ReplacingMergeTree")}
 PARTITION BY toDate(time)
 ORDER BY (time, prediction_id)
-TTL inserted + {ttl}"""
+TTL inserted + {ttl}
+{o.dedup_settings_clause}"""
     labels = f"""CREATE TABLE IF NOT EXISTS {db}.{LABELS} {o.on_cluster} (
     prediction_id String,
     label String,
@@ -71,7 +72,8 @@ TTL inserted + {ttl}"""
     source LowCardinality(String)
 ) ENGINE = {o.engine("MergeTree")}
 ORDER BY (prediction_id, label_time)
-TTL toDateTime(received) + {ttl}"""
+TTL toDateTime(received) + {ttl}
+{o.dedup_settings_clause}"""
     value = f"toFloat64OrNull({_attr(semconv.PREDICTION_VALUE)})"
     explicit = f"toFloat64OrNull({_attr(semconv.PREDICTION_SCORE)})"
     probability = f"({explicit} IS NULL AND {value} >= 0 AND {value} <= 1)"

@@ -91,7 +91,8 @@ def windows_ddl(o: SchemaOptions) -> list[str]:
 ) ENGINE = {o.engine("AggregatingMergeTree")}
 PARTITION BY toDate(window_start)
 ORDER BY (window_start, platform, function, model_name, model_version, source)
-{o.ttl("window_start")}"""
+{o.ttl("window_start")}
+{o.dedup_settings_clause}"""
     key = f"ifNull({_log_attr(semconv.FAAS_INVOCATION_ID)}, concat(TraceId, toString(Timestamp)))"
     status = f"lower(ifNull({_log_attr(semconv.FAAS_STATUS)}, ''))"
     http = f"toUInt16OrZero(ifNull({_log_attr(semconv.HTTP_RESPONSE_STATUS_CODE)}, ''))"

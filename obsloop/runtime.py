@@ -15,7 +15,7 @@ from obsloop import clickhouse
 from obsloop.config import Config
 from obsloop.core.secret import reveal
 from obsloop.pipelines.schema import SchemaOptions
-from obsloop.schema import ddl
+from obsloop.schema import apply
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,7 @@ def storage_client(config: Config) -> Client:
 
 
 def apply_schema(config: Config) -> int:
-    client = storage_client(config)
-    statements = ddl(schema_options(config))
-    for statement in statements:
-        client.command(statement)
-    return len(statements)
+    return apply(storage_client(config), schema_options(config))
 
 
 def bound_port(site: web.TCPSite) -> int:

@@ -3,9 +3,11 @@
 Python never flattens a span: the segment file (embedded engine) or its bytes as the
 request body (a server) go to ``INSERT … SELECT`` over the ``Protobuf`` format with the
 projections of :mod:`obsloop.pipelines.otlp_rows`. Each insert carries a deduplication
-token derived from the segment, so a retry after a crash stores nothing twice. Inserts into
-a cluster's ``Distributed`` tables are synchronous, so what returned is stored on its shards.
-Design: docs/design/distributed-foreground-insert.md, docs/design/deferred-skip-indexes.md.
+token derived from the segment, so a retry after a crash stores nothing twice, in the
+materialized views' tables too: the sink asks for ``deduplicate_blocks_in_dependent_materialized_views``.
+Inserts into a cluster's ``Distributed`` tables are synchronous, so what returned is stored on its shards.
+Design: docs/design/view-deduplication.md, docs/design/distributed-foreground-insert.md,
+docs/design/deferred-skip-indexes.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from obsloop.pipelines.wal import _VarintBytes
 
 DISTRIBUTED_SYNC_SETTING = "distributed_foreground_insert"
 """Makes an ``INSERT`` into a ``Distributed`` table return after the shards stored it."""
+
+DEPENDENT_VIEWS_DEDUP_SETTING = "deduplicate_blocks_in_dependent_materialized_views"
+"""Makes the materialized views' target tables drop a replayed block as the source does."""
 
 
 def _sql_string(value: str) -> str:
@@ -103,10 +108,12 @@ class ClickHouseSink:
 
     def insert_settings(self, mapping: RowMapping, signal: str, token: str) -> dict[str, Any]:
         """The settings of one table's insert: the Protobuf input format, the deduplication
-        token of this batch and table, and with a cluster the synchronous Distributed insert."""
+        token of this batch and table (its views' tables deduplicate too), and with a cluster
+        the synchronous Distributed insert."""
         settings: dict[str, Any] = {
             **format_settings(signal, self._schema_file),
             "insert_deduplication_token": f"{token}-{mapping.table}",
+            DEPENDENT_VIEWS_DEDUP_SETTING: 1,
         }
         if self._cluster:
             settings[DISTRIBUTED_SYNC_SETTING] = 1

@@ -81,7 +81,7 @@ def faas_invocations_ddl(options: SchemaOptions) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {database}.faas_invocations {on_cluster} (\n"
         + ",\n".join(columns)
         + f"\n) ENGINE = {options.engine('AggregatingMergeTree')}\n"
-        "ORDER BY (platform, function, invocation_id)"
+        f"ORDER BY (platform, function, invocation_id)\n{options.dedup_settings_clause}"
     )
     select = ",\n".join(
         [f"    {expr} AS {name}" for name, _, expr in _KEY]

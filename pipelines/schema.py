@@ -2,20 +2,22 @@
 layout (so Grafana's OpenTelemetry views and users switching collectors need no migration),
 plus obsloop's own tables.
 
-The builders write single-node DDL (``MergeTree`` with a deduplication window);
+The builders write single-node DDL (``MergeTree`` with a deduplication window, on every
+materialized view's target table too; an older table gets it by :func:`window_alterations`);
 :func:`ddl` derives the cluster layout from it (``X_local`` replicated tables under a
 ``Distributed`` ``X``), so a part adding tables gets it without knowing about it.
-Design: docs/design/cluster-schema-layout.md.
+Design: docs/design/cluster-schema-layout.md, docs/design/view-deduplication.md.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 #: Inserts remembered per table for deduplication (each segment is one insert per table).
 DEDUPLICATION_WINDOW = 10_000
+DEDUPLICATION_SETTING = "non_replicated_deduplication_window"
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,14 @@ class SchemaOptions:
 
     @property
     def dedup_setting(self) -> str:
-        # Replicated tables deduplicate by default (replicated_deduplication_window).
-        return "" if self.cluster else f", non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+        """The window, to append to a table's ``SETTINGS`` list. Empty with a cluster:
+        Replicated tables deduplicate by default (``replicated_deduplication_window``)."""
+        return "" if self.cluster else f", {DEDUPLICATION_SETTING} = {DEDUPLICATION_WINDOW}"
+
+    @property
+    def dedup_settings_clause(self) -> str:
+        """A whole ``SETTINGS`` clause holding only the window, for a table that sets nothing else."""
+        return f"SETTINGS {self.dedup_setting.removeprefix(', ')}" if self.dedup_setting else ""
 
     def ttl(self, time_expression: str) -> str:
         return f"TTL {time_expression} + toIntervalDay({self.ttl_days})" if self.ttl_days else ""
@@ -169,7 +177,7 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1{o.dedup_setting}""",
 PARTITION BY toStartOfWeek(Start)
 ORDER BY (TraceId)
 {o.ttl("toDateTime(Start)")}
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1""",
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1{o.dedup_setting}""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.otel_traces_trace_id_ts_mv {o.on_cluster}
 TO {db}.otel_traces_trace_id_ts
 AS SELECT
@@ -288,10 +296,28 @@ def ddl(
     options: SchemaOptions, builders: Iterable[Callable[[SchemaOptions], Iterable[str]]] = DDL_BUILDERS
 ) -> list[str]:
     """Every statement of ``builders`` (this module's tables unless told; the whole schema is
-    :func:`obsloop.schema.ddl`), idempotent (``IF NOT EXISTS``), in order."""
+    :func:`obsloop.schema.ddl`), idempotent (``IF NOT EXISTS``), in order. Applying them
+    (:func:`obsloop.schema.apply`) adds :func:`window_alterations`."""
     statements = []
     if options.database != "default":
         statements.append(f"CREATE DATABASE IF NOT EXISTS `{options.database}` {options.on_cluster}")
     for build in builders:
         statements.extend(build(options))
     return _clustered(statements, options) if options.cluster else statements
+
+
+def window_alterations(statements: Iterable[str], definitions: Mapping[str, str]) -> list[str]:
+    """The ``ALTER``s that set the deduplication window on the tables ``statements`` create
+    with one but that exist without it (``definitions``: each existing table's
+    ``create_table_query`` by name): an older obsloop created them so, and ``CREATE … IF NOT
+    EXISTS`` leaves them as they are. A table that has the setting, whatever its value, is
+    left alone."""
+    alterations = []
+    for statement in statements:
+        match = _CREATE_TABLE.match(statement)
+        if match and DEDUPLICATION_SETTING in statement:
+            db, table = match.groups()
+            if table in definitions and DEDUPLICATION_SETTING not in definitions[table]:
+                alterations.append(
+                    f"ALTER TABLE {db}.{table} MODIFY SETTING {DEDUPLICATION_SETTING} = {DEDUPLICATION_WINDOW}")
+    return alterations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from obsloop.demo.loadgen import ServerlessTraffic
 from obsloop.pipelines.clickhouse_sink import ClickHouseSink
 from obsloop.pipelines.schema import SchemaOptions
 from obsloop.pipelines.wal import WriteAheadLog, iter_messages
-from obsloop.schema import ddl
+from obsloop.schema import apply, ddl
 
 
 def _wal(directory: Path, **options) -> WriteAheadLog:
@@ -80,6 +82,138 @@ def test_reinserting_a_segment_with_its_token_stores_it_once(tmp_path: Path, chd
     assert chdb_client.command(f"SELECT count() FROM {database}.otel_traces") == before + spans
     sink.insert_file("traces", segment.path, segment.token + "-other")
     assert chdb_client.command(f"SELECT count() FROM {database}.otel_traces") == before + 2 * spans
+
+
+VIEW_TARGETS = ("faas_windows", "faas_invocations", "otel_traces_trace_id_ts", "quality_predictions",
+                "quality_labels")
+"""The tables the materialized views over ``otel_logs`` and ``otel_traces`` fill."""
+
+
+def _quality_and_invocation_logs() -> bytes:
+    """An invocation report (cost, duration), a prediction and its ground truth."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from obsloop.core import semconv
+
+    request = ExportLogsServiceRequest()
+    resource = request.resource_logs.add()
+    resource.resource.attributes.add(key="service.name").value.string_value = "scorer"
+    records = resource.scope_logs.add().log_records
+    for event, attributes in [
+        (semconv.INVOCATION_REPORT_EVENT, {semconv.FAAS_INVOCATION_ID: "inv-1", semconv.COST_USD: "0.5",
+                                           semconv.FAAS_DURATION_MS: "120", semconv.CLOUD_PLATFORM: "aws_lambda"}),
+        (semconv.PREDICTION_EVENT, {semconv.PREDICTION_ID: "p-1", semconv.PREDICTION_VALUE: "1",
+                                    semconv.MODEL_NAME: "m", semconv.MODEL_VERSION: "1"}),
+        (semconv.GROUND_TRUTH_EVENT, {semconv.PREDICTION_ID: "p-1", semconv.PREDICTION_LABEL: "1"}),
+    ]:
+        record = records.add(time_unix_nano=1_764_217_000_000_000_000, event_name=event)
+        for key, value in attributes.items():
+            record.attributes.add(key=key).value.string_value = value
+    return request.SerializeToString()
+
+
+def _view_rows(client, db: str) -> dict[str, float]:
+    """Rows stored in each view's table (merges stopped: every insert's rows stay apart, so a
+    duplicate shows, in ``faas_windows`` a second duration digest), and the summed cost."""
+    rows: dict[str, float] = {t: client.command(f"SELECT count() FROM {db}.{t}") for t in VIEW_TARGETS}
+    rows["faas_windows cost_usd"] = float(client.command(f"SELECT sum(cost_usd) FROM {db}.faas_windows"))
+    return rows
+
+
+@pytest.fixture(params=[1, 0], ids=["views-dedup-default-on", "views-dedup-default-off"])
+def views_dedup_default(request: pytest.FixtureRequest, chdb_client) -> Iterator[int]:
+    """The engine's default of ``deduplicate_blocks_in_dependent_materialized_views``: on in
+    chDB's, off in the ClickHouse releases from 24.7 until it was switched on."""
+    setting = "deduplicate_blocks_in_dependent_materialized_views"
+    before = chdb_client.command(f"SELECT value FROM system.settings WHERE name = '{setting}'")
+    chdb_client.command(f"SET {setting} = {request.param}")
+    yield request.param
+    chdb_client.command(f"SET {setting} = {before}")
+
+
+def test_a_replayed_segment_adds_nothing_to_the_views_tables_and_a_new_one_with_equal_rows_does(
+        tmp_path: Path, chdb_client, database: str, views_dedup_default: int) -> None:
+    """The source tables drop a replay by its token; the views' tables must drop what the
+    views make of it too (ClickHouse runs a dropped block through the views): else a crash
+    between insert and segment deletion doubles ``faas_windows``' cost and adds a label."""
+    for table in VIEW_TARGETS:
+        chdb_client.command(f"SYSTEM STOP MERGES {database}.{table}")
+    wal = _wal(tmp_path)
+    payloads = {"logs": _quality_and_invocation_logs(), "traces": ServerlessTraffic(seed=5).traces(8).SerializeToString()}
+    sink = ClickHouseSink(lambda: chdb_client, database=database, embedded=True, schema_directory=tmp_path)
+
+    def insert_new_segments() -> list[tuple[str, Path, str]]:
+        """Insert a segment of each payload; (signal, a copy of the segment, token) of each."""
+        for signal, payload in payloads.items():
+            wal.append(signal, payload, items=1)
+        wal.rotate(force=True)
+        inserted = []
+        while (segment := wal.next_segment(timeout=0)) is not None:
+            sink.insert_file(segment.signal, segment.path, segment.token)
+            copy = tmp_path / f"{segment.token}.kept"
+            copy.write_bytes(segment.path.read_bytes())
+            inserted.append((segment.signal, copy, segment.token))
+            wal.done(segment)
+        return inserted
+
+    segments = insert_new_segments()
+    once = _view_rows(chdb_client, database)
+    assert all(once[t] > 0 for t in VIEW_TARGETS), once
+    assert once["faas_windows cost_usd"] == pytest.approx(0.5)
+    for signal, path, token in segments:  # the replay after a crash
+        sink.insert_file(signal, path, token)
+    assert _view_rows(chdb_client, database) == once
+    insert_new_segments()  # the same requests sent again: new segments, new tokens
+    twice = _view_rows(chdb_client, database)
+    assert twice == pytest.approx({name: 2 * value for name, value in once.items()})
+
+
+def test_the_schema_sets_the_window_on_view_tables_an_older_schema_created_without_it(
+        chdb_client, chdb_database: str) -> None:
+    """``CREATE … IF NOT EXISTS`` leaves an existing table alone; applying the schema must
+    still give every view's table the deduplication window."""
+    from obsloop.pipelines.schema import DEDUPLICATION_SETTING, DEDUPLICATION_WINDOW
+
+    window = f"{DEDUPLICATION_SETTING} = {DEDUPLICATION_WINDOW}"
+    options = SchemaOptions(database=chdb_database)
+    for statement in ddl(options):
+        if any(f".{table} " in statement for table in VIEW_TARGETS) and statement.startswith("CREATE TABLE"):
+            statement = statement.replace(f"\nSETTINGS {window}", "").replace(f", {window}", "")
+        chdb_client.command(statement)
+
+    def view_tables_settings() -> dict[str, bool]:
+        views = chdb_client.query(
+            f"SELECT create_table_query FROM system.tables WHERE database = '{chdb_database}' "
+            "AND engine = 'MaterializedView'").result_rows
+        targets = {re.search(r" TO `?\w+`?\.`?(\w+)`?", query).group(1) for (query,) in views}
+        assert set(VIEW_TARGETS) <= targets
+        return {target: window in chdb_client.command(
+            f"SELECT create_table_query FROM system.tables WHERE database = '{chdb_database}' AND name = '{target}'")
+            for target in sorted(targets)}
+
+    assert not any(view_tables_settings().values())  # the older schema, as it was
+    statements_run = apply(chdb_client, options)
+    assert all(view_tables_settings().values())
+    assert statements_run == len(ddl(options)) + len(VIEW_TARGETS)
+    assert apply(chdb_client, options) == len(ddl(options))  # at the next start: nothing to alter
+
+
+def test_loading_the_same_labels_twice_stores_them_twice(chdb_client, database: str) -> None:
+    """``obsloop labels load`` carries no token and is an ``INSERT … SELECT``, which ClickHouse
+    deduplicates only with one: each load is kept, the window of ``quality_labels`` aside (a
+    label loaded again counts as a relabel; the latest by time wins in the quality join)."""
+    from datetime import UTC, datetime
+
+    from obsloop.detectors.labels_load import Label, insert_statements
+
+    labels = [Label("p-1", "1", 1_764_217_000_000), Label("p-2", "0", None)]
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    for _ in range(2):
+        for statement in insert_statements(labels, database, now):
+            chdb_client.command(statement)
+    rows = chdb_client.query(
+        f"SELECT prediction_id, label, count() FROM {database}.quality_labels GROUP BY ALL ORDER BY ALL").result_rows
+    assert rows == [("p-1", "1", 2), ("p-2", "0", 2)]
 
 
 def test_insert_payloads_writes_a_batch(tmp_path: Path, chdb_client, database: str) -> None:

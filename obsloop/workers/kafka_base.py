@@ -39,7 +39,7 @@ from obsloop.core.files import private_dir, write_private
 from obsloop.core.retry import Retry
 from obsloop.pipelines.kafka_config import KafkaConfig
 from obsloop.runtime import SERVE_STATE_FILE, listen, run_until_signal, schema_options, storage_client
-from obsloop.schema import ddl
+from obsloop.schema import apply
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,9 @@ class KafkaWorker:
         return self.config.data_dir / SERVE_STATE_FILE
 
     def create_tables(self) -> None:
-        """Create the tables if needed, through this worker's client; raises while
-        ClickHouse is down."""
-        client = self.client()
-        for statement in ddl(schema_options(self.config)):
-            client.command(statement)
+        """Create the tables if needed (:func:`obsloop.schema.apply`), through this worker's
+        client; raises while ClickHouse is down."""
+        apply(self.client(), schema_options(self.config))
 
     def apply_schema(self) -> bool:
         """:meth:`create_tables`; False (unhealthy, logged once per outage) while ClickHouse
