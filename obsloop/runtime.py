@@ -70,11 +70,13 @@ class Service(Protocol):
 async def run_until_signal(service: Service, *, duration: float | None = None, stopping: str = "") -> None:
     """Start ``service``, run until SIGINT / SIGTERM (or ``duration`` seconds), then stop it
     cleanly (``stopping`` is logged first); the one lifecycle of ``serve`` and the workers."""
-    await service.start()
+    # The handlers go in before start: a SIGTERM while starting (Kubernetes stopping a pod
+    # that is still coming up) must stop the service cleanly, not kill the process.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await service.start()
     try:
         await asyncio.wait_for(stop.wait(), timeout=duration)
     except TimeoutError:
