@@ -30,7 +30,7 @@ def build(ctx: PullContext) -> list[Scheduled]:
         return boto3.client(service, region_name=aws.region, endpoint_url=aws.endpoint_url)
 
     enrich = ctx.enrich(lambda_tag_lookup(make("lambda")) if aws.read_tags else None)
-    start = ctx.now - aws.backfill_seconds
+    start = ctx.backfill_start().timestamp()
     logs = make("logs")
     discovery = None if aws.log_groups else LogGroupDiscovery(
         logs, aws.log_group_prefix, aws.log_group_limit, aws.log_group_exclude)

@@ -241,7 +241,7 @@ def build(ctx: PullContext) -> list[Scheduled]:
         make_client(azure.endpoint), ctx.checkpoints("azure.appinsights"), ctx.submit, ctx.enrich(),
         target=azure.target, schema=WORKSPACE if azure.schema_ == "workspace" else CLASSIC,
         region=azure.region, subscription=azure.subscription,
-        initial_start=datetime.fromtimestamp(ctx.now, UTC) - timedelta(seconds=azure.backfill_seconds),
+        initial_start=ctx.backfill_start(),
         settle_s=azure.settle_seconds), azure.poll_interval_seconds)]
 
 

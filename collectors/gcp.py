@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import islice
 
 from obsloop.collectors import selfmetrics
@@ -222,7 +222,7 @@ def build(ctx: PullContext) -> list[Scheduled]:
     return [Scheduled("gcp.logging", CloudLoggingPuller(
         make_client(gcp.project, gcp.endpoint), ctx.checkpoints("gcp.logging"), ctx.submit,
         ctx.enrich(), project=gcp.project, log_filter=gcp.filter,
-        initial_start=datetime.fromtimestamp(ctx.now, UTC) - timedelta(seconds=gcp.backfill_seconds),
+        initial_start=ctx.backfill_start(),
         settle_s=gcp.settle_seconds), gcp.poll_interval_seconds)]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -71,6 +72,10 @@ class PullContext:
     now: float
     """Wall-clock seconds at build time: a first run backfills from ``now - backfill_seconds``."""
     enricher: Callable[[TagLookup | None], Enrich]
+
+    def backfill_start(self) -> datetime:
+        """Where a first run (no checkpoint yet) starts: ``backfill_seconds`` before :attr:`now`."""
+        return datetime.fromtimestamp(self.now - self.section.backfill_seconds, UTC)
 
     def checkpoints(self, name: str) -> CheckpointStore:
         """The checkpoint file of the puller ``name`` (its :class:`Scheduled` name)."""

@@ -32,6 +32,7 @@ from obsloop import query_gate
 from obsloop.clickhouse import embedded_path, is_embedded
 from obsloop.config import Config, ConfigError
 from obsloop.core.secret import reveal
+from obsloop.core.sql import quote
 from obsloop.http_guard import browser_guard, header_bytes
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ class EmbeddedEngine:
                 connection.query(f"USE {_identifier(query.database)}", "TabSeparated")
             statement = self._check(connection, query)
             for name, value in self._settings(connection, query, statement, limits).items():
-                connection.query(f"SET {name} = {query_gate.quote(value)}", "TabSeparated")
+                connection.query(f"SET {name} = {quote(value)}", "TabSeparated")
             started = time.perf_counter_ns()
             if query.data is None:
                 result = connection.query(statement.sql, query.default_format, params=query.params)
@@ -312,7 +313,7 @@ class EmbeddedEngine:
             elif name in OUTPUT_SETTINGS:
                 applied[name] = value
             else:
-                result = connection.query(f"SELECT value FROM system.settings WHERE name = {query_gate.quote(name)}",
+                result = connection.query(f"SELECT value FROM system.settings WHERE name = {quote(name)}",
                                           "JSONCompact")
                 rows = json.loads(bytes(result.bytes()))["data"]
                 if not rows:
@@ -338,7 +339,7 @@ class EmbeddedEngine:
         with tempfile.NamedTemporaryFile(dir=self.scratch, suffix=".rows") as rows:
             rows.write(query.data)
             rows.flush()
-            sql = f"{match.group(1)} FROM INFILE {query_gate.quote(rows.name)} FORMAT {match.group(2)}"
+            sql = f"{match.group(1)} FROM INFILE {quote(rows.name)} FORMAT {match.group(2)}"
             return connection.query(sql, "TabSeparated", params=query.params)
 
 

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from obsloop.core.sql import quote
+
 Run = Callable[[str, Mapping[str, str]], list[str]]
 """Runs one engine-generated statement with bound parameters; returns each row's first column."""
 
@@ -56,12 +58,6 @@ class Refused(Exception):
         super().__init__(message)
         self.code = code
         self.name = name
-
-
-def quote(text: str) -> str:
-    """``text`` as a ClickHouse string literal."""
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0")
-    return f"'{escaped}'"
 
 
 def _read_only(message: str) -> Refused:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.client import Client
 
+from obsloop.core.sql import quote
 from obsloop.detectors.schema import detectors_ddl
 from obsloop.feedback.schema import feedback_ddl
 from obsloop.pipelines import schema as pipelines_schema
 from obsloop.pipelines.schema import SchemaOptions
-from obsloop.query_gate import quote
 
 BUILDERS = [*pipelines_schema.DDL_BUILDERS, detectors_ddl, feedback_ddl]
 

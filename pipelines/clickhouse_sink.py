@@ -22,6 +22,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from obsloop.core.sql import quote
 from obsloop.pipelines.otlp_rows import COMPLEX_VALUE_MARKER, MAPPINGS, RowMapping
 from obsloop.pipelines.protobuf_schema import format_settings, write_schema_file
 from obsloop.pipelines.wal import _VarintBytes
@@ -31,10 +32,6 @@ DISTRIBUTED_SYNC_SETTING = "distributed_foreground_insert"
 
 DEPENDENT_VIEWS_DEDUP_SETTING = "deduplicate_blocks_in_dependent_materialized_views"
 """Makes the materialized views' target tables drop a replayed block as the source does."""
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _SEGMENT_PATH = "\x00segment\x00"
@@ -51,7 +48,7 @@ def _insert_sql(mapping: RowMapping, database: str, embedded: bool, scalars_only
     cached = _INSERT_SQL.get(key)
     if cached is not None and cached[0] is mapping:
         return cached[1]
-    structure = _sql_string(mapping.input_structure(scalars_only))
+    structure = quote(mapping.input_structure(scalars_only))
     if embedded:
         sql = mapping.insert(database, f"file({_SEGMENT_PATH}, 'Protobuf', {structure})", scalars_only)
     else:
@@ -142,7 +139,7 @@ class ClickHouseSink:
 
     def _command(self, sql: str, path: Path, settings: dict[str, Any]) -> None:
         if self._embedded:
-            self._connect().command(sql.replace(_SEGMENT_PATH, _sql_string(str(path)), 1), settings=settings)
+            self._connect().command(sql.replace(_SEGMENT_PATH, quote(str(path)), 1), settings=settings)
         else:
             self._connect().command(sql, data=path.read_bytes(), settings=settings)
 
