@@ -180,3 +180,15 @@ def test_policy_file_reads_round_trip_with_lines():
     _, error = load_document("obsloop-policy.yaml", "kind: FeedbackPolicy\n---\nkind: Again\n")
     assert isinstance(error, ManifestError) and error.line == 2
     assert error.reason.startswith("not valid YAML: expected a single document")
+
+
+def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path: Path):
+    """A manifest is read from a repository others write to: nested aliases (a "billion
+    laughs" document, 10^8 strings if expanded) must cost what their text costs."""
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for previous, name in zip("abcdefg", "bcdefgh", strict=True):
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 10) + "]")
+    (tmp_path / "bomb.yaml").write_text("\n".join([*levels, "kind: ServerlessModelDeployment", ""]))
+    (tmp_path / "good.yaml").write_text(SEED)
+    manifests = valid_manifests(tmp_path)
+    assert [m.path for m in manifests] == ["good.yaml"]
