@@ -135,7 +135,8 @@ def test_two_workers_split_functions_and_a_leaving_workers_state_moves_through_i
 
         second = RunningWorker("second", kafka_config, chdb_client, db, tmp_path)
         wait_for(lambda: bool(first.owned()) and bool(second.owned())
-                 and first.owned() | second.owned() == every, what="the two workers sharing the partitions")
+                 and first.owned() | second.owned() == every, timeout_s=60,  # a rebalance: slower when loaded
+                 what="the two workers sharing the partitions")
         assert not first.owned() & second.owned()
         for function, partition in home.items():
             owner = first if partition in first.owned() else second
