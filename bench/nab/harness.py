@@ -5,7 +5,8 @@ category, and a fixed dev/hold-out split.
 
 The split is fixed (alternate files in name order), not chosen by score: dev = even indices,
 hold-out = odd indices. Thresholds are re-optimised on each subset (NAB's one-threshold rule
-applied to that subset).
+applied to that subset); the second line is ``bench/nab/run.py``'s threshold checks (each
+half at the other half's threshold, each category at the other categories').
 """
 
 from __future__ import annotations
@@ -73,6 +74,31 @@ def report(res, windows, label=""):
     return f"{label:<30} " + "  ".join(line)
 
 
+def checks(res, windows) -> str:
+    """The threshold checks of ``bench/nab/run.py`` in one line: each split half scored at
+    the threshold chosen on the other half (standard / low FP / low FN), then each category
+    with windows scored (standard) at the threshold chosen on the other categories."""
+    names = sorted(res)
+    rows = {n: nab.sweep_file(n, *res[n], windows.get(n, ())) for n in names}
+
+    def score(part, profile, thr=None):
+        return nab.score_corpus([r for n in part for r in rows[n]], profile, thr)
+
+    out = []
+    for part in (names[0::2], names[1::2]):
+        other = [n for n in names if n not in part]
+        out.append("/".join(f"{score(part, p, score(other, p).threshold).normalized:.1f}"
+                            for p in nab.PROFILES))
+    loco = []
+    for cat in sorted({n.split("/", 1)[0] for n in names}):
+        part = [n for n in names if n.startswith(cat + "/")]
+        if any(windows.get(n) for n in part):
+            other = [n for n in names if n not in part]
+            thr = score(other, "standard").threshold
+            loco.append(f"{score(part, 'standard', thr).normalized:.1f}")
+    return f"{'':<30} halves {out[0]}  {out[1]}  | loco " + " ".join(loco)
+
+
 def main(argv):
     spec = argv[0] if argv else "obsloop.detectors.series:SeriesAnomalyDetector"
     mod, _, attr = spec.partition(":")
@@ -85,6 +111,7 @@ def main(argv):
     windows = nab.load_windows(DATA / "windows.json")
     res, pps = run(lambda: cls(**kwargs), series)
     print(report(res, windows, " ".join(argv[1:]) or "default"), f"{pps:,.0f} pts/s")
+    print(checks(res, windows))
 
 
 if __name__ == "__main__":
