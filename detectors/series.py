@@ -129,7 +129,10 @@ class SeriesAnomalyDetector:
         shape_rho: float = 0.9,
         shape_mix: str = "avg3cap",
         shape_rel: float = 2.0,
-        shape_hold: bool = False,
+        shape_hold: bool | str = True,
+        shape_feat: str = "ext",
+        shape_target: str = "point",
+        shape_chomp: float = 0.0,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -172,6 +175,10 @@ class SeriesAnomalyDetector:
         self.shape_mix = shape_mix
         self.shape_rel = shape_rel
         self.shape_hold = shape_hold
+        self.shape_feat = shape_feat
+        self.shape_target = shape_target
+        self.shape_chomp = shape_chomp
+        self._snov = -1.0
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -251,6 +258,8 @@ class SeriesAnomalyDetector:
 
         if self.shape is not None:
             self.shape.hold = self.shape_hold
+            self.shape.feat = self.shape_feat
+            self.shape.chomp = self.shape_chomp
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
@@ -330,11 +339,15 @@ class SeriesAnomalyDetector:
         if spatial:
             raw = 1.0
         ctx = self._context(x) if self.ctx_levels else None
+        self._snov = -1.0
+        if self.shape is not None and self.shape_target != "point":
+            lo, hi = self._ctx_range()
+            self._snov = self.shape.novelty(x, lo, hi - lo)
         if ctx is not None and not spatial and self.ctx_n >= self.warmup:
             # Two raw anomaly scores, averaged before the likelihood: how far the value is
             # from its prediction, and how new the sequence of levels ending at it is.
             sv = self.shape
-            if sv is None:
+            if sv is None or self.shape_target == "shift":
                 raw = 0.5 * (raw + ctx[2])
             else:
                 lo, hi = self._ctx_range()
@@ -365,6 +378,8 @@ class SeriesAnomalyDetector:
         u2 = -math.inf
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
+            if self._snov >= 0.0:
+                r2 = 0.5 * (r2 + self._snov)
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
             u2 = (r2 - self.l2_mean) / l2_sd
         direct = spatial and self.spatial_direct
@@ -556,6 +571,8 @@ class SeriesAnomalyDetector:
                 self.sm = self.lm = sx
             else:
                 r2 = self._shift_raw(sx)
+                if self._snov >= 0.0:
+                    r2 = 0.5 * (r2 + self._snov)
                 la = max(self.likelihood_alpha, 1.0 / (self.sn + 1))
                 delta = r2 - self.l2_mean
                 self.l2_mean += la * delta

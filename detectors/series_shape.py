@@ -32,7 +32,8 @@ class ShapeView:
     """Bounded fuzzy-ART memory of window shapes (see the module docstring)."""
 
     __slots__ = ("block", "window", "protos", "rho", "bn", "bmin", "bmax", "bsum", "ma",
-                 "past", "lo", "hi", "used", "clock", "pre", "nblocks", "_limit", "rel", "dmean", "hold", "held")
+                 "past", "lo", "hi", "used", "clock", "pre", "nblocks", "_limit", "rel", "dmean",
+                 "hold", "held", "feat", "chomp", "med")
 
     def __init__(self, block: int, window: int, protos: int, rho: float,
                  rel: float = 0.0) -> None:
@@ -55,26 +56,57 @@ class ShapeView:
         self.rel = rel
         self.dmean = 0.0
         self.hold = False
+        self.feat = "ext"
+        self.chomp = 0.0
+        self.med = 0.5
         self.held = 0.0
 
     def _value(self, x: float) -> float:
-        """The current block's value with ``x`` in it: its larger departure from ``ma``."""
+        """The current block's value with ``x`` in it: its larger departure from ``ma``
+        (``feat`` "mean": its mean)."""
         if self.bn == 0:
             return x
+        if self.feat == "mean":
+            return (self.bsum + x) / (self.bn + 1)
         bmin = x if x < self.bmin else self.bmin
         bmax = x if x > self.bmax else self.bmax
         ma = self.ma if self.nblocks else (self.bsum + x) / (self.bn + 1)
         return bmax if bmax - ma >= ma - bmin else bmin
 
+    def _features(self, vals: list[float], lo: float, span: float) -> list[float]:
+        if self.feat == "shape":
+            lo, hi = min(vals), max(vals)
+            span = hi - lo
+            if span <= 0.0:
+                return [0.5] * len(vals)
+        elif span <= 0.0:
+            return [0.0] * len(vals)
+        out = []
+        for v in vals:
+            z = (v - lo) / span
+            out.append(0.0 if z < 0.0 else (1.0 if z > 1.0 else z))
+        return out
+
+    def _scale(self, best: float) -> float:
+        if self.rel > 0.0:
+            return best / (best + self.rel * self.dmean + 0.01 * self.window)
+        nov = best / self._limit
+        return nov if nov < 1.0 else 1.0
+
     def novelty(self, x: float, lo: float, span: float) -> float:
         """Novelty in ``[0, 1]`` of the window ending with ``x`` (0 until one is learnt)."""
-        pre = self.pre
-        if not pre:
+        if not self.used or len(self.past) < self.window - 1:
             return 0.0
-        if self.hold and self.bn < self.block - 1:
-            return self.held
-        z = (self._value(x) - lo) / span if span > 0.0 else 0.0
-        z = 0.0 if z < 0.0 else (1.0 if z > 1.0 else z)
+        if self.hold:
+            if self.hold == "lag" or self.bn < self.block - 1:
+                return self.held
+            z = self._features([self._value(x)], lo, span)[0]
+            if self.chomp > 0.0 and abs(z - self.med) < self.chomp:
+                z = self.med
+            win = [*self.past, z]
+            return self._scale(self._nearest(win))
+        pre = self.pre
+        z = self._features([self._value(x)], lo, span)[0]
         w1 = self.window - 1
         blo, bhi = self.lo, self.hi
         best = 1e9
@@ -90,16 +122,31 @@ class ShapeView:
             if d < best:
                 best = d
             j += w1 + 1
-        if self.rel > 0.0:
-            return best / (best + self.rel * self.dmean + 0.01 * self.window)
-        nov = best / self._limit
-        return nov if nov < 1.0 else 1.0
+        return self._scale(best)
+
+    def _nearest(self, win: list[float]) -> float:
+        w = self.window
+        blo, bhi = self.lo, self.hi
+        best = 1e9
+        for k in range(len(self.used)):
+            base = k * w
+            d = 0.0
+            for j in range(w):
+                z = win[j]
+                a = blo[base + j]
+                if z < a:
+                    d += a - z
+                else:
+                    b = bhi[base + j]
+                    if z > b:
+                        d += z - b
+            if d < best:
+                best = d
+        return best
 
     def learn(self, x: float, lo: float, span: float) -> None:
         """Add ``x`` to the current block; at a block end, learn the window it completes."""
         v = self._value(x)
-        if self.hold and self.bn == self.block - 1:
-            self.held = self.novelty(x, lo, span)
         if self.bn == 0:
             self.bmin = self.bmax = self.bsum = x
         else:
@@ -113,15 +160,20 @@ class ShapeView:
         self.ma = mean if not self.nblocks else 0.5 * (self.ma + mean)
         self.bn = 0
         self.nblocks += 1
-        z = (v - lo) / span if span > 0.0 else 0.0
-        z = 0.0 if z < 0.0 else (1.0 if z > 1.0 else z)
         past = self.past
+        z = v if self.feat == "shape" else self._features([v], lo, span)[0]
+        if self.chomp > 0.0:
+            med = self.med
+            self.med += 0.01 * ((1.0 if z > med else -1.0) if z != med else 0.0)
+            if abs(z - med) < self.chomp:
+                z = med
         past.append(z)
         w = self.window
         if len(past) == w:
-            self._resonate(past)
+            win = self._features(past, lo, span) if self.feat == "shape" else past
+            self._resonate(win)
             del past[0]
-        if len(past) == w - 1 and self.used:
+        if not self.hold and len(past) == w - 1 and self.used:
             self._distances(past)
 
     def _resonate(self, win: list[float]) -> None:
@@ -147,6 +199,8 @@ class ShapeView:
             if d < min_d:
                 min_d = d
         self.clock += 1.0
+        if self.hold and min_d < 1e9:
+            self.held = self._scale(min_d)
         if min_d < 1e9:
             self.dmean += max(0.02, 1.0 / self.clock) * (min_d - self.dmean)
         if best_k < 0:
