@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any
 
 from obsloop.detectors import series_state
-from obsloop.detectors.series_shape import ShapeView
 
 __all__ = ["SeriesAnomalyDetector", "to_epoch"]
 
@@ -123,16 +122,6 @@ class SeriesAnomalyDetector:
         ctx_bits: int = 4096,
         ctx_fill: int = 8,
         ar: bool = True,
-        shape_block: int = 6,
-        shape_window: int = 8,
-        shape_protos: int = 16,
-        shape_rho: float = 0.9,
-        shape_mix: str = "avg3cap",
-        shape_rel: float = 2.0,
-        shape_hold: bool | str = True,
-        shape_feat: str = "ext",
-        shape_target: str = "point",
-        shape_chomp: float = 0.0,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -168,17 +157,6 @@ class SeriesAnomalyDetector:
         self.ctx_bits = ctx_bits
         self.ctx_fill = ctx_fill
         self.ar = ar
-        self.shape_block = shape_block
-        self.shape_window = shape_window
-        self.shape_protos = shape_protos
-        self.shape_rho = shape_rho
-        self.shape_mix = shape_mix
-        self.shape_rel = shape_rel
-        self.shape_hold = shape_hold
-        self.shape_feat = shape_feat
-        self.shape_target = shape_target
-        self.shape_chomp = shape_chomp
-        self._snov = -1.0
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -252,14 +230,6 @@ class SeriesAnomalyDetector:
         self.ar_c0 = 0.0
         self.ar_var = 0.0
         self.ar_n = 0
-        # Shape view: a bounded fuzzy-ART memory of the recent window's shape.
-        self.shape = (ShapeView(self.shape_block, self.shape_window, self.shape_protos,
-                                self.shape_rho, self.shape_rel) if self.shape_block and self.ctx_levels else None)
-
-        if self.shape is not None:
-            self.shape.hold = self.shape_hold
-            self.shape.feat = self.shape_feat
-            self.shape.chomp = self.shape_chomp
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
@@ -339,37 +309,10 @@ class SeriesAnomalyDetector:
         if spatial:
             raw = 1.0
         ctx = self._context(x) if self.ctx_levels else None
-        self._snov = -1.0
-        if self.shape is not None and self.shape_target != "point":
-            lo, hi = self._ctx_range()
-            self._snov = self.shape.novelty(x, lo, hi - lo)
         if ctx is not None and not spatial and self.ctx_n >= self.warmup:
             # Two raw anomaly scores, averaged before the likelihood: how far the value is
             # from its prediction, and how new the sequence of levels ending at it is.
-            sv = self.shape
-            if sv is None or self.shape_target == "shift":
-                raw = 0.5 * (raw + ctx[2])
-            else:
-                lo, hi = self._ctx_range()
-                nov = sv.novelty(x, lo, hi - lo)
-                mix = self.shape_mix
-                if mix == "avg3":
-                    raw = (raw + ctx[2] + nov) / 3.0
-                elif mix == "avg3cap":
-                    raw = 0.5 * (raw + ctx[2]) if raw >= 1.0 else (raw + ctx[2] + nov) / 3.0
-                elif mix == "avg3max":
-                    raw = max(0.5 * (raw + ctx[2]) * raw, (raw + ctx[2] + nov) / 3.0)
-                elif mix == "ctxmax":
-                    raw = 0.5 * (raw + (ctx[2] if ctx[2] > nov else nov))
-                elif mix == "replace":
-                    raw = 0.5 * (raw + nov)
-                elif mix == "replacecap":
-                    raw = 0.5 * (raw + ctx[2]) if raw >= 1.0 else 0.5 * (raw + nov)
-                elif mix == "avgctx":
-                    raw = 0.5 * (raw + 0.5 * (ctx[2] + nov))
-                elif mix == "scale":
-                    raw = 0.5 * (raw + ctx[2]) * (0.5 + nov)
-                    raw = raw if raw < 1.0 else 1.0
+            raw = 0.5 * (raw + ctx[2])
         if self.n < self.warmup:
             return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
@@ -378,8 +321,6 @@ class SeriesAnomalyDetector:
         u2 = -math.inf
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
-            if self._snov >= 0.0:
-                r2 = 0.5 * (r2 + self._snov)
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
             u2 = (r2 - self.l2_mean) / l2_sd
         direct = spatial and self.spatial_direct
@@ -571,8 +512,6 @@ class SeriesAnomalyDetector:
                 self.sm = self.lm = sx
             else:
                 r2 = self._shift_raw(sx)
-                if self._snov >= 0.0:
-                    r2 = 0.5 * (r2 + self._snov)
                 la = max(self.likelihood_alpha, 1.0 / (self.sn + 1))
                 delta = r2 - self.l2_mean
                 self.l2_mean += la * delta
@@ -601,8 +540,6 @@ class SeriesAnomalyDetector:
             self.ctx_hist = ((self.ctx_hist << self._ctx_shift) | q) & (
                 (1 << (self._ctx_shift * self.ctx_order)) - 1)
             self.ctx_n += 1
-            if self.shape is not None:
-                self.shape.learn(x, self.ctx_lo, self.ctx_hi - self.ctx_lo)
         if x < self.lo:
             self.lo = x
         if x > self.hi:
