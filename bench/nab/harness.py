@@ -74,29 +74,29 @@ def report(res, windows, label=""):
     return f"{label:<30} " + "  ".join(line)
 
 
+def held_out(rows: dict[str, list[nab.ScoredRow]], part: list[str],
+             profile: str) -> tuple[float, float]:
+    """Normalised score of the files ``part`` at the threshold chosen on every other file of
+    ``rows`` (NAB's one-threshold rule applied without them), and that threshold."""
+    other = [r for name, rs in rows.items() if name not in part for r in rs]
+    thr = nab.score_corpus(other, profile).threshold
+    return nab.score_corpus([r for name in part for r in rows[name]], profile, thr).normalized, thr
+
+
 def checks(res, windows) -> str:
     """The threshold checks of ``bench/nab/run.py`` in one line: each split half scored at
     the threshold chosen on the other half (standard / low FP / low FN), then each category
     with windows scored (standard) at the threshold chosen on the other categories."""
     names = sorted(res)
     rows = {n: nab.sweep_file(n, *res[n], windows.get(n, ())) for n in names}
-
-    def score(part, profile, thr=None):
-        return nab.score_corpus([r for n in part for r in rows[n]], profile, thr)
-
-    out = []
-    for part in (names[0::2], names[1::2]):
-        other = [n for n in names if n not in part]
-        out.append("/".join(f"{score(part, p, score(other, p).threshold).normalized:.1f}"
-                            for p in nab.PROFILES))
+    halves = ["/".join(f"{held_out(rows, part, p)[0]:.1f}" for p in nab.PROFILES)
+              for part in (names[0::2], names[1::2])]
     loco = []
     for cat in sorted({n.split("/", 1)[0] for n in names}):
         part = [n for n in names if n.startswith(cat + "/")]
         if any(windows.get(n) for n in part):
-            other = [n for n in names if n not in part]
-            thr = score(other, "standard").threshold
-            loco.append(f"{score(part, 'standard', thr).normalized:.1f}")
-    return f"{'':<30} halves {out[0]}  {out[1]}  | loco " + " ".join(loco)
+            loco.append(f"{held_out(rows, part, 'standard')[0]:.1f}")
+    return f"{'':<30} halves {halves[0]}  {halves[1]}  | loco " + " ".join(loco)
 
 
 def main(argv):
