@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any
 
 from obsloop.detectors import series_state
-from obsloop.detectors.series_blockctx import BlockContext
 
 __all__ = ["SeriesAnomalyDetector", "to_epoch"]
 
@@ -123,9 +122,6 @@ class SeriesAnomalyDetector:
         ctx_bits: int = 4096,
         ctx_fill: int = 8,
         ar: bool = True,
-        bctx_block: int = 4,
-        bctx_mix: str = "pooled",
-        bctx_order: int = 3,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -161,9 +157,6 @@ class SeriesAnomalyDetector:
         self.ctx_bits = ctx_bits
         self.ctx_fill = ctx_fill
         self.ar = ar
-        self.bctx_block = bctx_block
-        self.bctx_mix = bctx_mix
-        self.bctx_order = bctx_order
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -237,7 +230,6 @@ class SeriesAnomalyDetector:
         self.ar_c0 = 0.0
         self.ar_var = 0.0
         self.ar_n = 0
-        self.bctx = BlockContext(self.bctx_block, order=self.bctx_order) if self.bctx_block else None
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
@@ -320,23 +312,7 @@ class SeriesAnomalyDetector:
         if ctx is not None and not spatial and self.ctx_n >= self.warmup:
             # Two raw anomaly scores, averaged before the likelihood: how far the value is
             # from its prediction, and how new the sequence of levels ending at it is.
-            if self.bctx is None:
-                raw = 0.5 * (raw + ctx[2])
-            else:
-                lo, hi = self._ctx_range()
-                nov = self.bctx.novelty(x, lo, hi - lo)
-                mix = self.bctx_mix
-                if mix == "avg3cap":
-                    raw = 0.5 * (raw + ctx[2]) if raw >= 1.0 else (raw + ctx[2] + nov) / 3.0
-                elif mix == "avg3":
-                    raw = (raw + ctx[2] + nov) / 3.0
-                elif mix == "onenov":
-                    raw = 0.5 * (raw + 0.5 * (ctx[2] + nov))
-                elif mix == "pooled":
-                    k1, k2 = self.ctx_order, self.bctx_order
-                    raw = 0.5 * (raw + (k1 * ctx[2] + k2 * nov) / (k1 + k2))
-                elif mix == "max":
-                    raw = 0.5 * (raw + (ctx[2] if ctx[2] > nov else nov))
+            raw = 0.5 * (raw + ctx[2])
         if self.n < self.warmup:
             return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
@@ -564,8 +540,6 @@ class SeriesAnomalyDetector:
             self.ctx_hist = ((self.ctx_hist << self._ctx_shift) | q) & (
                 (1 << (self._ctx_shift * self.ctx_order)) - 1)
             self.ctx_n += 1
-            if self.bctx is not None:
-                self.bctx.learn(x, self.ctx_lo, self.ctx_hi - self.ctx_lo)
         if x < self.lo:
             self.lo = x
         if x > self.hi:
