@@ -5,7 +5,8 @@ category, and a fixed dev/hold-out split.
 
 The split is fixed (alternate files in name order), not chosen by score: dev = even indices,
 hold-out = odd indices. Thresholds are re-optimised on each subset (NAB's one-threshold rule
-applied to that subset).
+applied to that subset); the second line is ``bench/nab/run.py``'s threshold checks (each
+half at the other half's threshold, each category at the other categories').
 """
 
 from __future__ import annotations
@@ -73,6 +74,31 @@ def report(res, windows, label=""):
     return f"{label:<30} " + "  ".join(line)
 
 
+def held_out(rows: dict[str, list[nab.ScoredRow]], part: list[str],
+             profile: str) -> tuple[float, float]:
+    """Normalised score of the files ``part`` at the threshold chosen on every other file of
+    ``rows`` (NAB's one-threshold rule applied without them), and that threshold."""
+    other = [r for name, rs in rows.items() if name not in part for r in rs]
+    thr = nab.score_corpus(other, profile).threshold
+    return nab.score_corpus([r for name in part for r in rows[name]], profile, thr).normalized, thr
+
+
+def checks(res, windows) -> str:
+    """The threshold checks of ``bench/nab/run.py`` in one line: each split half scored at
+    the threshold chosen on the other half (standard / low FP / low FN), then each category
+    with windows scored (standard) at the threshold chosen on the other categories."""
+    names = sorted(res)
+    rows = {n: nab.sweep_file(n, *res[n], windows.get(n, ())) for n in names}
+    halves = ["/".join(f"{held_out(rows, part, p)[0]:.1f}" for p in nab.PROFILES)
+              for part in (names[0::2], names[1::2])]
+    loco = []
+    for cat in sorted({n.split("/", 1)[0] for n in names}):
+        part = [n for n in names if n.startswith(cat + "/")]
+        if any(windows.get(n) for n in part):
+            loco.append(f"{held_out(rows, part, 'standard')[0]:.1f}")
+    return f"{'':<30} halves {halves[0]}  {halves[1]}  | loco " + " ".join(loco)
+
+
 def main(argv):
     spec = argv[0] if argv else "obsloop.detectors.series:SeriesAnomalyDetector"
     mod, _, attr = spec.partition(":")
@@ -85,6 +111,7 @@ def main(argv):
     windows = nab.load_windows(DATA / "windows.json")
     res, pps = run(lambda: cls(**kwargs), series)
     print(report(res, windows, " ".join(argv[1:]) or "default"), f"{pps:,.0f} pts/s")
+    print(checks(res, windows))
 
 
 if __name__ == "__main__":

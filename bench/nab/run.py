@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import DATA
+from harness import DATA, held_out
 from memory import bytes_per_detector
 
 from obsloop.detectors import nab
@@ -91,13 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {cat:<24} {n:2d} files " + " / ".join(f"{cats[p][cat]:6.1f}" for p in cats)
               + f"   FP rows (standard) {fp}")
     print("\nthreshold check (parameters fixed; the threshold is chosen without the part scored):")
+    by_file = {name: _rows(results, windows, [name]) for name in names}
     half = {"even files": names[0::2], "odd files": names[1::2]}
     for tag, part in half.items():
-        other = [k for k in names if k not in part]
-        line = []
-        for p in nab.PROFILES:
-            thr = nab.score_corpus(_rows(results, windows, other), p).threshold
-            line.append(f"{nab.score_corpus(_rows(results, windows, part), p, thr).normalized:.1f}")
+        line = [f"{held_out(by_file, part, p)[0]:.1f}" for p in nab.PROFILES]
         own = [f"{nab.score_corpus(_rows(results, windows, part), p).normalized:.1f}"
                for p in nab.PROFILES]
         print(f"  split-half, {tag:<18} " + " / ".join(line)
@@ -106,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         part = [k for k in names if k.startswith(cat + "/")]
         if not any(windows.get(k) for k in part):
             continue
-        other = [k for k in names if k not in part]
-        thr = nab.score_corpus(_rows(results, windows, other), "standard").threshold
-        got = nab.score_corpus(_rows(results, windows, part), "standard", thr).normalized
+        got, thr = held_out(by_file, part, "standard")
         print(f"  leave-one-category-out {cat:<24} {got:6.1f} at threshold {thr:.4f} "
               f"(corpus threshold: {cats['standard'][cat]:.1f})")
     per, state = bytes_per_detector()
