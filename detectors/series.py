@@ -39,7 +39,6 @@ _M64 = (1 << 64) - 1
 _E_INF = math.log1p(1e12)  # surprise of a change after a perfectly constant stretch
 _TAIL_BINS = 64
 _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
-_RAW_RES = 32.0  # the mean-shift view's bins per unit of log1p(its raw statistic, in [0, 1])
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
 _AR_MAX = 0.99  # the residual's AR(1) coefficient stays below 1 (a random walk is not learnt)
 _AR_WARMUP = 30  # points the AR(1) term learns before its surprise counts (and is clipped)
@@ -63,12 +62,6 @@ def _tail_bin(u: float) -> int:
     if u <= 0.0:
         return 0
     b = int(math.log1p(u) * _TAIL_RES)
-    return b if b < _TAIL_BINS else _TAIL_BINS - 1
-
-
-def _raw_bin(r: float) -> int:
-    """Histogram bin of the mean-shift view's raw statistic (``_shift_raw``, in ``[0, 1]``)."""
-    b = int(math.log1p(r) * _RAW_RES) if r > 0.0 else 0
     return b if b < _TAIL_BINS else _TAIL_BINS - 1
 
 
@@ -123,7 +116,6 @@ class SeriesAnomalyDetector:
         shift_season_off: float = 0.5,
         shift_season_after: float = 7.0,
         tail_alpha: float = 0.001,
-        tail_long_alpha: float = 0.0003,
         shift_reset: bool = True,
         ctx_levels: int = 8,
         ctx_order: int = 5,
@@ -159,7 +151,6 @@ class SeriesAnomalyDetector:
         self.shift_season_off = shift_season_off
         self.shift_season_after = shift_season_after
         self.tail_alpha = tail_alpha
-        self.tail_long_alpha = tail_long_alpha
         self.shift_reset = shift_reset
         self.ctx_levels = ctx_levels
         self.ctx_order = ctx_order
@@ -231,11 +222,6 @@ class SeriesAnomalyDetector:
         self.ctx_hi = 0.0
         self.tail_total = 0.0
         self.tail_gain = 1.0
-        # The same counts over a longer horizon (~1/tail_long_alpha points), same bins.
-        long_on = self.tail_alpha > 0.0 and self.tail_long_alpha > 0.0
-        self.ltail = array("f", [0.0]) * (2 * _TAIL_BINS) if long_on else array("f")
-        self.ltail_total = 0.0
-        self.ltail_gain = 1.0
         # AR(1) on the residual (``ar``): the last residual (clipped), EW means of
         # r_t * r_(t-1) and r_(t-1)^2 (their ratio is the coefficient), the EW variance of
         # the innovation and the points it has learnt (it may start after a restore).
@@ -282,7 +268,7 @@ class SeriesAnomalyDetector:
             if ow == ow and self.err[2] < best:
                 choice, offset = 2, ow
         if self.n == 0:
-            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, False, (
+            return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
                 self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
@@ -328,27 +314,18 @@ class SeriesAnomalyDetector:
             # from its prediction, and how new the sequence of levels ending at it is.
             raw = 0.5 * (raw + ctx[2])
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, False, ctx
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
         u = (short - self.lik_mean) / lik_sd
         u2 = -math.inf
-        b2 = _TAIL_BINS
-        if self.shift_alpha > 0.0 and 30 <= self.sn < self.warmup:
-            # Re-warming after its input switched: its history learns the new statistic
-            # (from 30 points, when the long standard deviation means something) before
-            # the view scores again.
-            b2 += _raw_bin(self._shift_raw(self._shift_input(x, d_slot)))
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
             u2 = (r2 - self.l2_mean) / l2_sd
-            # Its history is kept in the units of its raw statistic, which mean the same
-            # over time; its z (u2) is over a mean and variance that swell after every
-            # excursion and shrink in quiet stretches, so past z's are not today's.
-            b2 += _raw_bin(r2)
         direct = spatial and self.spatial_direct
         b = _TAIL_BINS - 1 if direct else _tail_bin(u)
+        b2 = _tail_bin(u2) + _TAIL_BINS
         if direct:
             score = 1.0
         elif self.tail_alpha > 0.0:
@@ -357,23 +334,8 @@ class SeriesAnomalyDetector:
             # (1 / tail_alpha points) of history; the more surprising view counts.
             k = 1.0 / self.tail_alpha
             tail, gain, norm = self.tail, self.tail_gain, self.tail_total + k
-            t1, t2 = _tail(u), _tail(u2)
-            p = (sum(tail[b:_TAIL_BINS]) / gain + k * t1) / norm
-            p2 = (sum(tail[b2:]) / gain + k * t2) / norm
-            if self.ltail:
-                # A view's statistic is rare only if it is rare over the longer horizon
-                # too (the larger p counts): a burst this series makes every few thousand
-                # points is its normal even when the last one has left the short horizon.
-                # The view with the smaller short-horizon p first: the other one's long
-                # horizon cannot change the result while its p is already larger.
-                if p <= p2:
-                    p = self._long_p(p, b, _TAIL_BINS, t1)
-                    if p > p2:
-                        p = min(p, self._long_p(p2, b2, 2 * _TAIL_BINS, t2))
-                else:
-                    p2 = self._long_p(p2, b2, 2 * _TAIL_BINS, t2)
-                    if p2 > p:
-                        p2 = min(p2, self._long_p(p, b, _TAIL_BINS, t1))
+            p = (sum(tail[b:_TAIL_BINS]) / gain + k * _tail(u)) / norm
+            p2 = (sum(tail[b2:]) / gain + k * _tail(u2)) / norm
             if p2 < p:
                 p = p2
             score = math.log(p) / _LOG_1E10 if p > 0.0 else 1.0
@@ -381,14 +343,7 @@ class SeriesAnomalyDetector:
             score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2)))) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, direct, ctx
-
-    def _long_p(self, p: float, b: int, end: int, t: float) -> float:
-        """The larger of ``p`` and the tail probability of bin ``b`` (of a view ending at
-        ``end``) over the long horizon, its Gaussian tail ``t`` a prior worth that horizon."""
-        k = 1.0 / self.tail_long_alpha
-        pl = (sum(self.ltail[b:end]) / self.ltail_gain + k * t) / (self.ltail_total + k)
-        return pl if pl > p else p
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
 
     def _ar_phi(self) -> float:
         """The residual's lag-1 autocorrelation, in ``[0, _AR_MAX]``."""
@@ -458,7 +413,7 @@ class SeriesAnomalyDetector:
         ts: float,
         evaluated: tuple[Any, ...],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, direct, ctx = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
@@ -470,22 +425,6 @@ class SeriesAnomalyDetector:
             self.tail[b2] += g
             self.tail_gain = g
             self.tail_total = (1.0 - self.tail_alpha) * self.tail_total + 1.0
-            # The long horizon: the same counts, its own decay. A new extreme (scored 1 by
-            # the range, recorded in the short history at the top bin, which every later
-            # point's count includes) is left out of it: there it would excuse everything
-            # for the whole long horizon.
-            if self.ltail:
-                g = self.ltail_gain / (1.0 - self.tail_long_alpha)
-                if g > 1e30:
-                    ltail = self.ltail
-                    for k in range(2 * _TAIL_BINS):
-                        ltail[k] = ltail[k] / g
-                    g = 1.0
-                if not direct:  # a new extreme is the range's to score, see below
-                    self.ltail[b] += g
-                self.ltail[b2] += g
-                self.ltail_gain = g
-                self.ltail_total = (1.0 - self.tail_long_alpha) * self.ltail_total + 1.0
         sx = self._shift_input(x, d_slot) if self.n > 0 else x
         if self.t0 != self.t0:  # NaN: first point, or first point after an old checkpoint
             self.t0 = ts
@@ -567,10 +506,6 @@ class SeriesAnomalyDetector:
             if flip:
                 self.sdes = not self.sdes
                 self.sn = 0
-                # Its tail history is of the other input's statistic: it starts afresh too.
-                for hist in (self.tail, self.ltail):
-                    if hist:
-                        hist[_TAIL_BINS:] = array("f", [0.0]) * _TAIL_BINS
                 sx = self._shift_input(x, d_slot)
         if self.shift_alpha > 0.0:
             if self.sn == 0:

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_VERSION", "from_state", "to_state"]
 
-STATE_VERSION = 9
-_OLD_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)  # readable: the new parts start empty
+STATE_VERSION = 8
+_OLD_VERSIONS = (1, 2, 3, 4, 5, 6, 7)  # readable: the new parts start empty
 
 
 def to_state(det: SeriesAnomalyDetector) -> dict[str, Any]:
@@ -50,7 +50,6 @@ def to_state(det: SeriesAnomalyDetector) -> dict[str, Any]:
         "ctx": [det.ctx_n, det.ctx_hist, det.ctx_new, det.ctx_lo, det.ctx_hi,
                 det.ctx_seen.hex()],
         "ar": [det.ar_n, det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var],
-        "ltail": [det.ltail_total, det.ltail_gain, *(_f32(v) for v in det.ltail)],
     }
 
 
@@ -108,12 +107,6 @@ def from_state(cls: type[SeriesAnomalyDetector], state: dict[str, Any]) -> Serie
         total, gain, *bins = state["tail"]
         det.tail_total, det.tail_gain = float(total), float(gain)
         det.tail = array("f", [float(v) for v in bins])
-        if version in (6, 7, 8):
-            _upgrade_tail(det)
-    if "ltail" in state and det.ltail:
-        total, gain, *bins = state["ltail"]
-        det.ltail_total, det.ltail_gain = float(total), float(gain)
-        det.ltail = array("f", [float(v) for v in bins])
     if "ctx" in state and det.ctx_levels:  # before version 7: an empty context table
         ctx_n, hist, new, lo, hi, seen = state["ctx"]
         det.ctx_n, det.ctx_hist, det.ctx_new = int(ctx_n), int(hist), int(new)
@@ -126,30 +119,6 @@ def from_state(cls: type[SeriesAnomalyDetector], state: dict[str, Any]) -> Serie
         det.ar_n = int(ar_n)
         det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var = (float(v) for v in rest)
     return det
-
-
-def _upgrade_tail(det: SeriesAnomalyDetector) -> None:
-    """A tail history from versions 6-8 in version 9's layout.
-
-    Before version 9 the mean-shift view's counts were binned by its z (``u2``); each bin
-    moves to the bin of the raw statistic that z stood for under the restored mean and
-    variance (the middle of the bin; the lowest bin, below the mean, to the lowest). The
-    long horizon starts as a copy of the short one (its counts so far, a prior worth its
-    own horizon), so a restored series does not lose what it has learnt is normal."""
-    from obsloop.detectors.series import _TAIL_BINS, _TAIL_RES, _raw_bin
-
-    tail = det.tail
-    sd = max(math.sqrt(det.l2_var), det.min_likelihood_std)
-    moved = [0.0] * _TAIL_BINS
-    for j in range(_TAIL_BINS):
-        c = tail[_TAIL_BINS + j]
-        if c:
-            r = det.l2_mean + math.expm1((j + 0.5) / _TAIL_RES) * sd if j else 0.0
-            moved[_raw_bin(min(r, 1.0))] += c
-    tail[_TAIL_BINS:] = array("f", moved)
-    if det.ltail:
-        det.ltail = array("f", [v / det.tail_gain for v in tail])
-        det.ltail_total, det.ltail_gain = det.tail_total, 1.0
 
 
 def _f32(v: float) -> float:
