@@ -5,7 +5,8 @@ category, and a fixed dev/hold-out split.
 
 The split is fixed (alternate files in name order), not chosen by score: dev = even indices,
 hold-out = odd indices. Thresholds are re-optimised on each subset (NAB's one-threshold rule
-applied to that subset).
+applied to that subset); the lines after it are ``bench/nab/run.py``'s threshold checks
+(each half at the other half's threshold, each category at the others').
 """
 
 from __future__ import annotations
@@ -50,13 +51,44 @@ def run(factory, series):
     return res, n / (time.process_time() - t0)
 
 
-def evaluate(res, windows, names=None):
-    names = names or sorted(res)
-    rows = []
+def corpus_rows(res, windows, names) -> list[nab.ScoredRow]:
+    """The scorable rows of the files ``names`` (``res``: name -> (timestamps, scores))."""
+    rows: list[nab.ScoredRow] = []
     for name in names:
-        ts, sc = res[name]
-        rows.extend(nab.sweep_file(name, ts, sc, windows.get(name, ())))
+        rows.extend(nab.sweep_file(name, *res[name], windows.get(name, ())))
+    return rows
+
+
+def evaluate(res, windows, names=None):
+    rows = corpus_rows(res, windows, names or sorted(res))
     return {p: nab.score_corpus(rows, p) for p in nab.PROFILES}
+
+
+def threshold_checks(res, windows) -> list[str]:
+    """The checks that the corpus threshold is not fitted to a part: each split half (even /
+    odd files) scored at the threshold chosen on the other half, and each category with
+    windows scored (standard) at the threshold chosen on the other categories."""
+    names = sorted(res)
+    lines = []
+    for tag, part in {"even files": names[0::2], "odd files": names[1::2]}.items():
+        other = corpus_rows(res, windows, [k for k in names if k not in part])
+        rows = corpus_rows(res, windows, part)
+        line = [f"{nab.score_corpus(rows, p, nab.score_corpus(other, p).threshold).normalized:.1f}"
+                for p in nab.PROFILES]
+        own = [f"{nab.score_corpus(rows, p).normalized:.1f}" for p in nab.PROFILES]
+        lines.append(f"  split-half, {tag:<18} " + " / ".join(line)
+                     + f"   (own threshold {' / '.join(own)})")
+    cats = nab.by_category(evaluate(res, windows)["standard"], "standard")
+    for cat, at_corpus in cats.items():
+        part = [k for k in names if k.startswith(cat + "/")]
+        if not any(windows.get(k) for k in part):
+            continue
+        thr = nab.score_corpus(
+            corpus_rows(res, windows, [k for k in names if k not in part]), "standard").threshold
+        got = nab.score_corpus(corpus_rows(res, windows, part), "standard", thr).normalized
+        lines.append(f"  leave-one-category-out {cat:<24} {got:6.1f} at threshold {thr:.4f} "
+                     f"(corpus threshold: {at_corpus:.1f})")
+    return lines
 
 
 def report(res, windows, label=""):
@@ -85,6 +117,7 @@ def main(argv):
     windows = nab.load_windows(DATA / "windows.json")
     res, pps = run(lambda: cls(**kwargs), series)
     print(report(res, windows, " ".join(argv[1:]) or "default"), f"{pps:,.0f} pts/s")
+    print("\n".join(threshold_checks(res, windows)))
 
 
 if __name__ == "__main__":
