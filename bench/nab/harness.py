@@ -5,8 +5,8 @@ category, and a fixed dev/hold-out split.
 
 The split is fixed (alternate files in name order), not chosen by score: dev = even indices,
 hold-out = odd indices. Thresholds are re-optimised on each subset (NAB's one-threshold rule
-applied to that subset); the second line is ``bench/nab/run.py``'s threshold checks (each
-half at the other half's threshold, each category at the other categories').
+applied to that subset); the lines after it are ``bench/nab/run.py``'s threshold checks
+(each half at the other half's threshold, each category at the others').
 """
 
 from __future__ import annotations
@@ -51,13 +51,44 @@ def run(factory, series):
     return res, n / (time.process_time() - t0)
 
 
-def evaluate(res, windows, names=None):
-    names = names or sorted(res)
-    rows = []
+def corpus_rows(res, windows, names) -> list[nab.ScoredRow]:
+    """The scorable rows of the files ``names`` (``res``: name -> (timestamps, scores))."""
+    rows: list[nab.ScoredRow] = []
     for name in names:
-        ts, sc = res[name]
-        rows.extend(nab.sweep_file(name, ts, sc, windows.get(name, ())))
+        rows.extend(nab.sweep_file(name, *res[name], windows.get(name, ())))
+    return rows
+
+
+def evaluate(res, windows, names=None):
+    rows = corpus_rows(res, windows, names or sorted(res))
     return {p: nab.score_corpus(rows, p) for p in nab.PROFILES}
+
+
+def threshold_checks(res, windows) -> list[str]:
+    """The checks that the corpus threshold is not fitted to a part: each split half (even /
+    odd files) scored at the threshold chosen on the other half, and each category with
+    windows scored (standard) at the threshold chosen on the other categories."""
+    names = sorted(res)
+    lines = []
+    for tag, part in {"even files": names[0::2], "odd files": names[1::2]}.items():
+        other = corpus_rows(res, windows, [k for k in names if k not in part])
+        rows = corpus_rows(res, windows, part)
+        line = [f"{nab.score_corpus(rows, p, nab.score_corpus(other, p).threshold).normalized:.1f}"
+                for p in nab.PROFILES]
+        own = [f"{nab.score_corpus(rows, p).normalized:.1f}" for p in nab.PROFILES]
+        lines.append(f"  split-half, {tag:<18} " + " / ".join(line)
+                     + f"   (own threshold {' / '.join(own)})")
+    cats = nab.by_category(evaluate(res, windows)["standard"], "standard")
+    for cat, at_corpus in cats.items():
+        part = [k for k in names if k.startswith(cat + "/")]
+        if not any(windows.get(k) for k in part):
+            continue
+        thr = nab.score_corpus(
+            corpus_rows(res, windows, [k for k in names if k not in part]), "standard").threshold
+        got = nab.score_corpus(corpus_rows(res, windows, part), "standard", thr).normalized
+        lines.append(f"  leave-one-category-out {cat:<24} {got:6.1f} at threshold {thr:.4f} "
+                     f"(corpus threshold: {at_corpus:.1f})")
+    return lines
 
 
 def report(res, windows, label=""):
@@ -74,31 +105,6 @@ def report(res, windows, label=""):
     return f"{label:<30} " + "  ".join(line)
 
 
-def held_out(rows: dict[str, list[nab.ScoredRow]], part: list[str],
-             profile: str) -> tuple[float, float]:
-    """Normalised score of the files ``part`` at the threshold chosen on every other file of
-    ``rows`` (NAB's one-threshold rule applied without them), and that threshold."""
-    other = [r for name, rs in rows.items() if name not in part for r in rs]
-    thr = nab.score_corpus(other, profile).threshold
-    return nab.score_corpus([r for name in part for r in rows[name]], profile, thr).normalized, thr
-
-
-def checks(res, windows) -> str:
-    """The threshold checks of ``bench/nab/run.py`` in one line: each split half scored at
-    the threshold chosen on the other half (standard / low FP / low FN), then each category
-    with windows scored (standard) at the threshold chosen on the other categories."""
-    names = sorted(res)
-    rows = {n: nab.sweep_file(n, *res[n], windows.get(n, ())) for n in names}
-    halves = ["/".join(f"{held_out(rows, part, p)[0]:.1f}" for p in nab.PROFILES)
-              for part in (names[0::2], names[1::2])]
-    loco = []
-    for cat in sorted({n.split("/", 1)[0] for n in names}):
-        part = [n for n in names if n.startswith(cat + "/")]
-        if any(windows.get(n) for n in part):
-            loco.append(f"{held_out(rows, part, 'standard')[0]:.1f}")
-    return f"{'':<30} halves {halves[0]}  {halves[1]}  | loco " + " ".join(loco)
-
-
 def main(argv):
     spec = argv[0] if argv else "obsloop.detectors.series:SeriesAnomalyDetector"
     mod, _, attr = spec.partition(":")
@@ -111,7 +117,7 @@ def main(argv):
     windows = nab.load_windows(DATA / "windows.json")
     res, pps = run(lambda: cls(**kwargs), series)
     print(report(res, windows, " ".join(argv[1:]) or "default"), f"{pps:,.0f} pts/s")
-    print(checks(res, windows))
+    print("\n".join(threshold_checks(res, windows)))
 
 
 if __name__ == "__main__":

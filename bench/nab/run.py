@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import DATA, held_out
+from harness import DATA, corpus_rows, threshold_checks
 from memory import bytes_per_detector
 
 from obsloop.detectors import nab
@@ -40,13 +40,6 @@ def read_scores(path: Path) -> tuple[list[datetime], list[float]]:
             ts.append(datetime.fromisoformat(row["timestamp"]))
             scores.append(float(row["anomaly_score"]))
     return ts, scores
-
-
-def _rows(results, windows, names) -> list[nab.ScoredRow]:
-    rows: list[nab.ScoredRow] = []
-    for name in names:
-        rows.extend(nab.sweep_file(name, *results[name], windows.get(name, ())))
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"warning: no scores for {missing}", file=sys.stderr)
     names = sorted(results)
-    rows = _rows(results, windows, names)
+    rows = corpus_rows(results, windows, names)
     scored = {p: nab.score_corpus(rows, p) for p in nab.PROFILES}
     n_windows = sum(len(windows.get(k, [])) for k in results)
     print(f"NAB development corpus: {stats.files} files, {stats.rows} points, {n_windows} windows"
@@ -91,21 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {cat:<24} {n:2d} files " + " / ".join(f"{cats[p][cat]:6.1f}" for p in cats)
               + f"   FP rows (standard) {fp}")
     print("\nthreshold check (parameters fixed; the threshold is chosen without the part scored):")
-    by_file = {name: _rows(results, windows, [name]) for name in names}
-    half = {"even files": names[0::2], "odd files": names[1::2]}
-    for tag, part in half.items():
-        line = [f"{held_out(by_file, part, p)[0]:.1f}" for p in nab.PROFILES]
-        own = [f"{nab.score_corpus(_rows(results, windows, part), p).normalized:.1f}"
-               for p in nab.PROFILES]
-        print(f"  split-half, {tag:<18} " + " / ".join(line)
-              + f"   (own threshold {' / '.join(own)})")
-    for cat in cats["standard"]:
-        part = [k for k in names if k.startswith(cat + "/")]
-        if not any(windows.get(k) for k in part):
-            continue
-        got, thr = held_out(by_file, part, "standard")
-        print(f"  leave-one-category-out {cat:<24} {got:6.1f} at threshold {thr:.4f} "
-              f"(corpus threshold: {cats['standard'][cat]:.1f})")
+    print("\n".join(threshold_checks(results, windows)))
     per, state = bytes_per_detector()
     print(f"\nthroughput: {stats.rows / wall:,.0f} points/s wall, {stats.rows / cpu:,.0f} points/s "
           f"per core (CPU time; includes CSV read and write), {os.cpu_count()} cores present")
