@@ -122,6 +122,9 @@ class SeriesAnomalyDetector:
         ctx_bits: int = 4096,
         ctx_fill: int = 8,
         ar: bool = True,
+        ar_order: int = 1,
+        q_surprise: float = 0.0,
+        holt: float = 0.0,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -157,6 +160,9 @@ class SeriesAnomalyDetector:
         self.ctx_bits = ctx_bits
         self.ctx_fill = ctx_fill
         self.ar = ar
+        self.ar_order = ar_order
+        self.q_surprise = q_surprise
+        self.holt = holt
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -173,7 +179,7 @@ class SeriesAnomalyDetector:
         self.lo = math.inf
         self.hi = -math.inf
         # EW mean absolute error of the three predictors: none, daily, weekly.
-        self.err = [0.0, 0.0, 0.0]
+        self.err = [0.0, 0.0, 0.0, 0.0]
         # Seasonal offsets (NaN = slot never seen); float32 keeps 50k series small.
         self.daily = array("f", [math.nan]) * _DAY_SLOTS if self.seasonality else array("f")
         self.weekly = array("f", [math.nan]) * _WEEK_SLOTS if self.seasonality else array("f")
@@ -230,6 +236,17 @@ class SeriesAnomalyDetector:
         self.ar_c0 = 0.0
         self.ar_var = 0.0
         self.ar_n = 0
+        # AR(p), p = ar_order > 1: lagged clipped residuals, EW autocovariances, coefficients.
+        order = self.ar_order if self.ar_order > 1 else 0
+        self.ar_lags = [0.0] * order
+        self.ar_cov = [0.0] * (order + 1 if order else 0)
+        self.ar_coef = [0.0] * order
+        # Quantile surprise: EW quantiles (0.5, 0.9, 0.99) of |resid| and |innovation|.
+        self.qr = [0.0, 0.0, 0.0]
+        self.qi = [0.0, 0.0, 0.0]
+        # Holt: level, trend
+        self.hl = 0.0
+        self.hb = 0.0
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
@@ -259,29 +276,42 @@ class SeriesAnomalyDetector:
         w_slot = int(((ts + 3 * _DAY) % _WEEK) // 3600.0)  # epoch day 0 was a Thursday
         choice = 0
         offset = 0.0
+        best = self.err[0]
         if self.seasonality:
-            best = self.err[0]
             od = self.daily[d_slot]
             if od == od and self.err[1] < best:  # od == od: not NaN
                 choice, offset, best = 1, od, self.err[1]
             ow = self.weekly[w_slot]
             if ow == ow and self.err[2] < best:
-                choice, offset = 2, ow
+                choice, offset, best = 2, ow, self.err[2]
+        if self.holt > 0.0 and self.n > 0 and self.err[3] < best:
+            choice, offset = 3, self.hl + self.hb - self.level
         if self.n == 0:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
                 self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
-        e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
+        if self.q_surprise > 0.0 and self.n > 30:
+            e = math.log1p(_qz(abs(resid), self.qr, sd))
+        else:
+            e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
         if self.ar and self.ar_n > _AR_WARMUP:
             # Two time scales: how far the value is from the level, and how far from where
             # the last residual said it would be (its AR(1) innovation, over its own scale).
             # The more surprised of the two counts: a wandering series' sudden step within
             # its range is news, and so is a value far from a level it crept away from.
-            innov = resid - self._ar_phi() * self.ar_prev
+            if self.ar_coef:
+                innov = resid
+                for c, lag in zip(self.ar_coef, self.ar_lags):
+                    innov -= c * lag
+            else:
+                innov = resid - self._ar_phi() * self.ar_prev
             sd_ar = math.sqrt(self.ar_var)
-            e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
-                    else (0.0 if innov == 0.0 else _E_INF))
+            if self.q_surprise > 0.0:
+                e_ar = math.log1p(_qz(abs(innov), self.qi, sd_ar))
+            else:
+                e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
+                        else (0.0 if innov == 0.0 else _E_INF))
             if e_ar > e:
                 e = e_ar
         e_slot = 0
@@ -360,17 +390,35 @@ class SeriesAnomalyDetector:
         deviations, in the statistics and as the next prediction's input: a spike must
         neither teach the series that it wanders nor make the next point a second spike."""
         prev = self.ar_prev
-        innov = r - self._ar_phi() * prev
-        q = innov * innov
+        lags = self.ar_lags
+        if lags:
+            innov = r
+            for c, lag in zip(self.ar_coef, lags):
+                innov -= c * lag
+        else:
+            innov = r - self._ar_phi() * prev
         sd = math.sqrt(self.ar_var)
+        if self.q_surprise > 0.0 and self.ar_n >= _AR_WARMUP:
+            _q_learn(self.qi, abs(innov), sd, self.q_surprise, self.ar_n == _AR_WARMUP)
+        q = innov * innov
         if self.var_clip > 0.0 and self.ar_n >= _AR_WARMUP and sd > 0.0:
             lim = self.var_clip * sd
             q = q if q < lim * lim else lim * lim
             r = lim if r > lim else (-lim if r < -lim else r)
         b = max(va, 1.0 / (self.ar_n + 1))
         self.ar_var = (1.0 - b) * (self.ar_var + b * q)
-        self.ar_c1 += a * (r * prev - self.ar_c1)
-        self.ar_c0 += a * (prev * prev - self.ar_c0)
+        if lags:
+            cov = self.ar_cov
+            cov[0] += a * (prev * prev - cov[0])
+            for k, lag in enumerate(lags, 1):
+                cov[k] += a * (r * lag - cov[k])
+            lags.insert(0, r)
+            lags.pop()
+            self.ar_coef = _levinson(cov)
+            prev = r
+        else:
+            self.ar_c1 += a * (r * prev - self.ar_c1)
+            self.ar_c0 += a * (prev * prev - self.ar_c0)
         self.ar_prev = r
         self.ar_n += 1
 
@@ -429,11 +477,11 @@ class SeriesAnomalyDetector:
         if self.t0 != self.t0:  # NaN: first point, or first point after an old checkpoint
             self.t0 = ts
         if self.n == 0:
-            self.level = x
+            self.level = self.hl = x
         else:
             a = self.alpha
             # Level follows the de-seasonalised value so it does not chase the daily cycle.
-            if choice == 0:
+            if choice == 0 or choice == 3:
                 deseason = x
             elif choice == 1:
                 deseason = x - self.daily[d_slot]
@@ -444,6 +492,15 @@ class SeriesAnomalyDetector:
             va = self.var_alpha if self.var_alpha > a else a
             if self.ar:
                 self._learn_ar(resid, a, va)
+            if self.q_surprise > 0.0 and self.n >= 30:
+                _q_learn(self.qr, abs(resid), math.sqrt(self.var), self.q_surprise, self.n == 30)
+            if self.holt > 0.0:
+                pred = self.hl + self.hb
+                err = self.err
+                err[3] += a * (abs(x - pred) - err[3])
+                hl = pred + a * (x - pred)
+                self.hb += self.holt * (hl - self.hl - self.hb)
+                self.hl = hl
             r2 = resid * resid
             if self.var_clip > 0.0 and self.n >= 30:
                 lim = self.var_clip * self.var_clip * self.var
@@ -652,6 +709,50 @@ class SeriesAnomalyDetector:
             score *= self.damping
         self._learn(x, ts, evaluated)
         return score
+
+
+_QZ = (0.6745, 1.6449, 2.5758)  # standard normal quantiles of |z| at 0.5, 0.9, 0.99
+
+
+def _qz(a: float, q: list[float], sd: float) -> float:
+    """The Gaussian |z| at the same place among the series' quantiles of its absolute
+    residual as ``a``; beyond the 0.99 quantile, extrapolated with the slope between the 0.9
+    and 0.99 quantiles (a heavy tail has a gentle slope)."""
+    q50, q90, q99 = q
+    if q50 <= 0.0 or q90 <= q50 or q99 <= q90:
+        return a / sd if sd > 0.0 else (0.0 if a == 0.0 else 1e12)
+    if a <= q50:
+        return _QZ[0] * a / q50
+    if a <= q90:
+        return _QZ[0] + (_QZ[1] - _QZ[0]) * (a - q50) / (q90 - q50)
+    return _QZ[1] + (_QZ[2] - _QZ[1]) * (a - q90) / (q99 - q90)
+
+
+def _q_learn(q: list[float], a: float, sd: float, rate: float, init: bool) -> None:
+    """One step of the EW quantile estimates ``q`` (0.5, 0.9, 0.99) towards ``a``."""
+    if init or q[0] <= 0.0:
+        q[0], q[1], q[2] = _QZ[0] * sd, _QZ[1] * sd, _QZ[2] * sd
+        return
+    step = rate * sd
+    for j, tau in enumerate((0.5, 0.9, 0.99)):
+        q[j] += step * (tau - (1.0 if a <= q[j] else 0.0))
+
+
+def _levinson(cov: list[float]) -> list[float]:
+    """AR coefficients from autocovariances (Levinson-Durbin); the first reflection
+    coefficient in ``[0, _AR_MAX]``, the others in ``[-_AR_MAX, _AR_MAX]``."""
+    err = cov[0]
+    phi: list[float] = []
+    for k in range(1, len(cov)):
+        if err <= 0.0:
+            return phi + [0.0] * (len(cov) - k)
+        acc = cov[k] - sum(c * cov[k - j] for j, c in enumerate(phi, 1))
+        kap = acc / err
+        lo = 0.0 if k == 1 else -_AR_MAX
+        kap = lo if kap < lo else (_AR_MAX if kap > _AR_MAX else kap)
+        phi = [c - kap * phi[k - 2 - j] for j, c in enumerate(phi)] + [kap]
+        err *= 1.0 - kap * kap
+    return phi
 
 
 def _check_value(x: float) -> float:
