@@ -125,6 +125,12 @@ class SeriesAnomalyDetector:
         ar_order: int = 1,
         q_surprise: float = 0.0,
         holt: float = 0.0,
+        q_which: int = 3,
+        soft: bool = False,
+        huber: float = 0.0,
+        hvar: float = 0.0,
+        huber_season: bool = False,
+        hmode: int = 0,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -163,6 +169,12 @@ class SeriesAnomalyDetector:
         self.ar_order = ar_order
         self.q_surprise = q_surprise
         self.holt = holt
+        self.q_which = q_which
+        self.soft = soft
+        self.huber = huber
+        self.hvar = hvar
+        self.huber_season = huber_season
+        self.hmode = hmode
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -244,6 +256,7 @@ class SeriesAnomalyDetector:
         # Quantile surprise: EW quantiles (0.5, 0.9, 0.99) of |resid| and |innovation|.
         self.qr = [0.0, 0.0, 0.0]
         self.qi = [0.0, 0.0, 0.0]
+        self.hv = array("f", [math.nan]) * _DAY_SLOTS
         # Holt: level, trend
         self.hl = 0.0
         self.hb = 0.0
@@ -286,12 +299,34 @@ class SeriesAnomalyDetector:
                 choice, offset, best = 2, ow, self.err[2]
         if self.holt > 0.0 and self.n > 0 and self.err[3] < best:
             choice, offset = 3, self.hl + self.hb - self.level
+        if self.soft and self.seasonality and choice:
+            ws = 1.0 / (self.err[0] + 1e-12) ** 2
+            tot = 0.0
+            od, ow = self.daily[d_slot], self.weekly[w_slot]
+            if od == od:
+                w = 1.0 / (self.err[1] + 1e-12) ** 2
+                ws += w
+                tot += w * od
+            if ow == ow:
+                w = 1.0 / (self.err[2] + 1e-12) ** 2
+                ws += w
+                tot += w * ow
+            offset = tot / ws
         if self.n == 0:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
                 self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
-        if self.q_surprise > 0.0 and self.n > 30:
+        if self.hvar > 0.0 and self.n > 300:
+            hv = self.hv[d_slot]
+            if hv == hv:
+                if self.hmode == 0:
+                    sd = math.sqrt(hv)
+                elif self.hmode == 1:
+                    sd = math.sqrt(max(hv, self.var))
+                else:
+                    sd = math.sqrt(math.sqrt(hv * self.var))
+        if self.q_surprise > 0.0 and self.n > 30 and self.q_which & 1:
             e = math.log1p(_qz(abs(resid), self.qr, sd))
         else:
             e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -307,7 +342,7 @@ class SeriesAnomalyDetector:
             else:
                 innov = resid - self._ar_phi() * self.ar_prev
             sd_ar = math.sqrt(self.ar_var)
-            if self.q_surprise > 0.0:
+            if self.q_surprise > 0.0 and self.q_which & 2:
                 e_ar = math.log1p(_qz(abs(innov), self.qi, sd_ar))
             else:
                 e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
@@ -374,6 +409,12 @@ class SeriesAnomalyDetector:
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
+
+    def _hclip(self, d: float) -> float:
+        if self.huber_season and self.n >= 30:
+            lim = self.huber * math.sqrt(self.var)
+            return lim if d > lim else (-lim if d < -lim else d)
+        return d
 
     def _ar_phi(self) -> float:
         """The residual's lag-1 autocorrelation, in ``[0, _AR_MAX]``."""
@@ -481,7 +522,9 @@ class SeriesAnomalyDetector:
         else:
             a = self.alpha
             # Level follows the de-seasonalised value so it does not chase the daily cycle.
-            if choice == 0 or choice == 3:
+            if self.soft:
+                deseason = resid + self.level
+            elif choice == 0 or choice == 3:
                 deseason = x
             elif choice == 1:
                 deseason = x - self.daily[d_slot]
@@ -507,6 +550,16 @@ class SeriesAnomalyDetector:
                 if r2 > lim:
                     r2 = lim
             self.var = (1.0 - va) * (self.var + va * r2)
+            if self.hvar > 0.0:
+                hv = self.hv[d_slot]
+                if hv == hv:
+                    if self.n >= 30 and self.var_clip > 0.0:
+                        lim = self.var_clip * self.var_clip * hv
+                        r2 = resid * resid
+                        r2 = lim if r2 > lim else r2
+                    self.hv[d_slot] = (1.0 - self.hvar) * (hv + self.hvar * r2)
+                elif self.n >= 30:
+                    self.hv[d_slot] = self.var
             if self.seasonality:
                 dev = x - self.level
                 err = self.err
@@ -515,18 +568,22 @@ class SeriesAnomalyDetector:
                 od = self.daily[d_slot]
                 if od == od:
                     err[1] += a * (abs(dev - od) - err[1])
-                    self.daily[d_slot] = od + sa * (dev - od)
+                    self.daily[d_slot] = od + sa * self._hclip(dev - od)
                 else:
                     err[1] += a * (abs(dev) - err[1])
                     self.daily[d_slot] = dev
                 ow = self.weekly[w_slot]
                 if ow == ow:
                     err[2] += a * (abs(dev - ow) - err[2])
-                    self.weekly[w_slot] = ow + sa * (dev - ow)
+                    self.weekly[w_slot] = ow + sa * self._hclip(dev - ow)
                 else:
                     err[2] += a * (abs(dev) - err[2])
                     self.weekly[w_slot] = dev
-            self.level += a * (deseason - self.level)
+            dl = deseason - self.level
+            if self.huber > 0.0 and self.n >= 30:
+                lim = self.huber * math.sqrt(self.var)
+                dl = lim if dl > lim else (-lim if dl < -lim else dl)
+            self.level += a * dl
             if self.seasonality:
                 # The envelope learns at most env_cap: one huge incident at 02:00 must not
                 # blind 02:00 for weeks (env_decay is ~3 % a day). With env_start it does not
