@@ -122,15 +122,8 @@ class SeriesAnomalyDetector:
         ctx_bits: int = 4096,
         ctx_fill: int = 8,
         ar: bool = True,
-        ar_order: int = 1,
-        q_surprise: float = 0.0,
-        holt: float = 0.0,
-        q_which: int = 3,
-        soft: bool = False,
-        huber: float = 0.0,
-        hvar: float = 0.0,
-        huber_season: bool = False,
-        hmode: int = 0,
+        hour_var_alpha: float = 0.03,
+        level_clip: float = 5.0,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -166,15 +159,8 @@ class SeriesAnomalyDetector:
         self.ctx_bits = ctx_bits
         self.ctx_fill = ctx_fill
         self.ar = ar
-        self.ar_order = ar_order
-        self.q_surprise = q_surprise
-        self.holt = holt
-        self.q_which = q_which
-        self.soft = soft
-        self.huber = huber
-        self.hvar = hvar
-        self.huber_season = huber_season
-        self.hmode = hmode
+        self.hour_var_alpha = hour_var_alpha
+        self.level_clip = level_clip
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -191,7 +177,7 @@ class SeriesAnomalyDetector:
         self.lo = math.inf
         self.hi = -math.inf
         # EW mean absolute error of the three predictors: none, daily, weekly.
-        self.err = [0.0, 0.0, 0.0, 0.0]
+        self.err = [0.0, 0.0, 0.0]
         # Seasonal offsets (NaN = slot never seen); float32 keeps 50k series small.
         self.daily = array("f", [math.nan]) * _DAY_SLOTS if self.seasonality else array("f")
         self.weekly = array("f", [math.nan]) * _WEEK_SLOTS if self.seasonality else array("f")
@@ -248,18 +234,10 @@ class SeriesAnomalyDetector:
         self.ar_c0 = 0.0
         self.ar_var = 0.0
         self.ar_n = 0
-        # AR(p), p = ar_order > 1: lagged clipped residuals, EW autocovariances, coefficients.
-        order = self.ar_order if self.ar_order > 1 else 0
-        self.ar_lags = [0.0] * order
-        self.ar_cov = [0.0] * (order + 1 if order else 0)
-        self.ar_coef = [0.0] * order
-        # Quantile surprise: EW quantiles (0.5, 0.9, 0.99) of |resid| and |innovation|.
-        self.qr = [0.0, 0.0, 0.0]
-        self.qi = [0.0, 0.0, 0.0]
-        self.hv = array("f", [math.nan]) * _DAY_SLOTS
-        # Holt: level, trend
-        self.hl = 0.0
-        self.hb = 0.0
+        # The residual's EW variance per hour of the day (``hour_var_alpha``; NaN = slot not
+        # seen yet, it then starts from the series-wide variance).
+        self.hour_var = (array("f", [math.nan]) * _DAY_SLOTS
+                         if self.seasonality and self.hour_var_alpha > 0.0 else array("f"))
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
@@ -289,64 +267,32 @@ class SeriesAnomalyDetector:
         w_slot = int(((ts + 3 * _DAY) % _WEEK) // 3600.0)  # epoch day 0 was a Thursday
         choice = 0
         offset = 0.0
-        best = self.err[0]
         if self.seasonality:
+            best = self.err[0]
             od = self.daily[d_slot]
             if od == od and self.err[1] < best:  # od == od: not NaN
                 choice, offset, best = 1, od, self.err[1]
             ow = self.weekly[w_slot]
             if ow == ow and self.err[2] < best:
-                choice, offset, best = 2, ow, self.err[2]
-        if self.holt > 0.0 and self.n > 0 and self.err[3] < best:
-            choice, offset = 3, self.hl + self.hb - self.level
-        if self.soft and self.seasonality and choice:
-            ws = 1.0 / (self.err[0] + 1e-12) ** 2
-            tot = 0.0
-            od, ow = self.daily[d_slot], self.weekly[w_slot]
-            if od == od:
-                w = 1.0 / (self.err[1] + 1e-12) ** 2
-                ws += w
-                tot += w * od
-            if ow == ow:
-                w = 1.0 / (self.err[2] + 1e-12) ** 2
-                ws += w
-                tot += w * ow
-            offset = tot / ws
+                choice, offset = 2, ow
         if self.n == 0:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
                 self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
-        sd = math.sqrt(self.var)
-        if self.hvar > 0.0 and self.n > 300:
-            hv = self.hv[d_slot]
-            if hv == hv:
-                if self.hmode == 0:
-                    sd = math.sqrt(hv)
-                elif self.hmode == 1:
-                    sd = math.sqrt(max(hv, self.var))
-                else:
-                    sd = math.sqrt(math.sqrt(hv * self.var))
-        if self.q_surprise > 0.0 and self.n > 30 and self.q_which & 1:
-            e = math.log1p(_qz(abs(resid), self.qr, sd))
-        else:
-            e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
+        # The residual's scale at this hour of the day where known: a series noisy by day
+        # and quiet at night (request volume) is judged by each hour's noise.
+        hv = self.hour_var[d_slot] if self.hour_var else math.nan
+        sd = math.sqrt(hv if hv == hv else self.var)
+        e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
         if self.ar and self.ar_n > _AR_WARMUP:
             # Two time scales: how far the value is from the level, and how far from where
             # the last residual said it would be (its AR(1) innovation, over its own scale).
             # The more surprised of the two counts: a wandering series' sudden step within
             # its range is news, and so is a value far from a level it crept away from.
-            if self.ar_coef:
-                innov = resid
-                for c, lag in zip(self.ar_coef, self.ar_lags):
-                    innov -= c * lag
-            else:
-                innov = resid - self._ar_phi() * self.ar_prev
+            innov = resid - self._ar_phi() * self.ar_prev
             sd_ar = math.sqrt(self.ar_var)
-            if self.q_surprise > 0.0 and self.q_which & 2:
-                e_ar = math.log1p(_qz(abs(innov), self.qi, sd_ar))
-            else:
-                e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
-                        else (0.0 if innov == 0.0 else _E_INF))
+            e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
+                    else (0.0 if innov == 0.0 else _E_INF))
             if e_ar > e:
                 e = e_ar
         e_slot = 0
@@ -410,11 +356,21 @@ class SeriesAnomalyDetector:
         # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
 
-    def _hclip(self, d: float) -> float:
-        if self.huber_season and self.n >= 30:
-            lim = self.huber * math.sqrt(self.var)
-            return lim if d > lim else (-lim if d < -lim else d)
-        return d
+    def _learn_hour_var(self, d_slot: int, resid: float) -> None:
+        """Learn ``resid`` into its hour of the day's variance (at ``hour_var_alpha`` per
+        point of that hour, clipped to ``var_clip`` of its standard deviations like the
+        series-wide one); an hour seen for the first time starts from the series-wide
+        variance, once that has 30 points."""
+        hv = self.hour_var[d_slot]
+        if hv == hv:
+            r2 = resid * resid
+            if self.var_clip > 0.0:
+                lim = self.var_clip * self.var_clip * hv
+                r2 = lim if r2 > lim else r2
+            b = self.hour_var_alpha
+            self.hour_var[d_slot] = (1.0 - b) * (hv + b * r2)
+        elif self.n >= 30:
+            self.hour_var[d_slot] = self.var
 
     def _ar_phi(self) -> float:
         """The residual's lag-1 autocorrelation, in ``[0, _AR_MAX]``."""
@@ -431,35 +387,17 @@ class SeriesAnomalyDetector:
         deviations, in the statistics and as the next prediction's input: a spike must
         neither teach the series that it wanders nor make the next point a second spike."""
         prev = self.ar_prev
-        lags = self.ar_lags
-        if lags:
-            innov = r
-            for c, lag in zip(self.ar_coef, lags):
-                innov -= c * lag
-        else:
-            innov = r - self._ar_phi() * prev
-        sd = math.sqrt(self.ar_var)
-        if self.q_surprise > 0.0 and self.ar_n >= _AR_WARMUP:
-            _q_learn(self.qi, abs(innov), sd, self.q_surprise, self.ar_n == _AR_WARMUP)
+        innov = r - self._ar_phi() * prev
         q = innov * innov
+        sd = math.sqrt(self.ar_var)
         if self.var_clip > 0.0 and self.ar_n >= _AR_WARMUP and sd > 0.0:
             lim = self.var_clip * sd
             q = q if q < lim * lim else lim * lim
             r = lim if r > lim else (-lim if r < -lim else r)
         b = max(va, 1.0 / (self.ar_n + 1))
         self.ar_var = (1.0 - b) * (self.ar_var + b * q)
-        if lags:
-            cov = self.ar_cov
-            cov[0] += a * (prev * prev - cov[0])
-            for k, lag in enumerate(lags, 1):
-                cov[k] += a * (r * lag - cov[k])
-            lags.insert(0, r)
-            lags.pop()
-            self.ar_coef = _levinson(cov)
-            prev = r
-        else:
-            self.ar_c1 += a * (r * prev - self.ar_c1)
-            self.ar_c0 += a * (prev * prev - self.ar_c0)
+        self.ar_c1 += a * (r * prev - self.ar_c1)
+        self.ar_c0 += a * (prev * prev - self.ar_c0)
         self.ar_prev = r
         self.ar_n += 1
 
@@ -518,13 +456,11 @@ class SeriesAnomalyDetector:
         if self.t0 != self.t0:  # NaN: first point, or first point after an old checkpoint
             self.t0 = ts
         if self.n == 0:
-            self.level = self.hl = x
+            self.level = x
         else:
             a = self.alpha
             # Level follows the de-seasonalised value so it does not chase the daily cycle.
-            if self.soft:
-                deseason = resid + self.level
-            elif choice == 0 or choice == 3:
+            if choice == 0:
                 deseason = x
             elif choice == 1:
                 deseason = x - self.daily[d_slot]
@@ -535,31 +471,14 @@ class SeriesAnomalyDetector:
             va = self.var_alpha if self.var_alpha > a else a
             if self.ar:
                 self._learn_ar(resid, a, va)
-            if self.q_surprise > 0.0 and self.n >= 30:
-                _q_learn(self.qr, abs(resid), math.sqrt(self.var), self.q_surprise, self.n == 30)
-            if self.holt > 0.0:
-                pred = self.hl + self.hb
-                err = self.err
-                err[3] += a * (abs(x - pred) - err[3])
-                hl = pred + a * (x - pred)
-                self.hb += self.holt * (hl - self.hl - self.hb)
-                self.hl = hl
             r2 = resid * resid
             if self.var_clip > 0.0 and self.n >= 30:
                 lim = self.var_clip * self.var_clip * self.var
                 if r2 > lim:
                     r2 = lim
             self.var = (1.0 - va) * (self.var + va * r2)
-            if self.hvar > 0.0:
-                hv = self.hv[d_slot]
-                if hv == hv:
-                    if self.n >= 30 and self.var_clip > 0.0:
-                        lim = self.var_clip * self.var_clip * hv
-                        r2 = resid * resid
-                        r2 = lim if r2 > lim else r2
-                    self.hv[d_slot] = (1.0 - self.hvar) * (hv + self.hvar * r2)
-                elif self.n >= 30:
-                    self.hv[d_slot] = self.var
+            if self.hour_var:
+                self._learn_hour_var(d_slot, resid)
             if self.seasonality:
                 dev = x - self.level
                 err = self.err
@@ -568,22 +487,25 @@ class SeriesAnomalyDetector:
                 od = self.daily[d_slot]
                 if od == od:
                     err[1] += a * (abs(dev - od) - err[1])
-                    self.daily[d_slot] = od + sa * self._hclip(dev - od)
+                    self.daily[d_slot] = od + sa * (dev - od)
                 else:
                     err[1] += a * (abs(dev) - err[1])
                     self.daily[d_slot] = dev
                 ow = self.weekly[w_slot]
                 if ow == ow:
                     err[2] += a * (abs(dev - ow) - err[2])
-                    self.weekly[w_slot] = ow + sa * self._hclip(dev - ow)
+                    self.weekly[w_slot] = ow + sa * (dev - ow)
                 else:
                     err[2] += a * (abs(dev) - err[2])
                     self.weekly[w_slot] = dev
-            dl = deseason - self.level
-            if self.huber > 0.0 and self.n >= 30:
-                lim = self.huber * math.sqrt(self.var)
-                dl = lim if dl > lim else (-lim if dl < -lim else dl)
-            self.level += a * dl
+            step = deseason - self.level
+            if self.level_clip > 0.0 and self.n >= 30:
+                # A spike or a burst moves the level by at most level_clip standard
+                # deviations' worth: the points after it are not judged against a level it
+                # dragged away (a burst of bursty tweet volume pulled it by its full size).
+                lim = self.level_clip * math.sqrt(self.var)
+                step = lim if step > lim else (-lim if step < -lim else step)
+            self.level += a * step
             if self.seasonality:
                 # The envelope learns at most env_cap: one huge incident at 02:00 must not
                 # blind 02:00 for weeks (env_decay is ~3 % a day). With env_start it does not
@@ -766,50 +688,6 @@ class SeriesAnomalyDetector:
             score *= self.damping
         self._learn(x, ts, evaluated)
         return score
-
-
-_QZ = (0.6745, 1.6449, 2.5758)  # standard normal quantiles of |z| at 0.5, 0.9, 0.99
-
-
-def _qz(a: float, q: list[float], sd: float) -> float:
-    """The Gaussian |z| at the same place among the series' quantiles of its absolute
-    residual as ``a``; beyond the 0.99 quantile, extrapolated with the slope between the 0.9
-    and 0.99 quantiles (a heavy tail has a gentle slope)."""
-    q50, q90, q99 = q
-    if q50 <= 0.0 or q90 <= q50 or q99 <= q90:
-        return a / sd if sd > 0.0 else (0.0 if a == 0.0 else 1e12)
-    if a <= q50:
-        return _QZ[0] * a / q50
-    if a <= q90:
-        return _QZ[0] + (_QZ[1] - _QZ[0]) * (a - q50) / (q90 - q50)
-    return _QZ[1] + (_QZ[2] - _QZ[1]) * (a - q90) / (q99 - q90)
-
-
-def _q_learn(q: list[float], a: float, sd: float, rate: float, init: bool) -> None:
-    """One step of the EW quantile estimates ``q`` (0.5, 0.9, 0.99) towards ``a``."""
-    if init or q[0] <= 0.0:
-        q[0], q[1], q[2] = _QZ[0] * sd, _QZ[1] * sd, _QZ[2] * sd
-        return
-    step = rate * sd
-    for j, tau in enumerate((0.5, 0.9, 0.99)):
-        q[j] += step * (tau - (1.0 if a <= q[j] else 0.0))
-
-
-def _levinson(cov: list[float]) -> list[float]:
-    """AR coefficients from autocovariances (Levinson-Durbin); the first reflection
-    coefficient in ``[0, _AR_MAX]``, the others in ``[-_AR_MAX, _AR_MAX]``."""
-    err = cov[0]
-    phi: list[float] = []
-    for k in range(1, len(cov)):
-        if err <= 0.0:
-            return phi + [0.0] * (len(cov) - k)
-        acc = cov[k] - sum(c * cov[k - j] for j, c in enumerate(phi, 1))
-        kap = acc / err
-        lo = 0.0 if k == 1 else -_AR_MAX
-        kap = lo if kap < lo else (_AR_MAX if kap > _AR_MAX else kap)
-        phi = [c - kap * phi[k - 2 - j] for j, c in enumerate(phi)] + [kap]
-        err *= 1.0 - kap * kap
-    return phi
 
 
 def _check_value(x: float) -> float:

@@ -6,6 +6,7 @@ import doctest
 import json
 import math
 import random
+from array import array
 
 import pytest
 
@@ -591,3 +592,73 @@ def test_version_7_checkpoint_starts_the_ar_term_afresh() -> None:
     assert restored.to_state() == old.to_state()
     t = STEP * 3000
     assert restored.score_one(60.0, t) == old.score_one(60.0, t)
+
+
+def _day_and_night(days: int, seed: int) -> list[float]:
+    """A flat series (100) with noise of 3 by day (08:00-20:00) and 0.3 at night."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(int(days * 86_400 / STEP)):
+        hour = (STEP * i % 86_400) // 3600
+        out.append(100.0 + rng.gauss(0.0, 3.0 if 8 <= hour < 20 else 0.3))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_an_hour_of_the_day_is_judged_by_its_own_noise(seed: int) -> None:
+    """The residual's scale per hour of the day (``hour_var_alpha``, version 9): a series
+    noisy by day and quiet at night learns each hour's noise, and a spike of 15 night-time
+    standard deviations at 03:00 (1.5 daytime ones) scores well above what the series-wide
+    scale gives it."""
+    xs = _day_and_night(14, seed)
+    k = int((12 * 86_400 + 3 * 3600) / STEP)
+    xs[k] += 4.5
+    det = SeriesAnomalyDetector()
+    scores = [det.score_learn_one(x, STEP * i, damped=False) for i, x in enumerate(xs)]
+    plain = SeriesAnomalyDetector(hour_var_alpha=0.0)
+    flat = [plain.score_learn_one(x, STEP * i, damped=False) for i, x in enumerate(xs)]
+    assert det.hour_var[2] < 0.3**2 * 1.5 and det.hour_var[12] > 3.0**2 / 1.5  # 02:00, noon
+    assert not plain.hour_var
+    assert scores[k] > 1.3 * flat[k]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_burst_moves_the_level_by_a_bounded_step(seed: int) -> None:
+    """``level_clip`` (version 9): twenty points 40 standard deviations up move the level
+    by at most 5 standard deviations' worth per point (about 2 units here), not by the
+    burst's full size (about 3.5: a quarter of the way to the burst)."""
+    xs = noise(3000, seed)
+    for j in range(2000, 2020):
+        xs[j] += 40.0
+    levels = []
+    for kwargs in ({}, {"level_clip": 0.0}):
+        det = SeriesAnomalyDetector(**kwargs)  # type: ignore[arg-type]
+        for i, x in enumerate(xs[:2020]):
+            det.learn_one(x, STEP * i)
+        levels.append(det.level)
+    assert abs(levels[0] - 10.0) < 2.2 < 3.0 < abs(levels[1] - 10.0)
+
+
+def test_version_8_checkpoint_starts_the_hour_scales_afresh() -> None:
+    """A version 8 checkpoint (no per-hour scale) restores with every hour unknown: an hour
+    is judged by the series-wide scale until its first point, which starts it from that
+    scale, so an upgrade does not change the first scores; the new state round-trips."""
+    det = SeriesAnomalyDetector()
+    xs = _day_and_night(4, 7)
+    for i, x in enumerate(xs):
+        det.learn_one(x, STEP * i)
+    state = json.loads(json.dumps(det.to_state()))
+    assert all(v is not None for v in state["hour_var"])
+    state["version"] = 8
+    del state["hour_var"], state["params"]["hour_var_alpha"], state["params"]["level_clip"]
+    old = SeriesAnomalyDetector.from_state(state)
+    assert len(old.hour_var) == 24 and all(v != v for v in old.hour_var)  # NaN: unknown
+    base = SeriesAnomalyDetector.from_state(state)
+    base.hour_var = array("f")  # the same model without the per-hour scale
+    t = STEP * len(xs)
+    assert old._evaluate(130.0, t)[0] == base._evaluate(130.0, t)[0]
+    for i, x in enumerate(_day_and_night(2, 8)):
+        old.learn_one(x, t + STEP * i)
+    assert all(v == v for v in old.hour_var)
+    restored = SeriesAnomalyDetector.from_state(json.loads(json.dumps(old.to_state())))
+    assert restored.to_state() == old.to_state()
