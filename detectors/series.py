@@ -279,10 +279,7 @@ class SeriesAnomalyDetector:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
                 self._context(x) if self.ctx_levels else None)
         resid = x - self.level - offset
-        # The residual's scale at this hour of the day where known: a series noisy by day
-        # and quiet at night (request volume) is judged by each hour's noise.
-        hv = self.hour_var[d_slot] if self.hour_var else math.nan
-        sd = math.sqrt(hv if hv == hv else self.var)
+        sd = math.sqrt(self._resid_var(d_slot))
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
         if self.ar and self.ar_n > _AR_WARMUP:
             # Two time scales: how far the value is from the level, and how far from where
@@ -355,6 +352,13 @@ class SeriesAnomalyDetector:
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
         return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
+
+    def _resid_var(self, d_slot: int) -> float:
+        """The residual's variance at this hour of the day where known, else series-wide: a
+        series noisy by day and quiet at night (request volume) is judged by each hour's
+        noise."""
+        hv = self.hour_var[d_slot] if self.hour_var else math.nan
+        return hv if hv == hv else self.var
 
     def _learn_hour_var(self, d_slot: int, resid: float) -> None:
         """Learn ``resid`` into its hour of the day's variance (at ``hour_var_alpha`` per
@@ -501,9 +505,9 @@ class SeriesAnomalyDetector:
             step = deseason - self.level
             if self.level_clip > 0.0 and self.n >= 30:
                 # A spike or a burst moves the level by at most level_clip standard
-                # deviations' worth: the points after it are not judged against a level it
-                # dragged away (a burst of bursty tweet volume pulled it by its full size).
-                lim = self.level_clip * math.sqrt(self.var)
+                # deviations' worth (of this hour's): the points after it are not judged
+                # against a level it dragged away (a tweet-volume burst pulled it its full size).
+                lim = self.level_clip * math.sqrt(self._resid_var(d_slot))
                 step = lim if step > lim else (-lim if step < -lim else step)
             self.level += a * step
             if self.seasonality:
