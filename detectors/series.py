@@ -3,7 +3,8 @@ cold-start rate, throughput, cost per window): one point at a time, no look-ahea
 time and bounded memory per point, checkpointed as plain JSON.
 
 Two views score each point -- the surprise of its residual against an EW level with daily /
-weekly seasonal offsets, or of that residual's AR(1) innovation if larger (minus a
+weekly seasonal offsets (over that hour of the day's noise; a burst moves the level by a
+bounded step), or of that residual's AR(1) innovation if larger (minus a
 time-of-day envelope, so a nightly cron spike is expected), and a short-vs-long mean shift
 -- each as a Gaussian tail of its averaged surprise (Numenta's
 anomaly likelihood) corrected by how often this series' own recent history reached it (a
