@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_VERSION", "from_state", "to_state"]
 
-STATE_VERSION = 8
-_OLD_VERSIONS = (1, 2, 3, 4, 5, 6, 7)  # readable: the new parts start empty
+STATE_VERSION = 9
+_OLD_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)  # readable: the new parts start empty
 
 
 def to_state(det: SeriesAnomalyDetector) -> dict[str, Any]:
@@ -50,6 +50,7 @@ def to_state(det: SeriesAnomalyDetector) -> dict[str, Any]:
         "ctx": [det.ctx_n, det.ctx_hist, det.ctx_new, det.ctx_lo, det.ctx_hi,
                 det.ctx_seen.hex()],
         "ar": [det.ar_n, det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var],
+        "spread": [det.vn, det.vs, det.vl, det.l3_mean, det.l3_var],
     }
 
 
@@ -106,7 +107,10 @@ def from_state(cls: type[SeriesAnomalyDetector], state: dict[str, Any]) -> Serie
     if "tail" in state and det.tail_alpha > 0.0:  # before version 6: an empty history
         total, gain, *bins = state["tail"]
         det.tail_total, det.tail_gain = float(total), float(gain)
+        fresh = len(det.tail)
         det.tail = array("f", [float(v) for v in bins])
+        # Before version 9 there were no spread view's bins: its history starts empty.
+        det.tail.extend([0.0] * (fresh - len(det.tail)))
     if "ctx" in state and det.ctx_levels:  # before version 7: an empty context table
         ctx_n, hist, new, lo, hi, seen = state["ctx"]
         det.ctx_n, det.ctx_hist, det.ctx_new = int(ctx_n), int(hist), int(new)
@@ -118,6 +122,10 @@ def from_state(cls: type[SeriesAnomalyDetector], state: dict[str, Any]) -> Serie
         ar_n, *rest = state["ar"]
         det.ar_n = int(ar_n)
         det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var = (float(v) for v in rest)
+    if "spread" in state:  # before version 9 the spread view starts afresh and re-warms
+        vn, *rest = state["spread"]
+        det.vn = int(vn)
+        det.vs, det.vl, det.l3_mean, det.l3_var = (float(v) for v in rest)
     return det
 
 
