@@ -284,7 +284,7 @@ class SeriesAnomalyDetector:
                 choice, offset = 2, ow
         if self.n == 0:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
-                self._context(x) if self.ctx_levels else None), 0.0, 0.0, -1
+                self._context(x) if self.ctx_levels else None), 0.0, 0.0, -1, None
         resid = x - self.level - offset
         sd = math.sqrt(self.var)
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -339,11 +339,12 @@ class SeriesAnomalyDetector:
                 q = lim
             r3 = self._spread_raw(self.vs + self.spread_alpha * (q - self.vs))
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx, q, r3, -1
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx, q, r3, -1, None
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
         u = (short - self.lik_mean) / lik_sd
         u2 = -math.inf
+        r2 = None  # the mean-shift statistic, passed on to ``_learn`` when computed here
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
@@ -378,7 +379,7 @@ class SeriesAnomalyDetector:
             score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2, u3)))) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3, r2
 
     def _ar_phi(self) -> float:
         """The residual's lag-1 autocorrelation, in ``[0, _AR_MAX]``."""
@@ -448,7 +449,7 @@ class SeriesAnomalyDetector:
         ts: float,
         evaluated: tuple[Any, ...],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3 = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3, shift_r = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
@@ -547,7 +548,7 @@ class SeriesAnomalyDetector:
             if self.sn == 0:
                 self.sm = self.lm = sx
             else:
-                r2 = self._shift_raw(sx)
+                r2 = shift_r if shift_r is not None else self._shift_raw(sx)
                 la = max(self.likelihood_alpha, 1.0 / (self.sn + 1))
                 delta = r2 - self.l2_mean
                 self.l2_mean += la * delta
@@ -560,7 +561,17 @@ class SeriesAnomalyDetector:
                 self.lv = (1.0 - b) * (self.lv + b * d * d)
             self.sn += 1
         if self.spread_alpha > 0.0 and self.n > 0:
-            self._learn_spread(q, r3)
+            if self.vn == 0:
+                self.vs = self.vl = q
+            else:
+                la = max(self.likelihood_alpha, 1.0 / (self.vn + 1))
+                delta = r3 - self.l3_mean
+                self.l3_mean += la * delta
+                self.l3_var = (1.0 - la) * (self.l3_var + la * delta * delta)
+                self.vs += self.spread_alpha * (q - self.vs)
+                b = max(self.spread_long_alpha, 1.0 / (self.vn + 1))
+                self.vl += b * (q - self.vl)
+            self.vn += 1
         if ctx is not None:
             q, slots, _ = ctx
             self.ctx_lo, self.ctx_hi = self._ctx_range()
@@ -625,20 +636,6 @@ class SeriesAnomalyDetector:
         r = math.log(vs / self.vl + 1e-12) / _SPREAD_LOG
         r = -r if r < 0.0 else r
         return r if r < 1.0 else 1.0
-
-    def _learn_spread(self, q: float, r3: float) -> None:
-        """Learn the (clipped) squared innovation ``q`` and the spread statistic ``r3``."""
-        if self.vn == 0:
-            self.vs = self.vl = q
-        else:
-            la = max(self.likelihood_alpha, 1.0 / (self.vn + 1))
-            delta = r3 - self.l3_mean
-            self.l3_mean += la * delta
-            self.l3_var = (1.0 - la) * (self.l3_var + la * delta * delta)
-            self.vs += self.spread_alpha * (q - self.vs)
-            b = max(self.spread_long_alpha, 1.0 / (self.vn + 1))
-            self.vl += b * (q - self.vl)
-        self.vn += 1
 
     def _fold_envelope(self, day: int) -> None:
         """A new day: yesterday's per-slot maxima join the (decayed) envelope."""
