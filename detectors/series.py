@@ -2,9 +2,10 @@
 cold-start rate, throughput, cost per window): one point at a time, no look-ahead, O(1)
 time and bounded memory per point, checkpointed as plain JSON.
 
-Two views score each point -- the surprise of its residual against an EW level with daily /
+Three views score each point -- the surprise of its residual against an EW level with daily /
 weekly seasonal offsets, or of that residual's AR(1) innovation if larger (minus a
-time-of-day envelope, so a nightly cron spike is expected), and a short-vs-long mean shift
+time-of-day envelope, so a nightly cron spike is expected), a short-vs-long mean shift, and
+a short-vs-long spread (mean square of the innovation: the noise growing or going quiet)
 -- each as a Gaussian tail of its averaged surprise (Numenta's
 anomaly likelihood) corrected by how often this series' own recent history reached it (a
 decayed histogram: bursts a series keeps making are its normal). The point view's surprise
