@@ -450,7 +450,7 @@ class SeriesAnomalyDetector:
         ts: float,
         evaluated: tuple[Any, ...],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3, shift_r = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, sq, r3, b3, shift_r = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
@@ -563,15 +563,15 @@ class SeriesAnomalyDetector:
             self.sn += 1
         if self.spread_alpha > 0.0 and self.n > 0:
             if self.vn == 0:
-                self.vs = self.vl = q
+                self.vs = self.vl = sq
             else:
                 la = max(self.likelihood_alpha, 1.0 / (self.vn + 1))
                 delta = r3 - self.l3_mean
                 self.l3_mean += la * delta
                 self.l3_var = (1.0 - la) * (self.l3_var + la * delta * delta)
-                self.vs += self.spread_alpha * (q - self.vs)
+                self.vs += self.spread_alpha * (sq - self.vs)
                 b = max(self.spread_long_alpha, 1.0 / (self.vn + 1))
-                self.vl += b * (q - self.vl)
+                self.vl += b * (sq - self.vl)
             self.vn += 1
         if ctx is not None:
             q, slots, _ = ctx
