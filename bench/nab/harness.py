@@ -5,7 +5,8 @@ category, and a fixed dev/hold-out split.
 
 The split is fixed (alternate files in name order), not chosen by score: dev = even indices,
 hold-out = odd indices. Thresholds are re-optimised on each subset (NAB's one-threshold rule
-applied to that subset).
+applied to that subset); the second line scores each half at the other half's threshold
+and each category at the threshold chosen without it (standard), as ``run.py`` does.
 """
 
 from __future__ import annotations
@@ -70,7 +71,27 @@ def report(res, windows, label=""):
     std = evaluate(res, windows)["standard"]
     cats = nab.by_category(std, "standard")
     line.append("| " + " ".join(f"{c[:9]} {v:.1f}" for c, v in cats.items()))
+    line.append("\n  split-half at the other half's threshold: " + "  ".join(
+        " / ".join(f"{_at_others(res, windows, names, part, p):.1f}" for p in nab.PROFILES)
+        for part in (dev, hold)))
+    loco = []
+    for cat in cats:
+        part = [k for k in names if k.startswith(cat + "/")]
+        if any(windows.get(k) for k in part):
+            loco.append(f"{_at_others(res, windows, names, part, 'standard'):.1f}")
+    line.append("| left out: " + " ".join(loco))
     return f"{label:<30} " + "  ".join(line)
+
+
+def _rows(res, windows, names):
+    return [r for name in names for r in nab.sweep_file(name, *res[name], windows.get(name, ()))]
+
+
+def _at_others(res, windows, names, part, profile):
+    """``part``'s score at the threshold chosen on the other files (``bench/nab/run.py``'s
+    split-half and leave-one-category-out checks)."""
+    thr = nab.score_corpus(_rows(res, windows, [k for k in names if k not in part]), profile).threshold
+    return nab.score_corpus(_rows(res, windows, part), profile, thr).normalized
 
 
 def main(argv):
