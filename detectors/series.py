@@ -2,9 +2,11 @@
 cold-start rate, throughput, cost per window): one point at a time, no look-ahead, O(1)
 time and bounded memory per point, checkpointed as plain JSON.
 
-Two views score each point -- the surprise of its residual against an EW level with daily /
-weekly seasonal offsets, or of that residual's AR(1) innovation if larger (minus a
-time-of-day envelope, so a nightly cron spike is expected), and a short-vs-long mean shift
+Three views score each point -- the surprise of its residual against an EW level with
+daily / weekly seasonal offsets (over that hour of the day's noise; a burst moves the level
+by a bounded step), or of that residual's AR(1) innovation if larger (minus a time-of-day
+envelope, so a nightly cron spike is expected), a short-vs-long mean shift, and a
+short-vs-long spread (mean square of the innovation: the noise growing or going quiet)
 -- each as a Gaussian tail of its averaged surprise (Numenta's
 anomaly likelihood) corrected by how often this series' own recent history reached it (a
 decayed histogram: bursts a series keeps making are its normal). The point view's surprise
@@ -42,6 +44,8 @@ _TAIL_RES = 16.0  # bins per unit of log1p(statistic)
 _ENV_CAP_FACTOR = 4.0  # the envelope remembers spikes up to 4 x cap standard deviations
 _AR_MAX = 0.99  # the residual's AR(1) coefficient stays below 1 (a random walk is not learnt)
 _AR_WARMUP = 30  # points the AR(1) term learns before its surprise counts (and is clipped)
+_SPREAD_LOG = math.log(100.0)  # a spread ratio of 100 (either way) is the spread view's 1
+_SPREAD_WARMUP = 30  # points the spread view learns before its input is clipped
 
 
 def to_epoch(t: datetime | float | int) -> float:
@@ -122,6 +126,10 @@ class SeriesAnomalyDetector:
         ctx_bits: int = 4096,
         ctx_fill: int = 8,
         ar: bool = True,
+        hour_var_alpha: float = 0.03,
+        level_clip: float = 5.0,
+        spread_alpha: float = 0.02,
+        spread_long_alpha: float = 0.001,
     ) -> None:
         self.alpha = alpha
         self.seasonal_alpha = seasonal_alpha
@@ -157,6 +165,10 @@ class SeriesAnomalyDetector:
         self.ctx_bits = ctx_bits
         self.ctx_fill = ctx_fill
         self.ar = ar
+        self.hour_var_alpha = hour_var_alpha
+        self.level_clip = level_clip
+        self.spread_alpha = spread_alpha
+        self.spread_long_alpha = spread_long_alpha
         self._ctx_log2 = ctx_bits.bit_length() - 1
         if ctx_levels and (ctx_bits < 8 or ctx_bits & (ctx_bits - 1)):
             raise ValueError(f"ctx_bits must be a power of two >= 8, got {ctx_bits}")
@@ -204,8 +216,9 @@ class SeriesAnomalyDetector:
         self.last_t = -math.inf
         # Empirical tail: decayed counts of the likelihood statistic per log-spaced bin,
         # stored scaled by ``tail_gain`` (grows instead of decaying every bin each point).
-        # Bins 0-63 for the point view, 64-127 for the mean-shift view.
-        self.tail = array("f", [0.0]) * (2 * _TAIL_BINS) if self.tail_alpha > 0.0 else array("f")
+        # Bins 0-63 for the point view, 64-127 for the mean-shift view, 128-191 for the
+        # spread view.
+        self.tail = array("f", [0.0]) * (3 * _TAIL_BINS) if self.tail_alpha > 0.0 else array("f")
         # Context view: the last ctx_order levels (packed), a set of the level sequences seen
         # (a bitset indexed by a hash: bounded, a collision only makes a sequence look known).
         self.ctx_hist = 0
@@ -230,6 +243,18 @@ class SeriesAnomalyDetector:
         self.ar_c0 = 0.0
         self.ar_var = 0.0
         self.ar_n = 0
+        # The residual's EW variance per hour of the day (``hour_var_alpha``; NaN = slot not
+        # seen yet, it then starts from the series-wide variance).
+        self.hour_var = (array("f", [math.nan]) * _DAY_SLOTS
+                         if self.seasonality and self.hour_var_alpha > 0.0 else array("f"))
+        # Spread view (``spread_alpha``): short and long EW means of the squared innovation
+        # (clipped), the likelihood history of their log ratio, the points it has learnt
+        # (it may start after a restore).
+        self.vs = 0.0
+        self.vl = 0.0
+        self.l3_mean = 0.0
+        self.l3_var = 0.0
+        self.vn = 0
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable checkpoint (see :mod:`obsloop.detectors.series_state`)."""
@@ -269,16 +294,16 @@ class SeriesAnomalyDetector:
                 choice, offset = 2, ow
         if self.n == 0:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
-                self._context(x) if self.ctx_levels else None)
+                self._context(x) if self.ctx_levels else None), 0.0, 0.0, -1, None
         resid = x - self.level - offset
-        sd = math.sqrt(self.var)
+        sd = math.sqrt(self._resid_var(d_slot))
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
+        innov = resid - self._ar_phi() * self.ar_prev if self.ar else resid
         if self.ar and self.ar_n > _AR_WARMUP:
             # Two time scales: how far the value is from the level, and how far from where
             # the last residual said it would be (its AR(1) innovation, over its own scale).
             # The more surprised of the two counts: a wandering series' sudden step within
             # its range is news, and so is a value far from a level it crept away from.
-            innov = resid - self._ar_phi() * self.ar_prev
             sd_ar = math.sqrt(self.ar_var)
             e_ar = (math.log1p(abs(innov) / sd_ar) if sd_ar > 0.0
                     else (0.0 if innov == 0.0 else _E_INF))
@@ -313,19 +338,35 @@ class SeriesAnomalyDetector:
             # Two raw anomaly scores, averaged before the likelihood: how far the value is
             # from its prediction, and how new the sequence of levels ending at it is.
             raw = 0.5 * (raw + ctx[2])
+        # The spread view's input: the squared innovation, clipped to var_clip of the long
+        # spread's standard deviations (a lone spike barely moves the spread).
+        q = innov * innov
+        vl = self.vl
+        r3 = 0.0
+        if self.spread_alpha > 0.0 and self.vn >= _SPREAD_WARMUP and vl > 0.0:
+            lim = self.var_clip * self.var_clip * vl
+            if self.var_clip > 0.0 and q > lim:
+                q = lim
+            r3 = self._spread_raw(self.vs + self.spread_alpha * (q - self.vs))
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx, q, r3, -1, None
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
         u = (short - self.lik_mean) / lik_sd
         u2 = -math.inf
+        r2 = None  # the mean-shift statistic, passed on to ``_learn`` when computed here
         if self.shift_alpha > 0.0 and self.sn >= self.warmup:
             r2 = self._shift_raw(self._shift_input(x, d_slot))
             l2_sd = max(math.sqrt(self.l2_var), self.min_likelihood_std)
             u2 = (r2 - self.l2_mean) / l2_sd
+        u3 = -math.inf
+        if self.spread_alpha > 0.0 and self.vn >= self.warmup:
+            l3_sd = max(math.sqrt(self.l3_var), self.min_likelihood_std)
+            u3 = (r3 - self.l3_mean) / l3_sd
         direct = spatial and self.spatial_direct
         b = _TAIL_BINS - 1 if direct else _tail_bin(u)
         b2 = _tail_bin(u2) + _TAIL_BINS
+        b3 = _tail_bin(u3) + 2 * _TAIL_BINS
         if direct:
             score = 1.0
         elif self.tail_alpha > 0.0:
@@ -335,15 +376,43 @@ class SeriesAnomalyDetector:
             k = 1.0 / self.tail_alpha
             tail, gain, norm = self.tail, self.tail_gain, self.tail_total + k
             p = (sum(tail[b:_TAIL_BINS]) / gain + k * _tail(u)) / norm
-            p2 = (sum(tail[b2:]) / gain + k * _tail(u2)) / norm
-            if p2 < p:
-                p = p2
+            # A view's p is at least its prior's share: the history is summed only when
+            # that share is below the smallest p so far (the same result, faster).
+            for uv, bv in ((u2, b2), (u3, b3)):
+                prior = k * _tail(uv) / norm
+                if prior < p:
+                    pv = prior + sum(tail[bv:bv - bv % _TAIL_BINS + _TAIL_BINS]) / gain / norm
+                    if pv < p:
+                        p = pv
             score = math.log(p) / _LOG_1E10 if p > 0.0 else 1.0
         else:
-            score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2)))) / _LOG_1E10
+            score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2, u3)))) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3, r2
+
+    def _resid_var(self, d_slot: int) -> float:
+        """The residual's variance at this hour of the day where known, else series-wide: a
+        series noisy by day and quiet at night (request volume) is judged by each hour's
+        noise."""
+        hv = self.hour_var[d_slot] if self.hour_var else math.nan
+        return hv if hv == hv else self.var
+
+    def _learn_hour_var(self, d_slot: int, resid: float) -> None:
+        """Learn ``resid`` into its hour of the day's variance (at ``hour_var_alpha`` per
+        point of that hour, clipped to ``var_clip`` of its standard deviations like the
+        series-wide one); an hour seen for the first time starts from the series-wide
+        variance, once that has 30 points."""
+        hv = self.hour_var[d_slot]
+        if hv == hv:
+            r2 = resid * resid
+            if self.var_clip > 0.0:
+                lim = self.var_clip * self.var_clip * hv
+                r2 = lim if r2 > lim else r2
+            b = self.hour_var_alpha
+            self.hour_var[d_slot] = (1.0 - b) * (hv + b * r2)
+        elif self.n >= 30:
+            self.hour_var[d_slot] = self.var
 
     def _ar_phi(self) -> float:
         """The residual's lag-1 autocorrelation, in ``[0, _AR_MAX]``."""
@@ -413,16 +482,17 @@ class SeriesAnomalyDetector:
         ts: float,
         evaluated: tuple[Any, ...],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx = evaluated
+        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, sq, r3, b3, shift_r = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
                 tail = self.tail
-                for k in range(2 * _TAIL_BINS):
+                for k in range(len(tail)):
                     tail[k] = tail[k] / g
                 g = 1.0
             self.tail[b] += g
             self.tail[b2] += g
+            self.tail[b3] += g
             self.tail_gain = g
             self.tail_total = (1.0 - self.tail_alpha) * self.tail_total + 1.0
         sx = self._shift_input(x, d_slot) if self.n > 0 else x
@@ -450,6 +520,8 @@ class SeriesAnomalyDetector:
                 if r2 > lim:
                     r2 = lim
             self.var = (1.0 - va) * (self.var + va * r2)
+            if self.hour_var:
+                self._learn_hour_var(d_slot, resid)
             if self.seasonality:
                 dev = x - self.level
                 err = self.err
@@ -469,7 +541,14 @@ class SeriesAnomalyDetector:
                 else:
                     err[2] += a * (abs(dev) - err[2])
                     self.weekly[w_slot] = dev
-            self.level += a * (deseason - self.level)
+            step = deseason - self.level
+            if self.level_clip > 0.0 and self.n >= 30:
+                # A spike or a burst moves the level by at most level_clip standard
+                # deviations' worth (of this hour's): the points after it are not judged
+                # against a level it dragged away (a tweet-volume burst pulled it its full size).
+                lim = self.level_clip * math.sqrt(self._resid_var(d_slot))
+                step = lim if step > lim else (-lim if step < -lim else step)
+            self.level += a * step
             if self.seasonality:
                 # The envelope learns at most env_cap: one huge incident at 02:00 must not
                 # blind 02:00 for weeks (env_decay is ~3 % a day). With env_start it does not
@@ -511,7 +590,7 @@ class SeriesAnomalyDetector:
             if self.sn == 0:
                 self.sm = self.lm = sx
             else:
-                r2 = self._shift_raw(sx)
+                r2 = shift_r if shift_r is not None else self._shift_raw(sx)
                 la = max(self.likelihood_alpha, 1.0 / (self.sn + 1))
                 delta = r2 - self.l2_mean
                 self.l2_mean += la * delta
@@ -523,6 +602,18 @@ class SeriesAnomalyDetector:
                 self.lm += b * d
                 self.lv = (1.0 - b) * (self.lv + b * d * d)
             self.sn += 1
+        if self.spread_alpha > 0.0 and self.n > 0:
+            if self.vn == 0:
+                self.vs = self.vl = sq
+            else:
+                la = max(self.likelihood_alpha, 1.0 / (self.vn + 1))
+                delta = r3 - self.l3_mean
+                self.l3_mean += la * delta
+                self.l3_var = (1.0 - la) * (self.l3_var + la * delta * delta)
+                self.vs += self.spread_alpha * (sq - self.vs)
+                b = max(self.spread_long_alpha, 1.0 / (self.vn + 1))
+                self.vl += b * (sq - self.vl)
+            self.vn += 1
         if ctx is not None:
             q, slots, _ = ctx
             self.ctx_lo, self.ctx_hi = self._ctx_range()
@@ -578,6 +669,14 @@ class SeriesAnomalyDetector:
             return 0.0
         sm = self.sm + self.shift_alpha * (self._shift_clip(x) - self.sm)
         r = math.log1p(abs(sm - self.lm) / sd) / self._log_cap
+        return r if r < 1.0 else 1.0
+
+    def _spread_raw(self, vs: float) -> float:
+        """How far the short spread ``vs`` (mean square of the innovation over about
+        1/``spread_alpha`` points) is from the long one, either way (a burst of noise, a
+        stuck sensor), on a log scale in ``[0, 1]``."""
+        r = math.log(vs / self.vl + 1e-12) / _SPREAD_LOG
+        r = -r if r < 0.0 else r
         return r if r < 1.0 else 1.0
 
     def _fold_envelope(self, day: int) -> None:

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_VERSION", "from_state", "to_state"]
 
-STATE_VERSION = 8
-_OLD_VERSIONS = (1, 2, 3, 4, 5, 6, 7)  # readable: the new parts start empty
+STATE_VERSION = 9
+_OLD_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)  # readable: the new parts start empty
 
 
 def to_state(det: SeriesAnomalyDetector) -> dict[str, Any]:
@@ -50,6 +50,8 @@ def to_state(det: SeriesAnomalyDetector) -> dict[str, Any]:
         "ctx": [det.ctx_n, det.ctx_hist, det.ctx_new, det.ctx_lo, det.ctx_hi,
                 det.ctx_seen.hex()],
         "ar": [det.ar_n, det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var],
+        "hour_var": [_f32(v) if v == v else None for v in det.hour_var],
+        "spread": [det.vn, det.vs, det.vl, det.l3_mean, det.l3_var],
     }
 
 
@@ -106,7 +108,10 @@ def from_state(cls: type[SeriesAnomalyDetector], state: dict[str, Any]) -> Serie
     if "tail" in state and det.tail_alpha > 0.0:  # before version 6: an empty history
         total, gain, *bins = state["tail"]
         det.tail_total, det.tail_gain = float(total), float(gain)
+        fresh = len(det.tail)
         det.tail = array("f", [float(v) for v in bins])
+        # Before version 9 there were no spread view's bins: its history starts empty.
+        det.tail.extend([0.0] * (fresh - len(det.tail)))
     if "ctx" in state and det.ctx_levels:  # before version 7: an empty context table
         ctx_n, hist, new, lo, hi, seen = state["ctx"]
         det.ctx_n, det.ctx_hist, det.ctx_new = int(ctx_n), int(hist), int(new)
@@ -118,6 +123,15 @@ def from_state(cls: type[SeriesAnomalyDetector], state: dict[str, Any]) -> Serie
         ar_n, *rest = state["ar"]
         det.ar_n = int(ar_n)
         det.ar_prev, det.ar_c1, det.ar_c0, det.ar_var = (float(v) for v in rest)
+    if state.get("hour_var") and det.hour_var:  # before version 9: each hour starts from
+        # the series-wide variance at its first point after the restore
+        if len(state["hour_var"]) != len(det.hour_var):
+            raise ValueError("detector state: hour_var must have one slot per hour of the day")
+        det.hour_var = array("f", [_none_to(v, math.nan) for v in state["hour_var"]])
+    if "spread" in state:  # before version 9 the spread view starts afresh and re-warms
+        vn, *rest = state["spread"]
+        det.vn = int(vn)
+        det.vs, det.vl, det.l3_mean, det.l3_var = (float(v) for v in rest)
     return det
 
 
