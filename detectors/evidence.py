@@ -61,6 +61,11 @@ SHAPE_ALPHA = 0.1
 """Their significance, as a share of the others': the window's median moves their bins, so
 their counts vary more than a multinomial's (the first median-relative test, a binomial
 above p95, paged falsely three times in the bench at the same significance as the others)."""
+SHAPE_TOLERANCE = 0.1
+"""The tail's bins may hold a tenth more calls than their baseline share before they are
+tested: less than a rate's quarter, since a deploy that slows every call alike leaves the
+shape as it was (in the bench a quarter missed a regression that a tenth pages, and neither
+paged normal traffic)."""
 TAIL_LEVELS = (0.95, 0.99)
 """Levels of the baseline's warm calls, relative to their median, that bound the tail
 test's bins (median..p95, p95..p99, above p99). Lower levels (p80, p90) add bins whose
@@ -360,7 +365,7 @@ class Shape:
     Sums add counts and expectations, each window judged against the baseline of its time.
 
     Its test is the likelihood ratio (G) of the counts against a multinomial at the expected
-    shares, the tail bins' raised by the rate tolerance, one-sided (out only when the bins
+    shares, the tail bins' raised by :data:`SHAPE_TOLERANCE`, one-sided (out only when the bins
     above the first edge hold more than that): a tail regression puts calls where the
     baseline has almost none, which one binomial above one level sees only in part.
     """
@@ -405,7 +410,7 @@ class Shape:
         if m < 1 or sum(self.expected) <= 0:
             return None
         scale = m / sum(self.expected)
-        tail = [e * scale * (1.0 + RATE_TOLERANCE) for e in self.expected[1:]]
+        tail = [e * scale * (1.0 + SHAPE_TOLERANCE) for e in self.expected[1:]]
         null = (max(m - sum(tail), 1e-9), *tail)
         g = 2.0 * sum(c * math.log(c / e) for c, e in zip(self.counts, null, strict=True) if c > 0)
         heavier = sum(self.counts[1:]) > sum(tail)
