@@ -19,10 +19,10 @@ score values, not counts, so they cannot tell. Each test here knows the counts:
 * **throughput**: the count against a Poisson at the forecast rate;
 * **spend**: against the invocations times the baseline cost per invocation.
 
-The count statistics are :class:`Tally` objects, which add up: the tallies of the last few
-windows, summed, are a stronger test than any one of them (a 3x error rate at 1 % of 150
-calls is 4.5 errors, noise in one window and significant in the sum of two). That is how
-an anomaly lasting ``confirm_after`` windows is confirmed.
+The count statistics are :class:`Tally` (and :class:`Shape`) objects, which add up: the
+tallies of the last few windows, summed, are a stronger test than any one of them (a 3x
+error rate at 1 % of 150 calls is 4.5 errors, noise in one window and significant in the
+sum of two). That is how an anomaly lasting ``confirm_after`` windows is confirmed.
 
 Every test yields an :class:`Evidence` with the range the baseline allows for *this* window's
 counts, so what an alert shows is what the decision was made on (see docs/design/paging.md).
@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from scipy.special import bdtr, bdtrik, chdtri, ndtri, pdtr, pdtrc, pdtrik
 
@@ -84,6 +84,8 @@ def is_tail(name: str) -> bool:
     test's: how far out it is says little of how much worse things got (a share cannot pass
     1; the shape's statistic grows with the calls, not the slowdown)."""
     return any(name == t or name.startswith(f"{t}_") for t in (*ABOVE, TAIL))
+
+
 MIN_WINDOWS = 10
 """Windows a baseline (or one of its percentiles) needs before it is compared with."""
 DECAY = 0.98
@@ -443,6 +445,28 @@ def count_from_state(test: str, state: list[Any]) -> Count:
     return Shape.from_state(test, state) if test in SHAPE else Tally(test, *state)
 
 
+def summed(parts: list[Count]) -> Count | None:
+    """One test's counts of consecutive windows added up, or ``None`` when one of them is
+    not in line with the sum (:meth:`Tally.consistent`)."""
+    tallies = [part for part in parts if isinstance(part, Tally)]
+    shapes = [part for part in parts if isinstance(part, Shape)]
+    if tallies and not shapes:
+        return _summed(tallies)
+    if shapes and not tallies:
+        return _summed(shapes)
+    return None
+
+
+_C = TypeVar("_C", Tally, Shape)
+
+
+def _summed(parts: list[_C]) -> _C | None:
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total if all(part.consistent(total) for part in parts) else None
+
+
 def judge(tallies: Mapping[str, Count], alpha: float) -> dict[str, Evidence]:
     """The tests of ``tallies`` at ``alpha`` (those with something to judge)."""
     out = {}
@@ -544,7 +568,7 @@ class Baseline:
         self.throughput = Holt()
         self.windows = 0
         self.above: dict[str, float] = {}
-        """Tail test -> decayed sum of the calls above its percentile's level at the time."""
+        """Level test -> decayed sum of the calls above its percentile's level at the time."""
         self.above_calls: dict[str, float] = {}
         self.shape: dict[str, Holt] = {}
         """``p95``, ``p99`` (:data:`TAIL_LEVELS`) -> level of the warm calls' percentile as a

@@ -55,6 +55,7 @@ from obsloop.detectors.evidence import (
     is_tail,
     judge,
     source,
+    summed,
     throughput,
 )
 from obsloop.detectors.series import SeriesAnomalyDetector
@@ -411,11 +412,8 @@ class WindowScorer:
             if len(parts) < len(found) or not tally.elevated:
                 continue
             parts.append(tally)
-            total = parts[0]
-            for part in parts[1:]:
-                total = total + part
-            if all(part.consistent(total) for part in parts) and (
-                    test == "invocations" or total.trials >= MIN_POOLED_CALLS):
+            total = summed(parts)
+            if total is not None and (test == "invocations" or total.trials >= MIN_POOLED_CALLS):
                 sums[test] = total
         return judge(sums, self.evidence_alpha)
 
