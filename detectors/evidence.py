@@ -424,7 +424,7 @@ class Shape:
                         "G statistic of the warm invocations above the median in bins at "
                         f"{edges} ms (the baseline's p95 and p99 at this median): "
                         f"{'/'.join(f'{c:.0f}' for c in self.counts)} where "
-                        f"{'/'.join(f'{e * scale:.2g}' for e in self.expected)} are expected, "
+                        f"{'/'.join(f'{e * scale:.3g}' for e in self.expected)} are expected, "
                         f"of {self.trials:.0f} warm invocations{over}")
 
     def to_state(self) -> list[Any]:
