@@ -482,9 +482,9 @@ def above(metric: str, events: int, n: int, baseline: float, level: float,
     """``events`` of ``n`` calls above the baseline's percentile ``level``, against a binomial
     at the share normally above it (plus the rate tolerance).
 
-    >>> above("above_p95", 30, 200, 0.05, 412.0, 1e-3).out
+    >>> above("above_p50", 170, 200, 0.5, 412.0, 1e-3).out
     True
-    >>> above("above_p95", 14, 200, 0.05, 412.0, 1e-3).out
+    >>> above("above_p50", 110, 200, 0.5, 412.0, 1e-3).out
     False
     """
     found = rate(metric, events, n, baseline, alpha)
