@@ -9,17 +9,20 @@ score values, not counts, so they cannot tell. Each test here knows the counts:
 * **latency percentiles**: an order-statistic lower confidence bound of the window's
   percentile (the ``k``-th smallest of ``n`` with ``P(Bin(n, p) >= k) >= 1 - alpha``), which
   must exceed the baseline percentile; a window too small to bound a percentile has none;
-* **latency tails**: the calls above the baseline's p50, and above its p95 relative to the
-  window's own median, against a binomial at the share that normally lies above them
-  (learnt like a rate): a tail regression that slows a tenth of the calls doubles the calls
-  above p95 long before a window's p95 bound moves;
+* **latency levels**: the calls above the baseline's p50 against a binomial at the share
+  that normally lies above it (learnt like a rate);
+* **latency tail shape** (:class:`Shape`): the warm calls above the window's median, in bins
+  the baseline's p95 and p99 set relative to the median, against the shares the bins
+  normally hold (a likelihood-ratio test of the multinomial): a tail regression that slows
+  a tenth of the calls fills the top bins long before a window's p95 bound moves, while a
+  daily rhythm or a deploy that slows every call alike moves the bins with the median;
 * **throughput**: the count against a Poisson at the forecast rate;
 * **spend**: against the invocations times the baseline cost per invocation.
 
-The count statistics are :class:`Tally` objects, which add up: the tallies of the last few
-windows, summed, are a stronger test than any one of them (a 3x error rate at 1 % of 150
-calls is 4.5 errors, noise in one window and significant in the sum of two). That is how
-an anomaly lasting ``confirm_after`` windows is confirmed.
+The count statistics are :class:`Tally` (and :class:`Shape`) objects, which add up: the
+tallies of the last few windows, summed, are a stronger test than any one of them (a 3x
+error rate at 1 % of 150 calls is 4.5 errors, noise in one window and significant in the
+sum of two). That is how an anomaly lasting ``confirm_after`` windows is confirmed.
 
 Every test yields an :class:`Evidence` with the range the baseline allows for *this* window's
 counts, so what an alert shows is what the decision was made on (see docs/design/paging.md).
@@ -28,11 +31,11 @@ counts, so what an alert shows is what the decision was made on (see docs/design
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from scipy.special import bdtr, bdtrik, ndtri, pdtr, pdtrc, pdtrik
+from scipy.special import bdtr, bdtrik, chdtri, ndtri, pdtr, pdtrc, pdtrik
 
 UP, DOWN = 1, -1
 RATE_TOLERANCE = 0.25
@@ -46,21 +49,43 @@ CONSISTENT_ALPHA = 0.01
 """Each window of a pooled test must be in line with the pooled rate at this level."""
 """Fewer errors (or cold starts) than this in a window are never evidence of a rate rise."""
 PERCENTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
-ABOVE = {"above_p50": "p50_ms", "above_p95": "p95_ms"}
-"""Tail tests (calls above a duration the baseline sets, :meth:`Baseline.threshold`) -> the
+ABOVE = {"above_p50": "p50_ms"}
+"""Level tests (calls above a duration the baseline sets, :meth:`Baseline.threshold`) -> the
 percentile they watch."""
-SHAPE = frozenset({"above_p95"})
-"""Tail tests whose threshold scales with the window's own median: a daily rhythm or a
-deploy that slows every call alike leaves them where they were; a tail regression does not."""
+TAIL = "tail_shape"
+"""The tail-shape test (:class:`Shape`), about the window's p95."""
+SHAPE = frozenset({TAIL})
+"""Tests whose bins scale with the window's own median: a daily rhythm or a deploy that
+slows every call alike leaves them where they were; a tail regression does not."""
 SHAPE_ALPHA = 0.1
-"""Their significance, as a share of the others': the window's median moves their threshold,
-so their counts vary more than a binomial's (three false pages in the bench at the same
-significance as the other tests)."""
+"""Their significance, as a share of the others': the window's median moves their bins, so
+their counts vary more than a multinomial's (the first median-relative test, a binomial
+above p95, paged falsely three times in the bench at the same significance as the others)."""
+SHAPE_TOLERANCE = 0.1
+"""The tail's bins may hold a tenth more calls than their baseline share before they are
+tested: less than a rate's quarter, since a deploy that slows every call alike leaves the
+shape as it was (in the bench a quarter missed a regression that a tenth pages, and neither
+paged normal traffic)."""
+TAIL_LEVELS = (0.95, 0.99)
+"""Levels of the baseline's warm calls, relative to their median, that bound the tail
+test's bins (median..p95, p95..p99, above p99). Lower levels (p80, p90) add bins whose
+counts the median's noise moves more than a tail regression does: in the bench they paged
+normal windows at the significance that finds the regressions."""
 
 
 def source(test: str) -> str:
-    """The window metric a test is about (``above_p95`` -> ``p95_ms``, else itself)."""
-    return ABOVE.get(test, test)
+    """The window metric a test is about (``above_p50`` -> ``p50_ms``, ``tail_shape`` ->
+    ``p95_ms``, else itself)."""
+    return "p95_ms" if test == TAIL else ABOVE.get(test, test)
+
+
+def is_tail(name: str) -> bool:
+    """Whether an evidence name (a window's test or a sum's, ``tail_shape_2w``) is a tail
+    test's: how far out it is says little of how much worse things got (a share cannot pass
+    1; the shape's statistic grows with the calls, not the slowdown)."""
+    return any(name == t or name.startswith(f"{t}_") for t in (*ABOVE, TAIL))
+
+
 MIN_WINDOWS = 10
 """Windows a baseline (or one of its percentiles) needs before it is compared with."""
 DECAY = 0.98
@@ -241,6 +266,9 @@ class Tally:
     """For the tail tests, the percentile level the calls were counted above (ms)."""
     windows: int = 1
 
+    def to_state(self) -> list[Any]:
+        return [self.events, self.trials, self.expected, self.level, self.windows]
+
     def __add__(self, other: Tally) -> Tally:
         return Tally(self.metric, self.events + other.events, self.trials + other.trials,
                      self.expected + other.expected, other.level, self.windows + other.windows)
@@ -299,7 +327,147 @@ class Tally:
                         found.bound, found.support + over)
 
 
-def judge(tallies: dict[str, Tally], alpha: float) -> dict[str, Evidence]:
+def warm(s: Sample) -> tuple[int, Callable[[float], float]] | None:
+    """The warm calls of ``s`` and their quantile function (``None`` without any), taking its
+    cold starts for its slowest calls: ``faas_windows`` keeps one digest of all calls, and a
+    cold start (a runtime and a model loading) is slower than any warm call of most
+    functions; where it is not, baseline and window are cut alike. Uncut, a fast function's
+    3 % of cold starts fill the top of its distribution, and whether a window holds two or
+    six of them moves its tail more than a tenth of its calls slowing 4x does.
+
+    >>> from obsloop.detectors.windows import interpolate
+    >>> n, at = warm(Sample({}, 100, cold_starts=4, at=interpolate((0.0, 1.0), (0.0, 100.0))))
+    >>> n, at(1.0)
+    (96, 96.0)
+    """
+    calls = s.n - min(s.cold_starts, s.n)
+    if s.at is None or calls < 1:
+        return None
+    at, share = s.at, calls / s.n
+    return calls, lambda q: at(q * share)
+
+
+def tail_bins(at: Callable[[float], float], n: int, edges: tuple[float, ...]) -> tuple[float, ...]:
+    """The calls of ``n`` (quantile function ``at``) above their median, per bin: from the
+    median to the first of ``edges`` (ms, increasing), between them, above the last.
+
+    >>> from obsloop.detectors.windows import interpolate
+    >>> [round(c) for c in tail_bins(interpolate((0.0, 1.0), (0.0, 100.0)), 100, (90.0, 95.0))]
+    [40, 5, 5]
+    """
+    above = [n * share_above(at, level) for level in (at(0.5), *edges)]
+    return (*(max(a - b, 0.0) for a, b in zip(above, above[1:], strict=False)), above[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The tail's shape in one window (or the sum of a few): its warm calls above its median
+    per bin (the baseline's :data:`TAIL_LEVELS` as multiples of its median, times the
+    window's median, :func:`tail_bins`) and how many the baseline's shares expect per bin.
+    Sums add counts and expectations, each window judged against the baseline of its time.
+
+    Its test is the likelihood ratio (G) of the counts against a multinomial at the expected
+    shares, the tail bins' raised by :data:`SHAPE_TOLERANCE`, one-sided (out only when the bins
+    above the first edge hold more than that): a tail regression puts calls where the
+    baseline has almost none, which one binomial above one level sees only in part.
+    """
+
+    metric: str
+    counts: tuple[float, ...]
+    expected: tuple[float, ...]
+    trials: float
+    """Warm calls in the window(s)."""
+    edges: tuple[float, ...] = ()
+    """The bins' edges (ms) in the latest window, to show."""
+    windows: int = 1
+
+    def __add__(self, other: Shape) -> Shape:
+        return Shape(self.metric, tuple(a + b for a, b in zip(self.counts, other.counts, strict=True)),
+                     tuple(a + b for a, b in zip(self.expected, other.expected, strict=True)),
+                     self.trials + other.trials, other.edges, self.windows + other.windows)
+
+    @property
+    def tail(self) -> Tally:
+        """The calls above the first edge, of those above the median: what must be past its
+        baseline (:attr:`elevated`) in every window of a sum, and in line with the sum."""
+        return Tally(self.metric, sum(self.counts[1:]), sum(self.counts), sum(self.expected[1:]))
+
+    @property
+    def elevated(self) -> bool:
+        return self.tail.elevated
+
+    def consistent(self, total: Shape, alpha: float = CONSISTENT_ALPHA) -> bool:
+        return self.tail.consistent(total.tail, alpha)
+
+    def evidence(self, alpha: float) -> Evidence | None:
+        """Its test at ``alpha`` times :data:`SHAPE_ALPHA` (``None`` without calls above the
+        median); shown as the G statistic against its critical value, with the bins.
+
+        >>> quiet = Shape("tail_shape", (45.0, 4.0, 1.0), (45.0, 4.0, 1.0), 100.0, (90.0, 160.0))
+        >>> slow = Shape("tail_shape", (38.0, 5.0, 7.0), (45.0, 4.0, 1.0), 100.0, (90.0, 160.0))
+        >>> quiet.evidence(1e-3).out, slow.evidence(1e-3).out, (slow + slow).evidence(1e-3).out
+        (False, False, True)
+        """
+        m = sum(self.counts)
+        if m < 1 or sum(self.expected) <= 0:
+            return None
+        scale = m / sum(self.expected)
+        tail = [e * scale * (1.0 + SHAPE_TOLERANCE) for e in self.expected[1:]]
+        null = (max(m - sum(tail), 1e-9), *tail)
+        g = 2.0 * sum(c * math.log(c / e) for c, e in zip(self.counts, null, strict=True) if c > 0)
+        heavier = sum(self.counts[1:]) > sum(tail)
+        high = float(chdtri(len(self.counts) - 1, alpha * SHAPE_ALPHA))
+        name = self.metric if self.windows == 1 else f"{self.metric}_{self.windows}w"
+        over = "" if self.windows == 1 else f" over {self.windows} windows"
+        edges = "/".join(f"{e:.4g}" for e in self.edges)
+        return Evidence(name, g, 0.0, high, UP, g if heavier else 0.0,
+                        "G statistic of the warm invocations above the median in bins at "
+                        f"{edges} ms (the baseline's p95 and p99 at this median): "
+                        f"{'/'.join(f'{c:.0f}' for c in self.counts)} where "
+                        f"{'/'.join(f'{e * scale:.3g}' for e in self.expected)} are expected, "
+                        f"of {self.trials:.0f} warm invocations{over}")
+
+    def to_state(self) -> list[Any]:
+        return [list(self.counts), list(self.expected), self.trials, list(self.edges), self.windows]
+
+    @classmethod
+    def from_state(cls, metric: str, state: list[Any]) -> Shape:
+        return cls(metric, tuple(float(x) for x in state[0]), tuple(float(x) for x in state[1]),
+                   float(state[2]), tuple(float(x) for x in state[3]), int(state[4]))
+
+
+Count = Tally | Shape
+"""A window's count statistic: it adds up across windows and has a test."""
+
+
+def count_from_state(test: str, state: list[Any]) -> Count:
+    """A count statistic from its ``to_state`` list."""
+    return Shape.from_state(test, state) if test in SHAPE else Tally(test, *state)
+
+
+def summed(parts: list[Count]) -> Count | None:
+    """One test's counts of consecutive windows added up, or ``None`` when one of them is
+    not in line with the sum (:meth:`Tally.consistent`)."""
+    tallies = [part for part in parts if isinstance(part, Tally)]
+    shapes = [part for part in parts if isinstance(part, Shape)]
+    if tallies and not shapes:
+        return _summed(tallies)
+    if shapes and not tallies:
+        return _summed(shapes)
+    return None
+
+
+_C = TypeVar("_C", Tally, Shape)
+
+
+def _summed(parts: list[_C]) -> _C | None:
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total if all(part.consistent(total) for part in parts) else None
+
+
+def judge(tallies: Mapping[str, Count], alpha: float) -> dict[str, Evidence]:
     """The tests of ``tallies`` at ``alpha`` (those with something to judge)."""
     out = {}
     for test, tally in tallies.items():
@@ -314,9 +482,9 @@ def above(metric: str, events: int, n: int, baseline: float, level: float,
     """``events`` of ``n`` calls above the baseline's percentile ``level``, against a binomial
     at the share normally above it (plus the rate tolerance).
 
-    >>> above("above_p95", 30, 200, 0.05, 412.0, 1e-3).out
+    >>> above("above_p50", 170, 200, 0.5, 412.0, 1e-3).out
     True
-    >>> above("above_p95", 14, 200, 0.05, 412.0, 1e-3).out
+    >>> above("above_p50", 110, 200, 0.5, 412.0, 1e-3).out
     False
     """
     found = rate(metric, events, n, baseline, alpha)
@@ -387,11 +555,12 @@ class Sample:
 class Baseline:
     """What one entity's windows normally count, in the terms the tests need: rates (errors,
     cold starts, calls above a percentile level) as decayed sums of events and invocations,
-    percentiles and throughput as Holt forecasts, spend per invocation. Copied into an
+    percentiles and throughput as Holt forecasts, spend per invocation, the tail's shape as
+    levels relative to the median and decayed sums of the calls in its bins. Copied into an
     episode when it opens, so later windows are judged against the time before the anomaly."""
 
     __slots__ = ("errors", "cold_starts", "calls", "cost", "cost_calls", "percentiles",
-                 "throughput", "windows", "above", "above_calls")
+                 "throughput", "windows", "above", "above_calls", "shape", "tail")
 
     def __init__(self) -> None:
         self.errors = self.cold_starts = self.calls = self.cost = self.cost_calls = 0.0
@@ -399,14 +568,19 @@ class Baseline:
         self.throughput = Holt()
         self.windows = 0
         self.above: dict[str, float] = {}
-        """Tail test -> decayed sum of the calls above its percentile's level at the time."""
+        """Level test -> decayed sum of the calls above its percentile's level at the time."""
         self.above_calls: dict[str, float] = {}
+        self.shape: dict[str, Holt] = {}
+        """``p95``, ``p99`` (:data:`TAIL_LEVELS`) -> level of the warm calls' percentile as a
+        multiple of their median."""
+        self.tail: list[float] = []
+        """Decayed sums of the warm calls in each of the tail test's bins."""
 
-    def tallies(self, s: Sample) -> dict[str, Tally]:
+    def tallies(self, s: Sample) -> dict[str, Count]:
         """The count statistics of ``s`` with what this baseline expects of them."""
         if self.windows < MIN_WINDOWS:
             return {}
-        out: dict[str, Tally] = {}
+        out: dict[str, Count] = {}
         m = s.metrics
         if s.n and "error_rate" in m:
             out["error_rate"] = Tally("error_rate", s.errors, s.n, s.n * self.rate(self.errors))
@@ -420,6 +594,10 @@ class Baseline:
                     share = (self.above[test] + 1.0) / (self.above_calls[test] + 1.0)
                     out[test] = Tally(test, round(s.n * share_above(s.at, level)), s.n,
                                       s.n * share, level)
+        if s.n and "p95_ms" in m:
+            shape = self.shape_of(s)
+            if shape is not None:
+                out[TAIL] = shape
         if "invocations" in m:
             out["invocations"] = Tally("invocations", s.n, s.n,
                                        max(self.throughput.forecast(), 0.0))
@@ -428,24 +606,38 @@ class Baseline:
         return out
 
     def threshold(self, test: str, s: Sample) -> float | None:
-        """The duration a tail test counts the calls of ``s`` above: the baseline's p50 for
-        ``above_p50``; for ``above_p95`` the baseline's p95 as a multiple of its p50 (plus
-        the latency tolerance), times the window's own median (:data:`SHAPE`). The tolerance
-        keeps the threshold off a narrow distribution's bulk, where the noise of a small
-        window's median would move many calls across it. ``None`` before the levels are
-        learnt."""
-        h, median = self.percentiles.get(ABOVE[test]), self.percentiles.get("p50_ms")
+        """The duration a level test (:data:`ABOVE`) counts the calls of ``s`` above: the
+        baseline's level of its percentile; ``None`` before it is learnt."""
+        h = self.percentiles.get(ABOVE[test])
         if s.at is None or h is None or h.n < MIN_WINDOWS:
             return None
-        if test not in SHAPE:
-            return max(h.forecast(), 0.0)
-        if median is None or median.n < MIN_WINDOWS or median.forecast() <= 0:
+        return max(h.forecast(), 0.0)
+
+    def ratios(self) -> tuple[float, ...] | None:
+        """The tail test's edges as multiples of the median (``None`` before they are learnt)."""
+        levels = [self.shape.get(_shape_key(q)) for q in TAIL_LEVELS]
+        if any(h is None or h.n < MIN_WINDOWS for h in levels):
             return None
-        return (max(h.forecast(), 0.0) / median.forecast() * (1.0 + LATENCY_TOLERANCE)
-                * s.at(0.5))
+        return tuple(max(h.forecast(), 1.0) for h in levels if h is not None)
+
+    def shape_of(self, s: Sample) -> Shape | None:
+        """The tail test of ``s``: its warm calls above its median in the bins the baseline's
+        ratios set at its own median, with the shares the baseline's bins normally hold."""
+        found, ratios = warm(s), self.ratios()
+        if found is None or ratios is None or not any(self.tail):
+            return None
+        n, at = found
+        median = at(0.5)
+        if median <= 0:
+            return None
+        edges = tuple(r * median for r in ratios)
+        counts = tail_bins(at, n, edges)
+        total = sum(self.tail) + 0.5 * len(self.tail)
+        return Shape(TAIL, counts, tuple(sum(counts) * (x + 0.5) / total for x in self.tail),
+                     float(n), edges)
 
     def evidence(self, s: Sample, alpha: float,
-                 tallies: dict[str, Tally] | None = None) -> dict[str, Evidence]:
+                 tallies: Mapping[str, Count] | None = None) -> dict[str, Evidence]:
         """The tests of ``s`` alone against this baseline, for the metrics ``s`` has
         (``tallies``: its :meth:`tallies`, when the caller has them already)."""
         out = judge(self.tallies(s) if tallies is None else tallies, alpha)
@@ -480,9 +672,29 @@ class Baseline:
                 if metric in s.metrics and s.n >= 1.0 / (1.0 - p) - 1e-9:
                     self.percentiles.setdefault(metric, Holt()).learn(s.at(p), alpha=0.05, beta=0.0,
                                                                      clip=1.5)
+            if "p95_ms" in s.metrics:
+                self._learn_shape(s)
         if "invocations" in s.metrics:
             self.throughput.learn(float(s.n))
         self.windows += 1
+
+    def _learn_shape(self, s: Sample) -> None:
+        """The tail bins' sums, at the edges from before this window, then the edges' ratios
+        (like the percentile levels: clipped, so a window whose p99 lands in a rare slow
+        call barely moves them), from windows with enough warm calls for their p95."""
+        found = warm(s)
+        if found is None or found[1](0.5) <= 0:
+            return
+        n, at = found
+        median, ratios = at(0.5), self.ratios()
+        if ratios is not None:
+            counts = tail_bins(at, n, tuple(r * median for r in ratios))
+            self.tail = [DECAY * x + c for x, c in zip(self.tail or [0.0] * len(counts), counts,
+                                                       strict=True)]
+        if n >= 1.0 / (1.0 - TAIL_LEVELS[0]) - 1e-9:
+            for q in TAIL_LEVELS:
+                self.shape.setdefault(_shape_key(q), Holt()).learn(at(q) / median, alpha=0.05,
+                                                                   beta=0.0, clip=1.5)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Baseline) and self.to_state() == other.to_state()
@@ -496,18 +708,27 @@ class Baseline:
         return [self.errors, self.cold_starts, self.calls, self.cost, self.cost_calls,
                 {m: h.to_state() for m, h in self.percentiles.items()},
                 self.throughput.to_state(), self.windows, dict(self.above),
-                dict(self.above_calls)]
+                dict(self.above_calls), {k: h.to_state() for k, h in self.shape.items()},
+                list(self.tail)]
 
     @classmethod
     def from_state(cls, state: list[Any]) -> Baseline:
-        """A baseline from :meth:`to_state`; an older state without the tail sums starts them
-        empty (they learn from the next windows)."""
+        """A baseline from :meth:`to_state`; an older state without the level tests' sums or
+        the tail's shape starts them empty (they learn from the next windows), and drops the
+        sums of a test that is gone (``above_p95``, replaced by the shape)."""
         b = cls()
         b.errors, b.cold_starts, b.calls, b.cost, b.cost_calls = (float(x) for x in state[:5])
         b.percentiles = {m: Holt.from_state(h) for m, h in state[5].items()}
         b.throughput = Holt.from_state(state[6])
         b.windows = int(state[7])
         if len(state) > 9:
-            b.above = {t: float(x) for t, x in state[8].items()}
-            b.above_calls = {t: float(x) for t, x in state[9].items()}
+            b.above = {t: float(x) for t, x in state[8].items() if t in ABOVE}
+            b.above_calls = {t: float(x) for t, x in state[9].items() if t in ABOVE}
+        if len(state) > 11:
+            b.shape = {k: Holt.from_state(h) for k, h in state[10].items()}
+            b.tail = [float(x) for x in state[11]]
         return b
+
+
+def _shape_key(level: float) -> str:
+    return f"p{level * 100:g}"

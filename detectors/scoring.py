@@ -43,17 +43,19 @@ from typing import Any
 from obsloop.core import semconv
 from obsloop.detectors.detection import Detection, Kind, Severity
 from obsloop.detectors.evidence import (
-    ABOVE,
     DOWN,
     MIN_WINDOWS,
     SHAPE,
     UP,
     Baseline,
+    Count,
     Evidence,
     Sample,
-    Tally,
+    count_from_state,
+    is_tail,
     judge,
     source,
+    summed,
     throughput,
 )
 from obsloop.detectors.series import SeriesAnomalyDetector
@@ -180,9 +182,9 @@ class Episode:
 
 def excess(evidence: dict[str, Evidence]) -> float:
     """How far the worst statistic is past its range's edge, as a ratio (> 1 when out). The
-    tail tests' shares are left out: a share cannot pass 1, so how far out it is says
-    little of how much worse things got (an 8x slowdown after a 1.5x one)."""
-    return max((e.factor for m, e in evidence.items() if m not in ABOVE), default=0.0)
+    tail tests are left out (:func:`~obsloop.detectors.evidence.is_tail`): how far out they
+    are says little of how much worse things got (an 8x slowdown after a 1.5x one)."""
+    return max((e.factor for m, e in evidence.items() if not is_tail(m)), default=0.0)
 
 
 def _entity_labels(entity: str) -> dict[str, str]:
@@ -263,7 +265,7 @@ class WindowScorer:
         self.episodes: dict[str, Episode] = {}
         self.last_seen: dict[str, float] = {}
         """Entity id -> window start (epoch) of its last window with data."""
-        self.recent: dict[str, tuple[float, list[dict[str, Tally]]]] = {}
+        self.recent: dict[str, tuple[float, list[dict[str, Count]]]] = {}
         """Entity id -> start (epoch) of its latest window scored and the tallies of its last
         ``confirm_after - 1`` windows, oldest first: the pooled confirmation sums them."""
 
@@ -366,7 +368,7 @@ class WindowScorer:
         if baseline is None:
             baseline = self.baselines[entity] = Baseline()
         history = self._history(entity, t, seconds)
-        counted: dict[str, Tally] = {}
+        counted: dict[str, Count] = {}
         out = []
         end = start + timedelta(seconds=seconds or 0)
         for kind, entry in per_kind.items():
@@ -388,13 +390,13 @@ class WindowScorer:
         baseline.learn(sample)  # after: an opening episode copies the baseline without it
         return out
 
-    def _history(self, entity: str, t: float, seconds: int) -> list[dict[str, Tally]]:
+    def _history(self, entity: str, t: float, seconds: int) -> list[dict[str, Count]]:
         """The tallies of the windows right before ``t`` (none after a gap)."""
         last = self.recent.get(entity)
         return last[1] if last is not None and seconds and t - last[0] == seconds else []
 
-    def _pooled(self, tallies: dict[str, Tally],
-                history: list[dict[str, Tally]]) -> dict[str, Evidence]:
+    def _pooled(self, tallies: dict[str, Count],
+                history: list[dict[str, Count]]) -> dict[str, Evidence]:
         """The tests of the summed tallies of the last ``confirm_after`` windows (this one's
         included), for each statistic past its baseline in every one of them and in line
         with their sum (:meth:`Tally.consistent`: not one window far out): an anomaly
@@ -403,18 +405,15 @@ class WindowScorer:
         N on the sum, rather than each window significant on its own)."""
         if self.confirm_after < 2 or len(history) < self.confirm_after - 1:
             return {}
-        sums: dict[str, Tally] = {}
+        sums: dict[str, Count] = {}
         for test, tally in tallies.items():
             found = [window.get(test) for window in history]
             parts = [part for part in found if part is not None and part.elevated]
             if len(parts) < len(found) or not tally.elevated:
                 continue
             parts.append(tally)
-            total = parts[0]
-            for part in parts[1:]:
-                total = total + part
-            if all(part.consistent(total) for part in parts) and (
-                    test == "invocations" or total.trials >= MIN_POOLED_CALLS):
+            total = summed(parts)
+            if total is not None and (test == "invocations" or total.trials >= MIN_POOLED_CALLS):
                 sums[test] = total
         return judge(sums, self.evidence_alpha)
 
@@ -595,8 +594,8 @@ class WindowScorer:
                              e.reference.to_state(), e.paged]
                          for k, e in self.episodes.items()},
             "last_seen": self.last_seen,
-            "recent": {e: [t, [{test: [x.events, x.trials, x.expected, x.level, x.windows]
-                                for test, x in window.items()} for window in windows]]
+            "recent": {e: [t, [{test: x.to_state() for test, x in window.items()}
+                               for window in windows]]
                        for e, (t, windows) in self.recent.items()},
         }
 
@@ -607,8 +606,8 @@ class WindowScorer:
                           for e, b in state.get("baselines", {}).items()}
         self.episodes = {k: self._episode_from_state(k, e) for k, e in state["episodes"].items()}
         self.last_seen = {e: float(s) for e, s in state["last_seen"].items()}
-        self.recent = {e: (float(t), [{test: Tally(test, *x) for test, x in window.items()}
-                                      for window in windows])
+        self.recent = {e: (float(t), [{test: count_from_state(test, x)
+                                       for test, x in window.items()} for window in windows])
                        for e, (t, windows) in state.get("recent", {}).items()}
 
     def _episode_from_state(self, key: str, e: list[Any]) -> Episode:

@@ -7,9 +7,10 @@ The checkpoint was first written by the detector loop of commit 39683c8 (checkpo
 over :func:`insert_history` with :func:`settings` and :data:`BUDGETS`, stopped after
 :data:`SPLIT_MINUTE` minutes (``max_catchup_windows``), wall clock :data:`WALL_CLOCK`. When a
 detector's own state grew (the scorer's baselines learnt the shares of calls past each level,
-its series models an AR(1) term, then a scale per hour of the day and a spread view), the
-file was written again in format 1's layout from the same run, so that it tests the host's
-format, not the scorer's: the scorer's own upgrade is tested with the scorer.
+its series models an AR(1) term, then a scale per hour of the day and a spread view, its
+baselines the tail's shape), the file was written again in format 1's layout from the same
+run, so that it tests the host's format, not the scorer's: the scorer's own upgrade is tested
+with the scorer.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_a_tail_regression_pages_within_two_windows(chdb_client, db, tmp_path,
     assert pages and minute(pages[0]) in (60, 61), [d.describe() for d in found]
     assert "tail regression (median in range)" in pages[0].summary
     out = [m for m, v in pages[0].observed.items() if v > pages[0].expected[m][1]]
-    assert any(m.startswith("above_p95") for m in out), pages[0].describe()
+    assert any(m.startswith("tail_shape") for m in out), pages[0].describe()
 
 
 def test_pending_confirmed_and_extreme_through_the_alerter(chdb_client, db, tmp_path,
