@@ -233,6 +233,7 @@ class WindowScorer:
         evidence_alpha: float = 1e-3,
         extreme_latency_ratio: float = 4.0,
         extreme_error_rate: float = 0.5,
+        extreme_alpha: float = 1e-6,
     ) -> None:
         self.pool = SeriesDetectorPool(max_series=max_series, idle_seconds=idle_seconds,
                                        factory=factory)
@@ -258,6 +259,10 @@ class WindowScorer:
         self.extreme_error_rate = extreme_error_rate
         """A window failing at least this share of its calls (significantly above its
         baseline) pages at once; 0 turns it off."""
+        self.extreme_alpha = extreme_alpha
+        """An error or cold-start rate above its baseline at this significance, the
+        baseline's own sampling error counted (:meth:`Baseline.overwhelming`), pages at
+        once; 0 turns it off."""
         self.ranges: dict[str, ExpectedRange] = {}
         self.baselines: dict[str, Baseline] = {}
         self.episodes: dict[str, Episode] = {}
@@ -421,13 +426,19 @@ class WindowScorer:
     def _extreme(self, kind: Kind, evidence: dict[str, Evidence], sample: Sample,
                  reference: Baseline) -> bool:
         """Whether the window is out of range by so much that it pages at once: a p50 (its
-        lower confidence bound) ``extreme_latency_ratio`` times its baseline, or most calls
-        failing."""
+        lower confidence bound) ``extreme_latency_ratio`` times its baseline, most calls
+        failing, or an error or cold-start rate significant at ``extreme_alpha`` (a 25 %
+        cold-start storm on a busy function: waiting a window for a second one adds
+        nothing)."""
         if kind == "latency" and self.extreme_latency_ratio > 0:
             p50 = evidence.get("p50_ms")
             base = reference.percentiles.get("p50_ms")
             return bool(p50 is not None and p50.out and base is not None
                         and p50.bound >= self.extreme_latency_ratio * base.forecast() > 0)
+        if kind in ("error_rate", "cold_start") and self.extreme_alpha > 0 and any(
+                evidence[m].out for m in reference.overwhelming(sample, self.extreme_alpha)
+                if m in evidence):
+            return True
         if kind == "error_rate" and self.extreme_error_rate > 0:
             errors = evidence.get("error_rate")
             return bool(errors is not None and errors.out and sample.errors >= EXTREME_MIN_ERRORS
