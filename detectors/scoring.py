@@ -70,6 +70,9 @@ METRICS: dict[str, tuple[Kind, int]] = {
     "cost_usd": ("cost", UP),
 }
 COST_CENTER_PREFIX = "cost_center:"
+HELD: frozenset[Kind] = frozenset({"throughput", "error_rate", "cold_start", "cost"})
+"""Kinds judged against the baseline from before a previous window past it (see
+:meth:`WindowScorer._reference`); latency's levels learn clipped already."""
 EXTREME_MIN_ERRORS = 5
 """Errors a window needs to page at once as failing most calls (3 of 5 does not)."""
 MIN_POOLED_CALLS = 60
@@ -271,6 +274,9 @@ class WindowScorer:
         self.recent: dict[str, tuple[float, list[dict[str, Tally]]]] = {}
         """Entity id -> start (epoch) of its latest window scored and the tallies of its last
         ``confirm_after - 1`` windows, oldest first: the pooled confirmation sums them."""
+        self.held: dict[str, tuple[float, frozenset[Kind], Baseline]] = {}
+        """Entity id -> start (epoch) of its latest window, the kinds whose counts were past
+        their baseline in it, and the baseline from before it (:meth:`_reference`)."""
 
     @property
     def idle_seconds(self) -> float:
@@ -374,9 +380,11 @@ class WindowScorer:
         counted: dict[str, Tally] = {}
         out = []
         end = start + timedelta(seconds=seconds or 0)
+        held = self.held.pop(entity, None)
         for kind, entry in per_kind.items():
             episode = self.episodes.get(f"{kind}|{entity}")
-            reference = episode.reference if episode is not None else baseline
+            reference = episode.reference if episode is not None else \
+                self._reference(kind, baseline, held, t, seconds)
             tallies = {test: tally for test, tally in reference.tallies(sample).items()
                        if source(test) in entry.metrics
                        and not (fleet_drop and test == "invocations")}
@@ -390,8 +398,26 @@ class WindowScorer:
                 out.append(detection)
         if self.confirm_after > 1:
             self.recent[entity] = (t, [*history, counted][1 - self.confirm_after:])
+            past = frozenset(METRICS[source(test)][0] for test, tally in counted.items()
+                             if tally.elevated and METRICS[source(test)][0] in HELD)
+            if past:
+                self.held[entity] = (t, past, baseline.copy())
         baseline.learn(sample)  # after: an opening episode copies the baseline without it
         return out
+
+    @staticmethod
+    def _reference(kind: Kind, baseline: Baseline,
+                   held: tuple[float, frozenset[Kind], Baseline] | None, t: float,
+                   seconds: int) -> Baseline:
+        """The baseline a window of ``kind`` is judged against outside an episode: the one
+        from before the previous window when that window's counts of ``kind`` were already
+        past it, else the current one. A fault's first window, not significant alone, must
+        not teach the baseline before its second is judged: a halved throughput lowers the
+        Holt forecast by a tenth in one window, and the two windows' summed counts then
+        fall short of significance by a few calls."""
+        if held is not None and seconds and t - held[0] == seconds and kind in held[1]:
+            return held[2]
+        return baseline
 
     def _history(self, entity: str, t: float, seconds: int) -> list[dict[str, Tally]]:
         """The tallies of the windows right before ``t`` (none after a gap)."""
@@ -582,6 +608,8 @@ class WindowScorer:
         self.last_seen = {e: s for e, s in self.last_seen.items() if t - s <= self.idle_seconds}
         if len(self.recent) > len(self.last_seen):
             self.recent = {e: r for e, r in self.recent.items() if e in self.last_seen}
+        if len(self.held) > len(self.last_seen):
+            self.held = {e: h for e, h in self.held.items() if e in self.last_seen}
         if len(self.ranges) > len(self.pool):
             self.ranges = {sid: r for sid, r in self.ranges.items() if sid in self.pool}
         live = {sid.rsplit("#", 1)[0] for sid in self.ranges}
