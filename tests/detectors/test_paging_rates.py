@@ -8,12 +8,16 @@ The end-to-end tests store invocations in chDB and run the real detector host an
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from scipy.special import pdtrc
 
 from obsloop.detectors.evidence import Baseline, Sample, ratio_pvalue
+from obsloop.detectors.scoring import WindowScorer
+from obsloop.detectors.series import SeriesAnomalyDetector
+from obsloop.detectors.windows import SeriesKey, Window
 
 sys.path.append(str(Path(__file__).resolve().parent))
 from test_paging import detections, invocations, minute, paged, receiver  # noqa: E402, F401
@@ -81,3 +85,21 @@ def test_extreme_alpha_zero_turns_it_off(chdb_client, db, tmp_path,
     found = detections(chdb_client, db, tmp_path, 62, extreme_alpha=0.0)
     pages = [d for d in paged(found, receiver) if d.kind == "cold_start"]
     assert [minute(d) for d in pages] == [61], [d.describe() for d in found]
+
+
+def test_a_throughput_drop_whose_first_window_is_not_significant_pages_in_its_second() -> None:
+    # 100 calls a window, then 64: 64 where at least 85 are tolerated is not significant in
+    # one window (p ~ 0.01); the two windows' 128 against 170 are, as long as the forecast
+    # has not learnt the first window before the second is judged (it drops by a tenth:
+    # the old code never paged this drop).
+    key = SeriesKey("aws_lambda", "fraud-scorer", "fraud", "2.1.0")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    scorer = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
+    found = []
+    for i in range(80):
+        w = Window(t0 + timedelta(minutes=5 * i), 300, key, "spans", 100 if i < 70 else 64,
+                   1, 3, 40.0, 80.0, 90.0, 0.0, 0.0)
+        found += [(i, d) for d in scorer.process(w.start, [w]) if d.kind == "throughput"]
+    assert [(i, d.severity, d.pending) for i, d in found if not d.cleared][:1] == \
+        [(71, "critical", False)], [d.describe() for _, d in found]
+    assert "invocations_2w" in found[0][1].observed
