@@ -637,6 +637,9 @@ class WindowScorer:
             "recent": {e: [t, [{test: [x.events, x.trials, x.expected, x.level, x.windows]
                                 for test, x in window.items()} for window in windows]]
                        for e, (t, windows) in self.recent.items()},
+            # Only when some window is held: a checkpoint without it reads back unchanged.
+            **({"held": {e: [t, sorted(kinds), b.to_state()] for e, (t, kinds, b) in self.held.items()}}
+               if self.held else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -649,6 +652,8 @@ class WindowScorer:
         self.recent = {e: (float(t), [{test: Tally(test, *x) for test, x in window.items()}
                                       for window in windows])
                        for e, (t, windows) in state.get("recent", {}).items()}
+        self.held = {e: (float(t), frozenset(kinds), Baseline.from_state(b))
+                     for e, (t, kinds, b) in state.get("held", {}).items()}
 
     def _episode_from_state(self, key: str, e: list[Any]) -> Episode:
         """An episode from its checkpoint list. Fields after the fourth are optional: an

@@ -7,6 +7,7 @@ The end-to-end tests store invocations in chDB and run the real detector host an
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,7 +88,9 @@ def test_extreme_alpha_zero_turns_it_off(chdb_client, db, tmp_path,
     assert [minute(d) for d in pages] == [61], [d.describe() for d in found]
 
 
-def test_a_throughput_drop_whose_first_window_is_not_significant_pages_in_its_second() -> None:
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_throughput_drop_whose_first_window_is_not_significant_pages_in_its_second(
+        restart: bool) -> None:
     # 100 calls a window, then 64: 64 where at least 85 are tolerated is not significant in
     # one window (p ~ 0.01); the two windows' 128 against 170 are, as long as the forecast
     # has not learnt the first window before the second is judged (it drops by a tenth:
@@ -97,6 +100,10 @@ def test_a_throughput_drop_whose_first_window_is_not_significant_pages_in_its_se
     scorer = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
     found = []
     for i in range(80):
+        if restart and i == 71:  # between the drop's two windows, through a JSON checkpoint
+            state = json.loads(json.dumps(scorer.to_state()))
+            scorer = WindowScorer(factory=lambda: SeriesAnomalyDetector(warmup=30))
+            scorer.restore(state)
         w = Window(t0 + timedelta(minutes=5 * i), 300, key, "spans", 100 if i < 70 else 64,
                    1, 3, 40.0, 80.0, 90.0, 0.0, 0.0)
         found += [(i, d) for d in scorer.process(w.start, [w]) if d.kind == "throughput"]
