@@ -48,7 +48,8 @@ class SeriesScoring(WindowDetector):
                                 confirm_after=config.confirm_after_windows,
                                 evidence_alpha=config.evidence_alpha,
                                 extreme_latency_ratio=config.extreme_latency_ratio,
-                                extreme_error_rate=config.extreme_error_rate), context.scope)
+                                extreme_error_rate=config.extreme_error_rate,
+                                extreme_alpha=config.extreme_alpha), context.scope)
 
     def process(self, closed: ClosedWindows) -> list[Detection]:
         if self.share == Scope.FLEET:

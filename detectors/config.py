@@ -107,6 +107,10 @@ class DetectorsConfig(Section):
     extreme_error_rate: float = Field(0.5, ge=0, le=1)
     """A window failing at least this share of its calls (significantly above its
     baseline) pages at once; 0 turns it off."""
+    extreme_alpha: float = Field(1e-6, ge=0, lt=0.5)
+    """An error or cold-start rate above its baseline (plus the tolerance) at this
+    significance, the baseline's own sampling error counted, pages at once instead of
+    waiting for confirmation (a 25 % cold-start storm, a 10x error rate); 0 turns it off."""
     warmup_windows: int | None = Field(None, ge=0)
     """Windows a series learns before it may alarm; ``None`` keeps the detector's default."""
     max_catchup_windows: int = Field(1440, ge=1)

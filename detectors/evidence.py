@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from scipy.special import bdtr, bdtrik, chdtri, ndtri, pdtr, pdtrc, pdtrik
+from scipy.special import bdtr, bdtrik, betainc, chdtri, ndtri, pdtr, pdtrc, pdtrik
 
 UP, DOWN = 1, -1
 RATE_TOLERANCE = 0.25
@@ -182,6 +182,27 @@ def rate(metric: str, events: int, n: int, baseline: float, alpha: float) -> Evi
     what = {"error_rate": "errors", "cold_start_rate": "cold starts"}.get(metric, "events")
     return Evidence(metric, events / n, 0.0, upper / n, UP, events / n,
                     f"{events} {what} in {n} invocations, baseline {baseline:.2%}")
+
+
+def ratio_pvalue(events: float, n: float, baseline_events: float, baseline_calls: float,
+                 tolerance: float = RATE_TOLERANCE) -> float:
+    """P-value of ``events`` in ``n`` calls against a baseline of ``baseline_events`` in
+    ``baseline_calls``, under the null that the window's rate is at most ``1 + tolerance``
+    times the baseline's, the baseline's own sampling error included: given the total, the
+    window's share of the events is binomial (the exact conditional test of a ratio of two
+    Poisson rates). A baseline learnt from few calls is judged leniently, a well-learnt one
+    as tightly as a known rate. Decayed sums vary less than counts of the same size, so
+    taking them as counts errs on the safe side.
+
+    >>> f"{ratio_pvalue(12, 100, 60, 6000):.1e}", f"{ratio_pvalue(12, 100, 1, 100):.4f}"
+    ('2.6e-08', '0.0055')
+    """
+    if events <= 0:
+        return 1.0
+    r = n * (1.0 + tolerance)
+    q = r / (r + baseline_calls) if r + baseline_calls > 0 else 1.0
+    total = events + baseline_events
+    return float(betainc(events, total - events + 1.0, q)) if q < 1.0 else 1.0
 
 
 def lower_order_statistic(n: int, p: float, alpha: float) -> int:
@@ -604,6 +625,18 @@ class Baseline:
         if "cost_usd" in m and s.n >= 5 and self.cost_calls > 0 and self.cost > 0:
             out["cost_usd"] = Tally("cost_usd", s.cost, s.n, s.n * self.cost / self.cost_calls)
         return out
+
+    def overwhelming(self, s: Sample, alpha: float) -> list[str]:
+        """The rates of ``s`` (errors, cold starts) above this baseline (plus the tolerance) at
+        significance ``alpha`` by :func:`ratio_pvalue`, which counts the baseline's own
+        sampling error: evidence strong enough that one window need not wait for a second."""
+        if self.windows < MIN_WINDOWS or not s.n:
+            return []
+        rates = (("error_rate", s.errors, self.errors), ("cold_start_rate", s.cold_starts,
+                                                          self.cold_starts))
+        return [metric for metric, events, base in rates
+                if metric in s.metrics and events >= MIN_EVENTS
+                and ratio_pvalue(events, s.n, base, self.calls) < alpha]
 
     def threshold(self, test: str, s: Sample) -> float | None:
         """The duration a level test (:data:`ABOVE`) counts the calls of ``s`` above: the

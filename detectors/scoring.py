@@ -72,6 +72,12 @@ METRICS: dict[str, tuple[Kind, int]] = {
     "cost_usd": ("cost", UP),
 }
 COST_CENTER_PREFIX = "cost_center:"
+HELD: frozenset[Kind] = frozenset({"throughput"})
+"""Kinds judged against the baseline from before a previous window past it (see
+:meth:`WindowScorer._reference`): throughput's Holt forecast moves a fifth of the way to a
+window at once. The rates and the spend per call learn 2 % of a window, too little to
+matter (holding them too changed no fault in the bench and added a false page in its
+warm-up); latency's levels learn clipped."""
 EXTREME_MIN_ERRORS = 5
 """Errors a window needs to page at once as failing most calls (3 of 5 does not)."""
 MIN_POOLED_CALLS = 60
@@ -235,6 +241,7 @@ class WindowScorer:
         evidence_alpha: float = 1e-3,
         extreme_latency_ratio: float = 4.0,
         extreme_error_rate: float = 0.5,
+        extreme_alpha: float = 1e-6,
     ) -> None:
         self.pool = SeriesDetectorPool(max_series=max_series, idle_seconds=idle_seconds,
                                        factory=factory)
@@ -260,6 +267,10 @@ class WindowScorer:
         self.extreme_error_rate = extreme_error_rate
         """A window failing at least this share of its calls (significantly above its
         baseline) pages at once; 0 turns it off."""
+        self.extreme_alpha = extreme_alpha
+        """An error or cold-start rate above its baseline at this significance, the
+        baseline's own sampling error counted (:meth:`Baseline.overwhelming`), pages at
+        once; 0 turns it off."""
         self.ranges: dict[str, ExpectedRange] = {}
         self.baselines: dict[str, Baseline] = {}
         self.episodes: dict[str, Episode] = {}
@@ -268,6 +279,9 @@ class WindowScorer:
         self.recent: dict[str, tuple[float, list[dict[str, Count]]]] = {}
         """Entity id -> start (epoch) of its latest window scored and the tallies of its last
         ``confirm_after - 1`` windows, oldest first: the pooled confirmation sums them."""
+        self.held: dict[str, tuple[float, frozenset[Kind], Baseline]] = {}
+        """Entity id -> start (epoch) of its latest window, the kinds whose counts were past
+        their baseline in it, and the baseline from before it (:meth:`_reference`)."""
 
     @property
     def idle_seconds(self) -> float:
@@ -371,9 +385,11 @@ class WindowScorer:
         counted: dict[str, Count] = {}
         out = []
         end = start + timedelta(seconds=seconds or 0)
+        held = self.held.pop(entity, None)
         for kind, entry in per_kind.items():
             episode = self.episodes.get(f"{kind}|{entity}")
-            reference = episode.reference if episode is not None else baseline
+            reference = episode.reference if episode is not None else \
+                self._reference(kind, baseline, held, t, seconds)
             tallies = {test: tally for test, tally in reference.tallies(sample).items()
                        if source(test) in entry.metrics
                        and not (fleet_drop and test == "invocations")}
@@ -387,8 +403,26 @@ class WindowScorer:
                 out.append(detection)
         if self.confirm_after > 1:
             self.recent[entity] = (t, [*history, counted][1 - self.confirm_after:])
+            past = frozenset(METRICS[source(test)][0] for test, tally in counted.items()
+                             if tally.elevated and METRICS[source(test)][0] in HELD)
+            if past:
+                self.held[entity] = (t, past, baseline.copy())
         baseline.learn(sample)  # after: an opening episode copies the baseline without it
         return out
+
+    @staticmethod
+    def _reference(kind: Kind, baseline: Baseline,
+                   held: tuple[float, frozenset[Kind], Baseline] | None, t: float,
+                   seconds: int) -> Baseline:
+        """The baseline a window of ``kind`` is judged against outside an episode: the one
+        from before the previous window when that window's counts of ``kind`` were already
+        past it, else the current one. A fault's first window, not significant alone, must
+        not teach the baseline before its second is judged: a halved throughput lowers the
+        Holt forecast by a tenth in one window, and the two windows' summed counts then
+        fall short of significance by a few calls."""
+        if held is not None and seconds and t - held[0] == seconds and kind in held[1]:
+            return held[2]
+        return baseline
 
     def _history(self, entity: str, t: float, seconds: int) -> list[dict[str, Count]]:
         """The tallies of the windows right before ``t`` (none after a gap)."""
@@ -420,13 +454,19 @@ class WindowScorer:
     def _extreme(self, kind: Kind, evidence: dict[str, Evidence], sample: Sample,
                  reference: Baseline) -> bool:
         """Whether the window is out of range by so much that it pages at once: a p50 (its
-        lower confidence bound) ``extreme_latency_ratio`` times its baseline, or most calls
-        failing."""
+        lower confidence bound) ``extreme_latency_ratio`` times its baseline, most calls
+        failing, or an error or cold-start rate significant at ``extreme_alpha`` (a 25 %
+        cold-start storm on a busy function: waiting a window for a second one adds
+        nothing)."""
         if kind == "latency" and self.extreme_latency_ratio > 0:
             p50 = evidence.get("p50_ms")
             base = reference.percentiles.get("p50_ms")
             return bool(p50 is not None and p50.out and base is not None
                         and p50.bound >= self.extreme_latency_ratio * base.forecast() > 0)
+        if kind in ("error_rate", "cold_start") and self.extreme_alpha > 0 and any(
+                evidence[m].out for m in reference.overwhelming(sample, self.extreme_alpha)
+                if m in evidence):
+            return True
         if kind == "error_rate" and self.extreme_error_rate > 0:
             errors = evidence.get("error_rate")
             return bool(errors is not None and errors.out and sample.errors >= EXTREME_MIN_ERRORS
@@ -570,6 +610,8 @@ class WindowScorer:
         self.last_seen = {e: s for e, s in self.last_seen.items() if t - s <= self.idle_seconds}
         if len(self.recent) > len(self.last_seen):
             self.recent = {e: r for e, r in self.recent.items() if e in self.last_seen}
+        if len(self.held) > len(self.last_seen):
+            self.held = {e: h for e, h in self.held.items() if e in self.last_seen}
         if len(self.ranges) > len(self.pool):
             self.ranges = {sid: r for sid, r in self.ranges.items() if sid in self.pool}
         live = {sid.rsplit("#", 1)[0] for sid in self.ranges}
@@ -597,6 +639,9 @@ class WindowScorer:
             "recent": {e: [t, [{test: x.to_state() for test, x in window.items()}
                                for window in windows]]
                        for e, (t, windows) in self.recent.items()},
+            # Only when some window is held: a checkpoint without it reads back unchanged.
+            **({"held": {e: [t, sorted(kinds), b.to_state()] for e, (t, kinds, b) in self.held.items()}}
+               if self.held else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -609,6 +654,8 @@ class WindowScorer:
         self.recent = {e: (float(t), [{test: count_from_state(test, x)
                                        for test, x in window.items()} for window in windows])
                        for e, (t, windows) in state.get("recent", {}).items()}
+        self.held = {e: (float(t), frozenset(kinds), Baseline.from_state(b))
+                     for e, (t, kinds, b) in state.get("held", {}).items()}
 
     def _episode_from_state(self, key: str, e: list[Any]) -> Episode:
         """An episode from its checkpoint list. Fields after the fourth are optional: an
