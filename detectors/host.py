@@ -234,7 +234,9 @@ class DetectorHost:
             running = {detector.name for detector in self.detectors}
             self._dormant = {name: value for name, value in states.items() if name not in running}
             closed = state["closed_until"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            # Any shape a damaged file can take (a list where a dict was, a short list) is
+            # a checkpoint that cannot be read, not a crash at start.
             log.warning("detector checkpoint ignored; learning from scratch",
                         extra={"path": str(self.checkpoint_path), "error": str(exc)})
             self.detectors = detector_registry.build(self.context)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from obsloop.detectors.builtin import SeriesScoring
 from obsloop.detectors.config import DetectorsConfig, DriftConfig
 from obsloop.detectors.cost import Budget
@@ -132,6 +134,31 @@ def test_a_checkpoint_a_detector_cannot_read_starts_every_detector_afresh(chdb_c
     assert not fresh.restored and fresh.closed_until is None
     scoring = fresh.detector(SeriesScoring)
     assert scoring is not None and scoring.series_count() == 0, "half a restored state"
+
+
+@pytest.mark.parametrize("damage", ["held", "recent", "top-level list", "short episode"])
+def test_a_damaged_checkpoint_of_any_shape_starts_afresh_instead_of_failing_to_start(
+        chdb_client, db, tmp_path: Path, damage: str) -> None:
+    # A string where the scorer keeps a dict (its held baselines, its recent counts) raised
+    # AttributeError, and a short list IndexError: neither was caught, so serve and the
+    # detector worker could not start until the file was deleted by hand.
+    state: Any = json.loads(V1.read_text())
+    if damage == "top-level list":
+        state = [state]
+    elif damage == "short episode":
+        key = next(iter(state["scorer"]["episodes"]))
+        state["scorer"]["episodes"][key] = []
+    else:
+        state["scorer"][damage] = "not a mapping"
+    checkpoint = tmp_path / "detectors" / "checkpoint.json"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text(json.dumps(state))
+
+    fresh = host(chdb_client, db, tmp_path)
+
+    assert not fresh.restored and fresh.closed_until is None
+    scoring = fresh.detector(SeriesScoring)
+    assert scoring is not None and scoring.series_count() == 0
 
 
 def test_forgetting_open_episodes_drops_those_of_every_detector(chdb_client, db, tmp_path: Path) -> None:
