@@ -167,14 +167,15 @@ class Alerter:
             return {}
         try:
             entries = json.loads(self.state_file.read_text())
-            states = [_State.from_json(entry) for entry in entries]
-        except (ValueError, KeyError, TypeError) as exc:
+            states = {state.alert.fingerprint: state
+                      for state in (_State.from_json(entry) for entry in entries)}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # Unreadable state must not stop the alerts to come; the old ones time out
             # in Alertmanager (resolve_timeout) and need a manual resolve in PagerDuty.
             log.error("firing alerts in %s not restored (%s): alerts sent before the restart "
                       "will not be resolved automatically", self.state_file, exc)
             return {}
-        return {state.alert.fingerprint: state for state in states}
+        return states
 
     def _save(self) -> None:
         if self.state_file is None:

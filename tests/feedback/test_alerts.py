@@ -213,9 +213,16 @@ def test_an_alert_fired_by_another_process_is_resolved_here(receiver, registry):
     assert [r.json()["event_action"] for r in receiver.at("/v2/enqueue")] == ["resolve"]
 
 
-def test_unreadable_alert_state_is_reported_and_alerting_goes_on(receiver, registry, tmp_path, caplog):
+@pytest.mark.parametrize("text", [
+    '[{"fingerprint": "abc"',  # cut short
+    '{"fingerprint": "abc"}',  # not a list
+    '[{"fingerprint": ["a"], "labels": {}, "annotations": {}, "starts_at": "2026-01-01T00:00:00+00:00",'
+    ' "severity": "critical", "summary": "s", "links": [], "sent_at": "2026-01-01T00:00:00+00:00",'
+    ' "group": "g"}]',  # a fingerprint that cannot be a key (it failed the start with TypeError)
+])
+def test_unreadable_alert_state_is_reported_and_alerting_goes_on(receiver, registry, tmp_path, caplog, text):
     state = tmp_path / "alerts-firing.json"
-    state.write_text('[{"fingerprint": "abc"')
+    state.write_text(text)
     a = alerter(receiver, registry, Clock(), state_file=state)
     assert a.firing == []
     assert "not restored" in caplog.text and str(state) in caplog.text
