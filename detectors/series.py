@@ -312,7 +312,7 @@ class SeriesAnomalyDetector:
                 choice, offset = 2, ow
         if self.n == 0:
             return 0.0, 0.0, 0.0, choice, d_slot, w_slot, 0.0, 0, -1, -1, (
-                self._context(x) if self.ctx_levels else None), 0.0, 0.0, -1, None
+                self._context(x) if self.ctx_levels else None), 0.0, 0.0, -1, None, 0.0
         resid = x - self.level - offset
         sd = math.sqrt(self._resid_var(d_slot))
         e = math.log1p(abs(resid) / sd) if sd > 0.0 else (0.0 if resid == 0.0 else _E_INF)
@@ -367,7 +367,7 @@ class SeriesAnomalyDetector:
                 q = lim
             r3 = self._spread_raw(self.vs + self.spread_alpha * (q - self.vs))
         if self.n < self.warmup:
-            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx, q, r3, -1, None
+            return 0.0, raw, resid, choice, d_slot, w_slot, e, e_slot, -1, -1, ctx, q, r3, -1, None, innov
         lik_sd = max(math.sqrt(self.lik_var), self.min_likelihood_std)
         short = self.short + self.short_alpha * (raw - self.short)
         u = (short - self.lik_mean) / lik_sd
@@ -407,7 +407,7 @@ class SeriesAnomalyDetector:
             score = math.log(1.0000000001 - (1.0 - _tail(max(u, u2, u3)))) / _LOG_1E10
         score = min(max(score, 0.0), 1.0)
         # Undamped: the refractory period is applied by the public methods (``damped``).
-        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3, r2
+        return score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, q, r3, b3, r2, innov
 
     def _resid_var(self, d_slot: int) -> float:
         """The residual's variance at this hour of the day where known, else series-wide: a
@@ -440,14 +440,14 @@ class SeriesAnomalyDetector:
         phi = self.ar_c1 / c0
         return 0.0 if phi < 0.0 else (_AR_MAX if phi > _AR_MAX else phi)
 
-    def _learn_ar(self, r: float, a: float, va: float) -> None:
-        """Learn from the residual ``r`` (before the level moves): the innovation's variance
-        at the residual variance's rate ``va``, the AR(1) coefficient at the level's rate
-        ``a``. Innovation and ``r`` are clipped to ``var_clip`` of the innovation's standard
-        deviations, in the statistics and as the next prediction's input: a spike must
-        neither teach the series that it wanders nor make the next point a second spike."""
+    def _learn_ar(self, r: float, innov: float, a: float, va: float) -> None:
+        """Learn from the residual ``r`` and its AR(1) innovation (as ``_evaluate`` found it,
+        before the level moves): the innovation's variance at the residual variance's rate
+        ``va``, the AR(1) coefficient at the level's rate ``a``. Innovation and ``r`` are
+        clipped to ``var_clip`` of the innovation's standard deviations, in the statistics
+        and as the next prediction's input: a spike must neither teach the series that it
+        wanders nor make the next point a second spike."""
         prev = self.ar_prev
-        innov = r - self._ar_phi() * prev
         q = innov * innov
         sd = math.sqrt(self.ar_var)
         if self.var_clip > 0.0 and self.ar_n >= _AR_WARMUP and sd > 0.0:
@@ -500,7 +500,8 @@ class SeriesAnomalyDetector:
         ts: float,
         evaluated: tuple[Any, ...],
     ) -> None:
-        score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, sq, r3, b3, shift_r = evaluated
+        (score, raw, resid, choice, d_slot, w_slot, e, e_slot, b, b2, ctx, sq, r3, b3, shift_r,
+         innov) = evaluated
         if b >= 0 and self.tail_alpha > 0.0:
             g = self.tail_gain / (1.0 - self.tail_alpha)
             if g > 1e30:  # renormalise the stored counts
@@ -531,7 +532,7 @@ class SeriesAnomalyDetector:
                 a = 1.0 / (self.n + 1)
             va = self.var_alpha if self.var_alpha > a else a
             if self.ar:
-                self._learn_ar(resid, a, va)
+                self._learn_ar(resid, innov, a, va)
             r2 = resid * resid
             if self.var_clip > 0.0 and self.n >= 30:
                 lim = self.var_clip * self.var_clip * self.var

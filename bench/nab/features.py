@@ -5,8 +5,9 @@ positive row scored in ``[threshold, high)`` at the corpus-optimal standard thre
     .venv/bin/python bench/nab/features.py [high]   (default 0.6)
 
 Each view's tail probability is recomputed from the detector's state before the point is
-learnt, with the formula of ``SeriesAnomalyDetector._evaluate`` (version 8): a measurement
-aid, not a second implementation to keep in step.
+learnt, with the formula of ``SeriesAnomalyDetector._evaluate`` for the point and mean-shift views
+(as version 8 had them; version 9's spread view and hour scale are not among the features):
+a measurement aid, not a second implementation to keep in step.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Recording(SeriesAnomalyDetector):
 
     def _evaluate(self, x: float, ts: float) -> tuple[Any, ...]:
         ev = super()._evaluate(x, ts)
-        score, raw, resid, _, d_slot, _, _, _, b, b2, ctx = ev
+        score, raw, resid, _, d_slot, _, _, _, b, b2, ctx = ev[:11]  # the point and mean-shift views
         f = {"score": score, "resid": resid, "sd": math.sqrt(self.var), "p": 1.0, "p2": 1.0,
              "emp": 0.0, "emp2": 0.0, "nov": ctx[2] if ctx else 0.0}
         if b >= 0 and score < 1.0:
