@@ -426,7 +426,7 @@ class SeriesAnomalyDetector:
             r2 = resid * resid
             if self.var_clip > 0.0:
                 lim = self.var_clip * self.var_clip * hv
-                r2 = lim if r2 > lim else r2
+                r2 = lim if 0.0 < lim < r2 else r2  # a zero scale clips nothing: it must grow
             b = self.hour_var_alpha
             self.hour_var[d_slot] = (1.0 - b) * (hv + b * r2)
         elif self.n >= 30:
@@ -536,7 +536,7 @@ class SeriesAnomalyDetector:
             r2 = resid * resid
             if self.var_clip > 0.0 and self.n >= 30:
                 lim = self.var_clip * self.var_clip * self.var
-                if r2 > lim:
+                if 0.0 < lim < r2:  # a zero scale (a constant stretch) clips nothing
                     r2 = lim
             self.var = (1.0 - va) * (self.var + va * r2)
             if self.hour_var:
@@ -566,7 +566,8 @@ class SeriesAnomalyDetector:
                 # deviations' worth (of this hour's): the points after it are not judged
                 # against a level it dragged away (a tweet-volume burst pulled it its full size).
                 lim = self.level_clip * math.sqrt(self._resid_var(d_slot))
-                step = lim if step > lim else (-lim if step < -lim else step)
+                if lim > 0.0:  # after a constant stretch the level must still follow a step
+                    step = lim if step > lim else (-lim if step < -lim else step)
             self.level += a * step
             if self.seasonality:
                 # The envelope learns at most env_cap: one huge incident at 02:00 must not

@@ -200,6 +200,20 @@ def test_state_is_small() -> None:
     assert len(json.dumps(det.to_state())) < 11_000  # 2,048 of them the context table
 
 
+def test_after_a_constant_stretch_the_scales_and_the_level_still_learn_a_step() -> None:
+    # A constant stretch teaches a zero scale; clipping to a zero scale kept it at zero for
+    # good (every later residual clipped to nothing), and the level step bounded by it kept
+    # the level where the stretch left it.
+    det = SeriesAnomalyDetector(seasonality=False)
+    for i in range(400):
+        det.learn_one(5.0, STEP * i)
+    assert det.var == 0.0
+    for i in range(400, 1400):
+        det.learn_one(6.0 + 0.01 * (i % 3), STEP * i)
+    assert det.var > 0.0
+    assert det.level == pytest.approx(6.01, abs=0.05)
+
+
 def test_change_after_a_constant_stretch_keeps_the_checkpoint_finite() -> None:
     det = SeriesAnomalyDetector()
     for i in range(400):
